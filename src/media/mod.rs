@@ -1,0 +1,1 @@
+//! Media: SDP, RTP port ranges, the io_uring relay, hold audio.

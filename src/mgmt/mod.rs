@@ -1,0 +1,1 @@
+//! Management plane: metrics and snapshots, off the hot cores.
