@@ -193,11 +193,13 @@ pub fn verify(resp: &DigestResponse, method: &str, password: &str, realm: &str) 
     if resp.realm != realm {
         return false;
     }
-    let expected = expected_response(resp, method, password);
+    let expected = compute_response(resp, method, password);
     ct_eq(expected.as_bytes(), resp.response.to_ascii_lowercase().as_bytes())
 }
 
-fn expected_response(resp: &DigestResponse, method: &str, password: &str) -> String {
+/// The hex digest a client with `password` would send in `resp.response`
+/// (every other field of `resp` is used as is). Public for UAC use (cc-bench).
+pub fn compute_response(resp: &DigestResponse, method: &str, password: &str) -> String {
     let alg = resp.algorithm;
     let mut ha1 = alg.hash_hex(format!("{}:{}:{}", resp.username, resp.realm, password).as_bytes());
     let cnonce = resp.cnonce.as_deref().unwrap_or("");
@@ -212,6 +214,32 @@ fn expected_response(resp: &DigestResponse, method: &str, password: &str) -> Str
         }
         None => alg.hash_hex(format!("{ha1}:{}:{ha2}", resp.nonce).as_bytes()),
     }
+}
+
+/// Formats `resp` as an `Authorization` value (UAC side, and tests).
+pub fn format_authorization(resp: &DigestResponse) -> String {
+    let mut s = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}",
+        quote_escape(&resp.username),
+        quote_escape(&resp.realm),
+        quote_escape(&resp.nonce),
+        quote_escape(&resp.uri),
+        quote_escape(&resp.response),
+        resp.algorithm.as_str()
+    );
+    if let Some(q) = &resp.qop {
+        s.push_str(&format!(", qop={q}"));
+    }
+    if let Some(nc) = &resp.nc {
+        s.push_str(&format!(", nc={nc}"));
+    }
+    if let Some(c) = &resp.cnonce {
+        s.push_str(&format!(", cnonce=\"{}\"", quote_escape(c)));
+    }
+    if let Some(o) = &resp.opaque {
+        s.push_str(&format!(", opaque=\"{}\"", quote_escape(o)));
+    }
+    s
 }
 
 /// Parses an `Authorization` (or `Proxy-Authorization`) value:
@@ -502,16 +530,18 @@ mod tests {
             qop: None,
             opaque: None,
         };
-        r.response = expected_response(&r, "REGISTER", "pw");
+        r.response = compute_response(&r, "REGISTER", "pw");
         assert!(verify(&r, "REGISTER", "pw", "cc"));
         r.algorithm = Algorithm::Sha256Sess;
         r.cnonce = Some("xyz".into());
         r.nc = Some("00000001".into());
         r.qop = Some("auth".into());
-        r.response = expected_response(&r, "REGISTER", "pw");
+        r.response = compute_response(&r, "REGISTER", "pw");
         assert_eq!(r.response.len(), 64);
         assert!(verify(&r, "REGISTER", "pw", "cc"));
         assert!(!verify(&r, "REGISTER", "pw2", "cc"));
+        // format -> parse round trip
+        assert_eq!(parse_authorization(&format_authorization(&r)).unwrap(), r);
     }
 
     #[test]
