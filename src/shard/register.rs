@@ -68,7 +68,7 @@ pub fn to_registrar(req: &rsip::Request, src: SocketAddr) -> Result<RegisterRequ
 
 /// The registrar's answer as a response to the REGISTER.
 pub fn to_response(reply: &RegisterReply) -> ResponseSpec {
-    let mut spec = ResponseSpec::with_reason(reply.status(), reply.reason());
+    let mut spec = ResponseSpec { reason: Some(reply.reason().to_string()), ..ResponseSpec::new(reply.status()) };
     match reply {
         RegisterReply::Ok { contacts } => {
             for (uri, secs) in contacts {

@@ -15,8 +15,7 @@ use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedS
 use super::messages::{FromRouting, ToRouting};
 use super::runtime::Shared;
 use super::signalling::housekeeping;
-use crate::acd::{AgentDef, Change, Registrar, RegistrarConfig, Store};
-
+use crate::acd::{AgentDef, GroupCommit, Registrar, RegistrarConfig, Store};
 use crate::config::Config;
 use crate::mgmt::Sample;
 
@@ -39,7 +38,7 @@ struct State {
     registrar: Registrar,
     store: Store,
     /// Changes decided but not yet committed.
-    pending: Vec<Change>,
+    pending: GroupCommit,
     registers: [u64; 10],
     commits: u64,
     commit_errors: u64,
@@ -58,7 +57,7 @@ impl State {
                 if !out.changes.is_empty() {
                     self.agents_dirty = true;
                 }
-                self.pending.extend(out.changes);
+                self.pending.extend(out.changes, now);
                 (shard, FromRouting::RegisterReply { tx, reply: out.reply })
             }
         }
@@ -70,11 +69,8 @@ impl State {
         if self.pending.is_empty() {
             return;
         }
-        match self.store.apply(&self.pending) {
-            Ok(()) => {
-                self.pending.clear();
-                self.commits += 1;
-            }
+        match self.pending.flush(&self.store) {
+            Ok(_) => self.commits += 1,
             Err(e) => {
                 self.commit_errors += 1;
                 tracing::error!(error = %e, pending = self.pending.len(), "group commit failed; will retry");
@@ -87,7 +83,7 @@ impl State {
         if !gone.is_empty() {
             tracing::info!(expired = gone.len(), "registrations expired");
             self.agents_dirty = true;
-            self.pending.extend(gone);
+            self.pending.extend(gone, now);
         }
     }
 
@@ -141,8 +137,8 @@ pub async fn run(ctx: Context) {
         nonce_lifetime_ms: u64::from(cfg.registrar.nonce_lifetime_s) * 1000,
         ..RegistrarConfig::new(cfg.sip.realm.clone())
     };
-    let (nonce_key, stored) = match (store.nonce_key(), store.load_bindings()) {
-        (Ok(k), Ok(b)) => (k, b),
+    let (nonce_key, stored) = match (store.nonce_secret(), store.load_bindings()) {
+        (Ok(k), Ok(b)) => (crate::sip::auth::NonceKey::from_secret(k), b),
         (Err(e), _) | (_, Err(e)) => {
             // The database opened but cannot be read: refuse to run rather
             // than silently forget every registration.
@@ -158,20 +154,27 @@ pub async fn run(ctx: Context) {
     let state = Rc::new(RefCell::new(State {
         registrar,
         store,
-        pending: expired,
+        pending: {
+            let mut g = GroupCommit::new(cfg.engine.group_commit_ms, 1024);
+            g.extend(expired, now);
+            g
+        },
         registers: [0; 10],
         commits: 0,
         commit_errors: 0,
         agents_dirty: true,
     }));
 
-    let mut senders: Vec<Rc<ConnectedSender<FromRouting>>> = Vec::with_capacity(outbox.len());
+    // Connect every end from its own task: connect() waits for the peer.
+    let outbox: Vec<_> = outbox.into_iter().map(|t| glommio::spawn_local(t.connect())).collect();
+    let inbox: Vec<_> = inbox.into_iter().map(|r| glommio::spawn_local(r.connect())).collect();
+    let mut senders: Vec<ConnectedSender<FromRouting>> = Vec::with_capacity(outbox.len());
     for tx in outbox {
-        senders.push(Rc::new(tx.connect().await));
+        senders.push(tx.await);
     }
     let senders = Rc::new(senders);
     for rx in inbox {
-        let rx = rx.connect().await;
+        let rx = rx.await;
         let (state, senders) = (state.clone(), senders.clone());
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
@@ -200,7 +203,9 @@ pub async fn run(ctx: Context) {
                 if s.registrar.next_expiry().is_some_and(|t| t <= now) {
                     s.reap(now);
                 }
-                s.commit();
+                if s.pending.due(now) {
+                    s.commit();
+                }
                 if s.agents_dirty {
                     s.agents_dirty = false;
                     board.publish_agents(s.agents_lines());

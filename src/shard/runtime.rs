@@ -50,6 +50,27 @@ pub struct Shared {
     /// fed while all of them move.
     pub heartbeats: Arc<Vec<AtomicU64>>,
     pub ready: mpsc::Sender<String>,
+    /// Each executor's [`ExitNotice`] reports here when it ends, even by panic.
+    pub exited: mpsc::Sender<String>,
+}
+
+/// Tells the main thread an executor ended, however it ended: the drop runs
+/// on return and on unwinding.
+pub struct ExitNotice {
+    name: String,
+    tx: mpsc::Sender<String>,
+}
+
+impl ExitNotice {
+    pub fn new(name: &str, shared: &Shared) -> ExitNotice {
+        ExitNotice { name: name.to_string(), tx: shared.exited.clone() }
+    }
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.name.clone());
+    }
 }
 
 /// Runs the engine until SIGTERM/SIGINT. Returns once everything is stopped
@@ -79,11 +100,13 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     }
 
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (exited_tx, exited_rx) = mpsc::channel();
     let shared = Shared {
         board: Arc::new(Board::new(shards as usize + 1)),
         shutdown: Arc::new(AtomicBool::new(false)),
         heartbeats: Arc::new((0..=shards).map(|_| AtomicU64::new(0)).collect()),
         ready: ready_tx,
+        exited: exited_tx,
     };
 
     // Channels: shard → routing, routing → shard, and a full shard mesh.
@@ -138,7 +161,10 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         let h = LocalExecutorBuilder::new(placement(shards as usize))
             .name(&name)
             .io_memory(io_memory)
-            .spawn(move || routing::run(ctx))
+            .spawn(move || async move {
+                let _notice = ExitNotice::new("routing", &ctx.shared);
+                routing::run(ctx).await
+            })
             .map_err(|e| RunError::Executor { name: name.clone(), reason: e.to_string() })?;
         handles.push(h);
     }
@@ -163,7 +189,10 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         let h = LocalExecutorBuilder::new(placement(i))
             .name(&name)
             .io_memory(io_memory)
-            .spawn(move || signalling::run(ctx))
+            .spawn(move || async move {
+                let _notice = ExitNotice::new(&format!("shard {i}"), &ctx.shared);
+                signalling::run(ctx).await
+            })
             .map_err(|e| RunError::Executor { name: name.clone(), reason: e.to_string() })?;
         handles.push(h);
     }
@@ -206,8 +235,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             tracing::info!(signal = sig, "shutting down");
             break;
         }
-        if handles.iter().any(|h| h.is_finished()) {
-            tracing::error!("an executor stopped unexpectedly; shutting down");
+        if let Ok(name) = exited_rx.try_recv() {
+            tracing::error!(executor = %name, "executor stopped unexpectedly; shutting down");
             break;
         }
         if let (Some(n), Some(_)) = (&notifier, watchdog) {

@@ -24,6 +24,7 @@ use super::wake::{self, Wake};
 use crate::config::Config;
 use crate::mgmt::Sample;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId};
+use crate::sip::{DropReason, Timers};
 
 pub struct Context {
     pub id: u16,
@@ -53,8 +54,16 @@ struct Core {
     queues: Vec<String>,
     next_ticket: u64,
     awaiting_routing: HashMap<u64, ServerTxId>,
+    /// Responses put on the wire, by status code (100..=699), for /metrics.
+    statuses: Box<[u64; 700]>,
     send_errors: u64,
     routing_lost: u64,
+}
+
+/// The status code of an outgoing response (`SIP/2.0 NNN ...`), if it is one.
+fn status_of(data: &[u8]) -> Option<u16> {
+    let code = data.strip_prefix(b"SIP/2.0 ")?.get(..3)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 impl Core {
@@ -63,11 +72,21 @@ impl Core {
     fn drain(&mut self, now: Instant, out: &mut Vec<Effect>) {
         while let Some(o) = self.ep.poll_output() {
             match o {
-                Output::Transmit { dest, data } => out.push(Effect::Send(dest, data)),
+                Output::Transmit { dest, data } => {
+                    if let Some(code) = status_of(&data) {
+                        if let Some(c) = self.statuses.get_mut(usize::from(code)) {
+                            *c += 1;
+                        }
+                    }
+                    out.push(Effect::Send(dest, data))
+                }
                 Output::Forward { shard, data, src } => {
                     out.push(Effect::Forward(shard, Forwarded { data, src }))
                 }
                 Output::Request { tx, request, src } => self.on_request(tx, request, src, now, out),
+                // Nothing is pending long enough to be cancelled yet: every
+                // INVITE is answered at once until queues exist.
+                Output::Cancelled { tx } => self.ep.respond(tx, ResponseSpec::new(487), now),
                 other => {
                     tracing::trace!(shard = self.id, output = ?other, "endpoint output ignored");
                 }
@@ -91,21 +110,21 @@ impl Core {
                     self.awaiting_routing.insert(ticket, tx);
                     out.push(Effect::Route(ToRouting::Register { shard: self.id, tx: ticket, req: rr }));
                 }
-                Err(reason) => self.ep.respond(tx, ResponseSpec::with_reason(400, reason), now),
+                Err(reason) => self.ep.respond(tx, reply(400, reason), now),
             },
             rsip::Method::Invite => {
                 let user = req.uri.user().unwrap_or("").to_string();
                 let spec = if self.queues.iter().any(|q| *q == user) {
                     // Queued calls arrive with the B2BUA (issue 3); until then
                     // say so honestly instead of ringing forever.
-                    ResponseSpec::with_reason(480, "Queue Service Not Available")
+                    reply(480, "Queue Service Not Available")
                 } else {
-                    ResponseSpec::with_reason(404, "No Such Queue")
+                    reply(404, "No Such Queue")
                 };
                 self.ep.respond(tx, spec, now);
             }
             // No dialogs exist yet, so every in-dialog request is for none.
-            _ => self.ep.respond(tx, ResponseSpec::with_reason(481, "Call/Transaction Does Not Exist"), now),
+            _ => self.ep.respond(tx, reply(481, "Call/Transaction Does Not Exist"), now),
         }
     }
 
@@ -119,12 +138,37 @@ impl Core {
     }
 
     fn samples(&self) -> Vec<Sample> {
-        let mut v = self.ep.counters().samples();
+        let c = self.ep.counters();
+        let mut v = Vec::with_capacity(32);
+        for r in DropReason::ALL {
+            v.push(Sample::new("cc_sip_dropped_total", format!("reason=\"{}\"", r.as_str()), c.dropped(r)));
+        }
+        for (class, n) in c.responses_sent.iter().enumerate().skip(1) {
+            v.push(Sample::new("cc_sip_responses_sent_total", format!("class=\"{class}xx\""), *n));
+        }
+        for (code, n) in self.statuses.iter().enumerate().filter(|(_, n)| **n > 0) {
+            v.push(Sample::new("cc_sip_responses_total", format!("code=\"{code}\""), *n));
+        }
+        v.push(Sample::new("cc_sip_keepalives_total", "", c.keepalives));
+        v.push(Sample::new("cc_sip_forwarded_total", "", c.forwarded));
+        v.push(Sample::new("cc_sip_requests_total", "", c.requests_in));
+        v.push(Sample::new("cc_sip_responses_received_total", "", c.responses_in));
+        v.push(Sample::new("cc_sip_retransmissions_absorbed_total", "", c.retransmissions_absorbed));
+        v.push(Sample::new("cc_sip_retransmissions_sent_total", "", c.retransmissions_sent));
+        v.push(Sample::new("cc_sip_client_timeouts_total", "", c.client_timeouts));
+        v.push(Sample::new("cc_sip_server_timeouts_total", "", c.server_timeouts));
+        let (server, client) = self.ep.transactions();
+        v.push(Sample::new("cc_sip_transactions", "kind=\"server\"", server as u64));
+        v.push(Sample::new("cc_sip_transactions", "kind=\"client\"", client as u64));
         v.push(Sample::new("cc_sip_send_errors_total", "", self.send_errors));
         v.push(Sample::new("cc_routing_replies_unmatched_total", "", self.routing_lost));
         v.push(Sample::new("cc_routing_pending", "", self.awaiting_routing.len() as u64));
         v
     }
+}
+
+fn reply(status: u16, reason: &str) -> ResponseSpec {
+    ResponseSpec { reason: Some(reason.to_string()), ..ResponseSpec::new(status) }
 }
 
 /// I/O handles of the shard, shared by its tasks.
@@ -176,7 +220,7 @@ pub async fn run(ctx: Context) {
         domain: cfg.sip.domain.clone(),
         user_agent: cfg.sip.user_agent.clone(),
         max_datagram: cfg.sip.max_datagram,
-        timers: crate::sip::transaction::Timers::with_t1(Duration::from_millis(cfg.sip.t1_ms)),
+        timers: Timers { t1: Duration::from_millis(cfg.sip.t1_ms), ..Timers::default() },
         rng_seed: rand::random(),
     });
     let core = Rc::new(RefCell::new(Core {
@@ -185,18 +229,31 @@ pub async fn run(ctx: Context) {
         queues: cfg.queues.iter().map(|q| q.name.clone()).collect(),
         next_ticket: 0,
         awaiting_routing: HashMap::new(),
+        statuses: Box::new([0; 700]),
         send_errors: 0,
         routing_lost: 0,
     }));
+    // A channel end's connect() waits for its peer's, so every end is
+    // connected from its own task: sequential connects would deadlock.
+    let to_routing = glommio::spawn_local(to_routing.connect());
+    let from_routing = glommio::spawn_local(from_routing.connect());
+    let mesh_tx: Vec<_> =
+        mesh_tx.into_iter().map(|t| t.map(|t| glommio::spawn_local(t.connect()))).collect();
+    let mesh_rx: Vec<_> = mesh_rx.into_iter().map(|r| glommio::spawn_local(r.connect())).collect();
     let mut mesh = Vec::with_capacity(mesh_tx.len());
-    for tx in mesh_tx {
-        mesh.push(match tx {
-            Some(t) => Some(t.connect().await),
+    for t in mesh_tx {
+        mesh.push(match t {
+            Some(t) => Some(t.await),
             None => None,
         });
     }
-    let io = Rc::new(Io { socket: UdpSocket::from(socket), to_routing: to_routing.connect().await, mesh });
-    let (wake, mut wake_rx) = Wake::new();
+    // glommio links an older socket2; hand the descriptor over raw.
+    // SAFETY: into_raw_fd gives up ownership, so the fd has one owner.
+    let socket = unsafe {
+        <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(socket))
+    };
+    let io = Rc::new(Io { socket, to_routing: to_routing.await, mesh });
+    let (wake, wake_rx) = Wake::new();
     let wake = Rc::new(wake);
 
     // Datagrams from the socket.
@@ -229,7 +286,7 @@ pub async fn run(ctx: Context) {
     // Decisions from the routing shard.
     {
         let (core, io, wake) = (core.clone(), io.clone(), wake.clone());
-        let rx = from_routing.connect().await;
+        let rx = from_routing.await;
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
             while let Some(msg) = rx.recv().await {
@@ -248,7 +305,7 @@ pub async fn run(ctx: Context) {
     // Messages other shards received but we own.
     for rx in mesh_rx {
         let (core, io, wake) = (core.clone(), io.clone(), wake.clone());
-        let rx = rx.connect().await;
+        let rx = rx.await;
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
             while let Some(f) = rx.recv().await {
