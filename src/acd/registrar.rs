@@ -30,6 +30,9 @@ use super::agent::AgentDef;
 use super::binding::{parse_sip_uri, resolve_target, Binding, Change, ContactParam, ContactSet};
 use crate::sip::auth::{self, Algorithm, AuthError, NonceKey, NonceStatus};
 
+/// Contacts accepted in one REGISTER (adds and removals together).
+pub const MAX_CONTACTS_PER_REQUEST: usize = 32;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverflowPolicy {
     ReplaceOldest,
@@ -174,8 +177,28 @@ impl Registrar {
         self.bindings.get(agent).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Bindings of `agent` still valid at `now_ms`, best `q` first (absent
+    /// q counts as 1.0, RFC 3261 §20.10), then most recently registered:
+    /// the order in which the call layer should try them.
+    pub fn live_bindings(&self, agent: &str, now_ms: u64) -> Vec<&Binding> {
+        let mut v: Vec<&Binding> = self.bindings(agent).iter().filter(|b| b.expires_at_ms > now_ms).collect();
+        v.sort_by(|a, b| {
+            let (qa, qb) = (a.q.unwrap_or(1.0), b.q.unwrap_or(1.0));
+            qb.total_cmp(&qa).then(b.registered_at_ms.cmp(&a.registered_at_ms))
+        });
+        v
+    }
+
     pub fn all_bindings(&self) -> impl Iterator<Item = &Binding> {
         self.bindings.values().flatten()
+    }
+
+    /// Replaces the agent list (config reload). Bindings of agents that are
+    /// gone are removed; the returned `Remove`s go to the store.
+    pub fn set_agents(&mut self, agents: impl IntoIterator<Item = AgentDef>) -> Vec<Change> {
+        self.agents = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let gone: Vec<String> = self.bindings.keys().filter(|id| !self.agents.contains_key(*id)).cloned().collect();
+        gone.iter().flat_map(|id| self.replace_agent_bindings(id, Vec::new())).collect()
     }
 
     /// Loads bindings from the store at start. Returns `Remove`s for those
@@ -347,6 +370,10 @@ impl Registrar {
     /// leaves every binding as it was.
     fn update(&mut self, req: &RegisterRequest, list: &[ContactParam], now_ms: u64) -> Result<Vec<Change>, RegisterReply> {
         let cfg = &self.cfg;
+        // Bounds the quadratic de-duplication below; no real UA lists this many.
+        if list.len() > MAX_CONTACTS_PER_REQUEST {
+            return Err(RegisterReply::TooManyContacts { max: cfg.max_contacts });
+        }
         let mut wanted: Vec<(&ContactParam, u32)> = Vec::with_capacity(list.len());
         for c in list {
             if parse_sip_uri(&c.uri).is_none() {

@@ -454,3 +454,89 @@ fn garbage_never_panics() {
     assert_eq!(reg.handle_register(&req, T0).reply.status(), 404);
     let _ = reg.handle_register(&req, u64::MAX);
 }
+
+#[test]
+fn live_bindings_order_and_expiry() {
+    let mut reg = registrar();
+    let mut req = request("1001", list(&[]));
+    let mut a = contact("sip:1001@203.0.113.7:40001");
+    a.q = Some(0.5);
+    a.expires = Some(60);
+    let b = contact("sip:1001@203.0.113.7:40002"); // q absent = 1.0
+    let mut c = contact("sip:1001@203.0.113.7:40003");
+    c.q = Some(0.9);
+    req.contacts = ContactSet::List(vec![a, b, c]);
+    register(&mut reg, req, T0);
+    let order: Vec<&str> = reg.live_bindings("1001", T0).iter().map(|b| b.contact_uri.as_str()).collect();
+    assert_eq!(order, ["sip:1001@203.0.113.7:40002", "sip:1001@203.0.113.7:40003", "sip:1001@203.0.113.7:40001"]);
+    // Expired but not yet reaped: not offered to the call layer.
+    assert_eq!(reg.live_bindings("1001", T0 + 60_000).len(), 2);
+    assert!(reg.live_bindings("nobody", T0).is_empty());
+}
+
+#[test]
+fn config_reload_drops_removed_agents() {
+    let mut reg = registrar();
+    register(&mut reg, request("1002", list(&["sip:1002@203.0.113.7:40000"])), T0);
+    register(&mut reg, request("1001", list(&["sip:1001@203.0.113.7:40000"])), T0);
+    let changes = reg.set_agents([AgentDef::new("1001", "secret")]);
+    assert_eq!(changes, vec![Change::Remove { agent: "1002".into(), contact: "sip:1002@203.0.113.7:40000".into() }]);
+    assert!(reg.bindings("1002").is_empty());
+    assert_eq!(reg.bindings("1001").len(), 1);
+    assert_eq!(reg.handle_register(&request("1002", ContactSet::None), T0).reply.status(), 404);
+    assert_eq!(reg.next_expiry(), Some(T0 + 3_600_000));
+}
+
+#[test]
+fn huge_contact_list_refused() {
+    let mut reg = registrar();
+    let uris: Vec<String> = (0..40).map(|i| format!("sip:1001@203.0.113.7:{}", 40000 + i)).collect();
+    let refs: Vec<&str> = uris.iter().map(String::as_str).collect();
+    let o = register(&mut reg, request("1001", list(&refs)), T0);
+    assert_eq!(o.reply.status(), 503);
+    assert!(reg.bindings("1001").is_empty());
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn contact_strategy() -> impl Strategy<Value = ContactParam> {
+        (".{0,40}", proptest::option::of(any::<u32>()), proptest::option::of(any::<f32>()), any::<bool>())
+            .prop_map(|(u, expires, q, ob)| ContactParam { uri: format!("sip:{u}"), expires, q, ob })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Arbitrary authenticated REGISTERs never panic, and the registrar's
+        /// indexes stay consistent: every binding is in the reaper queue once.
+        #[test]
+        fn authenticated_garbage_never_panics(
+            contacts in proptest::collection::vec(contact_strategy(), 0..6),
+            expires in proptest::option::of(any::<u32>()),
+            star in any::<bool>(),
+            cseq in any::<u32>(),
+            call_id in "[a-c]{1}",
+            port in any::<u16>(),
+            now in 0u64..u64::MAX / 2,
+            auth_garbage in ".{0,80}",
+        ) {
+            let mut reg = registrar();
+            let mut req = request("1001", if star { ContactSet::Star } else { ContactSet::List(contacts) });
+            req.expires = expires;
+            req.cseq = cseq;
+            req.call_id = call_id;
+            req.source = SocketAddr::new("198.51.100.1".parse().unwrap(), port);
+            req.authorizations = vec![format!("Digest {auth_garbage}")];
+            let _ = reg.handle_register(&req, now);
+            let _ = register(&mut reg, req.clone(), now);
+            req.cseq = req.cseq.wrapping_add(1);
+            let _ = register(&mut reg, req, now.saturating_add(1000));
+            let n: usize = reg.all_bindings().count();
+            prop_assert_eq!(n, reg.expiries.len());
+            prop_assert!(reg.bindings("1001").len() <= reg.config().max_contacts);
+            let _ = reg.reap(u64::MAX);
+            prop_assert_eq!(reg.all_bindings().count(), 0);
+        }
+    }
+}

@@ -181,7 +181,7 @@ fn report_fails_clearly_while_engine_runs() {
     let dir = TempDir::new("locked");
     let _running = Store::open(&dir.0).unwrap();
     // redb's file lock refuses a reader beside the writer (ExclusiveWriter mode).
-    let e = agents_report(&dir.0, &[], T0).err().expect("must refuse while the writer holds the file");
+    let e = agents_report(&dir.0, &[], T0).expect_err("must refuse while the writer holds the file");
     assert!(e.to_string().contains("is the engine running"), "{e}");
 }
 
