@@ -420,7 +420,8 @@ impl Registrar {
                 cseq: req.cseq,
                 user_agent: req.user_agent.clone(),
                 registered_at_ms: old.as_ref().map_or(now_ms, |o| o.registered_at_ms),
-                q: c.q,
+                // RFC 3261 §20.10: q is 0..=1; NaN would not survive JSON anyway.
+                q: c.q.filter(|q| q.is_finite()).map(|q| q.clamp(0.0, 1.0)),
             };
             match old {
                 Some(o) => *o = b,

@@ -275,6 +275,13 @@ fn expires_zero_removes_one() {
         o.changes,
         vec![Change::Remove { agent: "1001".into(), contact: "sip:1001@203.0.113.7:40000".into() }]
     );
+    // Expires header 0 with a bare contact removes that one too.
+    let mut req = request("1001", list(&["sip:1001@203.0.113.7:40001"]));
+    req.expires = Some(0);
+    req.cseq = 3;
+    let o = register(&mut reg, req, T0 + 6);
+    assert_eq!(ok_contacts(&o), vec![]);
+    assert_eq!(reg.next_expiry(), None);
 }
 
 #[test]
@@ -472,6 +479,18 @@ fn live_bindings_order_and_expiry() {
     // Expired but not yet reaped: not offered to the call layer.
     assert_eq!(reg.live_bindings("1001", T0 + 60_000).len(), 2);
     assert!(reg.live_bindings("nobody", T0).is_empty());
+}
+
+#[test]
+fn q_sanitized() {
+    let mut reg = registrar();
+    let mut a = contact("sip:1001@203.0.113.7:40001");
+    a.q = Some(f32::NAN);
+    let mut b = contact("sip:1001@203.0.113.7:40002");
+    b.q = Some(7.0);
+    register(&mut reg, request("1001", ContactSet::List(vec![a, b])), T0);
+    let qs: Vec<Option<f32>> = reg.bindings("1001").iter().map(|b| b.q).collect();
+    assert_eq!(qs, vec![None, Some(1.0)]);
 }
 
 #[test]
