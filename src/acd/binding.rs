@@ -135,7 +135,9 @@ pub fn parse_sip_uri(uri: &str) -> Option<(UriHost, u16, bool)> {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| s.get(prefix.len()..)).flatten()
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
 }
 
 /// Addresses a UA behind NAT typically puts in its Contact: not reachable
@@ -175,7 +177,11 @@ pub fn looks_private(ip: IpAddr) -> bool {
 ///
 /// Same IP but a different port is trusted as written: a UA may send from
 /// one socket and listen on another.
-pub fn resolve_target(contact_uri: &str, ob: bool, source: SocketAddr) -> (SocketAddr, Option<SocketAddr>) {
+pub fn resolve_target(
+    contact_uri: &str,
+    ob: bool,
+    source: SocketAddr,
+) -> (SocketAddr, Option<SocketAddr>) {
     let nat = (source, Some(source));
     let Some((host, port, uri_ob)) = parse_sip_uri(contact_uri) else {
         return nat;
@@ -202,11 +208,34 @@ mod tests {
     #[test]
     fn uri_parsing() {
         let ip = |s: &str| UriHost::Ip(s.parse().unwrap());
-        assert_eq!(parse_sip_uri("sip:1001@10.0.0.5:5070;transport=udp"), Some((ip("10.0.0.5"), 5070, false)));
-        assert_eq!(parse_sip_uri("<SIPS:1001@[2001:db8::1]>"), Some((ip("2001:db8::1"), 5061, false)));
-        assert_eq!(parse_sip_uri("sip:[::1]:6000;ob"), Some((ip("::1"), 6000, true)));
-        assert_eq!(parse_sip_uri("sip:+1;phone-context=x@Host.Example?h=1"), Some((UriHost::Name("host.example".into()), 5060, false)));
-        for bad in ["", "tel:+123", "sip:", "sip:a@", "sip:h:99999", "sip:[::1", "sip:[::1]x", "sip:h:", "sé", "sip:[zz]"] {
+        assert_eq!(
+            parse_sip_uri("sip:1001@10.0.0.5:5070;transport=udp"),
+            Some((ip("10.0.0.5"), 5070, false))
+        );
+        assert_eq!(
+            parse_sip_uri("<SIPS:1001@[2001:db8::1]>"),
+            Some((ip("2001:db8::1"), 5061, false))
+        );
+        assert_eq!(
+            parse_sip_uri("sip:[::1]:6000;ob"),
+            Some((ip("::1"), 6000, true))
+        );
+        assert_eq!(
+            parse_sip_uri("sip:+1;phone-context=x@Host.Example?h=1"),
+            Some((UriHost::Name("host.example".into()), 5060, false))
+        );
+        for bad in [
+            "",
+            "tel:+123",
+            "sip:",
+            "sip:a@",
+            "sip:h:99999",
+            "sip:[::1",
+            "sip:[::1]x",
+            "sip:h:",
+            "sé",
+            "sip:[zz]",
+        ] {
             assert_eq!(parse_sip_uri(bad), None, "{bad}");
         }
     }
@@ -215,26 +244,62 @@ mod tests {
     fn nat_decisions() {
         let src = sa("203.0.113.7:40000");
         // Private contact, other IP: NAT.
-        assert_eq!(resolve_target("sip:a@192.168.1.10:5060", false, src), (src, Some(src)));
+        assert_eq!(
+            resolve_target("sip:a@192.168.1.10:5060", false, src),
+            (src, Some(src))
+        );
         // Public contact, other IP, same port: trust the contact (e.g. third party).
         let pub_same_port = sa("198.51.100.1:40000");
-        assert_eq!(resolve_target("sip:a@198.51.100.1:40000", false, src), (pub_same_port, None));
+        assert_eq!(
+            resolve_target("sip:a@198.51.100.1:40000", false, src),
+            (pub_same_port, None)
+        );
         // Public contact, other IP, other port: NAT.
-        assert_eq!(resolve_target("sip:a@198.51.100.1:5060", false, src), (src, Some(src)));
+        assert_eq!(
+            resolve_target("sip:a@198.51.100.1:5060", false, src),
+            (src, Some(src))
+        );
         // Same IP as source: trust as written, even on another port.
-        assert_eq!(resolve_target("sip:a@203.0.113.7:5060", false, src), (sa("203.0.113.7:5060"), None));
+        assert_eq!(
+            resolve_target("sip:a@203.0.113.7:5060", false, src),
+            (sa("203.0.113.7:5060"), None)
+        );
         // ob, hostnames and junk: source.
-        assert_eq!(resolve_target("sip:a@203.0.113.7:5060", true, src), (src, Some(src)));
-        assert_eq!(resolve_target("sip:a@203.0.113.7:5060;ob", false, src), (src, Some(src)));
-        assert_eq!(resolve_target("sip:a@phone.example", false, src), (src, Some(src)));
+        assert_eq!(
+            resolve_target("sip:a@203.0.113.7:5060", true, src),
+            (src, Some(src))
+        );
+        assert_eq!(
+            resolve_target("sip:a@203.0.113.7:5060;ob", false, src),
+            (src, Some(src))
+        );
+        assert_eq!(
+            resolve_target("sip:a@phone.example", false, src),
+            (src, Some(src))
+        );
         // Loopback deployments (the default config) are not NAT.
         let lo = sa("127.0.0.1:5080");
-        assert_eq!(resolve_target("sip:a@127.0.0.1:5080", false, lo), (lo, None));
+        assert_eq!(
+            resolve_target("sip:a@127.0.0.1:5080", false, lo),
+            (lo, None)
+        );
     }
 
     #[test]
     fn private_ranges() {
-        for p in ["10.1.1.1", "172.16.0.1", "192.168.0.1", "127.0.0.1", "169.254.1.1", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:192.168.1.1"] {
+        for p in [
+            "10.1.1.1",
+            "172.16.0.1",
+            "192.168.0.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.1.1",
+        ] {
             assert!(looks_private(p.parse().unwrap()), "{p}");
         }
         for p in ["8.8.8.8", "100.128.0.1", "2001:db8::1", "::ffff:8.8.8.8"] {

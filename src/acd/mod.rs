@@ -12,5 +12,7 @@ pub mod store;
 
 pub use agent::AgentDef;
 pub use binding::{Binding, Change, ContactParam, ContactSet};
-pub use registrar::{RegisterOutcome, RegisterReply, RegisterRequest, Registrar, RegistrarConfig, OverflowPolicy};
+pub use registrar::{
+    OverflowPolicy, RegisterOutcome, RegisterReply, RegisterRequest, Registrar, RegistrarConfig,
+};
 pub use store::{agents_report, GroupCommit, Store, StoreError};

@@ -30,6 +30,9 @@ use super::agent::AgentDef;
 use super::binding::{parse_sip_uri, resolve_target, Binding, Change, ContactParam, ContactSet};
 use crate::sip::auth::{self, Algorithm, AuthError, NonceKey, NonceStatus};
 
+/// Contacts accepted in one REGISTER (adds and removals together).
+pub const MAX_CONTACTS_PER_REQUEST: usize = 32;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverflowPolicy {
     ReplaceOldest,
@@ -150,7 +153,11 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(cfg: RegistrarConfig, agents: impl IntoIterator<Item = AgentDef>, nonces: NonceKey) -> Self {
+    pub fn new(
+        cfg: RegistrarConfig,
+        agents: impl IntoIterator<Item = AgentDef>,
+        nonces: NonceKey,
+    ) -> Self {
         Registrar {
             cfg,
             nonces,
@@ -174,8 +181,40 @@ impl Registrar {
         self.bindings.get(agent).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Bindings of `agent` still valid at `now_ms`, best `q` first (absent
+    /// q counts as 1.0, RFC 3261 §20.10), then most recently registered:
+    /// the order in which the call layer should try them.
+    pub fn live_bindings(&self, agent: &str, now_ms: u64) -> Vec<&Binding> {
+        let mut v: Vec<&Binding> = self
+            .bindings(agent)
+            .iter()
+            .filter(|b| b.expires_at_ms > now_ms)
+            .collect();
+        v.sort_by(|a, b| {
+            let (qa, qb) = (a.q.unwrap_or(1.0), b.q.unwrap_or(1.0));
+            qb.total_cmp(&qa)
+                .then(b.registered_at_ms.cmp(&a.registered_at_ms))
+        });
+        v
+    }
+
     pub fn all_bindings(&self) -> impl Iterator<Item = &Binding> {
         self.bindings.values().flatten()
+    }
+
+    /// Replaces the agent list (config reload). Bindings of agents that are
+    /// gone are removed; the returned `Remove`s go to the store.
+    pub fn set_agents(&mut self, agents: impl IntoIterator<Item = AgentDef>) -> Vec<Change> {
+        self.agents = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|id| !self.agents.contains_key(*id))
+            .cloned()
+            .collect();
+        gone.iter()
+            .flat_map(|id| self.replace_agent_bindings(id, Vec::new()))
+            .collect()
     }
 
     /// Loads bindings from the store at start. Returns `Remove`s for those
@@ -184,17 +223,25 @@ impl Registrar {
         let mut changes = Vec::new();
         for b in stored {
             if b.expires_at_ms <= now_ms || !self.agents.contains_key(&b.agent) {
-                changes.push(Change::Remove { agent: b.agent, contact: b.contact_uri });
+                changes.push(Change::Remove {
+                    agent: b.agent,
+                    contact: b.contact_uri,
+                });
                 continue;
             }
             let list = self.bindings.entry(b.agent.clone()).or_default();
             if let Some(old) = list.iter_mut().find(|x| x.contact_uri == b.contact_uri) {
-                self.expiries.remove(&(old.expires_at_ms, old.agent.clone(), old.contact_uri.clone()));
+                self.expiries.remove(&(
+                    old.expires_at_ms,
+                    old.agent.clone(),
+                    old.contact_uri.clone(),
+                ));
                 *old = b.clone();
             } else {
                 list.push(b.clone());
             }
-            self.expiries.insert((b.expires_at_ms, b.agent, b.contact_uri));
+            self.expiries
+                .insert((b.expires_at_ms, b.agent, b.contact_uri));
         }
         changes
     }
@@ -234,7 +281,10 @@ impl Registrar {
     }
 
     pub fn handle_register(&mut self, req: &RegisterRequest, now_ms: u64) -> RegisterOutcome {
-        let reply = |reply| RegisterOutcome { reply, changes: Vec::new() };
+        let reply = |reply| RegisterOutcome {
+            reply,
+            changes: Vec::new(),
+        };
         let Some(agent) = self.agents.get(&req.user) else {
             return reply(RegisterReply::NotFound);
         };
@@ -257,14 +307,22 @@ impl Registrar {
                     .iter()
                     .map(|b| (b.contact_uri.clone(), b.remaining_secs(now_ms)))
                     .collect();
-                RegisterOutcome { reply: RegisterReply::Ok { contacts }, changes }
+                RegisterOutcome {
+                    reply: RegisterReply::Ok { contacts },
+                    changes,
+                }
             }
             // The reaped Removes still stand: they are true whatever the reply.
             Err(r) => RegisterOutcome { reply: r, changes },
         }
     }
 
-    fn authenticate(&self, req: &RegisterRequest, agent: &AgentDef, now_ms: u64) -> Result<(), RegisterReply> {
+    fn authenticate(
+        &self,
+        req: &RegisterRequest,
+        agent: &AgentDef,
+        now_ms: u64,
+    ) -> Result<(), RegisterReply> {
         let realm = &self.cfg.realm;
         let mut malformed = false;
         let mut ours = None;
@@ -283,7 +341,9 @@ impl Registrar {
                 }
             }
         }
-        let challenge = |stale| RegisterReply::Challenge { www_authenticate: self.challenge(now_ms, stale) };
+        let challenge = |stale| RegisterReply::Challenge {
+            www_authenticate: self.challenge(now_ms, stale),
+        };
         let Some(r) = ours else {
             return Err(if malformed {
                 RegisterReply::BadRequest("Malformed Authorization Header")
@@ -291,7 +351,9 @@ impl Registrar {
                 challenge(false)
             });
         };
-        let status = self.nonces.check(&r.nonce, realm, now_ms, self.cfg.nonce_lifetime_ms);
+        let status = self
+            .nonces
+            .check(&r.nonce, realm, now_ms, self.cfg.nonce_lifetime_ms);
         if status == NonceStatus::Invalid {
             return Err(challenge(false));
         }
@@ -299,7 +361,9 @@ impl Registrar {
             return Err(RegisterReply::BadRequest("Digest Without qop"));
         }
         if r.username != req.user {
-            return Err(RegisterReply::Forbidden("digest username differs from To user"));
+            return Err(RegisterReply::Forbidden(
+                "digest username differs from To user",
+            ));
         }
         if !r.uri.trim().eq_ignore_ascii_case(req.method_uri.trim()) {
             return Err(RegisterReply::BadRequest("Digest URI Mismatch"));
@@ -321,8 +385,12 @@ impl Registrar {
             if b.expires_at_ms > now_ms {
                 return true;
             }
-            self.expiries.remove(&(b.expires_at_ms, b.agent.clone(), b.contact_uri.clone()));
-            changes.push(Change::Remove { agent: b.agent.clone(), contact: b.contact_uri.clone() });
+            self.expiries
+                .remove(&(b.expires_at_ms, b.agent.clone(), b.contact_uri.clone()));
+            changes.push(Change::Remove {
+                agent: b.agent.clone(),
+                contact: b.contact_uri.clone(),
+            });
             false
         });
         if list.is_empty() {
@@ -337,7 +405,10 @@ impl Registrar {
             return Err(RegisterReply::BadRequest("Contact * Requires Expires 0"));
         }
         let existing = self.bindings(&req.user);
-        if existing.iter().any(|b| b.call_id == req.call_id && req.cseq <= b.cseq) {
+        if existing
+            .iter()
+            .any(|b| b.call_id == req.call_id && req.cseq <= b.cseq)
+        {
             return Err(RegisterReply::OutOfOrder);
         }
         Ok(self.replace_agent_bindings(&req.user, Vec::new()))
@@ -345,8 +416,19 @@ impl Registrar {
 
     /// Adds, refreshes and removes the listed contacts, atomically: any error
     /// leaves every binding as it was.
-    fn update(&mut self, req: &RegisterRequest, list: &[ContactParam], now_ms: u64) -> Result<Vec<Change>, RegisterReply> {
+    fn update(
+        &mut self,
+        req: &RegisterRequest,
+        list: &[ContactParam],
+        now_ms: u64,
+    ) -> Result<Vec<Change>, RegisterReply> {
         let cfg = &self.cfg;
+        // Bounds the quadratic de-duplication below; no real UA lists this many.
+        if list.len() > MAX_CONTACTS_PER_REQUEST {
+            return Err(RegisterReply::TooManyContacts {
+                max: cfg.max_contacts,
+            });
+        }
         let mut wanted: Vec<(&ContactParam, u32)> = Vec::with_capacity(list.len());
         for c in list {
             if parse_sip_uri(&c.uri).is_none() {
@@ -354,7 +436,9 @@ impl Registrar {
             }
             let e = c.expires.or(req.expires).unwrap_or(cfg.default_expires);
             if e != 0 && e < cfg.min_expires {
-                return Err(RegisterReply::IntervalTooBrief { min_expires: cfg.min_expires });
+                return Err(RegisterReply::IntervalTooBrief {
+                    min_expires: cfg.min_expires,
+                });
             }
             // The same contact twice in one request: the last one wins.
             wanted.retain(|(w, _)| w.uri != c.uri);
@@ -393,7 +477,8 @@ impl Registrar {
                 cseq: req.cseq,
                 user_agent: req.user_agent.clone(),
                 registered_at_ms: old.as_ref().map_or(now_ms, |o| o.registered_at_ms),
-                q: c.q,
+                // RFC 3261 §20.10: q is 0..=1; NaN would not survive JSON anyway.
+                q: c.q.filter(|q| q.is_finite()).map(|q| q.clamp(0.0, 1.0)),
             };
             match old {
                 Some(o) => *o = b,
@@ -438,13 +523,18 @@ impl Registrar {
         let old = self.bindings.remove(agent).unwrap_or_default();
         let mut changes = Vec::new();
         for b in &old {
-            self.expiries.remove(&(b.expires_at_ms, b.agent.clone(), b.contact_uri.clone()));
+            self.expiries
+                .remove(&(b.expires_at_ms, b.agent.clone(), b.contact_uri.clone()));
             if !next.iter().any(|n| n.contact_uri == b.contact_uri) {
-                changes.push(Change::Remove { agent: b.agent.clone(), contact: b.contact_uri.clone() });
+                changes.push(Change::Remove {
+                    agent: b.agent.clone(),
+                    contact: b.contact_uri.clone(),
+                });
             }
         }
         for b in &next {
-            self.expiries.insert((b.expires_at_ms, b.agent.clone(), b.contact_uri.clone()));
+            self.expiries
+                .insert((b.expires_at_ms, b.agent.clone(), b.contact_uri.clone()));
             if old.iter().find(|o| o.contact_uri == b.contact_uri) != Some(b) {
                 changes.push(Change::Upsert(b.clone()));
             }

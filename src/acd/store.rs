@@ -15,7 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
-use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{
+    Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+};
 use serde_json::{json, Value};
 
 use super::agent::AgentDef;
@@ -29,13 +31,24 @@ pub const DB_FILE: &str = "cc-engine.redb";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create state directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{op} failed on {path}: {source}")]
-    Db { op: &'static str, path: PathBuf, source: Box<redb::Error> },
+    Db {
+        op: &'static str,
+        path: PathBuf,
+        source: Box<redb::Error>,
+    },
     #[error("{path} has schema version {found}; this build understands up to {SCHEMA_VERSION}")]
     SchemaTooNew { path: PathBuf, found: u32 },
     #[error("cannot encode binding {key:?} for {path}: {source}")]
-    Encode { path: PathBuf, key: String, source: serde_json::Error },
+    Encode {
+        path: PathBuf,
+        key: String,
+        source: serde_json::Error,
+    },
 }
 
 /// Attaches the operation and file to any redb error.
@@ -45,7 +58,11 @@ trait Ctx<T> {
 
 impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
     fn ctx(self, op: &'static str, path: &Path) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Db { op, path: path.to_path_buf(), source: Box::new(e.into()) })
+        self.map_err(|e| StoreError::Db {
+            op,
+            path: path.to_path_buf(),
+            source: Box::new(e.into()),
+        })
     }
 }
 
@@ -57,8 +74,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<state_dir>/cc-engine.redb`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| StoreError::CreateDir { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let path = state_dir.join(DB_FILE);
         let db = Database::create(&path).ctx("open database", &path)?;
         let store = Store { db, path };
@@ -84,7 +103,10 @@ impl Store {
                 .map(u32::from_le_bytes);
             match found {
                 Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::SchemaTooNew { path: p.clone(), found: v });
+                    return Err(StoreError::SchemaTooNew {
+                        path: p.clone(),
+                        found: v,
+                    });
                 }
                 Some(_) => {}
                 None => {
@@ -99,7 +121,10 @@ impl Store {
     /// The nonce-signing secret, created on first use.
     pub fn nonce_secret(&self) -> Result<[u8; 32], StoreError> {
         let p = &self.path;
-        let tx = self.db.begin_write().ctx("begin nonce-secret transaction", p)?;
+        let tx = self
+            .db
+            .begin_write()
+            .ctx("begin nonce-secret transaction", p)?;
         let secret = {
             let mut meta = tx.open_table(META).ctx("open meta table", p)?;
             let existing = meta
@@ -111,7 +136,8 @@ impl Store {
                 None => {
                     let mut s = [0u8; 32];
                     rand::rngs::OsRng.fill_bytes(&mut s);
-                    meta.insert("nonce_secret", s.as_slice()).ctx("write nonce secret", p)?;
+                    meta.insert("nonce_secret", s.as_slice())
+                        .ctx("write nonce secret", p)?;
                     s
                 }
             }
@@ -133,9 +159,13 @@ impl Store {
                 let key = c.key();
                 match c {
                     Change::Upsert(b) => {
-                        let v = serde_json::to_vec(b)
-                            .map_err(|source| StoreError::Encode { path: p.clone(), key: key.clone(), source })?;
-                        t.insert(key.as_str(), v.as_slice()).ctx("insert binding", p)?;
+                        let v = serde_json::to_vec(b).map_err(|source| StoreError::Encode {
+                            path: p.clone(),
+                            key: key.clone(),
+                            source,
+                        })?;
+                        t.insert(key.as_str(), v.as_slice())
+                            .ctx("insert binding", p)?;
                     }
                     Change::Remove { .. } => {
                         t.remove(key.as_str()).ctx("remove binding", p)?;
@@ -149,7 +179,10 @@ impl Store {
     /// Every stored binding, expired ones included: the registrar's
     /// `restore` drops those and returns the `Remove`s to apply.
     pub fn load_bindings(&self) -> Result<Vec<Binding>, StoreError> {
-        let tx = self.db.begin_read().ctx("begin read transaction", &self.path)?;
+        let tx = self
+            .db
+            .begin_read()
+            .ctx("begin read transaction", &self.path)?;
         read_bindings(&tx, &self.path)
     }
 }
@@ -167,7 +200,9 @@ fn read_bindings(tx: &redb::ReadTransaction, path: &Path) -> Result<Vec<Binding>
         let (k, v) = row.ctx("read binding", path)?;
         match serde_json::from_slice::<Binding>(v.value()) {
             Ok(b) => out.push(b),
-            Err(e) => tracing::warn!(key = %k.value().escape_debug(), error = %e, path = %path.display(), "skipping undecodable binding"),
+            Err(e) => {
+                tracing::warn!(key = %k.value().escape_debug(), error = %e, path = %path.display(), "skipping undecodable binding")
+            }
         }
     }
     Ok(out)
@@ -177,11 +212,16 @@ fn read_bindings(tx: &redb::ReadTransaction, path: &Path) -> Result<Vec<Binding>
 /// JSON object per agent (config order), then one per stored binding whose
 /// agent is no longer configured. Expired bindings are left out. A missing
 /// database just means nothing is registered.
-pub fn agents_report(state_dir: &Path, agents: &[AgentDef], now_ms: u64) -> Result<Vec<Value>, StoreError> {
+pub fn agents_report(
+    state_dir: &Path,
+    agents: &[AgentDef],
+    now_ms: u64,
+) -> Result<Vec<Value>, StoreError> {
     let path = state_dir.join(DB_FILE);
     let mut bindings = if path.exists() {
         // Fails with DatabaseAlreadyOpen while the engine runs; the message says which file.
-        let db = ReadOnlyDatabase::open(&path).ctx("open database read-only (is the engine running?)", &path)?;
+        let db = ReadOnlyDatabase::open(&path)
+            .ctx("open database read-only (is the engine running?)", &path)?;
         let tx = db.begin_read().ctx("begin read transaction", &path)?;
         read_bindings(&tx, &path)?
     } else {
@@ -206,7 +246,11 @@ pub fn agents_report(state_dir: &Path, agents: &[AgentDef], now_ms: u64) -> Resu
     let mut out: Vec<Value> = agents
         .iter()
         .map(|a| {
-            let mine: Vec<Value> = bindings.iter().filter(|b| b.agent == a.id).map(binding_json).collect();
+            let mine: Vec<Value> = bindings
+                .iter()
+                .filter(|b| b.agent == a.id)
+                .map(binding_json)
+                .collect();
             json!({
                 "agent": a.id,
                 "configured": true,
@@ -225,8 +269,14 @@ pub fn agents_report(state_dir: &Path, agents: &[AgentDef], now_ms: u64) -> Resu
         .collect();
     orphans.dedup(); // sorted above
     for id in orphans {
-        let theirs: Vec<Value> = bindings.iter().filter(|b| b.agent == id).map(binding_json).collect();
-        out.push(json!({ "agent": id, "configured": false, "registered": true, "bindings": theirs }));
+        let theirs: Vec<Value> = bindings
+            .iter()
+            .filter(|b| b.agent == id)
+            .map(binding_json)
+            .collect();
+        out.push(
+            json!({ "agent": id, "configured": false, "registered": true, "bindings": theirs }),
+        );
     }
     Ok(out)
 }
@@ -245,7 +295,12 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     pub fn new(max_delay_ms: u64, max_changes: usize) -> Self {
-        GroupCommit { pending: Vec::new(), oldest_ms: None, max_delay_ms, max_changes: max_changes.max(1) }
+        GroupCommit {
+            pending: Vec::new(),
+            oldest_ms: None,
+            max_delay_ms,
+            max_changes: max_changes.max(1),
+        }
     }
 
     pub fn push(&mut self, change: Change, now_ms: u64) {

@@ -42,9 +42,14 @@ impl Algorithm {
 
     /// Case-insensitive, as clients vary (`md5`, `MD5`).
     pub fn parse(s: &str) -> Option<Algorithm> {
-        [Algorithm::Md5, Algorithm::Md5Sess, Algorithm::Sha256, Algorithm::Sha256Sess]
-            .into_iter()
-            .find(|a| a.as_str().eq_ignore_ascii_case(s))
+        [
+            Algorithm::Md5,
+            Algorithm::Md5Sess,
+            Algorithm::Sha256,
+            Algorithm::Sha256Sess,
+        ]
+        .into_iter()
+        .find(|a| a.as_str().eq_ignore_ascii_case(s))
     }
 
     fn is_sess(self) -> bool {
@@ -132,8 +137,8 @@ impl NonceKey {
     fn mac(&self, issued_ms: u64, realm: &str) -> HmacSha256 {
         // HMAC accepts keys of any length and the secret is ours, not network
         // input, so this cannot fail.
-        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.secret)
-            .expect("HMAC accepts any key length");
+        let mut m =
+            <HmacSha256 as Mac>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
         m.update(&issued_ms.to_be_bytes());
         m.update(realm.as_bytes());
         m
@@ -194,7 +199,10 @@ pub fn verify(resp: &DigestResponse, method: &str, password: &str, realm: &str) 
         return false;
     }
     let expected = compute_response(resp, method, password);
-    ct_eq(expected.as_bytes(), resp.response.to_ascii_lowercase().as_bytes())
+    ct_eq(
+        expected.as_bytes(),
+        resp.response.to_ascii_lowercase().as_bytes(),
+    )
 }
 
 /// The hex digest a client with `password` would send in `resp.response`
@@ -339,7 +347,10 @@ fn parse_params(s: &str, base: usize) -> Result<Vec<(String, String)>, AuthError
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
-    let err = |at: usize, what| AuthError::Malformed { at: base + at, what };
+    let err = |at: usize, what| AuthError::Malformed {
+        at: base + at,
+        what,
+    };
     let skip_ws = |i: &mut usize| {
         while b.get(*i).is_some_and(|c| c.is_ascii_whitespace()) {
             *i += 1;
@@ -362,7 +373,10 @@ fn parse_params(s: &str, base: usize) -> Result<Vec<(String, String)>, AuthError
         if i == start {
             return Err(err(i, "expected parameter name"));
         }
-        let name = s.get(start..i).ok_or(err(start, "bad name"))?.to_ascii_lowercase();
+        let name = s
+            .get(start..i)
+            .ok_or(err(start, "bad name"))?
+            .to_ascii_lowercase();
         skip_ws(&mut i);
         if b.get(i) != Some(&b'=') {
             return Err(err(i, "expected '='"));
@@ -442,7 +456,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -582,7 +596,10 @@ mod tests {
             assert!(parse_authorization(c).is_err(), "{c:?} should fail");
         }
         let long = format!("Digest username=\"{}\"", "a".repeat(5000));
-        assert_eq!(parse_authorization(&long), Err(AuthError::TooLong { len: long.len() }));
+        assert_eq!(
+            parse_authorization(&long),
+            Err(AuthError::TooLong { len: long.len() })
+        );
     }
 
     #[test]
@@ -608,19 +625,43 @@ mod tests {
     fn nonce_lifecycle() {
         let k = NonceKey::from_secret([7; 32]);
         let n = k.issue("cc.example", 1_000_000);
-        assert_eq!(k.check(&n, "cc.example", 1_000_000, 300_000), NonceStatus::Valid);
-        assert_eq!(k.check(&n, "cc.example", 1_300_000, 300_000), NonceStatus::Valid);
-        assert_eq!(k.check(&n, "cc.example", 1_300_001, 300_000), NonceStatus::Stale);
+        assert_eq!(
+            k.check(&n, "cc.example", 1_000_000, 300_000),
+            NonceStatus::Valid
+        );
+        assert_eq!(
+            k.check(&n, "cc.example", 1_300_000, 300_000),
+            NonceStatus::Valid
+        );
+        assert_eq!(
+            k.check(&n, "cc.example", 1_300_001, 300_000),
+            NonceStatus::Stale
+        );
         // Issued "in the future" (clock stepped back): stale, not forged.
-        assert_eq!(k.check(&n, "cc.example", 900_000, 300_000), NonceStatus::Stale);
+        assert_eq!(
+            k.check(&n, "cc.example", 900_000, 300_000),
+            NonceStatus::Stale
+        );
         // Other realm, other secret, tampered timestamp, garbage: invalid.
-        assert_eq!(k.check(&n, "other", 1_000_000, 300_000), NonceStatus::Invalid);
+        assert_eq!(
+            k.check(&n, "other", 1_000_000, 300_000),
+            NonceStatus::Invalid
+        );
         let k2 = NonceKey::from_secret([8; 32]);
-        assert_eq!(k2.check(&n, "cc.example", 1_000_000, 300_000), NonceStatus::Invalid);
+        assert_eq!(
+            k2.check(&n, "cc.example", 1_000_000, 300_000),
+            NonceStatus::Invalid
+        );
         let forged = format!("{:016x}{}", 1_200_000u64, &n[16..]);
-        assert_eq!(k.check(&forged, "cc.example", 1_200_000, 300_000), NonceStatus::Invalid);
+        assert_eq!(
+            k.check(&forged, "cc.example", 1_200_000, 300_000),
+            NonceStatus::Invalid
+        );
         for bad in ["", "zz", &n[..79], &format!("{n}0"), &"é".repeat(40)] {
-            assert_eq!(k.check(bad, "cc.example", 1_000_000, 300_000), NonceStatus::Invalid);
+            assert_eq!(
+                k.check(bad, "cc.example", 1_000_000, 300_000),
+                NonceStatus::Invalid
+            );
         }
     }
 
