@@ -604,8 +604,13 @@ impl Relay {
             return;
         }
         let Some(bid) = bid.filter(|b| self.pool.valid(*b)) else {
+            // a zero-length datagram completes without selecting a buffer
+            let (l, k) = (sock.leg, sock.kind);
             if !closing && !more {
                 self.arm_recv(s);
+            }
+            if let Some(Some(leg)) = self.legs.get_mut(l as usize) {
+                leg.streams[k].stats.drop(DropReason::Short);
             }
             return;
         };
