@@ -78,6 +78,8 @@ pub struct RelayConfig {
     /// Address the relay binds and announces in SDP.
     pub bind_ip: IpAddr,
     /// This shard's slice of the RTP range (see [`ports::split_range`]).
+    /// Keep the whole RTP range outside `net.ipv4.ip_local_port_range`
+    /// (32768–60999 by default), or ephemeral sockets will take its ports.
     pub range: PortRange,
     /// Time a freed port pair waits before reuse.
     pub quarantine: Duration,
