@@ -385,11 +385,11 @@ impl Transactions {
         if tx.timeout_at.is_some_and(|t| t <= now) {
             // H, I, J or L: the transaction ends. L without an ACK is
             // reported: the TU must tear the dialog down (§13.3.1.4).
-            let state = tx.state;
+            let (state, invite) = (tx.state, tx.invite);
             self.remove_server(id);
             match state {
                 ServerState::Accepted => out.push_back(Output::AckTimeout { tx: ServerTxId(id) }),
-                ServerState::Completed => counters.server_timeouts += 1,
+                ServerState::Completed if invite => counters.server_timeouts += 1, // H
                 _ => {}
             }
             return;
