@@ -500,6 +500,7 @@ impl Endpoint {
         let data = build_cancel(self.txs.client_request(tx)?)?;
         let dest = self.txs.client_dest(tx)?;
         let key = self.client_key(&data)?;
+        self.txs.client_cancelled(tx, now);
         Some(self.txs.client_new(key, data, dest, now, &mut self.out))
     }
 

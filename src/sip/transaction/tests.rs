@@ -126,7 +126,7 @@ fn invite_client_non_2xx_acks_and_waits_d() {
     let id = r.client("INVITE");
     let to = "<sip:bob@h>;tag=b9";
     assert_eq!(r.txs.client_response(id, 180, to, r.at(200), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
-    // Proceeding: A and B are off, nothing fires.
+    // Proceeding: A and B are off, nothing fires before Timer C.
     assert!(r.run(60_000).is_empty());
     assert_eq!(r.txs.client_response(id, 486, to, r.at(60_000), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
     let Some(Output::Transmit { data, dest }) = r.out.pop_front() else { panic!("no ACK") };
@@ -255,4 +255,23 @@ fn cancel_is_built_from_the_original() {
     assert!(c.contains("CSeq: 42 CANCEL\r\n"));
     assert!(rsip::Request::try_from(c).is_ok());
     assert_eq!(build_cancel(b"garbage"), None);
+}
+
+#[test]
+fn invite_proceeding_bounded_by_timer_c_and_cancel() {
+    let mut r = Rig::new();
+    let id = r.client("INVITE");
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(1_000), &mut r.out, &mut r.c);
+    r.txs.client_response(id, 183, "<sip:b@h>;tag=1", r.at(100_000), &mut r.out, &mut r.c);
+    assert!(r.run(280_999).is_empty(), "C restarts on each provisional");
+    assert_eq!(r.run(281_000), vec![(281_000, Output::ClientTimeout { tx: id })]);
+    assert!(r.txs.is_empty());
+
+    let mut r = Rig::new();
+    let id = r.client("INVITE");
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(1_000), &mut r.out, &mut r.c);
+    r.txs.client_cancelled(id, r.at(2_000));
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(3_000), &mut r.out, &mut r.c);
+    assert_eq!(r.run(40_000), vec![(34_000, Output::ClientTimeout { tx: id })]);
+    assert!(r.txs.is_empty());
 }
