@@ -144,6 +144,20 @@ enum TxRef {
     Client(u64),
 }
 
+/// What a new server transaction is made of.
+#[derive(Debug, Clone)]
+pub struct NewServerTx {
+    pub key: ServerKey,
+    /// What every response copies from the request.
+    pub base: ResponseBase,
+    /// Tag added to To in responses when the request had none.
+    pub to_tag: String,
+    /// (Call-ID, CSeq) an ACK of our 2xx will carry (INVITE only).
+    pub ack_key: Option<(String, u32)>,
+    /// Where responses go.
+    pub dest: SocketAddr,
+}
+
 /// What a request matching an existing server transaction amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Absorbed {
@@ -250,16 +264,18 @@ impl Transactions {
     /// we cannot promise a final response within 200 ms).
     pub fn server_new(
         &mut self,
-        key: ServerKey,
-        base: ResponseBase,
-        to_tag: String,
-        ack_key: Option<(String, u32)>,
-        dest: SocketAddr,
+        new: NewServerTx,
+        now: Instant,
         out: &mut VecDeque<Output>,
         counters: &mut Counters,
     ) -> ServerTxId {
+        let NewServerTx { key, base, to_tag, ack_key, dest } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
+        // A non-INVITE the TU never answers is abandoned once the client
+        // has given up (Timer F); an INVITE may wait in a queue for long,
+        // so only the TU ends it.
+        let guard = (!invite).then(|| now + self.timers.t1x64());
         let mut tx = ServerTx {
             key: key.clone(),
             invite,
@@ -271,8 +287,9 @@ impl Transactions {
             ack_key: if invite { ack_key } else { None },
             retransmit_at: None,
             interval: self.timers.t1,
-            timeout_at: None,
+            timeout_at: guard,
         };
+        self.schedule(guard, TxRef::Server(id));
         if invite {
             let trying = tx.base.build(100, "Trying", None, [], None);
             counters.count_response_sent(100);
@@ -398,6 +415,7 @@ impl Transactions {
             match state {
                 ServerState::Accepted => out.push_back(Output::AckTimeout { tx: ServerTxId(id) }),
                 ServerState::Completed if invite => counters.server_timeouts += 1, // H
+                ServerState::Trying | ServerState::Proceeding => counters.server_unanswered += 1,
                 _ => {}
             }
             return;
