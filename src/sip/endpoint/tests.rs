@@ -288,3 +288,39 @@ fn uac_to_uas_round_trip_with_cancel() {
     assert!(outputs(&mut client).is_empty());
     assert_eq!((client.transactions(), server.transactions()), ((0, 0), (0, 0)));
 }
+
+#[test]
+fn rsip_rejects_but_we_still_answer_400() {
+    let mut e = ep(0, 1);
+    let d = String::from_utf8(req("INVITE")).unwrap().replace("sip:support@192.0.2.1 SIP", "sip:a@b:99999 SIP");
+    assert!(rsip::Request::try_from(d.as_str()).is_err());
+    e.handle_datagram(d.as_bytes(), addr(UA), Instant::now());
+    assert_eq!(one_response(&mut e).status_code.code(), 400);
+    assert_eq!(e.transactions(), (0, 0));
+}
+
+#[test]
+fn short_content_length_cuts_the_body() {
+    let mut e = ep(0, 1);
+    let d = String::from_utf8(req_with("INFO", "z9hG4bKi", "Content-Type: application/sdp\r\n", "v=0\r\nGARBAGE"))
+        .unwrap()
+        .replace("Content-Length: 12", "Content-Length: 5");
+    e.handle_datagram(d.as_bytes(), addr(UA), Instant::now());
+    let outs = outputs(&mut e);
+    assert!(matches!(&outs[..], [Output::Request { request, .. }] if request.body == b"v=0\r\n"), "{outs:?}");
+}
+
+#[test]
+fn tu_headers_cannot_clobber_copied_ones() {
+    let mut e = ep(0, 1);
+    let t0 = Instant::now();
+    e.handle_datagram(&req("REGISTER"), addr(UA), t0);
+    let Some(Output::Request { tx, .. }) = outputs(&mut e).pop() else { panic!() };
+    e.respond(tx, ResponseSpec::new(200).header("To", "<sip:evil@x>").header("Expires", "300"), t0);
+    let r = one_response(&mut e);
+    assert!(!r.to_string().contains("evil"));
+    assert_eq!(header(&r, "Expires").unwrap(), "Expires: 300");
+    // A second final is ignored.
+    e.respond(tx, ResponseSpec::new(500), t0);
+    assert!(outputs(&mut e).is_empty());
+}
