@@ -486,7 +486,7 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
         return Err(Reject::new(400, "Malformed Header"));
     }
     for name in ["via", "from", "to", "call-id", "cseq"] {
-        if msg.header(name).map_or(true, str::is_empty) {
+        if msg.header(name).is_none_or(str::is_empty) {
             return Err(Reject::new(400, "Missing Mandatory Header"));
         }
     }

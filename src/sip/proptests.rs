@@ -108,17 +108,17 @@ fn input() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..1500),
         (0..SEEDS.len(), proptest::collection::vec(mutation(), 0..4)).prop_map(|(s, ms)| {
-            ms.iter().fold(SEEDS[s].as_bytes().to_vec(), |d, m| apply(d, m))
+            ms.iter().fold(SEEDS[s].as_bytes().to_vec(), apply)
         }),
         // A response to the client transaction the fuzz endpoint has open.
-        (proptest::collection::vec(mutation(), 0..3), 100u16..700).prop_map(|(ms, code)| (ms, code)).prop_map(
+        (proptest::collection::vec(mutation(), 0..3), 100u16..700).prop_map(
             |(ms, code)| {
                 let r = format!(
                     "SIP/2.0 {code} Whatever\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=BRANCH;rport=5060\r\n\
                      From: <sip:q@192.0.2.1>;tag=x\r\nTo: <sip:a@b>;tag=y\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
                      Content-Length: 0\r\n\r\n"
                 );
-                ms.iter().fold(r.into_bytes(), |d, m| apply(d, m))
+                ms.iter().fold(r.into_bytes(), apply)
             }
         ),
     ]

@@ -42,7 +42,7 @@ fn one_response(e: &mut Endpoint) -> rsip::Response {
     rsip::Response::try_from(data.as_ref()).expect("response parses back")
 }
 
-fn header<'a>(r: &'a rsip::Response, name: &str) -> Option<String> {
+fn header(r: &rsip::Response, name: &str) -> Option<String> {
     r.headers.iter().map(|h| h.to_string()).find(|h| h.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
 }
 
@@ -157,7 +157,7 @@ fn invite_flow_with_2xx_retransmission_and_ack() {
     assert_eq!(outs.len(), 2, "{outs:?}");
     assert!(matches!(&outs[0], Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 100 Trying")));
     let Output::Request { tx, request, src } = &outs[1] else { panic!() };
-    assert_eq!((request.method.clone(), *src), (rsip::Method::Invite, addr(UA)));
+    assert_eq!((request.method, *src), (rsip::Method::Invite, addr(UA)));
     assert_eq!(request.body, sdp.as_bytes());
     let tx = *tx;
     let tag = e.local_tag(tx).unwrap().to_owned();
