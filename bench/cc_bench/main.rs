@@ -49,7 +49,7 @@ common options:
   --workers N (one per allowed core)  --sockets K (SIP sockets per worker, 4)
   --queue NAME (support)  --timeout-ms MS (5000)  --reg-rate R (registrations/s before calls, 2000)
   --alg MD5|SHA-256 (challenge to answer; default the first offered)
-  --json FILE  --hgrm-dir DIR  --svg FILE  --quiet
+  --json FILE  --hgrm-dir DIR  --svg FILE  --md FILE (append a markdown block) --title T  --quiet
 exit status: 0 when the run had no failures, 1 when it had, 2 on usage error
 ";
 
@@ -212,7 +212,8 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
                         win_start = Some((now, s, sh.rtp_rx.load(Ordering::Relaxed)));
                     }
                 }
-                let win_end = at + p.talk_ns.saturating_sub(1_000_000_000);
+                let _ = at;
+                let win_end = t0 + p.talk_ns.saturating_sub(1_000_000_000);
                 if let (Some((ws, s0, rx0)), None) = (win_start, &window) {
                     if (now >= win_end || (b as usize) < n) && now > ws {
                         if let Some(s1) = schedstat::sample(engine_pid) {
@@ -548,6 +549,28 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
         if let Some(e) = s.get("engine") {
             println!("  engine at that rate: {e}");
         }
+    }
+    if let Some(f) = o.str("md") {
+        use std::io::Write as _;
+        let mut md = format!(
+            "### {}\n\n`{}`  \nLast clean rate: **{}** calls/s (zero failures and setup p99 <= {bound_ms} ms); stopped: {stop_reason}.\n\n",
+            o.str("title").unwrap_or("find-max"),
+            out["command"].as_str().unwrap_or(""),
+            last_clean.as_ref().map(|(r, _)| format!("{r:.1}")).unwrap_or("none".into())
+        );
+        for st in &steps {
+            md.push_str(&format!(
+                "- {:.1}/s: failures {}, INVITE->200 p99 {} us, INVITE->agent INVITE p99 {} us, engine CPU {} us/call\n",
+                st["rate"].as_f64().unwrap_or(0.0),
+                st["failures_total"],
+                st["histograms"]["invite_200"]["p99_us"],
+                st["histograms"]["invite_agent_invite"]["p99_us"],
+                st["engine"]["cpu_us_per_call"]
+            ));
+        }
+        md.push('\n');
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(f).map_err(|e| format!("{f}: {e}"))?;
+        file.write_all(md.as_bytes()).map_err(|e| format!("{f}: {e}"))?;
     }
     if let Some(f) = o.str("json") {
         std::fs::write(f, serde_json::to_string_pretty(&out).unwrap()).map_err(|e| format!("{f}: {e}"))?;

@@ -79,3 +79,67 @@ pub fn table(s: &Stats, header: &str, engine: &Value) -> String {
     }
     o
 }
+
+/// A markdown block for bench/RESULTS.md: the command, where it ran, the
+/// percentile table, failures and engine cost.
+pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
+    let mut o = String::new();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|x| String::from_utf8_lossy(&x.stdout).trim().to_string())
+        .unwrap_or_default();
+    let _ = writeln!(o, "### {title}\n");
+    let _ = writeln!(o, "`{}`  ", run["command"].as_str().unwrap_or(""));
+    let _ = writeln!(
+        o,
+        "{date}; engine shards {}, engine CPUs {}, bench workers {} on CPUs {}.\n",
+        engine["shards"].as_str().unwrap_or("?"),
+        engine["cpus_allowed"].as_str().unwrap_or("?"),
+        run["bench_workers"],
+        run["bench_cores"]
+    );
+    if !s.hist.is_empty() {
+        let _ = writeln!(o, "| latency | count | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|");
+        for (k, _) in hist::FIGURES {
+            if let Some(h) = s.hist.get(*k) {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    hist::label(k),
+                    h.len(),
+                    fmt_us(h.value_at_quantile(0.5)),
+                    fmt_us(h.value_at_quantile(0.9)),
+                    fmt_us(h.value_at_quantile(0.99)),
+                    fmt_us(h.value_at_quantile(0.999)),
+                    fmt_us(h.max())
+                );
+            }
+        }
+        o.push('\n');
+    }
+    let fails: Vec<String> = s.fail.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let _ = writeln!(o, "Failures: {}{}  ", s.failures(), if fails.is_empty() { String::new() } else { format!(" ({})", fails.join(", ")) });
+    let pick = ["achieved_registrations_per_s", "achieved_calls_per_s", "cpu_us_per_registration", "cpu_us_per_REGISTER_request", "cpu_us_per_call", "cpu_share_of_one_core", "idle_cpu_us_per_s", "peak_concurrent_calls", "peak_bridged_calls", "rss_base_kib", "rss_peak_kib", "rss_kib_per_concurrent_call"];
+    let mut parts = Vec::new();
+    for k in pick {
+        if let Some(v) = engine.get(k) {
+            if let Some(f) = v.as_f64() {
+                parts.push(format!("{k} = {}", if f.fract() == 0.0 { format!("{f:.0}") } else { format!("{f:.2}") }));
+            }
+        }
+    }
+    if let Some(w) = engine.get("relay_window") {
+        for k in ["packets_per_s", "engine_cpu_us_per_relayed_packet", "engine_cpu_share_of_one_core", "window_s"] {
+            if let Some(f) = w.get(k).and_then(Value::as_f64) {
+                parts.push(format!("relay {k} = {f:.2}"));
+            }
+        }
+    }
+    let _ = writeln!(o, "Engine: {}  ", parts.join(", "));
+    let keys = ["calls attempted", "calls answered (200)", "calls offered to an agent", "agent answers (200)", "rtp sent", "rtp received", "rtp lost (gaps)", "rtp reordered", "hold audio packets", "registrations"];
+    let counts: Vec<String> = keys.iter().filter_map(|k| s.count.get(*k).map(|v| format!("{k}: {v}"))).collect();
+    let _ = writeln!(o, "Counts: {}\n", counts.join(", "));
+    o
+}

@@ -1,0 +1,273 @@
+//! cc-bench against the real engine (debug builds, loopback, a few seconds).
+//!
+//! Smoke, not speed: the JSON must show zero failures and non-empty
+//! histograms for every figure the mode produces. Timing decides nothing.
+//!
+//! Counting: cc-bench must report exactly the failures the engine (and a
+//! lossy link in front of it) causes: calls to an unknown queue are
+//! rejected `404` by the engine, and a proxy between cc-bench and the
+//! engine drops every 4th INVITE, which cc-bench must count as exactly that
+//! many `INVITE timeout`s — no more, no fewer, nothing else.
+//!
+//! Queued calls (customer → queue → agent → bridge) have not landed on the
+//! engine when this was written (a queue INVITE is answered 480), so the
+//! full-call smoke test (`calls_smoke_full_path`) runs only when the engine
+//! answers a queued call; until then it checks that cc-bench counts those
+//! calls as exactly N `INVITE 480` failures, and says so. No call figures
+//! are faked.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_cc-bench");
+const ENGINE: &str = env!("CARGO_BIN_EXE_cc-engine");
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Engine {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The bench config: `n` agents agent0001… (pw-agent0001…) in queue
+/// `support`, no wrap-up, room for every waiting call.
+fn bench_config(n: usize, answer: &str) -> String {
+    let mut s = String::from(
+        "[engine]\nshards = 1\nstate_dir = \"state\"\nlog_level = \"warn\"\nio_memory_kib = 256\ngroup_commit_ms = 5\n\n\
+         [sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"127.0.0.1\"\nrealm = \"cc-engine\"\n\n\
+         [registrar]\nmin_expires = 60\nmax_expires = 3600\ndefault_expires = 3600\nmax_contacts = 3\nnonce_lifetime_s = 300\nalgorithms = [\"MD5\", \"SHA-256\"]\n\n\
+         [media]\naddress = \"127.0.0.1\"\nrtp_port_min = 30000\nrtp_port_max = 39999\ncodecs = [\"PCMU\", \"PCMA\", \"telephone-event\"]\nmedia_timeout_s = 60\n\n",
+    );
+    s.push_str(&format!(
+        "[[queue]]\nname = \"support\"\nstrategy = \"longest-idle\"\nanswer = \"{answer}\"\nmax_waiting = 10000\nring_timeout_s = 15\nwrap_up_s = 0\n\n"
+    ));
+    for i in 1..=n {
+        s.push_str(&format!("[[agent]]\nid = \"agent{i:04}\"\npassword = \"pw-agent{i:04}\"\nqueues = [\"support\"]\n\n"));
+    }
+    s
+}
+
+fn start_engine(agents: usize, answer: &str) -> Engine {
+    let dir = std::env::temp_dir().join(format!("cc-bench-smoke-{}-{}", std::process::id(), free_udp_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bench.toml");
+    std::fs::write(&cfg, bench_config(agents, answer)).unwrap();
+    let port = free_udp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(ENGINE)
+        .args(["--config", cfg.to_str().unwrap(), "--listen", &addr.to_string()])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .args(["--mgmt", &format!("127.0.0.1:{}", free_tcp_port()), "--shards", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cc-engine");
+    wait_options(addr);
+    Engine { child, addr, dir }
+}
+
+/// Waits until the engine answers OPTIONS (bounded).
+fn wait_options(addr: SocketAddr) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let local = s.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let req = format!(
+            "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKsmoke{}\r\nFrom: <sip:probe@{addr}>;tag=p\r\nTo: <sip:{addr}>\r\nCall-ID: probe-{}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            Instant::now().elapsed().as_nanos(),
+            local.port()
+        );
+        let _ = s.send_to(req.as_bytes(), addr);
+        let mut b = [0u8; 2048];
+        if let Ok((n, _)) = s.recv_from(&mut b) {
+            if b[..n].starts_with(b"SIP/2.0 200") {
+                return;
+            }
+        }
+    }
+    panic!("engine did not answer OPTIONS on {addr}");
+}
+
+/// Runs cc-bench (bounded in time) and returns its JSON and exit code.
+fn bench(args: &[&str], engine: &Engine, target: SocketAddr, json: &Path) -> (serde_json::Value, i32) {
+    let mut child = Command::new(BENCH)
+        .args(args)
+        .args(["--engine", &target.to_string(), "--engine-pid", &engine.child.id().to_string()])
+        .args(["--json", json.to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start cc-bench");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cc-bench {args:?} did not finish in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(json).expect("cc-bench wrote its JSON");
+    (serde_json::from_str(&text).unwrap(), status.code().unwrap_or(-1))
+}
+
+fn hist_count(j: &serde_json::Value, k: &str) -> u64 {
+    j["histograms"][k]["count"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn register_smoke() {
+    let e = start_engine(20, "immediate");
+    let json = e.dir.join("register.json");
+    let (j, code) = bench(&["register", "--agents", "20", "--rate", "40", "--duration", "2", "--workers", "2"], &e, e.addr, &json);
+    assert_eq!(j["failures_total"], 0, "{j:#}");
+    assert_eq!(code, 0);
+    assert_eq!(j["counts"]["registrations"], 80, "open loop: 40/s for 2 s, {j:#}");
+    for k in ["register_rtt", "registration"] {
+        assert!(hist_count(&j, k) > 0, "histogram {k} empty: {j:#}");
+        assert!(j["histograms"][k]["p50_us"].as_f64().unwrap() > 0.0);
+    }
+    // 401 + 200 per registration.
+    assert_eq!(hist_count(&j, "register_rtt"), 160);
+    assert!(j["engine"]["cpu_us_per_registration"].as_f64().unwrap() > 0.0, "{j:#}");
+    assert!(j["engine"]["rss_base_kib"].as_u64().unwrap() > 0);
+    assert_eq!(j["engine"]["shards"], "1");
+}
+
+#[test]
+fn wrong_password_is_counted_not_hidden() {
+    // agent0003 does not exist in a 2-agent config: its REGISTERs get 404.
+    let e = start_engine(2, "immediate");
+    let json = e.dir.join("reg404.json");
+    let (j, code) = bench(&["register", "--agents", "3", "--rate", "30", "--duration", "1", "--workers", "1"], &e, e.addr, &json);
+    assert_eq!(code, 1);
+    // 30 operations round-robin over 3 agents: exactly 10 for agent0003.
+    assert_eq!(j["failures"], serde_json::json!({"REGISTER 404": 10}), "{j:#}");
+    assert_eq!(j["counts"]["registrations"], 20);
+}
+
+/// A UDP relay in front of the engine that drops every `nth` initial INVITE
+/// (bench → engine). One bench socket: replies go back to its address.
+struct LossyLink {
+    addr: SocketAddr,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn lossy_link(engine: SocketAddr, nth: u64) -> LossyLink {
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    front.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    back.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let addr = front.local_addr().unwrap();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (d, st) = (dropped.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut client: Option<SocketAddr> = None;
+        let mut invites = 0u64;
+        let mut b = [0u8; 8192];
+        while !st.load(Ordering::SeqCst) {
+            if let Ok((n, from)) = front.recv_from(&mut b) {
+                client = Some(from);
+                if b[..n].starts_with(b"INVITE ") {
+                    invites += 1;
+                    if invites % nth == 0 {
+                        d.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                }
+                let _ = back.send_to(&b[..n], engine);
+            }
+            if let Ok((n, _)) = back.recv_from(&mut b) {
+                if let Some(c) = client {
+                    let _ = front.send_to(&b[..n], c);
+                }
+            }
+        }
+    });
+    LossyLink { addr, dropped, stop }
+}
+
+#[test]
+fn rejected_and_dropped_calls_are_counted_exactly() {
+    let e = start_engine(2, "immediate");
+    let link = lossy_link(e.addr, 4);
+    let json = e.dir.join("reject.json");
+    // 20 calls/s for 2 s to a queue that does not exist: the engine answers
+    // 404; the link drops calls 4, 8, 12… before the engine sees them.
+    let (j, code) = bench(
+        &["calls", "--agents", "2", "--rate", "20", "--duration", "2", "--queue", "nosuchqueue", "--workers", "1", "--sockets", "1", "--timeout-ms", "1500"],
+        &e,
+        link.addr,
+        &json,
+    );
+    assert_eq!(code, 1);
+    let attempted = j["counts"]["calls attempted"].as_u64().unwrap();
+    assert_eq!(attempted, 40, "{j:#}");
+    let dropped = link.dropped.load(Ordering::SeqCst);
+    assert_eq!(dropped, 10);
+    let mut want = serde_json::Map::new();
+    want.insert("INVITE 404".into(), (attempted - dropped).into());
+    want.insert("INVITE timeout".into(), dropped.into());
+    assert_eq!(j["failures"], serde_json::Value::Object(want), "{j:#}");
+    assert_eq!(j["failures_total"].as_u64().unwrap(), attempted);
+    // Rejected calls never reach an agent and are not counted twice.
+    assert_eq!(j["counts"]["calls offered to an agent"], 0);
+}
+
+/// Queued calls end to end when the engine has them; until then (INVITE to
+/// a queue answered 480) cc-bench must count exactly N `INVITE 480`.
+#[test]
+fn calls_smoke_full_path() {
+    let e = start_engine(4, "immediate");
+    let json = e.dir.join("calls.json");
+    let (j, _code) = bench(
+        &["calls", "--agents", "4", "--rate", "4", "--duration", "2", "--talk", "1", "--rtp", "--workers", "2", "--timeout-ms", "3000"],
+        &e,
+        e.addr,
+        &json,
+    );
+    let attempted = j["counts"]["calls attempted"].as_u64().unwrap();
+    assert_eq!(attempted, 8, "{j:#}");
+    if j["failures"]["INVITE 480"].as_u64() == Some(attempted) {
+        eprintln!("NOTE: the engine answers queued calls 480 (issue 3 not landed): full-call figures not checked");
+        assert_eq!(j["failures_total"].as_u64(), Some(attempted), "{j:#}");
+        return;
+    }
+    assert_eq!(j["failures_total"], 0, "{j:#}");
+    for k in ["invite_200", "invite_agent_invite", "answer_to_media", "relay"] {
+        assert!(hist_count(&j, k) > 0, "histogram {k} empty: {j:#}");
+    }
+    assert_eq!(hist_count(&j, "invite_200"), attempted);
+    assert_eq!(hist_count(&j, "invite_agent_invite"), attempted);
+    assert_eq!(j["counts"]["agent answers (200)"].as_u64(), Some(attempted));
+    assert!(j["engine"]["cpu_us_per_call"].as_f64().unwrap() > 0.0);
+}
