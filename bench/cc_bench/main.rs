@@ -146,7 +146,8 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
                         t0 + offset,
                         register::RegPlan { next: 0, remaining: None, interval_ns: interval.max(1), end },
                     );
-                    w.run_until(end + p.timeout_ns + 500_000_000, |w| !w.reg_plan_active && w.reg_outstanding() == 0);
+                    w.run_until(end + 2 * p.timeout_ns + 500_000_000, |w| !w.reg_plan_active && w.reg_outstanding() == 0);
+                    w.count_unfinished_registrations();
                 }
                 Mode::Calls => {
                     w.start_calls(t0, p.rate / per, end);
@@ -174,6 +175,7 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
     std::thread::sleep(Duration::from_millis(300));
     let idle1 = schedstat::sample(engine_pid);
     let base = schedstat::sample(engine_pid);
+    let threads0 = engine_pid.map(schedstat::per_thread).unwrap_or_default();
     let t0 = now_ns() + 20_000_000;
     start.store(t0, Ordering::SeqCst);
     barrier.wait();
@@ -240,6 +242,7 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
     let _ = end_signal;
     // Workers are parked at the barrier: sample before their clean-up.
     let fin = schedstat::sample(engine_pid);
+    let threads1 = engine_pid.map(schedstat::per_thread).unwrap_or_default();
     let t_end = now_ns();
     barrier.wait();
     let mut stats = Stats::default();
@@ -266,6 +269,16 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
         engine.insert("cpus_allowed".into(), json!(schedstat::cpus_allowed(pid)));
         engine.insert("measured_s".into(), json!(secs));
         engine.insert("cpu_ms".into(), json!(cpu as f64 / 1e6));
+        // Where the time went, per engine thread (name/tid: ms).
+        let mut per = serde_json::Map::new();
+        for (tid, comm, ns) in &threads1 {
+            let before = threads0.iter().find(|t| t.0 == *tid).map(|t| t.2).unwrap_or(0);
+            let d = ns.saturating_sub(before);
+            if d > 0 {
+                per.insert(format!("{comm}/{tid}"), json!((d as f64 / 1e4).round() / 100.0));
+            }
+        }
+        engine.insert("cpu_ms_by_thread".into(), Value::Object(per));
         engine.insert("cpu_share_of_one_core".into(), json!(cpu as f64 / (t_end - t0) as f64));
         if let (Some(i0), Some(i1)) = (idle0, idle1) {
             engine.insert("idle_cpu_us_per_s".into(), json!((i1.cpu_ns - i0.cpu_ns) as f64 / 1000.0 / 0.3));

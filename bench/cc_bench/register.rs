@@ -143,6 +143,16 @@ impl Worker {
         }
     }
 
+    /// At the end of the run: operations still waiting for an answer are
+    /// timeouts (the deadline came first), never silently dropped.
+    pub fn count_unfinished_registrations(&mut self) {
+        let n = self.reg_txn.values().filter(|t| !t.done).count();
+        for _ in 0..n {
+            self.stats.fail("REGISTER timeout");
+        }
+        self.reg_txn.clear();
+    }
+
     /// Blocks (runs the loop) until every agent of this worker registered
     /// once, or `deadline`. Returns false if some failed.
     pub fn register_all(&mut self, rate_per_worker: f64, deadline: u64) -> bool {

@@ -21,6 +21,22 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// On-CPU ns per thread: (tid, thread name, ns).
+pub fn per_thread(pid: u32) -> Vec<(u32, String, u64)> {
+    let mut v = Vec::new();
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return v };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
+        let ns = fs::read_to_string(e.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+            .unwrap_or(0);
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_string();
+        v.push((tid, comm, ns));
+    }
+    v
+}
+
 /// Resident set size in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
