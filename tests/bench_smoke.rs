@@ -156,7 +156,7 @@ fn register_smoke() {
 }
 
 #[test]
-fn wrong_password_is_counted_not_hidden() {
+fn unknown_agent_registrations_are_counted_exactly() {
     // agent0003 does not exist in a 2-agent config: its REGISTERs get 404.
     let e = start_engine(2, "immediate");
     let json = e.dir.join("reg404.json");

@@ -24,7 +24,10 @@ use crate::worker::{Event, Timer, Worker};
 #[derive(Default)]
 pub struct CallPlan {
     pub active: bool,
-    pub interval_ns: u64,
+    /// Arrival k at `start + round(k * interval_ns)` (no drift).
+    pub interval_ns: f64,
+    pub start: u64,
+    pub k: u64,
     pub end: u64,
 }
 
@@ -88,10 +91,10 @@ pub fn find_token(text: &str) -> Option<u64> {
 
 impl Worker {
     pub fn start_calls(&mut self, t0: u64, rate_per_worker: f64, end: u64) {
-        let interval = (1e9 / rate_per_worker.max(1e-9)) as u64;
-        self.call_plan = CallPlan { active: true, interval_ns: interval.max(1), end };
+        let interval = 1e9 / rate_per_worker.max(1e-9);
         // Stagger workers so arrivals interleave evenly.
-        let offset = interval / self.p.workers as u64 * self.id as u64;
+        let offset = (interval / self.p.workers as f64 * self.id as f64).round() as u64;
+        self.call_plan = CallPlan { active: true, interval_ns: interval, start: t0 + offset, k: 0, end };
         if t0 + offset < end {
             self.arm(t0 + offset, Timer::CallArrival);
         } else {
@@ -107,7 +110,9 @@ impl Worker {
     }
 
     pub(crate) fn on_call_arrival(&mut self, at: u64) {
-        let next = at + self.call_plan.interval_ns;
+        let _ = at;
+        self.call_plan.k += 1;
+        let next = self.call_plan.start + (self.call_plan.k as f64 * self.call_plan.interval_ns).round() as u64;
         if next < self.call_plan.end {
             self.arm(next, Timer::CallArrival);
         } else {

@@ -140,11 +140,11 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
             let end = t0 + (p.duration_s * 1e9) as u64;
             match mode {
                 Mode::Register => {
-                    let interval = (per * 1e9 / p.rate) as u64;
-                    let offset = (1e9 / p.rate) as u64 * id as u64;
+                    let interval = per * 1e9 / p.rate;
+                    let offset = (1e9 / p.rate * id as f64).round() as u64;
                     w.start_registrations(
                         t0 + offset,
-                        register::RegPlan { next: 0, remaining: None, interval_ns: interval.max(1), end },
+                        register::RegPlan { next: 0, remaining: None, interval_ns: interval, start: 0, k: 0, end },
                     );
                     w.run_until(end + 2 * p.timeout_ns + 500_000_000, |w| !w.reg_plan_active && w.reg_outstanding() == 0);
                     w.count_unfinished_registrations();

@@ -23,7 +23,11 @@ pub struct RegPlan {
     pub next: usize,
     /// Operations left (None = until `end`).
     pub remaining: Option<usize>,
-    pub interval_ns: u64,
+    /// Operation k starts at `start + round(k * interval_ns)`: no drift
+    /// from truncated intervals, exactly rate × duration operations.
+    pub interval_ns: f64,
+    pub start: u64,
+    pub k: u64,
     pub end: u64,
 }
 
@@ -34,6 +38,8 @@ impl Worker {
             return;
         }
         self.reg_plan = plan;
+        self.reg_plan.start = t0;
+        self.reg_plan.k = 0;
         self.reg_plan_active = true;
         self.arm(t0, Timer::RegOp);
     }
@@ -49,7 +55,9 @@ impl Worker {
             *r -= 1;
         }
         self.send_register(a, at, None);
-        let next = at + self.reg_plan.interval_ns;
+        let _ = at;
+        self.reg_plan.k += 1;
+        let next = self.reg_plan.start + (self.reg_plan.k as f64 * self.reg_plan.interval_ns).round() as u64;
         if self.reg_plan.remaining != Some(0) && next < self.reg_plan.end {
             self.arm(next, Timer::RegOp);
         } else {
@@ -160,10 +168,10 @@ impl Worker {
         if n == 0 {
             return true;
         }
-        let interval = (1e9 / rate_per_worker.max(1.0)) as u64;
+        let interval = 1e9 / rate_per_worker.max(1.0);
         let t0 = now_ns();
         self.reg_plan_active = true;
-        self.start_registrations(t0, RegPlan { next: 0, remaining: Some(n), interval_ns: interval.max(1), end: u64::MAX });
+        self.start_registrations(t0, RegPlan { next: 0, remaining: Some(n), interval_ns: interval, start: 0, k: 0, end: u64::MAX });
         self.run_until(deadline, |w| !w.reg_plan_active && w.reg_outstanding() == 0);
         self.reg_txn.clear();
         self.agents.iter().all(|a| a.registered)
