@@ -110,9 +110,15 @@ fn wait_options(addr: SocketAddr) {
 
 /// Runs cc-bench (bounded in time) and returns its JSON and exit code.
 fn bench(args: &[&str], engine: &Engine, target: SocketAddr, json: &Path) -> (serde_json::Value, i32) {
+    bench_pid(args, Some(engine.child.id()), target, json)
+}
+
+fn bench_pid(args: &[&str], pid: Option<u32>, target: SocketAddr, json: &Path) -> (serde_json::Value, i32) {
+    let pid_args: Vec<String> = pid.map(|p| vec!["--engine-pid".to_string(), p.to_string()]).unwrap_or_default();
     let mut child = Command::new(BENCH)
         .args(args)
-        .args(["--engine", &target.to_string(), "--engine-pid", &engine.child.id().to_string()])
+        .args(["--engine", &target.to_string()])
+        .args(&pid_args)
         .args(["--json", json.to_str().unwrap(), "--quiet"])
         .stdout(Stdio::null())
         .spawn()
@@ -270,4 +276,275 @@ fn calls_smoke_full_path() {
     assert_eq!(hist_count(&j, "invite_agent_invite"), attempted);
     assert_eq!(j["counts"]["agent answers (200)"].as_u64(), Some(attempted));
     assert!(j["engine"]["cpu_us_per_call"].as_f64().unwrap() > 0.0);
+}
+
+/// A minimal B2BUA with the engine's queued-call wire behaviour (issue 3),
+/// to test cc-bench's call and RTP code before the engine has it, and to
+/// inject faults the engine would not: every `reject_nth` customer INVITE
+/// is answered 503, every `lose_bye_nth` hang-up is not passed on to the
+/// other leg. Digest is not verified (the real engine tests that).
+mod fake {
+    use std::collections::HashMap;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    pub struct Faults {
+        pub reject_nth: u64,
+        pub lose_bye_nth: u64,
+    }
+
+    fn hdr<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+        m.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+    fn vias(m: &str) -> String {
+        m.split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.to_ascii_lowercase().starts_with("via:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
+    }
+    fn uri_addr(v: &str) -> Option<SocketAddr> {
+        let u = v.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or(v);
+        u.strip_prefix("sip:")?.rsplit('@').next()?.split(';').next()?.parse().ok()
+    }
+    fn body(m: &str) -> &str {
+        m.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("")
+    }
+    fn sdp_addr(b: &str) -> Option<SocketAddr> {
+        let port = b.lines().find_map(|l| l.strip_prefix("m=audio "))?.split(' ').next()?;
+        format!("127.0.0.1:{port}").parse().ok()
+    }
+    fn sdp(port: u16) -> String {
+        format!("v=0\r\no=fake 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    }
+    fn resp(req: &str, code: &str, tag: &str, extra: &str, body: &str) -> String {
+        let to = hdr(req, "to").unwrap_or("");
+        let to = if to.contains("tag=") { to.to_string() } else { format!("{to};tag={tag}") };
+        format!(
+            "SIP/2.0 {code}\r\n{}From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            vias(req),
+            hdr(req, "from").unwrap_or(""),
+            hdr(req, "call-id").unwrap_or(""),
+            hdr(req, "cseq").unwrap_or(""),
+            body.len()
+        )
+    }
+
+    struct Call {
+        cust: SocketAddr,
+        cust_contact: SocketAddr,
+        cust_from: String, // customer's From (with tag): To of our BYE
+        cust_to: String,   // our side toward the customer (with tag)
+        cust_cid: String,
+        agent: SocketAddr,
+        agent_cid: String,
+        agent_to: Option<String>, // agent's To (with its tag)
+        agent_from: String,
+        rc: UdpSocket,
+        ra: UdpSocket,
+        cust_media: Option<SocketAddr>,
+        agent_media: Option<SocketAddr>,
+        done: bool,
+    }
+
+    pub fn start(f: Faults) -> (SocketAddr, Arc<AtomicBool>) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let me = s.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            let mut contacts: Vec<(SocketAddr, String)> = Vec::new();
+            let mut calls: Vec<Call> = Vec::new();
+            let mut by_cid: HashMap<String, usize> = HashMap::new();
+            let (mut invites, mut byes, mut rr, mut n) = (0u64, 0u64, 0usize, 0u64);
+            let mut b = [0u8; 8192];
+            while !st.load(Ordering::SeqCst) {
+                for c in calls.iter().filter(|c| !c.done) {
+                    while let Ok(k) = c.rc.recv(&mut b) {
+                        if let Some(a) = c.agent_media {
+                            let _ = c.ra.send_to(&b[..k], a);
+                        }
+                    }
+                    while let Ok(k) = c.ra.recv(&mut b) {
+                        if let Some(a) = c.cust_media {
+                            let _ = c.rc.send_to(&b[..k], a);
+                        }
+                    }
+                }
+                let Ok((k, from)) = s.recv_from(&mut b) else { continue };
+                let m = String::from_utf8_lossy(&b[..k]).to_string();
+                let cid = hdr(&m, "call-id").unwrap_or("").to_string();
+                n += 1;
+                if m.starts_with("REGISTER ") {
+                    if hdr(&m, "authorization").is_none() {
+                        let r = resp(&m, "401 Unauthorized", "r", "WWW-Authenticate: Digest realm=\"fake\", nonce=\"n0nce\", algorithm=MD5, qop=\"auth\"\r\n", "");
+                        let _ = s.send_to(r.as_bytes(), from);
+                    } else {
+                        let uri = hdr(&m, "contact").map(|v| v.trim_start_matches('<').split('>').next().unwrap_or("").to_string());
+                        if let (Some(c), Some(uri)) = (hdr(&m, "contact").and_then(uri_addr), uri) {
+                            contacts.retain(|x| x.1 != uri);
+                            if hdr(&m, "expires") != Some("0") {
+                                contacts.push((c, uri));
+                            }
+                        }
+                        let _ = s.send_to(resp(&m, "200 OK", "r", "", "").as_bytes(), from);
+                    }
+                } else if m.starts_with("INVITE ") && !by_cid.contains_key(&cid) {
+                    invites += 1;
+                    if f.reject_nth > 0 && invites % f.reject_nth == 0 {
+                        let _ = s.send_to(resp(&m, "503 Service Unavailable", "x", "", "").as_bytes(), from);
+                        continue;
+                    }
+                    let rc = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let ra = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    rc.set_nonblocking(true).unwrap();
+                    ra.set_nonblocking(true).unwrap();
+                    let tag = format!("f{n}");
+                    let extra = format!("Contact: <sip:fake@{me}>\r\nContent-Type: application/sdp\r\n");
+                    let r = resp(&m, "200 OK", &tag, &extra, &sdp(rc.local_addr().unwrap().port()));
+                    let _ = s.send_to(r.as_bytes(), from);
+                    let (agent, agent_uri) = contacts[rr % contacts.len()].clone();
+                    rr += 1;
+                    let from_hdr = hdr(&m, "from").unwrap_or("").to_string();
+                    let caller = from_hdr.split(';').next().unwrap_or("").replace("@127.0.0.1", &format!("@{me}"));
+                    let agent_cid = format!("fa{n}@fake");
+                    let agent_from = format!("{caller};tag=fa{n}");
+                    let body = sdp(ra.local_addr().unwrap().port());
+                    let inv = format!(
+                        "INVITE {agent_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKfa{n}\r\nFrom: {agent_from}\r\nTo: <sip:agent@{agent}>\r\nCall-ID: {agent_cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:fake@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.send_to(inv.as_bytes(), agent);
+                    let i = calls.len();
+                    calls.push(Call {
+                        cust: from,
+                        cust_contact: hdr(&m, "contact").and_then(uri_addr).unwrap_or(from),
+                        cust_from: from_hdr,
+                        cust_to: format!("{};tag={tag}", hdr(&m, "to").unwrap_or("")),
+                        cust_cid: cid.clone(),
+                        agent,
+                        agent_cid: agent_cid.clone(),
+                        agent_to: None,
+                        agent_from,
+                        rc,
+                        ra,
+                        cust_media: sdp_addr(body_of(&m)),
+                        agent_media: None,
+                        done: false,
+                    });
+                    by_cid.insert(cid, i);
+                    by_cid.insert(agent_cid, i);
+                } else if m.starts_with("SIP/2.0 200") && hdr(&m, "cseq").map_or(false, |c| c.ends_with("INVITE")) {
+                    let Some(&i) = by_cid.get(&cid) else { continue };
+                    let c = &mut calls[i];
+                    c.agent_to = hdr(&m, "to").map(str::to_string);
+                    c.agent_media = sdp_addr(body(&m));
+                    let target = hdr(&m, "contact").and_then(uri_addr).unwrap_or(c.agent);
+                    let ack = format!(
+                        "ACK sip:a@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKack{n}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                        c.agent_from,
+                        c.agent_to.as_deref().unwrap_or(""),
+                        c.agent_cid
+                    );
+                    let _ = s.send_to(ack.as_bytes(), target);
+                } else if m.starts_with("BYE ") {
+                    let _ = s.send_to(resp(&m, "200 OK", "b", "", "").as_bytes(), from);
+                    let Some(&i) = by_cid.get(&cid) else { continue };
+                    let c = &mut calls[i];
+                    if c.done {
+                        continue;
+                    }
+                    c.done = true;
+                    byes += 1;
+                    if f.lose_bye_nth > 0 && byes % f.lose_bye_nth == 0 {
+                        continue;
+                    }
+                    let bye = if cid == c.cust_cid {
+                        format!(
+                            "BYE sip:a@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye{n}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+                            c.agent, c.agent_from, c.agent_to.as_deref().unwrap_or(""), c.agent_cid
+                        )
+                    } else {
+                        format!(
+                            "BYE sip:c@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbye{n}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+                            c.cust_contact, c.cust_to, c.cust_from, c.cust_cid
+                        )
+                    };
+                    let dst = if cid == c.cust_cid { c.agent } else { c.cust };
+                    let _ = s.send_to(bye.as_bytes(), dst);
+                }
+            }
+        });
+        (me, stop)
+    }
+
+    fn body_of(m: &str) -> &str {
+        body(m)
+    }
+}
+
+fn tmp_json(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("cc-bench-{}-{name}.json", std::process::id()))
+}
+
+/// Both sides of queued calls with RTP, through the fake B2BUA: every
+/// figure non-empty, nothing failed, nothing lost.
+#[test]
+fn calls_and_rtp_through_fake_b2bua() {
+    let (addr, stop) = fake::start(fake::Faults { reject_nth: 0, lose_bye_nth: 0 });
+    let json = tmp_json("fake-ok");
+    let (j, code) = bench_pid(
+        &["calls", "--agents", "4", "--rate", "10", "--duration", "2", "--talk", "1", "--rtp", "--workers", "2", "--timeout-ms", "1000"],
+        None,
+        addr,
+        &json,
+    );
+    stop.store(true, Ordering::SeqCst);
+    eprintln!("{:#}\n{:#}", j["histograms"], j["counts"]);
+    assert_eq!(j["failures_total"], 0, "{j:#}");
+    assert_eq!(code, 0);
+    assert_eq!(j["counts"]["calls attempted"], 20);
+    for k in ["invite_200", "invite_agent_invite", "answer_to_media", "relay"] {
+        assert!(hist_count(&j, k) > 0, "histogram {k} empty: {j:#}");
+    }
+    assert_eq!(hist_count(&j, "invite_200"), 20);
+    assert_eq!(hist_count(&j, "invite_agent_invite"), 20);
+    assert_eq!(hist_count(&j, "answer_to_media"), 20);
+    assert_eq!(j["counts"]["agent answers (200)"], 20);
+    assert_eq!(j["counts"]["calls ended by customer"], 10, "{j:#}");
+    assert_eq!(j["counts"]["calls ended by agent"], 10, "{j:#}");
+    assert_eq!(j["counts"]["rtp lost (gaps)"], 0);
+    assert_eq!(j["counts"]["rtp streams received"], 40, "both directions of 20 calls: {j:#}");
+    let _ = std::fs::remove_file(json);
+}
+
+/// Rejections and hang-ups that never reach the other leg are counted
+/// exactly, by reason: every 5th INVITE → 503, every 4th BYE not passed on.
+#[test]
+fn fake_faults_are_counted_exactly() {
+    let (addr, stop) = fake::start(fake::Faults { reject_nth: 5, lose_bye_nth: 4 });
+    let json = tmp_json("fake-faults");
+    let (j, code) = bench_pid(
+        &["calls", "--agents", "4", "--rate", "10", "--duration", "2", "--talk", "1", "--workers", "1", "--sockets", "1", "--timeout-ms", "1000"],
+        None,
+        addr,
+        &json,
+    );
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(code, 1);
+    assert_eq!(j["counts"]["calls attempted"], 20);
+    let f = j["failures"].as_object().unwrap();
+    assert_eq!(f.get("INVITE 503").and_then(|v| v.as_u64()), Some(4), "{j:#}");
+    let lost: u64 = f.iter().filter(|(k, _)| k.starts_with("lost BYE")).map(|(_, v)| v.as_u64().unwrap()).sum();
+    // 16 calls connected, 16 hang-ups, every 4th not passed on.
+    assert_eq!(lost, 4, "{j:#}");
+    assert_eq!(j["failures_total"], 8, "nothing else counted: {j:#}");
+    let _ = std::fs::remove_file(json);
 }

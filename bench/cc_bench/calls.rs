@@ -103,12 +103,6 @@ impl Worker {
         }
     }
 
-    pub fn calls_idle(&self) -> bool {
-        !self.call_plan.active
-            && self.cust.is_empty()
-            && self.acalls.values().all(|a| a.state == AState::Ended)
-    }
-
     pub(crate) fn on_call_arrival(&mut self, at: u64) {
         let _ = at;
         self.call_plan.k += 1;

@@ -407,6 +407,13 @@ fn write_outputs(o: &Opts, res: &RunResult, header: &str, extra: Value) -> Resul
     if let Some(f) = o.str("json") {
         std::fs::write(f, serde_json::to_string_pretty(&j).unwrap()).map_err(|e| format!("{f}: {e}"))?;
     }
+    if let Some(f) = o.str("md") {
+        use std::io::Write as _;
+        let title = o.str("title").unwrap_or(header);
+        let md = report::markdown(title, &res.stats, &res.engine, &j["run"]);
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(f).map_err(|e| format!("{f}: {e}"))?;
+        file.write_all(md.as_bytes()).map_err(|e| format!("{f}: {e}"))?;
+    }
     if let Some(d) = o.str("hgrm-dir") {
         std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
         for (k, h) in &res.stats.hist {

@@ -71,14 +71,6 @@ impl RecvBatch {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
     pub fn get(&mut self, i: usize) -> Dgram<'_> {
         let h = &self.hdrs[i];
         let len = h.msg_len as usize;

@@ -94,10 +94,6 @@ impl<'a> Msg<'a> {
         self.header("to").and_then(|v| param(v, "tag"))
     }
 
-    pub fn from_tag(&self) -> Option<&'a str> {
-        self.header("from").and_then(|v| param(v, "tag"))
-    }
-
     /// URI inside the first Contact (`<...>` or bare).
     pub fn contact_uri(&self) -> Option<&'a str> {
         self.header("contact").map(uri_of)

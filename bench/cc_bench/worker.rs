@@ -90,7 +90,6 @@ pub enum Timer {
 }
 
 pub struct Agent {
-    pub index: usize, // 1-based: agent0001
     pub user: String,
     pub password: String,
     pub sock: usize,
@@ -143,7 +142,6 @@ impl Worker {
             let user = format!("agent{i:04}");
             by_user.insert(user.clone(), agents.len());
             agents.push(Agent {
-                index: i,
                 password: format!("pw-{user}"),
                 sock: agents.len() % sip.len(),
                 call_id: format!("reg-{user}-{:x}@cc-bench", p.run_id),
