@@ -408,6 +408,10 @@ impl Endpoint {
     /// The TU's answer to request `tx`. Ignored when the transaction is gone
     /// or already answered finally.
     pub fn respond(&mut self, tx: ServerTxId, resp: ResponseSpec, now: Instant) {
+        if !(100..=699).contains(&resp.status) {
+            tracing::warn!(status = resp.status, "TU gave an invalid status code; response dropped");
+            return;
+        }
         let Some(base) = self.txs.server_base(tx) else { return };
         let tag = self.txs.server_to_tag(tx);
         let reason = resp.reason.as_deref().unwrap_or_else(|| reason_phrase(resp.status));
@@ -508,6 +512,47 @@ impl Endpoint {
         let key = self.client_key(&data)?;
         self.txs.client_cancelled(tx, now);
         Some(self.txs.client_new(key, data, dest, now, &mut self.out))
+    }
+
+    /// Sends the ACK of a 2xx response to our INVITE (§13.2.2.4): to the
+    /// 2xx's Contact, Route from its Record-Route reversed, a new branch,
+    /// the INVITE's CSeq number. Call it for every 2xx the TU is given
+    /// (retransmissions included). False when the 2xx has no usable Contact
+    /// or CSeq.
+    pub fn send_ack_2xx(&mut self, response: &rsip::Response, dest: SocketAddr) -> bool {
+        let text = response.to_string();
+        let Ok(msg) = scan(text.as_bytes()) else { return false };
+        let contact = msg.header("contact").unwrap_or("");
+        let target = match contact.split_once('<') {
+            Some((_, rest)) => rest.split_once('>').map_or(rest, |(u, _)| u),
+            None => contact.split(';').next().unwrap_or(""),
+        }
+        .trim();
+        let (Some(Ok((seq, _))), Some(from), Some(to), Some(call_id)) =
+            (msg.cseq(), msg.header("from"), msg.header("to"), msg.call_id())
+        else {
+            return false;
+        };
+        if target.is_empty() {
+            return false;
+        }
+        let mut s = String::with_capacity(text.len());
+        let _ = write!(
+            s,
+            "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n",
+            self.cfg.local_addr,
+            self.ids.branch()
+        );
+        let routes: Vec<&str> = msg.headers_named("record-route").flat_map(|v| v.split(',')).collect();
+        for r in routes.iter().rev() {
+            let _ = write!(s, "Route: {}\r\n", r.trim());
+        }
+        let _ = write!(
+            s,
+            "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        self.out.push_back(Output::Transmit { dest, data: Bytes::from(s) });
+        true
     }
 
     /// Sends a request outside any transaction (the ACK of a 2xx,

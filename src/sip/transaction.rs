@@ -427,7 +427,7 @@ impl Transactions {
                 counters.retransmissions_sent += 1;
                 out.push_back(Output::Transmit { dest: tx.dest, data });
             }
-            tx.interval = (tx.interval * 2).min(t2);
+            tx.interval = tx.interval.saturating_mul(2).min(t2);
             tx.retransmit_at = Some(now + tx.interval);
         }
         if fired {
@@ -604,7 +604,8 @@ impl Transactions {
             counters.retransmissions_sent += 1;
             out.push_back(Output::Transmit { dest: tx.dest, data: tx.request.clone() });
             // A doubles without cap (§17.1.1.2); E is capped at T2.
-            tx.interval = if tx.invite { tx.interval * 2 } else { (tx.interval * 2).min(t2) };
+            let doubled = tx.interval.saturating_mul(2);
+            tx.interval = if tx.invite { doubled } else { doubled.min(t2) };
             tx.retransmit_at = Some(now + tx.interval);
             let at = earliest(tx.retransmit_at, tx.timeout_at);
             self.schedule(at, TxRef::Client(id));

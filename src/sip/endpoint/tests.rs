@@ -324,3 +324,23 @@ fn tu_headers_cannot_clobber_copied_ones() {
     e.respond(tx, ResponseSpec::new(500), t0);
     assert!(outputs(&mut e).is_empty());
 }
+
+#[test]
+fn ack_for_2xx_follows_contact_and_record_route() {
+    let mut e = ep(0, 1);
+    let text = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-cc0-1\r\n\
+                Record-Route: <sip:p1;lr>, <sip:p2;lr>\r\nFrom: <sip:q@h>;tag=a\r\nTo: <sip:b@h>;tag=b\r\n\
+                Call-ID: c9\r\nCSeq: 5 INVITE\r\nContact: \"Agent\" <sip:agent@192.0.2.50:5070;transport=udp>\r\n\
+                Content-Length: 0\r\n\r\n";
+    let resp = rsip::Response::try_from(text).unwrap();
+    assert!(e.send_ack_2xx(&resp, addr(UA)));
+    let outs = outputs(&mut e);
+    let [Output::Transmit { data, .. }] = &outs[..] else { panic!() };
+    let ack = std::str::from_utf8(data).unwrap();
+    assert!(ack.starts_with("ACK sip:agent@192.0.2.50:5070;transport=udp SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-cc0-"), "{ack}");
+    assert!(ack.contains("Route: <sip:p2;lr>\r\nRoute: <sip:p1;lr>\r\n"));
+    assert!(ack.contains("To: <sip:b@h>;tag=b\r\nCall-ID: c9\r\nCSeq: 5 ACK\r\n"));
+    assert!(rsip::Request::try_from(ack).is_ok());
+    let no_contact = rsip::Response::try_from(text.replace("Contact", "X-C").as_str()).unwrap();
+    assert!(!e.send_ack_2xx(&no_contact, addr(UA)));
+}
