@@ -290,7 +290,7 @@ impl Endpoint {
         if oversize {
             return self.counters.drop(DropReason::Oversize);
         }
-        if msg.version() != "SIP/2.0" {
+        if !msg.version().eq_ignore_ascii_case("SIP/2.0") {
             return self.counters.drop(DropReason::BadResponse);
         }
         let Some(branch) = via.branch else {

@@ -321,7 +321,8 @@ pub fn parse_via(value: &str) -> Option<Via<'_>> {
     let sent = sent.trim();
     let (protocol, sent_by) = sent.rsplit_once([' ', '\t'])?;
     let protocol = protocol.trim();
-    if !protocol.to_ascii_uppercase().starts_with("SIP/2.0/") || sent_by.is_empty() {
+    let sip20 = protocol.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"));
+    if !sip20 || sent_by.is_empty() {
         return None;
     }
     let (host, port) = if let Some(v6) = sent_by.strip_prefix('[') {
@@ -479,7 +480,7 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
     if oversize {
         return Err(Reject::new(513, "Message Too Large"));
     }
-    if version != "SIP/2.0" {
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
         return Err(Reject::new(505, "Version Not Supported"));
     }
     if msg.malformed_header {

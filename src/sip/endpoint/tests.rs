@@ -344,3 +344,23 @@ fn ack_for_2xx_follows_contact_and_record_route() {
     let no_contact = rsip::Response::try_from(text.replace("Contact", "X-C").as_str()).unwrap();
     assert!(!e.send_ack_2xx(&no_contact, addr(UA)));
 }
+
+#[test]
+fn response_landing_on_the_wrong_shard_reaches_the_owner() {
+    let (mut s0, mut s1) = (ep(0, 2), ep(1, 2));
+    let t0 = Instant::now();
+    let ctx = s1.send_request(invite_request(), addr(UA), t0);
+    let outs = outputs(&mut s1);
+    let [Output::Transmit { data, .. }] = &outs[..] else { panic!() };
+    // The agent answers; the kernel hands its 180 to shard 0.
+    let msg = scan(data).unwrap();
+    let base = ResponseBase::from_request(&msg, addr("192.0.2.1:5060"));
+    let ringing = base.build(180, "Ringing", Some("agent-tag"), [], None);
+    s0.handle_datagram(&ringing, addr(UA), t0);
+    let outs = outputs(&mut s0);
+    let [Output::Forward { shard: 1, data, src }] = &outs[..] else { panic!("{outs:?}") };
+    s1.handle_forwarded(data, *src, t0);
+    let outs = outputs(&mut s1);
+    assert!(matches!(&outs[..], [Output::Response { tx, response }] if *tx == ctx && response.status_code.code() == 180));
+    assert_eq!(s0.counters().forwarded, 1);
+}
