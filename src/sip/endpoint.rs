@@ -6,7 +6,8 @@
 //! shell ◀──poll_output: Transmit | Forward ────────────────── Endpoint
 //! TU    ◀──poll_output: Request | Cancelled | Ack | AckTimeout
 //!                       | Response | ClientTimeout ─────────── Endpoint
-//! TU    ──respond(ServerTxId, ResponseSpec) / send_request / cancel──▶
+//! TU    ──respond / send_request / cancel / send_ack_2xx
+//!         / send_stateless ──────────────────────────────────▶ Endpoint
 //! ```
 //!
 //! Drive it like quinn-proto: after any input, drain `poll_output` until
@@ -17,8 +18,9 @@
 //! - messages owned by another shard (ids.rs) become `Output::Forward`;
 //!   `handle_forwarded` input is never forwarded again;
 //! - broken requests get their RFC error response statelessly (400, 405
-//!   with Allow, 415 with Accept, 420 with Unsupported, 483, 505, 513);
-//! - OPTIONS outside a dialog → 200 with Allow/Accept/Supported;
+//!   with Allow, 415 with Accept, 416, 420 with Unsupported, 483, 505, 513);
+//! - OPTIONS outside a dialog → 200 with Allow and Accept (no Supported:
+//!   we implement no extension);
 //! - CANCEL → 200 and `Output::Cancelled` for the INVITE it hit (the TU
 //!   answers that INVITE 487), or 481 when it hits nothing;
 //! - retransmissions are absorbed by the transactions (transaction.rs),
@@ -27,7 +29,14 @@
 //!
 //! Everything else that parses (REGISTER, INVITE, BYE, INFO, UPDATE,
 //! in-dialog OPTIONS) is `Output::Request`; the TU must `respond` to each,
-//! 481 when it knows no such dialog.
+//! 481 when it knows no such dialog. TU duties the endpoint cannot do:
+//! - a 2xx to INVITE carries a Contact (pass it in `ResponseSpec::headers`);
+//! - an INVITE has no server-side deadline (a caller may queue for long):
+//!   answer it eventually, and send a provisional at least every minute
+//!   (§13.3.1.1). Unanswered non-INVITE transactions end after 64·T1;
+//! - on every 2xx `Output::Response` to an INVITE call `send_ack_2xx`
+//!   (retransmitted 2xx included); `cancel` only after a provisional.
+//!
 //! Responses go to the packet's source address (RFC 3581 symmetric
 //! response), which is right behind NAT and on loopback.
 
