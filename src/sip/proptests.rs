@@ -15,6 +15,10 @@ use super::ids::IdRng;
 use super::message::scan;
 use super::transaction::ClientTxId;
 
+fn cases(default: u32) -> u32 {
+    std::env::var("SIP_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|_| unreachable!())
 }
@@ -179,7 +183,8 @@ fn check_outputs(e: &mut Endpoint, now: Instant) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    // SIP_FUZZ_CASES raises the count for a longer soak.
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn hostile_datagrams_never_panic(inputs in proptest::collection::vec(input(), 1..4)) {
@@ -345,7 +350,7 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(300), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn lossy_network_one_outcome_and_drain(
