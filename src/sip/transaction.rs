@@ -320,8 +320,9 @@ impl Transactions {
                 tx.timeout_at = Some(now + t4);
                 let at = tx.timeout_at;
                 self.schedule(at, TxRef::Server(id.0));
+            } else {
+                counters.retransmissions_absorbed += 1;
             }
-            counters.retransmissions_absorbed += 1;
             return Absorbed::Ack;
         }
         counters.retransmissions_absorbed += 1;
