@@ -491,6 +491,12 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
             return Err(Reject::new(400, "Missing Mandatory Header"));
         }
     }
+    // RFC 4475 §3.1.2.11 (mcl01): a second copy of a singleton is an error.
+    for name in ["from", "to", "call-id", "cseq", "content-length", "max-forwards"] {
+        if msg.headers_named(name).nth(1).is_some() {
+            return Err(Reject::new(400, "Duplicate Header"));
+        }
+    }
     if msg.top_via().is_none() {
         return Err(Reject::new(400, "Bad Via"));
     }
@@ -505,7 +511,9 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
         ContentLength::Absent | ContentLength::Ok(_) => {}
     }
     match msg.max_forwards() {
+        // RFC 4475 §3.1.2.5 (scalar02): above 255 is out of range.
         Some(Err(())) => return Err(Reject::new(400, "Bad Max-Forwards")),
+        Some(Ok(n)) if n > 255 => return Err(Reject::new(400, "Bad Max-Forwards")),
         // §16.3 spirit for a UAS: OPTIONS/REGISTER may still be answered.
         Some(Ok(0)) if !matches!(method, "OPTIONS" | "REGISTER") => {
             return Err(Reject::new(483, "Too Many Hops"))
@@ -706,6 +714,50 @@ mod tests {
         let r = check(d.as_bytes()).unwrap_err();
         assert_eq!(r.status, 405);
         assert_eq!(r.header.unwrap().0, "Allow");
+    }
+
+    #[test]
+    fn duplicate_singletons_and_out_of_range_max_forwards() {
+        let d = with("Call-ID: a84b4c76e66710@pc33.example.com\r\n", "Call-ID: a\r\ni: b\r\n");
+        assert_eq!(check(&d).unwrap_err().reason, "Duplicate Header");
+        let d = with("Content-Length: 4\r\n", "Content-Length: 4\r\nl: 4\r\n");
+        assert_eq!(check(&d).unwrap_err().reason, "Duplicate Header");
+        let d = with("Max-Forwards: 70", "Max-Forwards: 300");
+        assert_eq!(check(&d).unwrap_err().reason, "Bad Max-Forwards");
+        let d = with("Max-Forwards: 70", "Max-Forwards: 255");
+        assert_eq!(check(&d), Ok(()));
+    }
+
+    /// A few RFC 4475 torture messages (abridged), with the answer §3 asks for.
+    #[test]
+    fn rfc4475_torture() {
+        let msg = |start: &str, extra: &str, body: &str| {
+            format!(
+                "{start}\r\nVia: SIP/2.0/UDP host5.example.net;branch=z9hG4bK2d4790\r\nMax-Forwards: 70\r\n\
+                 To: <sip:j.user@example.com>\r\nFrom: <sip:caller@example.net>;tag=134161461246\r\n\
+                 Call-ID: torture\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let cases: &[(&str, String, Option<u16>)] = &[
+            // intmeth: a strange but legal method token → 405
+            ("intmeth", msg("!interesting-Method0123456789_*+`.%indeed'~ sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com SIP/2.0",
+                "CSeq: 139122385 !interesting-Method0123456789_*+`.%indeed'~\r\n", ""), Some(405)),
+            ("badvers", msg("OPTIONS sip:t.watson@example.org SIP/7.0", "CSeq: 1 OPTIONS\r\n", ""), Some(505)),
+            ("unksm", msg("INVITE isbn:2983792873 SIP/2.0", "CSeq: 1 INVITE\r\n", ""), Some(416)),
+            ("novelsc", msg("OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0", "CSeq: 1 OPTIONS\r\n", ""), Some(416)),
+            ("mismatch01", msg("OPTIONS sip:user@example.com SIP/2.0", "CSeq: 8 INVITE\r\n", ""), Some(400)),
+            ("ncl", msg("INVITE sip:user@example.com SIP/2.0", "CSeq: 1 INVITE\r\n", "").replace("Content-Length: 0", "Content-Length: -999"), Some(400)),
+            ("invut", msg("INVITE sip:user@example.com SIP/2.0", "CSeq: 1 INVITE\r\nContent-Type: application/unknownformat\r\n", "<audio> <pcmu port=\"443\"/> </audio>"), Some(415)),
+            ("bext01", msg("OPTIONS sip:user@example.com SIP/2.0", "CSeq: 1 OPTIONS\r\nRequire: nothingSupportsThis, nothingSupportsThisEither\r\n", ""), Some(420)),
+            ("zeromf", msg("OPTIONS sip:user@example.com SIP/2.0", "CSeq: 1 OPTIONS\r\n", "").replace("Max-Forwards: 70", "Max-Forwards: 0"), None),
+            ("inv2543", msg("INVITE sip:UserB@example.com SIP/2.0", "CSeq: 1 INVITE\r\n", "").replace(";branch=z9hG4bK2d4790", ""), None),
+            ("lwsdisp", msg("OPTIONS sip:user@example.com SIP/2.0", "CSeq: 1 OPTIONS\r\n", "").replace("From: <sip:caller", "From: caller<sip:caller"), None),
+        ];
+        for (name, data, want) in cases {
+            let m = scan(data.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(check_request(&m, false).err().map(|r| r.status), *want, "{name}");
+        }
     }
 
     #[test]
