@@ -526,8 +526,8 @@ impl Endpoint {
     /// Sends the ACK of a 2xx response to our INVITE (§13.2.2.4): to the
     /// 2xx's Contact, Route from its Record-Route reversed, a new branch,
     /// the INVITE's CSeq number. Call it for every 2xx the TU is given
-    /// (retransmissions included). False when the 2xx has no usable Contact
-    /// or CSeq.
+    /// (retransmissions included). False when it is not a response to an
+    /// INVITE or has no usable Contact.
     pub fn send_ack_2xx(&mut self, response: &rsip::Response, dest: SocketAddr) -> bool {
         let text = response.to_string();
         let Ok(msg) = scan(text.as_bytes()) else { return false };
@@ -537,7 +537,7 @@ impl Endpoint {
             None => contact.split(';').next().unwrap_or(""),
         }
         .trim();
-        let (Some(Ok((seq, _))), Some(from), Some(to), Some(call_id)) =
+        let (Some(Ok((seq, "INVITE"))), Some(from), Some(to), Some(call_id)) =
             (msg.cseq(), msg.header("from"), msg.header("to"), msg.call_id())
         else {
             return false;

@@ -3,7 +3,7 @@
 //! network give each request exactly one outcome and drain to zero.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use super::endpoint::{Endpoint, EndpointConfig, Output, ResponseSpec};
 use super::ids::IdRng;
 use super::message::scan;
-use super::transaction::ClientTxId;
+use super::transaction::{ClientTxId, ServerTxId};
 
 fn cases(default: u32) -> u32 {
     std::env::var("SIP_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -259,6 +259,11 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
     let t0 = Instant::now();
     let mut outcomes: HashMap<ClientTxId, Outcome> = HashMap::new();
     let mut statuses: HashMap<String, u16> = HashMap::new();
+    // Status 0: the UAS rings (180) and waits; the UAC cancels on the first
+    // provisional; the UAS answers 487 to a CANCEL, or 480 after 60 s.
+    let mut to_cancel: HashSet<ClientTxId> = HashSet::new();
+    let mut ringing: HashMap<ServerTxId, Instant> = HashMap::new();
+    let mut invites: HashSet<ClientTxId> = HashSet::new();
     for (i, (invite, status)) in methods.iter().enumerate() {
         let m = if *invite { "INVITE" } else { "REGISTER" };
         let text = format!("{m} sip:a@192.0.2.50 SIP/2.0\r\nFrom: <sip:q@192.0.2.1>\r\nTo: <sip:a@b>\r\nCall-ID: sim-{i}\r\n\r\n");
@@ -266,6 +271,12 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
         statuses.insert(format!("sim-{i}"), *status);
         let tx = client.send_request(req, sa, t0);
         outcomes.insert(tx, Outcome::default());
+        if *invite {
+            invites.insert(tx);
+            if *status == 0 {
+                to_cancel.insert(tx);
+            }
+        }
     }
     let end = t0 + Duration::from_secs(200);
     let mut now = t0;
@@ -279,8 +290,12 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
                     let code = response.status_code.code();
                     if code >= 200 {
                         outcomes.entry(tx).or_default().finals.push(code);
+                    } else if to_cancel.remove(&tx) {
+                        if let Some(c) = client.cancel(tx, now) {
+                            outcomes.insert(c, Outcome::default());
+                        }
                     }
-                    if (200..300).contains(&code) {
+                    if (200..300).contains(&code) && invites.contains(&tx) {
                         prop_assert!(client.send_ack_2xx(&response, sa));
                     }
                 }
@@ -297,9 +312,17 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
                     let status = statuses.get(&call).copied().unwrap_or(500);
                     if request.method == rsip::Method::Invite {
                         server.respond(tx, ResponseSpec::new(180), now);
+                        if status == 0 {
+                            ringing.insert(tx, now + Duration::from_secs(60));
+                            continue;
+                        }
                     }
                     let resp = ResponseSpec::new(status).header("Contact", "<sip:a@192.0.2.50:5070>");
                     server.respond(tx, resp, now);
+                }
+                Output::Cancelled { tx } => {
+                    prop_assert!(ringing.remove(&tx).is_some(), "CANCEL hit a non-ringing INVITE");
+                    server.respond(tx, ResponseSpec::new(487), now);
                 }
                 Output::Ack { .. } => acked += 1,
                 Output::AckTimeout { .. } => unacked += 1,
@@ -310,6 +333,7 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
             net.queue.peek().map(|Reverse((t, _))| *t),
             client.poll_timeout(),
             server.poll_timeout(),
+            ringing.values().min().copied(),
         ]
         .into_iter()
         .flatten()
@@ -334,6 +358,11 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
         }
         client.handle_timeout(now);
         server.handle_timeout(now);
+        let expired: Vec<ServerTxId> = ringing.iter().filter(|(_, &t)| t <= now).map(|(&tx, _)| tx).collect();
+        for tx in expired {
+            ringing.remove(&tx);
+            server.respond(tx, ResponseSpec::new(480), now);
+        }
     }
     for (tx, o) in &outcomes {
         let ok = match (o.finals.first(), o.timeouts) {
@@ -357,7 +386,7 @@ proptest! {
         seed in any::<u64>(),
         loss in 0u64..50,
         dup in 0u64..40,
-        methods in proptest::collection::vec((any::<bool>(), prop_oneof![Just(200u16), Just(486), Just(404), Just(302)]), 1..6),
+        methods in proptest::collection::vec((any::<bool>(), prop_oneof![Just(200u16), Just(486), Just(404), Just(302), Just(0)]), 1..6),
     ) {
         simulate(seed, loss, dup, &methods)?;
     }
@@ -365,6 +394,7 @@ proptest! {
 
 #[test]
 fn lossless_network_delivers_every_final() {
-    let acks = simulate(1, 0, 0, &[(true, 200), (false, 200), (true, 486), (true, 200)]).unwrap_or_else(|e| panic!("{e}"));
+    let acks = simulate(1, 0, 0, &[(true, 200), (false, 200), (true, 486), (true, 200), (true, 0)])
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(acks, (2, 0), "every 2xx ACKed exactly once, no ACK timeout");
 }
