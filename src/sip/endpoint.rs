@@ -380,16 +380,21 @@ impl Endpoint {
             self.out.push_back(Output::Transmit { dest: src, data });
             return;
         };
-        let to_tag = match msg.to_tag() {
-            Some(t) => t.to_owned(),
-            None => self.ids.tag(),
+        // §9.2: the 200 to a CANCEL carries the To tag of the INVITE's
+        // responses.
+        let cancelled = (method == "CANCEL")
+            .then(|| self.txs.server_find(&ServerKey { method: "INVITE".to_owned(), ..key.clone() }))
+            .flatten();
+        let to_tag = match (msg.to_tag(), cancelled.and_then(|i| self.txs.server_to_tag(i))) {
+            (Some(t), _) | (None, Some(t)) => t.to_owned(),
+            (None, None) => self.ids.tag(),
         };
         let ack_key = match (msg.call_id(), msg.cseq()) {
             (Some(c), Some(Ok((seq, _)))) => Some((c.to_owned(), seq)),
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
-        let new = NewServerTx { key: key.clone(), base, to_tag, ack_key, dest: src };
+        let new = NewServerTx { key, base, to_tag, ack_key, dest: src };
         let id = self.txs.server_new(new, now, &mut self.out, &mut self.counters);
         match method {
             "OPTIONS" if !in_dialog => {
@@ -399,8 +404,7 @@ impl Endpoint {
                 self.respond(id, spec, now);
             }
             "CANCEL" => {
-                let invite_key = ServerKey { method: "INVITE".to_owned(), ..key };
-                match self.txs.server_find(&invite_key) {
+                match cancelled {
                     Some(invite) => {
                         self.respond(id, ResponseSpec::new(200), now);
                         if self.txs.server_state(invite) == Some(ServerState::Proceeding) {

@@ -193,7 +193,10 @@ fn cancel_hits_invite_or_gets_481() {
     e.handle_datagram(&req_with("CANCEL", "z9hG4bKinv", "", ""), addr(UA), t0);
     let outs = outputs(&mut e);
     assert_eq!(outs.len(), 2, "{outs:?}");
-    assert!(matches!(&outs[0], Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200 OK")));
+    let Output::Transmit { data, .. } = &outs[0] else { panic!() };
+    assert!(data.starts_with(b"SIP/2.0 200 OK"));
+    let tag = e.local_tag(inv).unwrap().to_owned();
+    assert!(std::str::from_utf8(data).unwrap().contains(&format!(";tag={tag}\r\n")), "§9.2 same To tag");
     assert_eq!(outs[1], Output::Cancelled { tx: inv });
     e.respond(inv, ResponseSpec::new(487), t0);
     assert_eq!(one_response(&mut e).status_code.code(), 487);
