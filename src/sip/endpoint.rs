@@ -248,6 +248,11 @@ impl Endpoint {
         self.txs.handle_timeout(now, &mut self.out, &mut self.counters);
     }
 
+    fn dropped(&mut self, reason: DropReason, src: SocketAddr) {
+        self.counters.drop(reason);
+        tracing::debug!(%src, reason = reason.as_str(), "SIP datagram dropped");
+    }
+
     /// A datagram from the socket.
     pub fn handle_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
         self.handle(data, src, now, true);
@@ -263,7 +268,7 @@ impl Endpoint {
             Ok(m) => m,
             Err(e) => {
                 match e.drop_reason() {
-                    Some(r) => self.counters.drop(r),
+                    Some(r) => self.dropped(r, src),
                     None => self.counters.keepalives += 1,
                 }
                 return;
@@ -284,33 +289,33 @@ impl Endpoint {
         }
         let oversize = data.len() > self.cfg.max_datagram;
         match msg.method() {
-            None => self.handle_response(&msg, data, oversize, now),
+            None => self.handle_response(&msg, data, src, oversize, now),
             Some("ACK") => self.handle_ack(&msg, data, src, now),
             Some(method) => self.handle_request(&msg, method, data, src, oversize, now),
         }
     }
 
-    fn handle_response(&mut self, msg: &Scanned<'_>, data: &[u8], oversize: bool, now: Instant) {
+    fn handle_response(&mut self, msg: &Scanned<'_>, data: &[u8], src: SocketAddr, oversize: bool, now: Instant) {
         self.counters.responses_in += 1;
         let (Some(status), Some(via), Some(Ok((_, method)))) = (msg.status(), msg.top_via(), msg.cseq())
         else {
-            return self.counters.drop(DropReason::BadResponse);
+            return self.dropped(DropReason::BadResponse, src);
         };
         if oversize {
-            return self.counters.drop(DropReason::Oversize);
+            return self.dropped(DropReason::Oversize, src);
         }
         if !msg.version().eq_ignore_ascii_case("SIP/2.0") {
-            return self.counters.drop(DropReason::BadResponse);
+            return self.dropped(DropReason::BadResponse, src);
         }
         let Some(branch) = via.branch else {
-            return self.counters.drop(DropReason::StrayResponse);
+            return self.dropped(DropReason::StrayResponse, src);
         };
         let key = ClientKey { branch: branch.to_owned(), method: method.to_owned() };
         let Some(id) = self.txs.client_find(&key) else {
-            return self.counters.drop(DropReason::StrayResponse);
+            return self.dropped(DropReason::StrayResponse, src);
         };
         let Some(response) = parse_response(data.get(..msg.msg_len).unwrap_or(data)) else {
-            return self.counters.drop(DropReason::ParseFailed);
+            return self.dropped(DropReason::ParseFailed, src);
         };
         let to = msg.header("to").unwrap_or("");
         match self.txs.client_response(id, status, to, now, &mut self.out, &mut self.counters) {
@@ -324,7 +329,7 @@ impl Endpoint {
         let (Some(key), Some(Ok((seq, "ACK"))), Some(call_id)) =
             (server_key(msg, "ACK"), msg.cseq(), msg.call_id())
         else {
-            return self.counters.drop(DropReason::BadAck);
+            return self.dropped(DropReason::BadAck, src);
         };
         if let Some(id) = self.txs.server_find(&key) {
             if self.txs.server_state(id) != Some(ServerState::Accepted) {
@@ -335,9 +340,9 @@ impl Endpoint {
         match self.txs.ack_2xx(call_id, seq) {
             Some(tx) => match parse_request(data.get(..msg.msg_len).unwrap_or(data)) {
                 Some(request) => self.out.push_back(Output::Ack { tx, request, src }),
-                None => self.counters.drop(DropReason::ParseFailed),
+                None => self.dropped(DropReason::ParseFailed, src),
             },
-            None => self.counters.drop(DropReason::UnmatchedAck),
+            None => self.dropped(DropReason::UnmatchedAck, src),
         }
     }
 
@@ -353,7 +358,7 @@ impl Endpoint {
         self.counters.requests_in += 1;
         if !msg.addressable() {
             let reason = if oversize { DropReason::Oversize } else { DropReason::Unaddressable };
-            return self.counters.drop(reason);
+            return self.dropped(reason, src);
         }
         if let Err(rej) = check_request(msg, oversize) {
             let base = ResponseBase::from_request(msg, src);
@@ -365,7 +370,7 @@ impl Endpoint {
             return;
         }
         let Some(key) = server_key(msg, method) else {
-            return self.counters.drop(DropReason::Unaddressable);
+            return self.dropped(DropReason::Unaddressable, src);
         };
         if let Some(id) = self.txs.server_find(&key) {
             self.txs.server_request(id, false, now, &mut self.out, &mut self.counters);
