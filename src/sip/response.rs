@@ -90,9 +90,9 @@ fn write_top_via(out: &mut String, value: &str, src: SocketAddr) {
             let _ = write!(out, ";{p}");
         }
     }
-    let src_ip = src.ip().to_string();
-    if via.rport || via.host != src_ip {
-        let _ = write!(out, ";received={src_ip}");
+    let same_host = via.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == src.ip());
+    if via.rport || !same_host {
+        let _ = write!(out, ";received={}", src.ip());
     }
     out.push_str("\r\n");
 }
@@ -213,6 +213,20 @@ mod tests {
         let r = std::str::from_utf8(&r).unwrap();
         assert!(r.contains("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa\r\n"));
         assert!(r.contains("To: <sip:b@h>;tag=theirs\r\n"));
+    }
+
+    #[test]
+    fn ipv6_sources() {
+        let d = req("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa;rport", "<sip:b@h>");
+        let src: SocketAddr = "[2001:db8::1]:5062".parse().unwrap();
+        let base = ResponseBase::from_request(&scan(&d).unwrap(), src);
+        let r = base.build(200, "OK", Some("t"), [], None);
+        let r = std::str::from_utf8(&r).unwrap();
+        assert!(r.contains("Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa;rport=5062;received=2001:db8::1\r\n"), "{r}");
+        let d = req("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa", "<sip:b@h>");
+        let base = ResponseBase::from_request(&scan(&d).unwrap(), src);
+        let r = base.build(200, "OK", Some("t"), [], None);
+        assert!(!std::str::from_utf8(&r).unwrap().contains("received"));
     }
 
     #[test]
