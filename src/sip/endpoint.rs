@@ -361,13 +361,8 @@ impl Endpoint {
             return self.dropped(reason, src);
         }
         if let Err(rej) = check_request(msg, oversize) {
-            let base = ResponseBase::from_request(msg, src);
-            let tag = self.ids.tag();
             let extra = rej.header.as_ref().map(|(n, v)| (*n, v.as_str()));
-            let data = base.build(rej.status, rej.reason, Some(&tag), extra, None);
-            self.counters.count_response_sent(rej.status);
-            self.out.push_back(Output::Transmit { dest: src, data });
-            return;
+            return self.reject(msg, src, rej.status, rej.reason, extra);
         }
         let Some(key) = server_key(msg, method) else {
             return self.dropped(DropReason::Unaddressable, src);
@@ -376,14 +371,21 @@ impl Endpoint {
             self.txs.server_request(id, false, now, &mut self.out, &mut self.counters);
             return;
         }
+        // CANCEL is matched to its INVITE by branch; merging makes no sense.
+        let merge_key = match (msg.to_tag(), msg.call_id(), msg.cseq(), msg.from_tag()) {
+            (None, Some(c), Some(Ok((seq, m))), Some(f)) if m != "CANCEL" => {
+                Some((c.to_owned(), seq, m.to_owned(), f.to_owned()))
+            }
+            _ => None,
+        };
+        if merge_key.as_ref().is_some_and(|k| self.txs.merged_with(k).is_some()) {
+            // §8.2.2.2: the same request again by another path (new branch).
+            return self.reject(msg, src, 482, "Loop Detected", None);
+        }
         let base = ResponseBase::from_request(msg, src);
         let Some(request) = parse_request(data.get(..msg.msg_len).unwrap_or(data)) else {
             // Our scanner was happy but rsip is not: still answerable.
-            let tag = self.ids.tag();
-            let data = base.build(400, "Bad Request", Some(&tag), [], None);
-            self.counters.count_response_sent(400);
-            self.out.push_back(Output::Transmit { dest: src, data });
-            return;
+            return self.reject(msg, src, 400, "Bad Request", None);
         };
         // §9.2: the 200 to a CANCEL carries the To tag of the INVITE's
         // responses.
@@ -399,7 +401,7 @@ impl Endpoint {
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
-        let new = NewServerTx { key, base, to_tag, ack_key, dest: src };
+        let new = NewServerTx { key, base, to_tag, ack_key, dest: src, merge_key };
         let id = self.txs.server_new(new, now, &mut self.out, &mut self.counters);
         match method {
             "OPTIONS" if !in_dialog => {
@@ -421,6 +423,16 @@ impl Endpoint {
             }
             _ => self.out.push_back(Output::Request { tx: id, request, src }),
         }
+    }
+
+    /// A stateless error response: nothing to remember for a request we
+    /// refuse (a retransmission is simply refused again).
+    fn reject(&mut self, msg: &Scanned<'_>, src: SocketAddr, status: u16, reason: &str, extra: Option<(&str, &str)>) {
+        let base = ResponseBase::from_request(msg, src);
+        let tag = self.ids.tag();
+        let data = base.build(status, reason, Some(&tag), extra, None);
+        self.counters.count_response_sent(status);
+        self.out.push_back(Output::Transmit { dest: src, data });
     }
 
     /// The TU's answer to request `tx`. Ignored when the transaction is gone

@@ -111,6 +111,7 @@ struct ServerTx {
     last_response: Option<Bytes>,
     /// (Call-ID, CSeq) the ACK of our 2xx will carry (INVITE only).
     ack_key: Option<(String, u32)>,
+    merge_key: Option<MergeKey>,
     retransmit_at: Option<Instant>,
     interval: Duration,
     timeout_at: Option<Instant>,
@@ -156,7 +157,13 @@ pub struct NewServerTx {
     pub ack_key: Option<(String, u32)>,
     /// Where responses go.
     pub dest: SocketAddr,
+    /// (Call-ID, CSeq number, method, From tag) of a request without To
+    /// tag, for merged-request detection (§8.2.2.2).
+    pub merge_key: Option<MergeKey>,
 }
+
+/// (Call-ID, CSeq number, CSeq method, From tag).
+pub type MergeKey = (String, u32, String, String);
 
 /// What a request matching an existing server transaction amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +191,7 @@ pub struct Transactions {
     server: HashMap<u64, ServerTx>,
     server_keys: HashMap<ServerKey, u64>,
     accepted: HashMap<(String, u32), u64>,
+    merged: HashMap<MergeKey, u64>,
     client: HashMap<u64, ClientTx>,
     client_keys: HashMap<ClientKey, u64>,
     heap: BinaryHeap<Reverse<(Instant, TxRef)>>,
@@ -197,6 +205,7 @@ impl Transactions {
             server: HashMap::new(),
             server_keys: HashMap::new(),
             accepted: HashMap::new(),
+            merged: HashMap::new(),
             client: HashMap::new(),
             client_keys: HashMap::new(),
             heap: BinaryHeap::new(),
@@ -246,6 +255,12 @@ impl Transactions {
         self.server_keys.get(key).copied().map(ServerTxId)
     }
 
+    /// A live transaction for the same (Call-ID, CSeq, From tag): a request
+    /// that reached us twice by different paths (§8.2.2.2 → 482).
+    pub fn merged_with(&self, key: &MergeKey) -> Option<ServerTxId> {
+        self.merged.get(key).copied().map(ServerTxId)
+    }
+
     pub fn server_state(&self, id: ServerTxId) -> Option<ServerState> {
         self.server.get(&id.0).map(|t| t.state)
     }
@@ -269,9 +284,12 @@ impl Transactions {
         out: &mut VecDeque<Output>,
         counters: &mut Counters,
     ) -> ServerTxId {
-        let NewServerTx { key, base, to_tag, ack_key, dest } = new;
+        let NewServerTx { key, base, to_tag, ack_key, dest, merge_key } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
+        if let Some(m) = &merge_key {
+            self.merged.insert(m.clone(), id);
+        }
         // A non-INVITE the TU never answers is abandoned once the client
         // has given up (Timer F); an INVITE may wait in a queue for long,
         // so only the TU ends it.
@@ -285,6 +303,7 @@ impl Transactions {
             dest,
             last_response: None,
             ack_key: if invite { ack_key } else { None },
+            merge_key,
             retransmit_at: None,
             interval: self.timers.t1,
             timeout_at: guard,
@@ -399,6 +418,11 @@ impl Transactions {
             if let Some(k) = tx.ack_key {
                 if self.accepted.get(&k) == Some(&id) {
                     self.accepted.remove(&k);
+                }
+            }
+            if let Some(k) = tx.merge_key {
+                if self.merged.get(&k) == Some(&id) {
+                    self.merged.remove(&k);
                 }
             }
         }

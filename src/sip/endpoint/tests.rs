@@ -367,3 +367,16 @@ fn response_landing_on_the_wrong_shard_reaches_the_owner() {
     assert!(matches!(&outs[..], [Output::Response { tx, response }] if *tx == ctx && response.status_code.code() == 180));
     assert_eq!(s0.counters().forwarded, 1);
 }
+
+#[test]
+fn merged_request_gets_482() {
+    let mut e = ep(0, 1);
+    let t0 = Instant::now();
+    e.handle_datagram(&req_with("INVITE", "z9hG4bKpath1", "", ""), addr(UA), t0);
+    assert_eq!(outputs(&mut e).len(), 2);
+    e.handle_datagram(&req_with("INVITE", "z9hG4bKpath2", "", ""), addr(UA), t0);
+    assert_eq!(one_response(&mut e).status_code.code(), 482);
+    // The CANCEL shares Call-ID, From tag and CSeq number, not the method.
+    e.handle_datagram(&req_with("CANCEL", "z9hG4bKpath1", "", ""), addr(UA), t0);
+    assert_eq!(outputs(&mut e).len(), 2);
+}

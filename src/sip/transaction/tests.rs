@@ -74,7 +74,7 @@ impl Rig {
         let msg = scan(&data).unwrap();
         let key = ServerKey { branch: branch.into(), sent_by: "192.0.2.1:5060".into(), method: method.into() };
         let base = ResponseBase::from_request(&msg, peer());
-        let new = NewServerTx { key, base, to_tag: "cc0-t".into(), ack_key: Some(("cid-1".into(), 42)), dest: peer() };
+        let new = NewServerTx { key, base, to_tag: "cc0-t".into(), ack_key: Some(("cid-1".into(), 42)), dest: peer(), merge_key: None };
         self.txs.server_new(new, self.t0, &mut self.out, &mut self.c)
     }
 
