@@ -18,7 +18,8 @@
 //! - messages owned by another shard (ids.rs) become `Output::Forward`;
 //!   `handle_forwarded` input is never forwarded again;
 //! - broken requests get their RFC error response statelessly (400, 405
-//!   with Allow, 415 with Accept, 416, 420 with Unsupported, 483, 505, 513);
+//!   with Allow, 415 with Accept, 416, 420 with Unsupported, 482 for a
+//!   merged request, 483, 505, 513);
 //! - OPTIONS outside a dialog → 200 with Allow and Accept (no Supported:
 //!   we implement no extension);
 //! - CANCEL → 200 and `Output::Cancelled` for the INVITE it hit (the TU

@@ -56,7 +56,7 @@ impl Default for Timers {
 impl Timers {
     /// B, F, H, J, L, M.
     pub fn t1x64(&self) -> Duration {
-        self.t1 * 64
+        self.t1.saturating_mul(64)
     }
 }
 
