@@ -41,6 +41,7 @@
 //! Responses go to the packet's source address (RFC 3581 symmetric
 //! response), which is right behind NAT and on loopback.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -184,17 +185,17 @@ pub struct Endpoint {
 
 /// §17.2.3 key; requests without the RFC 3261 cookie (RFC 2543 peers) are
 /// keyed by what identifies their transaction instead.
-fn server_key(msg: &Scanned<'_>, method: &str) -> Option<ServerKey> {
+fn server_key<'a>(msg: &Scanned<'a>, method: &'a str) -> Option<(Cow<'a, str>, &'a str, &'a str)> {
     let via = msg.top_via()?;
     let branch = match via.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_owned(),
+        Some(b) if b.starts_with(MAGIC_COOKIE) => Cow::Borrowed(b),
         _ => {
             let (seq, _) = msg.cseq()?.ok()?;
-            format!("2543:{}:{}:{}", msg.call_id()?, seq, msg.from_tag().unwrap_or(""))
+            Cow::Owned(format!("2543:{}:{}:{}", msg.call_id()?, seq, msg.from_tag().unwrap_or("")))
         }
     };
     let method = if method == "ACK" { "INVITE" } else { method };
-    Some(ServerKey { branch, sent_by: via.sent_by.to_owned(), method: method.to_owned() })
+    Some((branch, via.sent_by, method))
 }
 
 fn parse_request(bytes: &[u8]) -> Option<rsip::Request> {
@@ -311,8 +312,7 @@ impl Endpoint {
         let Some(branch) = via.branch else {
             return self.dropped(DropReason::StrayResponse, src);
         };
-        let key = ClientKey { branch: branch.to_owned(), method: method.to_owned() };
-        let Some(id) = self.txs.client_find(&key) else {
+        let Some(id) = self.txs.client_find(branch, method) else {
             return self.dropped(DropReason::StrayResponse, src);
         };
         let Some(response) = parse_response(data.get(..msg.msg_len).unwrap_or(data)) else {
@@ -327,12 +327,12 @@ impl Endpoint {
 
     fn handle_ack(&mut self, msg: &Scanned<'_>, data: &[u8], src: SocketAddr, now: Instant) {
         self.counters.requests_in += 1;
-        let (Some(key), Some(Ok((seq, "ACK"))), Some(call_id)) =
+        let (Some((branch, sent_by, method)), Some(Ok((seq, "ACK"))), Some(call_id)) =
             (server_key(msg, "ACK"), msg.cseq(), msg.call_id())
         else {
             return self.dropped(DropReason::BadAck, src);
         };
-        if let Some(id) = self.txs.server_find(&key) {
+        if let Some(id) = self.txs.server_find(&branch, sent_by, method) {
             if self.txs.server_state(id) != Some(ServerState::Accepted) {
                 self.txs.server_request(id, true, now, &mut self.out, &mut self.counters);
                 return;
@@ -365,10 +365,10 @@ impl Endpoint {
             let extra = rej.header.as_ref().map(|(n, v)| (*n, v.as_str()));
             return self.reject(msg, src, rej.status, rej.reason, extra);
         }
-        let Some(key) = server_key(msg, method) else {
+        let Some((branch, sent_by, key_method)) = server_key(msg, method) else {
             return self.dropped(DropReason::Unaddressable, src);
         };
-        if let Some(id) = self.txs.server_find(&key) {
+        if let Some(id) = self.txs.server_find(&branch, sent_by, key_method) {
             self.txs.server_request(id, false, now, &mut self.out, &mut self.counters);
             return;
         }
@@ -391,7 +391,7 @@ impl Endpoint {
         // §9.2: the 200 to a CANCEL carries the To tag of the INVITE's
         // responses.
         let cancelled = (method == "CANCEL")
-            .then(|| self.txs.server_find(&ServerKey { method: "INVITE".to_owned(), ..key.clone() }))
+            .then(|| self.txs.server_find(&branch, sent_by, "INVITE"))
             .flatten();
         let to_tag = match (msg.to_tag(), cancelled.and_then(|i| self.txs.server_to_tag(i))) {
             (Some(t), _) | (None, Some(t)) => t.to_owned(),
@@ -402,6 +402,7 @@ impl Endpoint {
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
+        let key = ServerKey { branch: branch.into_owned(), sent_by: sent_by.to_owned(), method: key_method.to_owned() };
         let new = NewServerTx { key, base, to_tag, ack_key, dest: src, merge_key };
         let id = self.txs.server_new(new, now, &mut self.out, &mut self.counters);
         match method {

@@ -68,7 +68,7 @@ pub struct ClientTxId(pub u64);
 
 /// §17.2.3 server key. `method` is INVITE for an ACK so the ACK of a
 /// non-2xx final finds its INVITE; CANCEL keys separately.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct ServerKey {
     pub branch: String,
     pub sent_by: String,
@@ -76,11 +76,73 @@ pub struct ServerKey {
 }
 
 /// §17.1.3 client key: our branch and the CSeq method.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct ClientKey {
     pub branch: String,
     pub method: String,
 }
+
+/// A key seen as three strings, so maps keyed by owned keys can be
+/// searched with borrowed `[&str; 3]`: no allocation per retransmission or
+/// response lookup (the `Borrow<dyn Trait>` idiom).
+pub trait KeyParts {
+    fn parts(&self) -> [&str; 3];
+}
+
+impl KeyParts for ServerKey {
+    fn parts(&self) -> [&str; 3] {
+        [&self.branch, &self.sent_by, &self.method]
+    }
+}
+
+impl KeyParts for ClientKey {
+    fn parts(&self) -> [&str; 3] {
+        [&self.branch, "", &self.method]
+    }
+}
+
+impl KeyParts for [&str; 3] {
+    fn parts(&self) -> [&str; 3] {
+        *self
+    }
+}
+
+impl std::hash::Hash for dyn KeyParts + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h)
+    }
+}
+
+impl PartialEq for dyn KeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyParts + '_ {}
+
+macro_rules! key_impls {
+    ($t:ty) => {
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                self.parts().hash(h)
+            }
+        }
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.parts() == other.parts()
+            }
+        }
+        impl Eq for $t {}
+        impl<'a> std::borrow::Borrow<dyn KeyParts + 'a> for $t {
+            fn borrow(&self) -> &(dyn KeyParts + 'a) {
+                self
+            }
+        }
+    };
+}
+key_impls!(ServerKey);
+key_impls!(ClientKey);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
@@ -251,7 +313,9 @@ impl Transactions {
 
     // ---------------------------------------------------------------- server
 
-    pub fn server_find(&self, key: &ServerKey) -> Option<ServerTxId> {
+    /// Looks up by (branch, sent-by, method), ACK already mapped to INVITE.
+    pub fn server_find(&self, branch: &str, sent_by: &str, method: &str) -> Option<ServerTxId> {
+        let key: &dyn KeyParts = &[branch, sent_by, method];
         self.server_keys.get(key).copied().map(ServerTxId)
     }
 
@@ -524,7 +588,8 @@ impl Transactions {
         }
     }
 
-    pub fn client_find(&self, key: &ClientKey) -> Option<ClientTxId> {
+    pub fn client_find(&self, branch: &str, method: &str) -> Option<ClientTxId> {
+        let key: &dyn KeyParts = &[branch, "", method];
         self.client_keys.get(key).copied().map(ClientTxId)
     }
 
