@@ -50,12 +50,14 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ids::{owner_of, IdGen, MAGIC_COOKIE};
-use super::message::{addr_params, check_request, param, scan, DropReason, Scanned, ALLOWED_METHODS};
+use super::message::{
+    addr_params, check_request, param, scan, DropReason, Scanned, ALLOWED_METHODS,
+};
 use super::response::{reason_phrase, ResponseBase};
-pub use super::transaction::{ClientTxId, ServerTxId, Timers};
 use super::transaction::{
     build_cancel, ClientKey, NewServerTx, ResponseFate, ServerKey, ServerState, Transactions,
 };
+pub use super::transaction::{ClientTxId, ServerTxId, Timers};
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -101,7 +103,10 @@ pub struct ResponseSpec {
 
 impl ResponseSpec {
     pub fn new(status: u16) -> Self {
-        ResponseSpec { status, ..Default::default() }
+        ResponseSpec {
+            status,
+            ..Default::default()
+        }
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -120,19 +125,34 @@ pub enum Output {
     /// Send this datagram.
     Transmit { dest: SocketAddr, data: Bytes },
     /// Hand the datagram to `shard`'s `handle_forwarded`.
-    Forward { shard: u16, data: Bytes, src: SocketAddr },
+    Forward {
+        shard: u16,
+        data: Bytes,
+        src: SocketAddr,
+    },
     /// A request the TU must answer with `respond(tx, ..)`.
-    Request { tx: ServerTxId, request: rsip::Request, src: SocketAddr },
+    Request {
+        tx: ServerTxId,
+        request: rsip::Request,
+        src: SocketAddr,
+    },
     /// A CANCEL hit INVITE `tx` (200 to the CANCEL already sent): answer
     /// that INVITE 487.
     Cancelled { tx: ServerTxId },
     /// The ACK of the 2xx we sent on INVITE `tx`.
-    Ack { tx: ServerTxId, request: rsip::Request, src: SocketAddr },
+    Ack {
+        tx: ServerTxId,
+        request: rsip::Request,
+        src: SocketAddr,
+    },
     /// The 2xx on INVITE `tx` was never ACKed (64·T1): end the dialog.
     AckTimeout { tx: ServerTxId },
     /// A response to our request `tx` (provisional, final, or 2xx
     /// retransmission, which the TU must ACK again).
-    Response { tx: ClientTxId, response: rsip::Response },
+    Response {
+        tx: ClientTxId,
+        response: rsip::Response,
+    },
     /// Timer B or F: no final response.
     ClientTimeout { tx: ClientTxId },
 }
@@ -191,7 +211,12 @@ fn server_key<'a>(msg: &Scanned<'a>, method: &'a str) -> Option<(Cow<'a, str>, &
         Some(b) if b.starts_with(MAGIC_COOKIE) => Cow::Borrowed(b),
         _ => {
             let (seq, _) = msg.cseq()?.ok()?;
-            Cow::Owned(format!("2543:{}:{}:{}", msg.call_id()?, seq, msg.from_tag().unwrap_or("")))
+            Cow::Owned(format!(
+                "2543:{}:{}:{}",
+                msg.call_id()?,
+                seq,
+                msg.from_tag().unwrap_or("")
+            ))
         }
     };
     let method = if method == "ACK" { "INVITE" } else { method };
@@ -247,7 +272,8 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.txs.handle_timeout(now, &mut self.out, &mut self.counters);
+        self.txs
+            .handle_timeout(now, &mut self.out, &mut self.counters);
     }
 
     fn dropped(&mut self, reason: DropReason, src: SocketAddr) {
@@ -297,9 +323,17 @@ impl Endpoint {
         }
     }
 
-    fn handle_response(&mut self, msg: &Scanned<'_>, data: &[u8], src: SocketAddr, oversize: bool, now: Instant) {
+    fn handle_response(
+        &mut self,
+        msg: &Scanned<'_>,
+        data: &[u8],
+        src: SocketAddr,
+        oversize: bool,
+        now: Instant,
+    ) {
         self.counters.responses_in += 1;
-        let (Some(status), Some(via), Some(Ok((_, method)))) = (msg.status(), msg.top_via(), msg.cseq())
+        let (Some(status), Some(via), Some(Ok((_, method)))) =
+            (msg.status(), msg.top_via(), msg.cseq())
         else {
             return self.dropped(DropReason::BadResponse, src);
         };
@@ -319,7 +353,10 @@ impl Endpoint {
             return self.dropped(DropReason::ParseFailed, src);
         };
         let to = msg.header("to").unwrap_or("");
-        match self.txs.client_response(id, status, to, now, &mut self.out, &mut self.counters) {
+        match self
+            .txs
+            .client_response(id, status, to, now, &mut self.out, &mut self.counters)
+        {
             ResponseFate::Deliver(tx) => self.out.push_back(Output::Response { tx, response }),
             ResponseFate::Absorbed => {}
         }
@@ -334,7 +371,8 @@ impl Endpoint {
         };
         if let Some(id) = self.txs.server_find(&branch, sent_by, method) {
             if self.txs.server_state(id) != Some(ServerState::Accepted) {
-                self.txs.server_request(id, true, now, &mut self.out, &mut self.counters);
+                self.txs
+                    .server_request(id, true, now, &mut self.out, &mut self.counters);
                 return;
             }
         }
@@ -358,7 +396,11 @@ impl Endpoint {
     ) {
         self.counters.requests_in += 1;
         if !msg.addressable() {
-            let reason = if oversize { DropReason::Oversize } else { DropReason::Unaddressable };
+            let reason = if oversize {
+                DropReason::Oversize
+            } else {
+                DropReason::Unaddressable
+            };
             return self.dropped(reason, src);
         }
         if let Err(rej) = check_request(msg, oversize) {
@@ -369,7 +411,8 @@ impl Endpoint {
             return self.dropped(DropReason::Unaddressable, src);
         };
         if let Some(id) = self.txs.server_find(&branch, sent_by, key_method) {
-            self.txs.server_request(id, false, now, &mut self.out, &mut self.counters);
+            self.txs
+                .server_request(id, false, now, &mut self.out, &mut self.counters);
             return;
         }
         // CANCEL is matched to its INVITE by branch; merging makes no sense.
@@ -379,7 +422,10 @@ impl Endpoint {
             }
             _ => None,
         };
-        if merge_key.as_ref().is_some_and(|k| self.txs.merged_with(k).is_some()) {
+        if merge_key
+            .as_ref()
+            .is_some_and(|k| self.txs.merged_with(k).is_some())
+        {
             // §8.2.2.2: the same request again by another path (new branch).
             return self.reject(msg, src, 482, "Loop Detected", None);
         }
@@ -393,7 +439,10 @@ impl Endpoint {
         let cancelled = (method == "CANCEL")
             .then(|| self.txs.server_find(&branch, sent_by, "INVITE"))
             .flatten();
-        let to_tag = match (msg.to_tag(), cancelled.and_then(|i| self.txs.server_to_tag(i))) {
+        let to_tag = match (
+            msg.to_tag(),
+            cancelled.and_then(|i| self.txs.server_to_tag(i)),
+        ) {
             (Some(t), _) | (None, Some(t)) => t.to_owned(),
             (None, None) => self.ids.tag(),
         };
@@ -402,9 +451,22 @@ impl Endpoint {
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
-        let key = ServerKey { branch: branch.into_owned(), sent_by: sent_by.to_owned(), method: key_method.to_owned() };
-        let new = NewServerTx { key, base, to_tag, ack_key, dest: src, merge_key };
-        let id = self.txs.server_new(new, now, &mut self.out, &mut self.counters);
+        let key = ServerKey {
+            branch: branch.into_owned(),
+            sent_by: sent_by.to_owned(),
+            method: key_method.to_owned(),
+        };
+        let new = NewServerTx {
+            key,
+            base,
+            to_tag,
+            ack_key,
+            dest: src,
+            merge_key,
+        };
+        let id = self
+            .txs
+            .server_new(new, now, &mut self.out, &mut self.counters);
         match method {
             "OPTIONS" if !in_dialog => {
                 let spec = ResponseSpec::new(200)
@@ -412,24 +474,33 @@ impl Endpoint {
                     .header("Accept", "application/sdp");
                 self.respond(id, spec, now);
             }
-            "CANCEL" => {
-                match cancelled {
-                    Some(invite) => {
-                        self.respond(id, ResponseSpec::new(200), now);
-                        if self.txs.server_state(invite) == Some(ServerState::Proceeding) {
-                            self.out.push_back(Output::Cancelled { tx: invite });
-                        }
+            "CANCEL" => match cancelled {
+                Some(invite) => {
+                    self.respond(id, ResponseSpec::new(200), now);
+                    if self.txs.server_state(invite) == Some(ServerState::Proceeding) {
+                        self.out.push_back(Output::Cancelled { tx: invite });
                     }
-                    None => self.respond(id, ResponseSpec::new(481), now),
                 }
-            }
-            _ => self.out.push_back(Output::Request { tx: id, request, src }),
+                None => self.respond(id, ResponseSpec::new(481), now),
+            },
+            _ => self.out.push_back(Output::Request {
+                tx: id,
+                request,
+                src,
+            }),
         }
     }
 
     /// A stateless error response: nothing to remember for a request we
     /// refuse (a retransmission is simply refused again).
-    fn reject(&mut self, msg: &Scanned<'_>, src: SocketAddr, status: u16, reason: &str, extra: Option<(&str, &str)>) {
+    fn reject(
+        &mut self,
+        msg: &Scanned<'_>,
+        src: SocketAddr,
+        status: u16,
+        reason: &str,
+        extra: Option<(&str, &str)>,
+    ) {
         let base = ResponseBase::from_request(msg, src);
         let tag = self.ids.tag();
         let data = base.build(status, reason, Some(&tag), extra, None);
@@ -441,18 +512,37 @@ impl Endpoint {
     /// or already answered finally.
     pub fn respond(&mut self, tx: ServerTxId, resp: ResponseSpec, now: Instant) {
         if !(100..=699).contains(&resp.status) {
-            tracing::warn!(status = resp.status, "TU gave an invalid status code; response dropped");
+            tracing::warn!(
+                status = resp.status,
+                "TU gave an invalid status code; response dropped"
+            );
             return;
         }
-        let Some(base) = self.txs.server_base(tx) else { return };
+        let Some(base) = self.txs.server_base(tx) else {
+            return;
+        };
         let tag = self.txs.server_to_tag(tx);
-        let reason = resp.reason.as_deref().unwrap_or_else(|| reason_phrase(resp.status));
+        let reason = resp
+            .reason
+            .as_deref()
+            .unwrap_or_else(|| reason_phrase(resp.status));
         let has = |n: &str| resp.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n));
         let server = (!has("server")).then_some(("Server", self.cfg.user_agent.as_str()));
-        let headers = resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain(server);
+        let headers = resp
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(server);
         let body = resp.body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_ref()));
         let data = base.build(resp.status, reason, tag, headers, body);
-        self.txs.server_respond(tx, resp.status, data, now, &mut self.out, &mut self.counters);
+        self.txs.server_respond(
+            tx,
+            resp.status,
+            data,
+            now,
+            &mut self.out,
+            &mut self.counters,
+        );
     }
 
     /// Serialises `req`, filling what is missing: a top Via with a new
@@ -487,7 +577,12 @@ impl Endpoint {
         let mut s = String::with_capacity(lines.len() + 256 + req.body.len());
         let _ = write!(s, "{method} {} SIP/2.0\r\n", req.uri);
         if !has_via {
-            let _ = write!(s, "Via: SIP/2.0/UDP {};branch={};rport\r\n", self.cfg.local_addr, self.ids.branch());
+            let _ = write!(
+                s,
+                "Via: SIP/2.0/UDP {};branch={};rport\r\n",
+                self.cfg.local_addr,
+                self.ids.branch()
+            );
         }
         if !has_mf {
             s.push_str("Max-Forwards: 70\r\n");
@@ -505,29 +600,44 @@ impl Endpoint {
 
     /// Starts a client transaction for `req` to `dest` (see `serialise` for
     /// what is filled in). Requests without a usable branch get a top Via.
-    pub fn send_request(&mut self, req: rsip::Request, dest: SocketAddr, now: Instant) -> ClientTxId {
+    pub fn send_request(
+        &mut self,
+        req: rsip::Request,
+        dest: SocketAddr,
+        now: Instant,
+    ) -> ClientTxId {
         let mut text = self.serialise(&req);
         let mut key = self.client_key(text.as_bytes());
         if key.is_none() {
             // The caller's Via had no usable branch: put ours on top.
             let branch = self.ids.branch();
-            let via = format!("Via: SIP/2.0/UDP {};branch={branch};rport\r\n", self.cfg.local_addr);
+            let via = format!(
+                "Via: SIP/2.0/UDP {};branch={branch};rport\r\n",
+                self.cfg.local_addr
+            );
             if let Some(pos) = text.find("\r\n") {
                 text.insert_str(pos + 2, &via);
             }
             key = self.client_key(text.as_bytes());
         }
-        let key = key.unwrap_or_else(|| ClientKey { branch: self.ids.branch(), method: req.method.to_string() });
+        let key = key.unwrap_or_else(|| ClientKey {
+            branch: self.ids.branch(),
+            method: req.method.to_string(),
+        });
         let mut data = text.into_bytes();
         data.extend_from_slice(&req.body);
-        self.txs.client_new(key, Bytes::from(data), dest, now, &mut self.out)
+        self.txs
+            .client_new(key, Bytes::from(data), dest, now, &mut self.out)
     }
 
     fn client_key(&self, data: &[u8]) -> Option<ClientKey> {
         let msg = scan(data).ok()?;
         let branch = msg.top_via()?.branch?.to_owned();
         let (_, method) = msg.cseq()?.ok()?;
-        Some(ClientKey { branch, method: method.to_owned() })
+        Some(ClientKey {
+            branch,
+            method: method.to_owned(),
+        })
     }
 
     /// CANCEL for client transaction `tx` (§9.1). Send it only after a
@@ -553,16 +663,21 @@ impl Endpoint {
     /// INVITE or has no usable Contact.
     pub fn send_ack_2xx(&mut self, response: &rsip::Response, dest: SocketAddr) -> bool {
         let text = response.to_string();
-        let Ok(msg) = scan(text.as_bytes()) else { return false };
+        let Ok(msg) = scan(text.as_bytes()) else {
+            return false;
+        };
         let contact = msg.header("contact").unwrap_or("");
         let target = match contact.split_once('<') {
             Some((_, rest)) => rest.split_once('>').map_or(rest, |(u, _)| u),
             None => contact.split(';').next().unwrap_or(""),
         }
         .trim();
-        let (Some(Ok((seq, "INVITE"))), Some(from), Some(to), Some(call_id)) =
-            (msg.cseq(), msg.header("from"), msg.header("to"), msg.call_id())
-        else {
+        let (Some(Ok((seq, "INVITE"))), Some(from), Some(to), Some(call_id)) = (
+            msg.cseq(),
+            msg.header("from"),
+            msg.header("to"),
+            msg.call_id(),
+        ) else {
             return false;
         };
         if target.is_empty() {
@@ -575,7 +690,10 @@ impl Endpoint {
             self.cfg.local_addr,
             self.ids.branch()
         );
-        let routes: Vec<&str> = msg.headers_named("record-route").flat_map(|v| v.split(',')).collect();
+        let routes: Vec<&str> = msg
+            .headers_named("record-route")
+            .flat_map(|v| v.split(','))
+            .collect();
         for r in routes.iter().rev() {
             let _ = write!(s, "Route: {}\r\n", r.trim());
         }
@@ -583,7 +701,10 @@ impl Endpoint {
             s,
             "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} ACK\r\nContent-Length: 0\r\n\r\n"
         );
-        self.out.push_back(Output::Transmit { dest, data: Bytes::from(s) });
+        self.out.push_back(Output::Transmit {
+            dest,
+            data: Bytes::from(s),
+        });
         true
     }
 
@@ -592,7 +713,10 @@ impl Endpoint {
     pub fn send_stateless(&mut self, req: rsip::Request, dest: SocketAddr) {
         let mut data = self.serialise(&req).into_bytes();
         data.extend_from_slice(&req.body);
-        self.out.push_back(Output::Transmit { dest, data: Bytes::from(data) });
+        self.out.push_back(Output::Transmit {
+            dest,
+            data: Bytes::from(data),
+        });
     }
 }
 

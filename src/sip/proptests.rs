@@ -16,7 +16,10 @@ use super::message::scan;
 use super::transaction::{ClientTxId, ServerTxId};
 
 fn cases(default: u32) -> u32 {
-    std::env::var("SIP_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("SIP_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -61,7 +64,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (0usize..12).prop_map(Mutation::DupLine),
         (0usize..12).prop_map(Mutation::DelLine),
         prop_oneof![0u32..100, Just(u32::MAX), Just(70_000)].prop_map(Mutation::ContentLength),
-        (0usize..600, proptest::collection::vec(any::<u8>(), 0..16)).prop_map(|(i, v)| Mutation::Insert(i, v)),
+        (0usize..600, proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(i, v)| Mutation::Insert(i, v)),
     ]
 }
 
@@ -141,7 +145,11 @@ fn fuzz_endpoint(t0: Instant) -> (Endpoint, String) {
     while let Some(o) = e.poll_output() {
         if let Output::Transmit { data, .. } = o {
             let text = String::from_utf8_lossy(&data).into_owned();
-            if let Some(v) = scan(text.as_bytes()).ok().and_then(|m| m.top_via()).and_then(|v| v.branch) {
+            if let Some(v) = scan(text.as_bytes())
+                .ok()
+                .and_then(|m| m.top_via())
+                .and_then(|v| v.branch)
+            {
                 branch = v.to_owned();
             }
         }
@@ -156,9 +164,11 @@ fn check_outputs(e: &mut Endpoint, now: Instant) -> Result<(), TestCaseError> {
     while let Some(o) = e.poll_output() {
         match o {
             Output::Transmit { data, .. } => {
-                let text = std::str::from_utf8(&data).map_err(|_| TestCaseError::fail("non-UTF-8 output"))?;
-                let msg = rsip::SipMessage::try_from(text)
-                    .map_err(|err| TestCaseError::fail(format!("unparsable output {err}: {text}")))?;
+                let text = std::str::from_utf8(&data)
+                    .map_err(|_| TestCaseError::fail("non-UTF-8 output"))?;
+                let msg = rsip::SipMessage::try_from(text).map_err(|err| {
+                    TestCaseError::fail(format!("unparsable output {err}: {text}"))
+                })?;
                 match msg {
                     rsip::SipMessage::Response(r) => {
                         let code = r.status_code.code();
@@ -166,7 +176,10 @@ fn check_outputs(e: &mut Endpoint, now: Instant) -> Result<(), TestCaseError> {
                     }
                     // Retransmissions of our own INVITE / ACK of a non-2xx.
                     rsip::SipMessage::Request(r) => {
-                        prop_assert!(matches!(r.method, rsip::Method::Invite | rsip::Method::Ack), "{text}")
+                        prop_assert!(
+                            matches!(r.method, rsip::Method::Invite | rsip::Method::Ack),
+                            "{text}"
+                        )
                     }
                 }
             }
@@ -248,14 +261,26 @@ struct Outcome {
 }
 
 /// Server-side ACK bookkeeping of one simulation: (ACKs matched, 2xx never ACKed).
-fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(u32, u32), TestCaseError> {
+fn simulate(
+    seed: u64,
+    loss: u64,
+    dup: u64,
+    methods: &[(bool, u16)],
+) -> Result<(u32, u32), TestCaseError> {
     let (ca, sa) = (addr("192.0.2.1:5060"), addr("192.0.2.50:5070"));
     let mut ccfg = EndpointConfig::new(ca);
     ccfg.rng_seed = seed;
     let mut scfg = EndpointConfig::new(sa);
     scfg.rng_seed = seed ^ 1;
     let (mut client, mut server) = (Endpoint::new(ccfg), Endpoint::new(scfg));
-    let mut net = Net { rng: IdRng::new(seed), loss, dup, seq: 0, queue: BinaryHeap::new(), packets: HashMap::new() };
+    let mut net = Net {
+        rng: IdRng::new(seed),
+        loss,
+        dup,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        packets: HashMap::new(),
+    };
     let t0 = Instant::now();
     let mut outcomes: HashMap<ClientTxId, Outcome> = HashMap::new();
     let mut statuses: HashMap<String, u16> = HashMap::new();
@@ -267,7 +292,8 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
     for (i, (invite, status)) in methods.iter().enumerate() {
         let m = if *invite { "INVITE" } else { "REGISTER" };
         let text = format!("{m} sip:a@192.0.2.50 SIP/2.0\r\nFrom: <sip:q@192.0.2.1>\r\nTo: <sip:a@b>\r\nCall-ID: sim-{i}\r\n\r\n");
-        let req = rsip::Request::try_from(text.as_str()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let req = rsip::Request::try_from(text.as_str())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         statuses.insert(format!("sim-{i}"), *status);
         let tx = client.send_request(req, sa, t0);
         outcomes.insert(tx, Outcome::default());
@@ -308,7 +334,11 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
                 Output::Transmit { data, .. } => net.send(false, data, now),
                 Output::Request { tx, request, .. } => {
                     let call_id = request.to_string();
-                    let call = scan(call_id.as_bytes()).ok().and_then(|m| m.call_id()).unwrap_or("").to_owned();
+                    let call = scan(call_id.as_bytes())
+                        .ok()
+                        .and_then(|m| m.call_id())
+                        .unwrap_or("")
+                        .to_owned();
                     let status = statuses.get(&call).copied().unwrap_or(500);
                     if request.method == rsip::Method::Invite {
                         server.respond(tx, ResponseSpec::new(180), now);
@@ -317,11 +347,15 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
                             continue;
                         }
                     }
-                    let resp = ResponseSpec::new(status).header("Contact", "<sip:a@192.0.2.50:5070>");
+                    let resp =
+                        ResponseSpec::new(status).header("Contact", "<sip:a@192.0.2.50:5070>");
                     server.respond(tx, resp, now);
                 }
                 Output::Cancelled { tx } => {
-                    prop_assert!(ringing.remove(&tx).is_some(), "CANCEL hit a non-ringing INVITE");
+                    prop_assert!(
+                        ringing.remove(&tx).is_some(),
+                        "CANCEL hit a non-ringing INVITE"
+                    );
                     server.respond(tx, ResponseSpec::new(487), now);
                 }
                 Output::Ack { .. } => acked += 1,
@@ -358,7 +392,11 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
         }
         client.handle_timeout(now);
         server.handle_timeout(now);
-        let expired: Vec<ServerTxId> = ringing.iter().filter(|(_, &t)| t <= now).map(|(&tx, _)| tx).collect();
+        let expired: Vec<ServerTxId> = ringing
+            .iter()
+            .filter(|(_, &t)| t <= now)
+            .map(|(&tx, _)| tx)
+            .collect();
         for tx in expired {
             ringing.remove(&tx);
             server.respond(tx, ResponseSpec::new(480), now);
@@ -367,7 +405,9 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
     for (tx, o) in &outcomes {
         let ok = match (o.finals.first(), o.timeouts) {
             (None, 1) => true,
-            (Some(&f), 0) if (200..300).contains(&f) => o.finals.iter().all(|c| (200..300).contains(c)),
+            (Some(&f), 0) if (200..300).contains(&f) => {
+                o.finals.iter().all(|c| (200..300).contains(c))
+            }
             (Some(_), 0) => o.finals.len() == 1,
             _ => false,
         };
@@ -394,7 +434,18 @@ proptest! {
 
 #[test]
 fn lossless_network_delivers_every_final() {
-    let acks = simulate(1, 0, 0, &[(true, 200), (false, 200), (true, 486), (true, 200), (true, 0)])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let acks = simulate(
+        1,
+        0,
+        0,
+        &[
+            (true, 200),
+            (false, 200),
+            (true, 486),
+            (true, 200),
+            (true, 0),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(acks, (2, 0), "every 2xx ACKed exactly once, no ACK timeout");
 }

@@ -348,7 +348,14 @@ impl Transactions {
         out: &mut VecDeque<Output>,
         counters: &mut Counters,
     ) -> ServerTxId {
-        let NewServerTx { key, base, to_tag, ack_key, dest, merge_key } = new;
+        let NewServerTx {
+            key,
+            base,
+            to_tag,
+            ack_key,
+            dest,
+            merge_key,
+        } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
         if let Some(m) = &merge_key {
@@ -361,7 +368,11 @@ impl Transactions {
         let mut tx = ServerTx {
             key: key.clone(),
             invite,
-            state: if invite { ServerState::Proceeding } else { ServerState::Trying },
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
             base,
             to_tag,
             dest,
@@ -394,7 +405,9 @@ impl Transactions {
         counters: &mut Counters,
     ) -> Absorbed {
         let t4 = self.timers.t4;
-        let Some(tx) = self.server.get_mut(&id.0) else { return Absorbed::Retransmission };
+        let Some(tx) = self.server.get_mut(&id.0) else {
+            return Absorbed::Retransmission;
+        };
         if is_ack {
             if tx.invite && tx.state == ServerState::Completed {
                 tx.state = ServerState::Confirmed;
@@ -413,7 +426,10 @@ impl Transactions {
             ServerState::Proceeding | ServerState::Completed => {
                 if let Some(data) = tx.last_response.clone() {
                     counters.retransmissions_sent += 1;
-                    out.push_back(Output::Transmit { dest: tx.dest, data });
+                    out.push_back(Output::Transmit {
+                        dest: tx.dest,
+                        data,
+                    });
                 }
             }
             ServerState::Trying | ServerState::Confirmed | ServerState::Accepted => {}
@@ -433,12 +449,17 @@ impl Transactions {
         counters: &mut Counters,
     ) -> bool {
         let timers = self.timers;
-        let Some(tx) = self.server.get_mut(&id.0) else { return false };
+        let Some(tx) = self.server.get_mut(&id.0) else {
+            return false;
+        };
         if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
             return false;
         }
         counters.count_response_sent(status);
-        out.push_back(Output::Transmit { dest: tx.dest, data: data.clone() });
+        out.push_back(Output::Transmit {
+            dest: tx.dest,
+            data: data.clone(),
+        });
         tx.last_response = Some(data);
         if status < 200 {
             tx.state = ServerState::Proceeding;
@@ -461,7 +482,10 @@ impl Transactions {
             tx.retransmit_at = Some(now + timers.t1); // Timer G
             tx.timeout_at = Some(now + timers.t1x64()); // Timer H
         }
-        let at = self.server.get(&id.0).and_then(|t| earliest(t.retransmit_at, t.timeout_at));
+        let at = self
+            .server
+            .get(&id.0)
+            .and_then(|t| earliest(t.retransmit_at, t.timeout_at));
         self.schedule(at, TxRef::Server(id.0));
         true
     }
@@ -492,9 +516,17 @@ impl Transactions {
         }
     }
 
-    fn server_timer(&mut self, id: u64, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+    fn server_timer(
+        &mut self,
+        id: u64,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) {
         let t2 = self.timers.t2;
-        let Some(tx) = self.server.get_mut(&id) else { return };
+        let Some(tx) = self.server.get_mut(&id) else {
+            return;
+        };
         let mut fired = false;
         if tx.timeout_at.is_some_and(|t| t <= now) {
             // H, I, J or L: the transaction ends. L without an ACK is
@@ -514,7 +546,10 @@ impl Transactions {
             // G, or the 2xx retransmission: resend, double, cap at T2.
             if let Some(data) = tx.last_response.clone() {
                 counters.retransmissions_sent += 1;
-                out.push_back(Output::Transmit { dest: tx.dest, data });
+                out.push_back(Output::Transmit {
+                    dest: tx.dest,
+                    data,
+                });
             }
             tx.interval = tx.interval.saturating_mul(2).min(t2);
             tx.retransmit_at = Some(now + tx.interval);
@@ -553,7 +588,10 @@ impl Transactions {
         let timers = self.timers;
         let id = self.alloc_id();
         let invite = key.method == "INVITE";
-        out.push_back(Output::Transmit { dest, data: request.clone() });
+        out.push_back(Output::Transmit {
+            dest,
+            data: request.clone(),
+        });
         let tx = ClientTx {
             key: key.clone(),
             invite,
@@ -563,7 +601,7 @@ impl Transactions {
             cancelled: false,
             dest,
             interval: timers.t1,
-            retransmit_at: Some(now + timers.t1), // A or E
+            retransmit_at: Some(now + timers.t1),   // A or E
             timeout_at: Some(now + timers.t1x64()), // B or F
         };
         let at = earliest(tx.retransmit_at, tx.timeout_at);
@@ -579,7 +617,9 @@ impl Transactions {
     /// gives up 64·T1 later if no final response arrives.
     pub fn client_cancelled(&mut self, id: ClientTxId, now: Instant) {
         let limit = now + self.timers.t1x64();
-        let Some(tx) = self.client.get_mut(&id.0) else { return };
+        let Some(tx) = self.client.get_mut(&id.0) else {
+            return;
+        };
         tx.cancelled = true;
         if matches!(tx.state, ClientState::Calling | ClientState::Proceeding) {
             let at = Some(tx.timeout_at.map_or(limit, |t| t.min(limit)));
@@ -605,7 +645,9 @@ impl Transactions {
         counters: &mut Counters,
     ) -> ResponseFate {
         let timers = self.timers;
-        let Some(tx) = self.client.get_mut(&id.0) else { return ResponseFate::Absorbed };
+        let Some(tx) = self.client.get_mut(&id.0) else {
+            return ResponseFate::Absorbed;
+        };
         let fate = match (tx.invite, tx.state, status) {
             (_, ClientState::Calling | ClientState::Proceeding, 100..=199) => {
                 tx.state = ClientState::Proceeding;
@@ -635,7 +677,10 @@ impl Transactions {
             (true, ClientState::Calling | ClientState::Proceeding, _) => {
                 let ack = build_ack(&tx.request, to);
                 if let Some(ack) = &ack {
-                    out.push_back(Output::Transmit { dest: tx.dest, data: ack.clone() });
+                    out.push_back(Output::Transmit {
+                        dest: tx.dest,
+                        data: ack.clone(),
+                    });
                 }
                 tx.ack = ack;
                 tx.state = ClientState::Completed;
@@ -646,7 +691,10 @@ impl Transactions {
             (true, ClientState::Completed, 300..) => {
                 if let Some(ack) = tx.ack.clone() {
                     counters.retransmissions_sent += 1;
-                    out.push_back(Output::Transmit { dest: tx.dest, data: ack });
+                    out.push_back(Output::Transmit {
+                        dest: tx.dest,
+                        data: ack,
+                    });
                 }
                 counters.retransmissions_absorbed += 1;
                 ResponseFate::Absorbed
@@ -677,9 +725,17 @@ impl Transactions {
         }
     }
 
-    fn client_timer(&mut self, id: u64, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+    fn client_timer(
+        &mut self,
+        id: u64,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) {
         let t2 = self.timers.t2;
-        let Some(tx) = self.client.get_mut(&id) else { return };
+        let Some(tx) = self.client.get_mut(&id) else {
+            return;
+        };
         if tx.timeout_at.is_some_and(|t| t <= now) {
             let timed_out = matches!(tx.state, ClientState::Calling | ClientState::Proceeding);
             self.remove_client(id);
@@ -692,7 +748,10 @@ impl Transactions {
         }
         if tx.retransmit_at.is_some_and(|t| t <= now) {
             counters.retransmissions_sent += 1;
-            out.push_back(Output::Transmit { dest: tx.dest, data: tx.request.clone() });
+            out.push_back(Output::Transmit {
+                dest: tx.dest,
+                data: tx.request.clone(),
+            });
             // A doubles without cap (§17.1.1.2); E is capped at T2.
             let doubled = tx.interval.saturating_mul(2);
             tx.interval = if tx.invite { doubled } else { doubled.min(t2) };
@@ -703,7 +762,12 @@ impl Transactions {
     }
 
     /// Fires every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) {
         while let Some(Reverse((at, r))) = self.heap.peek().copied() {
             if at > now {
                 break;
@@ -722,10 +786,16 @@ impl Transactions {
 /// Route, From, Call-ID, CSeq with the original number.
 fn build_hop_request(original: &[u8], method: &str, to: Option<&str>) -> Option<Bytes> {
     let msg = scan(original).ok()?;
-    let super::message::StartLine::Request { uri, .. } = msg.start else { return None };
+    let super::message::StartLine::Request { uri, .. } = msg.start else {
+        return None;
+    };
     let (seq, _) = msg.cseq()?.ok()?;
     let mut s = String::with_capacity(original.len().min(1024));
-    let _ = write!(s, "{method} {uri} SIP/2.0\r\nVia: {}\r\n", msg.via_values().next()?);
+    let _ = write!(
+        s,
+        "{method} {uri} SIP/2.0\r\nVia: {}\r\n",
+        msg.via_values().next()?
+    );
     for r in msg.headers_named("route") {
         let _ = write!(s, "Route: {r}\r\n");
     }
