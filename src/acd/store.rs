@@ -532,3 +532,7 @@ impl<T: Commit> GroupCommit<T> {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_router_tests.rs"]
+mod router_tests;
