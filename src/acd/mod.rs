@@ -20,5 +20,5 @@ pub use cdr::{parse_since, AgentPersist, Cdr, Disposition, LiveCall, Pause, Rout
 pub use registrar::{
     OverflowPolicy, RegisterOutcome, RegisterReply, RegisterRequest, Registrar, RegistrarConfig,
 };
-pub use router::{Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
+pub use router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
 pub use store::{agents_report, cdrs_report, GroupCommit, Store, StoreError};

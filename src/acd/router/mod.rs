@@ -66,6 +66,7 @@ pub use queue::AGEING_MS_PER_LEVEL;
 use agent_state::Agent;
 use queue::{Call, CallState};
 
+use super::binding::Binding;
 use super::cdr::{secs, Cdr, Disposition, LiveCall, Pause, RouterRestore, StoreOp};
 use super::facts::{CallFact, CallId, Decision, EndReason, OfferResult, Party, RtpCounts};
 use crate::config::{AgentConfig, NoAgents, QueueConfig, Strategy};
@@ -754,6 +755,13 @@ impl Router {
             }
         }
     }
+}
+
+/// What `agent_contacts` wants, from the registrar's
+/// `live_bindings(agent, now_ms)` (already best first): contact URI and
+/// where to send.
+pub fn contacts_of(bindings: &[&Binding]) -> Vec<(String, SocketAddr)> {
+    bindings.iter().map(|b| (b.contact_uri.clone(), b.target)).collect()
 }
 
 struct End {

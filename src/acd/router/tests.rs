@@ -258,7 +258,7 @@ fn longest_idle_picks_the_agent_idle_longest() {
 fn round_robin_rotates_and_survives_restore() {
     let q = queue("name = \"q\"\nstrategy = \"round-robin\"\nwrap_up_s = 0");
     let agents = [agent("a", &["q"], ""), agent("b", &["q"], ""), agent("c", &["q"], "")];
-    let mut h = H::new(&[q.clone()], &agents);
+    let mut h = H::new(std::slice::from_ref(&q), &agents);
     for a in ["a", "b", "c"] {
         h.login(a);
     }
@@ -596,4 +596,24 @@ fn snapshot_counts_queues_and_agents() {
     let j = serde_json::to_value(&s).unwrap();
     assert_eq!(j["agents"][0]["status"], "ringing");
     assert!(h.r.pause("zed", None, h.now).is_err());
+}
+
+#[test]
+fn contacts_from_registrar_bindings() {
+    let b = crate::acd::Binding {
+        agent: "a".into(),
+        contact_uri: "sip:a@192.0.2.1:5062".into(),
+        target: "198.51.100.1:40000".parse().unwrap(),
+        received: None,
+        expires_at_ms: T0 + 1,
+        call_id: "c".into(),
+        cseq: 1,
+        user_agent: None,
+        registered_at_ms: T0,
+        q: None,
+    };
+    assert_eq!(
+        contacts_of(&[&b]),
+        vec![("sip:a@192.0.2.1:5062".to_string(), "198.51.100.1:40000".parse().unwrap())]
+    );
 }
