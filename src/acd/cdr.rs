@@ -142,8 +142,14 @@ pub enum StoreOp {
     CallLive(LiveCall),
     CallDone(CallId),
     /// The agent a round-robin queue offered to last.
-    RoundRobin { queue: String, last_agent: String },
-    Agent { agent: String, state: AgentPersist },
+    RoundRobin {
+        queue: String,
+        last_agent: String,
+    },
+    Agent {
+        agent: String,
+        state: AgentPersist,
+    },
 }
 
 /// What `Router::new` gets back from the store.
@@ -165,7 +171,11 @@ pub fn parse_since(s: &str) -> Result<u64, BadTime> {
     let bad = || BadTime(s.to_string());
     let t = s.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse::<u64>().ok().and_then(|v| v.checked_mul(1000)).ok_or_else(bad);
+        return t
+            .parse::<u64>()
+            .ok()
+            .and_then(|v| v.checked_mul(1000))
+            .ok_or_else(bad);
     }
     parse_rfc3339(t).ok_or_else(bad)
 }
@@ -250,9 +260,22 @@ mod tests {
         assert_eq!(parse_since("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_since("2026-11-24T06:00:00Z"), Ok(1_795_500_000_000));
         assert_eq!(parse_since("2000-03-01T00:00:00Z"), Ok(951_868_800_000));
-        assert_eq!(parse_since("2000-03-01 01:00:00.25+01:00"), Ok(951_868_800_250));
-        assert_eq!(parse_since("1999-12-31T19:00:00-05:00"), Ok(946_684_800_000));
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-24T06:00:00", "-5", "1.5"] {
+        assert_eq!(
+            parse_since("2000-03-01 01:00:00.25+01:00"),
+            Ok(951_868_800_250)
+        );
+        assert_eq!(
+            parse_since("1999-12-31T19:00:00-05:00"),
+            Ok(946_684_800_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T06:00:00",
+            "-5",
+            "1.5",
+        ] {
             assert!(parse_since(bad).is_err(), "{bad}");
         }
     }

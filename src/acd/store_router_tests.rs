@@ -13,7 +13,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("cc-engine-rstore-{}-{name}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("cc-engine-rstore-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         TempDir(p)
     }
@@ -41,7 +42,10 @@ fn cdr(n: u64, ended_ms: u64) -> Cdr {
         disposition: Disposition::Answered,
         reason: None,
         hangup: Some(Party::Caller),
-        rtp: RtpCounts { caller_to_agent: 250, agent_to_caller: 249 },
+        rtp: RtpCounts {
+            caller_to_agent: 250,
+            agent_to_caller: 249,
+        },
     }
 }
 
@@ -58,10 +62,22 @@ fn persist_ops(out: impl IntoIterator<Item = RouterOutput>) -> Vec<StoreOp> {
 fn cdr_round_trip_and_since_range() {
     let dir = TempDir::new("cdrs");
     // Same end time for 1 and 2: the call id keeps both.
-    let all = [cdr(1, T0), cdr(2, T0), cdr(3, T0 + 1_000), cdr(4, T0 + 60_000)];
+    let all = [
+        cdr(1, T0),
+        cdr(2, T0),
+        cdr(3, T0 + 1_000),
+        cdr(4, T0 + 60_000),
+    ];
     {
         let s = Store::open(&dir.0).unwrap();
-        s.apply_ops(&all.iter().rev().cloned().map(StoreOp::Cdr).collect::<Vec<_>>()).unwrap();
+        s.apply_ops(
+            &all.iter()
+                .rev()
+                .cloned()
+                .map(StoreOp::Cdr)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         assert_eq!(s.cdrs(None).unwrap(), all.to_vec());
         assert_eq!(s.cdrs(Some(T0 + 1)).unwrap(), all[2..].to_vec());
         assert_eq!(s.cdrs(Some(T0 + 60_001)).unwrap(), vec![]);
@@ -73,20 +89,43 @@ fn cdr_round_trip_and_since_range() {
     assert_eq!(r[0]["disposition"], "answered");
     assert_eq!(r[0]["hangup"], "caller");
     assert_eq!(r[0]["rtp"]["caller_to_agent"], 250);
-    assert!(cdrs_report(&dir.0.join("missing"), None).unwrap().is_empty());
+    assert!(cdrs_report(&dir.0.join("missing"), None)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
 fn router_state_round_trip() {
     let dir = TempDir::new("rstate");
     let s = Store::open(&dir.0).unwrap();
-    let paused = AgentPersist { paused: Some(Pause { reason: Some("no-answer".into()), since_ms: T0 }), no_answer: 3 };
+    let paused = AgentPersist {
+        paused: Some(Pause {
+            reason: Some("no-answer".into()),
+            since_ms: T0,
+        }),
+        no_answer: 3,
+    };
     s.apply_ops(&[
-        StoreOp::RoundRobin { queue: "q".into(), last_agent: "a".into() },
-        StoreOp::RoundRobin { queue: "q".into(), last_agent: "b".into() },
-        StoreOp::Agent { agent: "a".into(), state: paused.clone() },
-        StoreOp::Agent { agent: "b".into(), state: paused.clone() },
-        StoreOp::Agent { agent: "b".into(), state: AgentPersist::default() }, // cleared
+        StoreOp::RoundRobin {
+            queue: "q".into(),
+            last_agent: "a".into(),
+        },
+        StoreOp::RoundRobin {
+            queue: "q".into(),
+            last_agent: "b".into(),
+        },
+        StoreOp::Agent {
+            agent: "a".into(),
+            state: paused.clone(),
+        },
+        StoreOp::Agent {
+            agent: "b".into(),
+            state: paused.clone(),
+        },
+        StoreOp::Agent {
+            agent: "b".into(),
+            state: AgentPersist::default(),
+        }, // cleared
     ])
     .unwrap();
     let r = s.load_router_state().unwrap();
@@ -104,9 +143,15 @@ fn live_call_becomes_engine_restart_cdr() {
     let addr = "127.0.0.1:5070".parse().unwrap();
     {
         let s = Store::open(&dir.0).unwrap();
-        let (mut r, init) = Router::new(std::slice::from_ref(&q), std::slice::from_ref(&a), s.load_router_state().unwrap(), T0);
+        let (mut r, init) = Router::new(
+            std::slice::from_ref(&q),
+            std::slice::from_ref(&a),
+            s.load_router_state().unwrap(),
+            T0,
+        );
         assert!(init.is_empty());
-        r.agent_contacts("a", vec![("sip:a@127.0.0.1:5070".into(), addr)], T0).unwrap();
+        r.agent_contacts("a", vec![("sip:a@127.0.0.1:5070".into(), addr)], T0)
+            .unwrap();
         for n in 1..=2 {
             r.call_fact(
                 CallFact::Arrived {
@@ -121,13 +166,21 @@ fn live_call_becomes_engine_restart_cdr() {
             );
         }
         r.call_fact(
-            CallFact::OfferResult { call: CallId::new(0, 1), agent: "a".into(), result: crate::acd::facts::OfferResult::Answered, at_ms: T0 + 1_000 },
+            CallFact::OfferResult {
+                call: CallId::new(0, 1),
+                agent: "a".into(),
+                result: crate::acd::facts::OfferResult::Answered,
+                at_ms: T0 + 1_000,
+            },
             T0 + 1_000,
         );
         // Commit through the shared group commit, then "crash" (drop without
         // any shutdown step).
         let mut g: GroupCommit<StoreOp> = GroupCommit::new(5, 1000);
-        g.extend(persist_ops(std::iter::from_fn(|| r.poll_output())), T0 + 1_000);
+        g.extend(
+            persist_ops(std::iter::from_fn(|| r.poll_output())),
+            T0 + 1_000,
+        );
         assert!(g.due(T0 + 1_005));
         g.flush(&s).unwrap();
     }
@@ -139,7 +192,10 @@ fn live_call_becomes_engine_restart_cdr() {
     let cdrs = s.cdrs(None).unwrap();
     assert_eq!(cdrs.len(), 2);
     for c in &cdrs {
-        assert_eq!((c.disposition, c.reason.as_deref()), (Disposition::Failed, Some("engine-restart")));
+        assert_eq!(
+            (c.disposition, c.reason.as_deref()),
+            (Disposition::Failed, Some("engine-restart"))
+        );
         assert_eq!(c.ended_ms, T0 + 61_000);
     }
     assert_eq!((cdrs[0].agent.as_deref(), cdrs[0].talk_s), (Some("a"), 60));
@@ -163,9 +219,17 @@ fn binding_ops_share_the_transaction() {
         registered_at_ms: T0,
         q: None,
     };
-    s.apply_ops(&[StoreOp::Binding(Change::Upsert(b.clone())), StoreOp::Cdr(cdr(1, T0))]).unwrap();
+    s.apply_ops(&[
+        StoreOp::Binding(Change::Upsert(b.clone())),
+        StoreOp::Cdr(cdr(1, T0)),
+    ])
+    .unwrap();
     assert_eq!(s.load_bindings().unwrap(), vec![b.clone()]);
-    s.apply_ops(&[StoreOp::Binding(Change::Remove { agent: "a".into(), contact: b.contact_uri.clone() })]).unwrap();
+    s.apply_ops(&[StoreOp::Binding(Change::Remove {
+        agent: "a".into(),
+        contact: b.contact_uri.clone(),
+    })])
+    .unwrap();
     assert!(s.load_bindings().unwrap().is_empty());
     assert_eq!(s.cdrs(None).unwrap().len(), 1);
 }

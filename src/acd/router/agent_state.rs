@@ -112,7 +112,10 @@ impl Agent {
     }
 
     pub fn persist(&self) -> AgentPersist {
-        AgentPersist { paused: self.paused.clone(), no_answer: self.no_answer }
+        AgentPersist {
+            paused: self.paused.clone(),
+            no_answer: self.no_answer,
+        }
     }
 
     /// Starts or extends wrap-up after a call ends.

@@ -25,7 +25,10 @@
 //!   applies (the caller dialled that queue): 486, or 503 + its
 //!   `retry_after_s`. No agent serving the chosen queue has a live binding →
 //!   `no_agents = "reject"` gives 480, `"wait"` queues the call. This check
-//!   is only made on arrival; calls already waiting keep waiting.
+//!   is only made on arrival; calls already waiting keep waiting. For a
+//!   `skills` queue only agents with every skill count as logged in.
+//! - A call that overflows takes the overflow queue's priority, max wait,
+//!   strategy, ring timeout and wrap-up; its arrival time stays.
 //! - Offer results: every non-answer (NoAnswer, Busy, Declined, Failed)
 //!   counts as a no-answer. A phone that keeps refusing is as useless to
 //!   callers as one that never rings, and counting it stops an endless
@@ -87,19 +90,50 @@ pub enum RouterOutput {
 /// For logs and metrics; nothing depends on them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouterEvent {
-    Overflowed { call: CallId, from: String, to: String },
-    Offered { call: CallId, agent: String },
-    Answered { call: CallId, agent: String },
-    OfferFailed { call: CallId, agent: String, result: OfferResult },
-    AgentPaused { agent: String, reason: Option<String> },
-    AgentUnpaused { agent: String },
-    AgentOnline { agent: String },
-    AgentOffline { agent: String },
-    WrapUpEnded { agent: String },
-    CallFinished { call: CallId, disposition: Disposition },
+    Overflowed {
+        call: CallId,
+        from: String,
+        to: String,
+    },
+    Offered {
+        call: CallId,
+        agent: String,
+    },
+    Answered {
+        call: CallId,
+        agent: String,
+    },
+    OfferFailed {
+        call: CallId,
+        agent: String,
+        result: OfferResult,
+    },
+    AgentPaused {
+        agent: String,
+        reason: Option<String>,
+    },
+    AgentUnpaused {
+        agent: String,
+    },
+    AgentOnline {
+        agent: String,
+    },
+    AgentOffline {
+        agent: String,
+    },
+    WrapUpEnded {
+        agent: String,
+    },
+    CallFinished {
+        call: CallId,
+        disposition: Disposition,
+    },
     /// A fact for an unknown or finished call, or one that no longer fits
     /// the call's state (e.g. an offer result from an agent not ringing).
-    Ignored { call: CallId, fact: &'static str },
+    Ignored {
+        call: CallId,
+        fact: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,31 +256,89 @@ impl Router {
 
     pub fn call_fact(&mut self, fact: CallFact, now_ms: u64) {
         match fact {
-            CallFact::Arrived { call, queue, caller, priority_bonus, sip_call_id, at_ms } => {
-                self.arrived(call, &queue, caller, priority_bonus, sip_call_id, at_ms, now_ms)
-            }
+            CallFact::Arrived {
+                call,
+                queue,
+                caller,
+                priority_bonus,
+                sip_call_id,
+                at_ms,
+            } => self.arrived(
+                call,
+                &queue,
+                caller,
+                priority_bonus,
+                sip_call_id,
+                at_ms,
+                now_ms,
+            ),
             CallFact::Abandoned { call, at_ms } => {
-                let Some(c) = self.take_call(call, "abandoned") else { return };
-                let disposition = if c.unanswered() { Disposition::Abandoned } else { Disposition::Answered };
-                let end = End { at_ms, disposition, reason: None, hangup: Some(Party::Caller), rtp: RtpCounts::default() };
+                let Some(c) = self.take_call(call, "abandoned") else {
+                    return;
+                };
+                let disposition = if c.unanswered() {
+                    Disposition::Abandoned
+                } else {
+                    Disposition::Answered
+                };
+                let end = End {
+                    at_ms,
+                    disposition,
+                    reason: None,
+                    hangup: Some(Party::Caller),
+                    rtp: RtpCounts::default(),
+                };
                 self.finish(c, end, now_ms);
             }
-            CallFact::OfferResult { call, agent, result, at_ms } => {
-                self.offer_result(call, agent, result, at_ms, now_ms)
-            }
-            CallFact::Ended { call, at_ms, hangup, reason, rtp } => {
-                let Some(c) = self.take_call(call, "ended") else { return };
+            CallFact::OfferResult {
+                call,
+                agent,
+                result,
+                at_ms,
+            } => self.offer_result(call, agent, result, at_ms, now_ms),
+            CallFact::Ended {
+                call,
+                at_ms,
+                hangup,
+                reason,
+                rtp,
+            } => {
+                let Some(c) = self.take_call(call, "ended") else {
+                    return;
+                };
                 let disposition = match (c.unanswered(), hangup) {
                     (false, _) => Disposition::Answered,
                     (true, Party::Caller) => Disposition::Abandoned,
                     (true, _) => Disposition::Failed,
                 };
                 let reason = end_reason_text(reason);
-                self.finish(c, End { at_ms, disposition, reason, hangup: Some(hangup), rtp }, now_ms);
+                self.finish(
+                    c,
+                    End {
+                        at_ms,
+                        disposition,
+                        reason,
+                        hangup: Some(hangup),
+                        rtp,
+                    },
+                    now_ms,
+                );
             }
-            CallFact::Failed { call, at_ms, reason } => {
-                let Some(c) = self.take_call(call, "failed") else { return };
-                let end = End { at_ms, disposition: Disposition::Failed, reason: Some(reason), hangup: None, rtp: RtpCounts::default() };
+            CallFact::Failed {
+                call,
+                at_ms,
+                reason,
+            } => {
+                let Some(c) = self.take_call(call, "failed") else {
+                    return;
+                };
+                let end = End {
+                    at_ms,
+                    disposition: Disposition::Failed,
+                    reason: Some(reason),
+                    hangup: None,
+                    rtp: RtpCounts::default(),
+                };
                 self.finish(c, end, now_ms);
             }
         }
@@ -267,9 +359,13 @@ impl Router {
         let event = match (was_online, a.online()) {
             (false, true) => {
                 a.idle_since = now_ms;
-                Some(RouterEvent::AgentOnline { agent: agent.to_string() })
+                Some(RouterEvent::AgentOnline {
+                    agent: agent.to_string(),
+                })
             }
-            (true, false) => Some(RouterEvent::AgentOffline { agent: agent.to_string() }),
+            (true, false) => Some(RouterEvent::AgentOffline {
+                agent: agent.to_string(),
+            }),
             _ => None,
         };
         if let Some(e) = event {
@@ -281,13 +377,28 @@ impl Router {
 
     /// Pauses `agent` (no new offers; calls in progress carry on). Pausing
     /// a paused agent updates the reason and keeps the original time.
-    pub fn pause(&mut self, agent: &str, reason: Option<String>, now_ms: u64) -> Result<(), RouterError> {
+    pub fn pause(
+        &mut self,
+        agent: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> Result<(), RouterError> {
         let a = self.agent_mut(agent)?;
         let since_ms = a.paused.as_ref().map_or(now_ms, |p| p.since_ms);
-        a.paused = Some(Pause { reason: reason.clone(), since_ms });
+        a.paused = Some(Pause {
+            reason: reason.clone(),
+            since_ms,
+        });
         let state = a.persist();
-        self.emit_persist(StoreOp::Agent { agent: agent.to_string(), state });
-        self.out.push_back(RouterOutput::Event(RouterEvent::AgentPaused { agent: agent.to_string(), reason }));
+        self.emit_persist(StoreOp::Agent {
+            agent: agent.to_string(),
+            state,
+        });
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::AgentPaused {
+                agent: agent.to_string(),
+                reason,
+            }));
         Ok(())
     }
 
@@ -301,9 +412,15 @@ impl Router {
         let was_paused = a.paused.take().is_some();
         a.no_answer = 0;
         let state = a.persist();
-        self.emit_persist(StoreOp::Agent { agent: agent.to_string(), state });
+        self.emit_persist(StoreOp::Agent {
+            agent: agent.to_string(),
+            state,
+        });
         if was_paused {
-            self.out.push_back(RouterOutput::Event(RouterEvent::AgentUnpaused { agent: agent.to_string() }));
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::AgentUnpaused {
+                    agent: agent.to_string(),
+                }));
         }
         self.dispatch(now_ms);
         Ok(())
@@ -326,7 +443,11 @@ impl Router {
             .calls
             .values()
             .filter(|c| c.state == CallState::Waiting)
-            .filter_map(|c| c.deadline_ms.filter(|d| *d <= now_ms).map(|d| (d, c.seq, c.id)))
+            .filter_map(|c| {
+                c.deadline_ms
+                    .filter(|d| *d <= now_ms)
+                    .map(|d| (d, c.seq, c.id))
+            })
             .collect();
         expired.sort();
         for (_, _, id) in expired {
@@ -341,7 +462,8 @@ impl Router {
             }
         }
         for agent in ended {
-            self.out.push_back(RouterOutput::Event(RouterEvent::WrapUpEnded { agent }));
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::WrapUpEnded { agent }));
         }
         self.dispatch(now_ms);
     }
@@ -397,7 +519,9 @@ impl Router {
     }
 
     fn agent_mut(&mut self, agent: &str) -> Result<&mut Agent, RouterError> {
-        self.agents.get_mut(agent).ok_or_else(|| RouterError::UnknownAgent(agent.to_string()))
+        self.agents
+            .get_mut(agent)
+            .ok_or_else(|| RouterError::UnknownAgent(agent.to_string()))
     }
 
     fn emit_persist(&mut self, op: StoreOp) {
@@ -405,7 +529,8 @@ impl Router {
     }
 
     fn ignored(&mut self, call: CallId, fact: &'static str) {
-        self.out.push_back(RouterOutput::Event(RouterEvent::Ignored { call, fact }));
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::Ignored { call, fact }));
     }
 
     fn take_call(&mut self, call: CallId, fact: &'static str) -> Option<Call> {
@@ -429,19 +554,33 @@ impl Router {
 
     /// Unanswered calls (waiting + ringing) in `queue`: what `max_waiting` limits.
     fn unanswered_in(&self, queue: &str) -> usize {
-        self.calls.values().filter(|c| c.queue == queue && c.unanswered()).count()
+        self.calls
+            .values()
+            .filter(|c| c.queue == queue && c.unanswered())
+            .count()
     }
 
+    /// Some agent who could ever take this queue's calls has a live
+    /// binding (for `skills` queues: one with every skill).
     fn logged_in(&self, queue: &str) -> bool {
-        self.members
-            .get(queue)
-            .is_some_and(|m| m.iter().any(|id| self.agents.get(id).is_some_and(Agent::online)))
+        let Some(q) = self.queues.get(queue) else {
+            return false;
+        };
+        let qualified =
+            |a: &Agent| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some();
+        self.members.get(queue).is_some_and(|m| {
+            m.iter()
+                .filter_map(|id| self.agents.get(id))
+                .any(|a| a.online() && qualified(a))
+        })
     }
 
     /// Where an arriving call goes: `(queue, overflowed_from)` or the
     /// rejection `(status, retry_after_s)`.
     fn place(&self, asked: &str) -> Result<(String, Option<String>), (u16, Option<u32>)> {
-        let Some(first) = self.queues.get(asked) else { return Err((404, None)) };
+        let Some(first) = self.queues.get(asked) else {
+            return Err((404, None));
+        };
         let mut name = asked;
         let mut visited = BTreeSet::new();
         loop {
@@ -481,7 +620,12 @@ impl Router {
         }
         match self.place(queue) {
             Err((status, retry_after_s)) => {
-                self.out.push_back(RouterOutput::Decision(Decision::Rejected { call, status, retry_after_s }));
+                self.out
+                    .push_back(RouterOutput::Decision(Decision::Rejected {
+                        call,
+                        status,
+                        retry_after_s,
+                    }));
                 let cdr = Cdr {
                     call_id: call.to_string(),
                     sip_call_id,
@@ -500,10 +644,11 @@ impl Router {
                     rtp: RtpCounts::default(),
                 };
                 self.emit_persist(StoreOp::Cdr(cdr));
-                self.out.push_back(RouterOutput::Event(RouterEvent::CallFinished {
-                    call,
-                    disposition: Disposition::Rejected,
-                }));
+                self.out
+                    .push_back(RouterOutput::Event(RouterEvent::CallFinished {
+                        call,
+                        disposition: Disposition::Rejected,
+                    }));
                 self.remember_finished(call);
             }
             Ok((name, overflowed_from)) => {
@@ -528,13 +673,18 @@ impl Router {
                 self.calls.insert(call, c);
                 let position = self.position(call, now_ms);
                 if let Some(from) = overflowed_from {
-                    self.out.push_back(RouterOutput::Event(RouterEvent::Overflowed {
-                        call,
-                        from,
-                        to: name.clone(),
-                    }));
+                    self.out
+                        .push_back(RouterOutput::Event(RouterEvent::Overflowed {
+                            call,
+                            from,
+                            to: name.clone(),
+                        }));
                 }
-                self.out.push_back(RouterOutput::Decision(Decision::Queued { call, queue: name, position }));
+                self.out.push_back(RouterOutput::Decision(Decision::Queued {
+                    call,
+                    queue: name,
+                    position,
+                }));
                 self.emit_persist(StoreOp::CallLive(live));
             }
         }
@@ -555,10 +705,19 @@ impl Router {
     }
 
     fn ageing(&self, queue: &str) -> bool {
-        self.queues.get(queue).is_some_and(|q| q.strategy == Strategy::Priority)
+        self.queues
+            .get(queue)
+            .is_some_and(|q| q.strategy == Strategy::Priority)
     }
 
-    fn offer_result(&mut self, call: CallId, agent: String, result: OfferResult, at_ms: u64, now_ms: u64) {
+    fn offer_result(
+        &mut self,
+        call: CallId,
+        agent: String,
+        result: OfferResult,
+        at_ms: u64,
+        now_ms: u64,
+    ) {
         let ringing_this = self
             .calls
             .get(&call)
@@ -574,7 +733,10 @@ impl Router {
         a.ringing.remove(&call);
         if result == OfferResult::Answered {
             let answered_ms = at_ms.max(c.arrived_ms);
-            c.state = CallState::Talking { agent: agent.clone(), answered_ms };
+            c.state = CallState::Talking {
+                agent: agent.clone(),
+                answered_ms,
+            };
             a.busy.insert(call);
             a.answered += 1;
             let reset = a.no_answer != 0;
@@ -582,10 +744,14 @@ impl Router {
             let state = a.persist();
             let live = live_call(c);
             if reset {
-                self.emit_persist(StoreOp::Agent { agent: agent.clone(), state });
+                self.emit_persist(StoreOp::Agent {
+                    agent: agent.clone(),
+                    state,
+                });
             }
             self.emit_persist(StoreOp::CallLive(live));
-            self.out.push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
             return;
         }
         c.state = CallState::Waiting;
@@ -594,16 +760,28 @@ impl Router {
         a.no_answer = a.no_answer.saturating_add(1);
         let pause = a.no_answer >= max_no_answer && a.paused.is_none();
         if pause {
-            a.paused = Some(Pause { reason: Some(NO_ANSWER_REASON.into()), since_ms: now_ms });
+            a.paused = Some(Pause {
+                reason: Some(NO_ANSWER_REASON.into()),
+                since_ms: now_ms,
+            });
         }
         let state = a.persist();
-        self.out.push_back(RouterOutput::Event(RouterEvent::OfferFailed { call, agent: agent.clone(), result }));
-        self.emit_persist(StoreOp::Agent { agent: agent.clone(), state });
-        if pause {
-            self.out.push_back(RouterOutput::Event(RouterEvent::AgentPaused {
-                agent,
-                reason: Some(NO_ANSWER_REASON.into()),
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::OfferFailed {
+                call,
+                agent: agent.clone(),
+                result,
             }));
+        self.emit_persist(StoreOp::Agent {
+            agent: agent.clone(),
+            state,
+        });
+        if pause {
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::AgentPaused {
+                    agent,
+                    reason: Some(NO_ANSWER_REASON.into()),
+                }));
         }
         if expired {
             self.time_out(call, now_ms);
@@ -611,8 +789,11 @@ impl Router {
     }
 
     fn time_out(&mut self, call: CallId, now_ms: u64) {
-        let Some(c) = self.calls.remove(&call) else { return };
-        self.out.push_back(RouterOutput::Decision(Decision::TimedOut { call }));
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        self.out
+            .push_back(RouterOutput::Decision(Decision::TimedOut { call }));
         let end = End {
             at_ms: now_ms,
             disposition: Disposition::TimedOut,
@@ -645,7 +826,10 @@ impl Router {
                 }
             }
         }
-        let ended_ms = end.at_ms.max(answered_ms.unwrap_or(c.arrived_ms)).max(c.arrived_ms);
+        let ended_ms = end
+            .at_ms
+            .max(answered_ms.unwrap_or(c.arrived_ms))
+            .max(c.arrived_ms);
         let cdr = Cdr {
             call_id: c.id.to_string(),
             sip_call_id: c.sip_call_id,
@@ -665,10 +849,11 @@ impl Router {
         };
         self.emit_persist(StoreOp::Cdr(cdr));
         self.emit_persist(StoreOp::CallDone(c.id));
-        self.out.push_back(RouterOutput::Event(RouterEvent::CallFinished {
-            call: c.id,
-            disposition: end.disposition,
-        }));
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::CallFinished {
+                call: c.id,
+                disposition: end.disposition,
+            }));
         self.remember_finished(c.id);
     }
 
@@ -715,8 +900,13 @@ impl Router {
     }
 
     fn offer(&mut self, id: CallId, agent: String) {
-        let c = self.calls.get_mut(&id).expect("dispatch offers known calls");
-        c.state = CallState::Ringing { agent: agent.clone() };
+        let c = self
+            .calls
+            .get_mut(&id)
+            .expect("dispatch offers known calls");
+        c.state = CallState::Ringing {
+            agent: agent.clone(),
+        };
         let q = &self.queues[&c.queue];
         let (queue, round_robin) = (c.queue.clone(), q.strategy == Strategy::RoundRobin);
         let ring_timeout_ms = u64::from(q.ring_timeout_s) * 1000;
@@ -725,10 +915,22 @@ impl Router {
         let targets = a.contacts.clone();
         if round_robin {
             self.rr_last.insert(queue.clone(), agent.clone());
-            self.emit_persist(StoreOp::RoundRobin { queue, last_agent: agent.clone() });
+            self.emit_persist(StoreOp::RoundRobin {
+                queue,
+                last_agent: agent.clone(),
+            });
         }
-        self.out.push_back(RouterOutput::Event(RouterEvent::Offered { call: id, agent: agent.clone() }));
-        self.out.push_back(RouterOutput::Decision(Decision::Offer { call: id, agent, targets, ring_timeout_ms }));
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::Offered {
+                call: id,
+                agent: agent.clone(),
+            }));
+        self.out.push_back(RouterOutput::Decision(Decision::Offer {
+            call: id,
+            agent,
+            targets,
+            ring_timeout_ms,
+        }));
     }
 
     /// Debug check of the invariants the proptest relies on.
@@ -737,21 +939,35 @@ impl Router {
         for a in self.agents.values() {
             for id in &a.ringing {
                 let c = self.calls.get(id).expect("ringing agent has a call");
-                assert_eq!(c.state, CallState::Ringing { agent: a.id.clone() });
+                assert_eq!(
+                    c.state,
+                    CallState::Ringing {
+                        agent: a.id.clone()
+                    }
+                );
             }
             for id in &a.busy {
                 let c = self.calls.get(id).expect("busy agent has a call");
                 assert!(matches!(&c.state, CallState::Talking { agent, .. } if *agent == a.id));
             }
-            assert!(a.active() <= a.max_calls as usize, "agent {} over capacity", a.id);
+            assert!(
+                a.active() <= a.max_calls as usize,
+                "agent {} over capacity",
+                a.id
+            );
         }
         for c in self.calls.values() {
             match &c.state {
                 CallState::Waiting => {
-                    assert!(self.agents.values().all(|a| !a.ringing.contains(&c.id) && !a.busy.contains(&c.id)))
+                    assert!(self
+                        .agents
+                        .values()
+                        .all(|a| !a.ringing.contains(&c.id) && !a.busy.contains(&c.id)))
                 }
                 CallState::Ringing { agent } => assert!(self.agents[agent].ringing.contains(&c.id)),
-                CallState::Talking { agent, .. } => assert!(self.agents[agent].busy.contains(&c.id)),
+                CallState::Talking { agent, .. } => {
+                    assert!(self.agents[agent].busy.contains(&c.id))
+                }
             }
         }
     }
@@ -761,7 +977,10 @@ impl Router {
 /// `live_bindings(agent, now_ms)` (already best first): contact URI and
 /// where to send.
 pub fn contacts_of(bindings: &[&Binding]) -> Vec<(String, SocketAddr)> {
-    bindings.iter().map(|b| (b.contact_uri.clone(), b.target)).collect()
+    bindings
+        .iter()
+        .map(|b| (b.contact_uri.clone(), b.target))
+        .collect()
 }
 
 struct End {

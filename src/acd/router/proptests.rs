@@ -78,7 +78,10 @@ fn apply(h: &mut H, op: &Op, arrived: &mut BTreeMap<CallId, ()>) {
             h.arrive(n, QUEUES[q], bonus);
         }
         Op::Abandon(n) => {
-            h.fact(CallFact::Abandoned { call: cid(n), at_ms: at });
+            h.fact(CallFact::Abandoned {
+                call: cid(n),
+                at_ms: at,
+            });
         }
         Op::Answer(n) => {
             let a = ringing_agent(h, n).unwrap_or_else(|| "x".into());
@@ -108,7 +111,11 @@ fn apply(h: &mut H, op: &Op, arrived: &mut BTreeMap<CallId, ()>) {
             });
         }
         Op::Fail(n) => {
-            h.fact(CallFact::Failed { call: cid(n), at_ms: at, reason: "x".into() });
+            h.fact(CallFact::Failed {
+                call: cid(n),
+                at_ms: at,
+                reason: "x".into(),
+            });
         }
         Op::Login(a) => {
             h.login(AGENTS[a]);
@@ -131,7 +138,10 @@ fn apply(h: &mut H, op: &Op, arrived: &mut BTreeMap<CallId, ()>) {
                 h.r.handle_timeout(h.now);
                 h.drain();
             }
-            assert!(h.r.next_timeout().is_none_or(|t| t > h.now), "timer left in the past");
+            assert!(
+                h.r.next_timeout().is_none_or(|t| t > h.now),
+                "timer left in the past"
+            );
         }
     }
 }

@@ -45,7 +45,11 @@ pub(super) struct Call {
 impl Call {
     /// Sort key: smaller goes first.
     pub fn order_key(&self, ageing: bool, now_ms: u64) -> (i128, u64) {
-        let aged = if ageing { now_ms.saturating_sub(self.arrived_ms) } else { 0 };
+        let aged = if ageing {
+            now_ms.saturating_sub(self.arrived_ms)
+        } else {
+            0
+        };
         let eff = i128::from(self.priority) * i128::from(AGEING_MS_PER_LEVEL) + i128::from(aged);
         (-eff, self.seq)
     }

@@ -21,7 +21,10 @@ pub(super) fn agent(id: &str, queues: &[&str], extra: &str) -> AgentConfig {
 }
 
 pub(super) fn contact(agent: &str) -> Vec<(String, SocketAddr)> {
-    vec![(format!("sip:{agent}@127.0.0.1:5070"), "127.0.0.1:5070".parse().unwrap())]
+    vec![(
+        format!("sip:{agent}@127.0.0.1:5070"),
+        "127.0.0.1:5070".parse().unwrap(),
+    )]
 }
 
 pub(super) fn cid(n: u64) -> CallId {
@@ -46,7 +49,14 @@ impl H {
         restore: RouterRestore,
     ) -> (H, Vec<RouterOutput>) {
         let (r, init) = Router::new(queues, agents, restore, T0);
-        (H { r, now: T0, log: init.clone() }, init)
+        (
+            H {
+                r,
+                now: T0,
+                log: init.clone(),
+            },
+            init,
+        )
     }
 
     pub fn drain(&mut self) -> Vec<RouterOutput> {
@@ -85,7 +95,12 @@ impl H {
     }
 
     pub fn result(&mut self, n: u64, a: &str, result: OfferResult) -> Vec<RouterOutput> {
-        self.fact(CallFact::OfferResult { call: cid(n), agent: a.into(), result, at_ms: self.now })
+        self.fact(CallFact::OfferResult {
+            call: cid(n),
+            agent: a.into(),
+            result,
+            at_ms: self.now,
+        })
     }
 
     pub fn end(&mut self, n: u64) -> Vec<RouterOutput> {
@@ -94,7 +109,10 @@ impl H {
             at_ms: self.now,
             hangup: Party::Agent,
             reason: EndReason::Normal,
-            rtp: RtpCounts { caller_to_agent: 10, agent_to_caller: 12 },
+            rtp: RtpCounts {
+                caller_to_agent: 10,
+                agent_to_caller: 12,
+            },
         })
     }
 
@@ -148,7 +166,11 @@ fn unknown_queue_is_404_with_a_rejected_cdr() {
     let out = h.arrive(1, "nope", 0);
     assert_eq!(
         decisions(&out),
-        vec![Decision::Rejected { call: cid(1), status: 404, retry_after_s: None }]
+        vec![Decision::Rejected {
+            call: cid(1),
+            status: 404,
+            retry_after_s: None
+        }]
     );
     let c = h.cdrs();
     assert_eq!(c.len(), 1);
@@ -172,7 +194,10 @@ fn priority_first_then_fifo() {
     assert_eq!(pos(&h.arrive(3, "q", 0)), 3);
     assert_eq!(pos(&h.arrive(4, "q", 2)), 2);
     let out = h.login("a");
-    assert_eq!(offers(&out), vec![o(2, "a"), o(4, "a"), o(1, "a"), o(3, "a")]);
+    assert_eq!(
+        offers(&out),
+        vec![o(2, "a"), o(4, "a"), o(1, "a"), o(3, "a")]
+    );
 }
 
 #[test]
@@ -180,23 +205,40 @@ fn full_queue_overflows_then_rejects_486() {
     let main = queue("name = \"main\"\nmax_waiting = 1\noverflow = \"spill\"");
     let spill = queue("name = \"spill\"\nmax_waiting = 1");
     let mut h = H::new(&[main, spill], &[agent("a", &["spill"], "")]);
-    assert!(matches!(decisions(&h.arrive(1, "main", 0))[..], [Decision::Queued { ref queue, .. }] if queue == "main"));
+    assert!(
+        matches!(decisions(&h.arrive(1, "main", 0))[..], [Decision::Queued { ref queue, .. }] if queue == "main")
+    );
     let out = h.arrive(2, "main", 0);
-    assert!(matches!(decisions(&out)[..], [Decision::Queued { ref queue, .. }] if queue == "spill"));
-    assert!(out.iter().any(|o| matches!(o, RouterOutput::Event(RouterEvent::Overflowed { .. }))));
+    assert!(
+        matches!(decisions(&out)[..], [Decision::Queued { ref queue, .. }] if queue == "spill")
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, RouterOutput::Event(RouterEvent::Overflowed { .. }))));
     assert_eq!(
         decisions(&h.arrive(3, "main", 0)),
-        vec![Decision::Rejected { call: cid(3), status: 486, retry_after_s: None }]
+        vec![Decision::Rejected {
+            call: cid(3),
+            status: 486,
+            retry_after_s: None
+        }]
     );
     // The overflowed call is answered in spill: one `answered` CDR naming main.
     assert_eq!(offers(&h.login("a")), vec![o(2, "a")]);
     h.result(2, "a", OfferResult::Answered);
     h.at(5_000);
     h.end(2);
-    let c: Vec<Cdr> = h.cdrs().into_iter().filter(|c| c.call_id == cid(2).to_string()).collect();
+    let c: Vec<Cdr> = h
+        .cdrs()
+        .into_iter()
+        .filter(|c| c.call_id == cid(2).to_string())
+        .collect();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].disposition, Disposition::Answered);
-    assert_eq!((c[0].queue.as_str(), c[0].overflowed_from.as_deref()), ("spill", Some("main")));
+    assert_eq!(
+        (c[0].queue.as_str(), c[0].overflowed_from.as_deref()),
+        ("spill", Some("main"))
+    );
 }
 
 #[test]
@@ -206,7 +248,11 @@ fn full_queue_503_carries_retry_after() {
     h.arrive(1, "q", 0);
     assert_eq!(
         decisions(&h.arrive(2, "q", 0)),
-        vec![Decision::Rejected { call: cid(2), status: 503, retry_after_s: Some(42) }]
+        vec![Decision::Rejected {
+            call: cid(2),
+            status: 503,
+            retry_after_s: Some(42)
+        }]
     );
 }
 
@@ -217,7 +263,10 @@ fn overflow_cycle_is_guarded() {
     let mut h = H::new(&[a, b], &[]);
     h.arrive(1, "a", 0);
     h.arrive(2, "a", 0);
-    assert!(matches!(decisions(&h.arrive(3, "b", 0))[..], [Decision::Rejected { status: 486, .. }]));
+    assert!(matches!(
+        decisions(&h.arrive(3, "b", 0))[..],
+        [Decision::Rejected { status: 486, .. }]
+    ));
 }
 
 #[test]
@@ -225,14 +274,43 @@ fn no_agents_wait_or_reject_480() {
     let w = queue("name = \"w\"");
     let r = queue("name = \"r\"\nno_agents = \"reject\"");
     let mut h = H::new(&[w, r], &[agent("a", &["w", "r"], "")]);
-    assert!(matches!(decisions(&h.arrive(1, "w", 0))[..], [Decision::Queued { .. }]));
+    assert!(matches!(
+        decisions(&h.arrive(1, "w", 0))[..],
+        [Decision::Queued { .. }]
+    ));
     assert_eq!(
         decisions(&h.arrive(2, "r", 0)),
-        vec![Decision::Rejected { call: cid(2), status: 480, retry_after_s: None }]
+        vec![Decision::Rejected {
+            call: cid(2),
+            status: 480,
+            retry_after_s: None
+        }]
     );
     // Logged in but busy still counts as logged in: the call waits.
     h.login("a");
-    assert!(matches!(decisions(&h.arrive(3, "r", 0))[..], [Decision::Queued { .. }]));
+    assert!(matches!(
+        decisions(&h.arrive(3, "r", 0))[..],
+        [Decision::Queued { .. }]
+    ));
+}
+
+#[test]
+fn skills_queue_without_a_qualified_agent_rejects_480() {
+    let q = queue("name = \"q\"\nstrategy = \"skills\"\nskills = [\"de\"]\nno_agents = \"reject\"");
+    let mut h = H::new(
+        &[q],
+        &[
+            agent("a", &["q"], "[skills]\nfr = 10"),
+            agent("b", &["q"], "[skills]\nde = 10"),
+        ],
+    );
+    h.login("a");
+    assert!(matches!(
+        decisions(&h.arrive(1, "q", 0))[..],
+        [Decision::Rejected { status: 480, .. }]
+    ));
+    h.login("b");
+    assert_eq!(offers(&h.arrive(2, "q", 0)), vec![o(2, "b")]);
 }
 
 #[test]
@@ -257,14 +335,21 @@ fn longest_idle_picks_the_agent_idle_longest() {
 #[test]
 fn round_robin_rotates_and_survives_restore() {
     let q = queue("name = \"q\"\nstrategy = \"round-robin\"\nwrap_up_s = 0");
-    let agents = [agent("a", &["q"], ""), agent("b", &["q"], ""), agent("c", &["q"], "")];
+    let agents = [
+        agent("a", &["q"], ""),
+        agent("b", &["q"], ""),
+        agent("c", &["q"], ""),
+    ];
     let mut h = H::new(std::slice::from_ref(&q), &agents);
     for a in ["a", "b", "c"] {
         h.login(a);
     }
     let out = h.arrive(1, "q", 0);
     assert_eq!(offers(&out), vec![o(1, "a")]);
-    assert!(out.contains(&RouterOutput::Persist(StoreOp::RoundRobin { queue: "q".into(), last_agent: "a".into() })));
+    assert!(out.contains(&RouterOutput::Persist(StoreOp::RoundRobin {
+        queue: "q".into(),
+        last_agent: "a".into()
+    })));
     h.result(1, "a", OfferResult::Answered);
     h.end(1);
     assert_eq!(offers(&h.arrive(2, "q", 0)), vec![o(2, "b")]);
@@ -347,7 +432,9 @@ fn priority_ageing_lets_old_low_calls_pass_new_high_ones() {
 }
 
 fn split_five_calls(strategy: &str) -> BTreeMap<String, usize> {
-    let q = queue(&format!("name = \"q\"\nstrategy = \"{strategy}\"\nwrap_up_s = 5"));
+    let q = queue(&format!(
+        "name = \"q\"\nstrategy = \"{strategy}\"\nwrap_up_s = 5"
+    ));
     let mut h = H::new(&[q], &[agent("a", &["q"], ""), agent("b", &["q"], "")]);
     h.login("a");
     h.login("b");
@@ -370,7 +457,10 @@ fn split_five_calls(strategy: &str) -> BTreeMap<String, usize> {
         ringing.extend(offers(&h.tick(t)));
     }
     assert_eq!(h.cdrs().len(), 5);
-    assert!(h.cdrs().iter().all(|c| c.disposition == Disposition::Answered));
+    assert!(h
+        .cdrs()
+        .iter()
+        .all(|c| c.disposition == Disposition::Answered));
     count
 }
 
@@ -393,7 +483,10 @@ fn no_answer_requeues_at_old_position_and_pauses_after_max() {
     h.arrive(2, "q", 0);
     h.at(15_000);
     // Only a is online: it gets call 1 again (call 1 is still first in line).
-    assert_eq!(offers(&h.result(1, "a", OfferResult::NoAnswer)), vec![o(1, "a")]);
+    assert_eq!(
+        offers(&h.result(1, "a", OfferResult::NoAnswer)),
+        vec![o(1, "a")]
+    );
     h.at(30_000);
     let out = h.result(1, "a", OfferResult::NoAnswer);
     assert_eq!(offers(&out), vec![]);
@@ -407,7 +500,13 @@ fn no_answer_requeues_at_old_position_and_pauses_after_max() {
     // b logs in: call 1 (old position) before call 2.
     assert_eq!(offers(&h.login("b")), vec![o(1, "b")]);
     // Unpause a: it takes call 2 and its count restarts.
-    assert_eq!(offers(&{ h.r.unpause("a", h.now).unwrap(); h.drain() }), vec![o(2, "a")]);
+    assert_eq!(
+        offers(&{
+            h.r.unpause("a", h.now).unwrap();
+            h.drain()
+        }),
+        vec![o(2, "a")]
+    );
     assert_eq!(h.r.agents["a"].no_answer, 0);
 }
 
@@ -420,7 +519,10 @@ fn failed_offer_goes_to_another_free_agent_first() {
     h.at(5);
     h.login("b");
     // b is idle for less time than a, but a just failed this call.
-    assert_eq!(offers(&h.result(1, "a", OfferResult::Declined)), vec![o(1, "b")]);
+    assert_eq!(
+        offers(&h.result(1, "a", OfferResult::Declined)),
+        vec![o(1, "b")]
+    );
     assert_eq!(h.r.agents["a"].no_answer, 1);
 }
 
@@ -429,22 +531,33 @@ fn abandoned_while_waiting_or_ringing_frees_agent() {
     let q = queue("name = \"q\"");
     let mut h = H::new(&[q], &[agent("a", &["q"], "")]);
     h.arrive(1, "q", 0);
-    h.fact(CallFact::Abandoned { call: cid(1), at_ms: h.now });
+    h.fact(CallFact::Abandoned {
+        call: cid(1),
+        at_ms: h.now,
+    });
     h.login("a");
     assert_eq!(offers(&h.arrive(2, "q", 0)), vec![o(2, "a")]);
     assert_eq!(h.r.snapshot(h.now).agents[0].status, AgentStatus::Ringing);
     h.arrive(3, "q", 0);
     h.at(4_000);
     // Abandon the ringing call: a is free at once (no wrap-up) and takes 3.
-    let out = h.fact(CallFact::Abandoned { call: cid(2), at_ms: h.now });
+    let out = h.fact(CallFact::Abandoned {
+        call: cid(2),
+        at_ms: h.now,
+    });
     assert_eq!(offers(&out), vec![o(3, "a")]);
     // A late offer result for 2 is ignored.
     let out = h.result(2, "a", OfferResult::NoAnswer);
-    assert!(matches!(out[..], [RouterOutput::Event(RouterEvent::Ignored { .. })]));
+    assert!(matches!(
+        out[..],
+        [RouterOutput::Event(RouterEvent::Ignored { .. })]
+    ));
     assert_eq!(h.r.agents["a"].no_answer, 0);
     let c = h.cdrs();
     assert_eq!(c.len(), 2);
-    assert!(c.iter().all(|c| c.disposition == Disposition::Abandoned && c.agent.is_none()));
+    assert!(c
+        .iter()
+        .all(|c| c.disposition == Disposition::Abandoned && c.agent.is_none()));
     assert_eq!(c[1].wait_s, 4);
 }
 
@@ -466,9 +579,21 @@ fn wrap_up_timer_then_next_call_at_once() {
     assert_eq!(offers(&h.tick(72_000)), vec![o(2, "a")]);
     assert_eq!(h.r.agents["a"].idle_since, T0 + 72_000);
     let c = &h.cdrs()[0];
-    assert_eq!((c.disposition, c.wait_s, c.talk_s), (Disposition::Answered, 2, 60));
-    assert_eq!((c.agent.as_deref(), c.hangup), (Some("a"), Some(Party::Agent)));
-    assert_eq!(c.rtp, RtpCounts { caller_to_agent: 10, agent_to_caller: 12 });
+    assert_eq!(
+        (c.disposition, c.wait_s, c.talk_s),
+        (Disposition::Answered, 2, 60)
+    );
+    assert_eq!(
+        (c.agent.as_deref(), c.hangup),
+        (Some("a"), Some(Party::Agent))
+    );
+    assert_eq!(
+        c.rtp,
+        RtpCounts {
+            caller_to_agent: 10,
+            agent_to_caller: 12
+        }
+    );
 }
 
 #[test]
@@ -480,10 +605,16 @@ fn max_wait_times_out_with_cdr() {
     h.arrive(2, "q", 0);
     assert_eq!(h.r.next_timeout(), Some(T0 + 60_000));
     assert_eq!(decisions(&h.tick(59_999)), vec![]);
-    assert_eq!(decisions(&h.tick(60_000)), vec![Decision::TimedOut { call: cid(1) }]);
+    assert_eq!(
+        decisions(&h.tick(60_000)),
+        vec![Decision::TimedOut { call: cid(1) }]
+    );
     assert_eq!(h.r.next_timeout(), Some(T0 + 70_000));
     let c = h.cdrs();
-    assert_eq!((c.len(), c[0].disposition, c[0].wait_s), (1, Disposition::TimedOut, 60));
+    assert_eq!(
+        (c.len(), c[0].disposition, c[0].wait_s),
+        (1, Disposition::TimedOut, 60)
+    );
     // A ringing call past its deadline times out when the offer fails.
     h.login("a");
     h.at(75_000);
@@ -504,11 +635,17 @@ fn restart_turns_live_calls_into_engine_restart_cdrs() {
         agent: None,
         answered_ms: None,
     };
-    let restore = RouterRestore { live_calls: vec![live], ..Default::default() };
+    let restore = RouterRestore {
+        live_calls: vec![live],
+        ..Default::default()
+    };
     let (h, init) = H::restored(&[queue("name = \"q\"")], &[], restore);
     let c = cdrs(&init);
     assert_eq!(c.len(), 1);
-    assert_eq!((c[0].disposition, c[0].reason.as_deref()), (Disposition::Failed, Some("engine-restart")));
+    assert_eq!(
+        (c[0].disposition, c[0].reason.as_deref()),
+        (Disposition::Failed, Some("engine-restart"))
+    );
     assert_eq!(c[0].wait_s, 10);
     assert!(init.contains(&RouterOutput::Persist(StoreOp::CallDone(cid(9)))));
     assert!(h.r.calls.is_empty());
@@ -520,13 +657,25 @@ fn restored_pause_and_no_answer_count_apply() {
     let mut agents_state = BTreeMap::new();
     agents_state.insert(
         "a".to_string(),
-        AgentPersist { paused: Some(Pause { reason: Some("lunch".into()), since_ms: 1 }), no_answer: 2 },
+        AgentPersist {
+            paused: Some(Pause {
+                reason: Some("lunch".into()),
+                since_ms: 1,
+            }),
+            no_answer: 2,
+        },
     );
-    let restore = RouterRestore { agents: agents_state, ..Default::default() };
+    let restore = RouterRestore {
+        agents: agents_state,
+        ..Default::default()
+    };
     let (mut h, _) = H::restored(&[q], &[agent("a", &["q"], "")], restore);
     h.login("a");
     assert_eq!(offers(&h.arrive(1, "q", 0)), vec![]);
-    assert_eq!(h.r.snapshot(h.now).agents[0].paused_reason.as_deref(), Some("lunch"));
+    assert_eq!(
+        h.r.snapshot(h.now).agents[0].paused_reason.as_deref(),
+        Some("lunch")
+    );
 }
 
 #[test]
@@ -536,15 +685,29 @@ fn every_path_writes_exactly_one_cdr_and_live_rows_are_closed() {
     h.login("a");
     h.arrive(1, "q", 0); // ringing a
     h.arrive(2, "q", 0);
-    h.fact(CallFact::Failed { call: cid(2), at_ms: h.now, reason: "relay".into() });
+    h.fact(CallFact::Failed {
+        call: cid(2),
+        at_ms: h.now,
+        reason: "relay".into(),
+    });
     h.result(1, "a", OfferResult::Answered);
-    h.fact(CallFact::Abandoned { call: cid(1), at_ms: h.now }); // caller BYE after answer
+    h.fact(CallFact::Abandoned {
+        call: cid(1),
+        at_ms: h.now,
+    }); // caller BYE after answer
     h.end(1); // duplicate end: ignored
-    h.fact(CallFact::Failed { call: cid(1), at_ms: h.now, reason: "late".into() });
+    h.fact(CallFact::Failed {
+        call: cid(1),
+        at_ms: h.now,
+        reason: "late".into(),
+    });
     let c = h.cdrs();
     assert_eq!(c.len(), 2);
     assert_eq!(c[0].disposition, Disposition::Failed);
-    assert_eq!((c[1].disposition, c[1].hangup), (Disposition::Answered, Some(Party::Caller)));
+    assert_eq!(
+        (c[1].disposition, c[1].hangup),
+        (Disposition::Answered, Some(Party::Caller))
+    );
     let live: BTreeSet<CallId> = h
         .log
         .iter()
@@ -590,7 +753,10 @@ fn snapshot_counts_queues_and_agents() {
     h.arrive(2, "q", 0);
     let s = h.r.snapshot(h.now + 3_000);
     let qs = &s.queues[0];
-    assert_eq!((qs.waiting, qs.ringing, qs.talking, qs.longest_wait_ms), (1, 1, 0, 3_000));
+    assert_eq!(
+        (qs.waiting, qs.ringing, qs.talking, qs.longest_wait_ms),
+        (1, 1, 0, 3_000)
+    );
     assert_eq!((qs.agents_online, qs.agents_available), (1, 0));
     assert_eq!(s.agents[1].status, AgentStatus::Offline);
     let j = serde_json::to_value(&s).unwrap();
@@ -614,6 +780,9 @@ fn contacts_from_registrar_bindings() {
     };
     assert_eq!(
         contacts_of(&[&b]),
-        vec![("sip:a@192.0.2.1:5062".to_string(), "198.51.100.1:40000".parse().unwrap())]
+        vec![(
+            "sip:a@192.0.2.1:5062".to_string(),
+            "198.51.100.1:40000".parse().unwrap()
+        )]
     );
 }
