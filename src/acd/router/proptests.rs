@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::tests::{agent, cdrs, cid, queue, H};
-use super::{CallFact, CallId, CallState, Decision, OfferResult, Party, RouterOutput, RtpCounts};
+use super::{CallFact, CallId, CallState, Party, RouterOutput, RtpCounts};
 use crate::acd::facts::EndReason;
+use crate::acd::facts::{Decision, OfferResult};
 
 #[derive(Debug, Clone)]
 enum Op {

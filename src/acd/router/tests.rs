@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::acd::cdr::AgentPersist;
+use crate::acd::cdr::{Cdr, LiveCall};
 use crate::acd::facts::EndReason;
+use crate::acd::facts::{Decision, OfferResult};
 use crate::config::{AgentConfig, QueueConfig};
 
 pub(super) const T0: u64 = 1_700_000_000_000;
@@ -154,6 +156,46 @@ pub(super) fn cdrs(out: &[RouterOutput]) -> Vec<Cdr> {
             _ => None,
         })
         .collect()
+}
+
+impl Router {
+    /// Debug check of the invariants the proptest relies on.
+    pub(super) fn check_invariants(&self) {
+        for a in self.agents.values() {
+            for id in &a.ringing {
+                let c = self.calls.get(id).expect("ringing agent has a call");
+                assert_eq!(
+                    c.state,
+                    CallState::Ringing {
+                        agent: a.id.clone()
+                    }
+                );
+            }
+            for id in &a.busy {
+                let c = self.calls.get(id).expect("busy agent has a call");
+                assert!(matches!(&c.state, CallState::Talking { agent, .. } if *agent == a.id));
+            }
+            assert!(
+                a.active() <= a.max_calls as usize,
+                "agent {} over capacity",
+                a.id
+            );
+        }
+        for c in self.calls.values() {
+            match &c.state {
+                CallState::Waiting => {
+                    assert!(self
+                        .agents
+                        .values()
+                        .all(|a| !a.ringing.contains(&c.id) && !a.busy.contains(&c.id)))
+                }
+                CallState::Ringing { agent } => assert!(self.agents[agent].ringing.contains(&c.id)),
+                CallState::Talking { agent, .. } => {
+                    assert!(self.agents[agent].busy.contains(&c.id))
+                }
+            }
+        }
+    }
 }
 
 fn o(n: u64, a: &str) -> (u64, String) {
