@@ -48,6 +48,20 @@
 //!   are remembered so a late duplicate `Arrived` cannot create a second CDR.
 //! - CDR times come from the facts' `at_ms` (clamped so they never run
 //!   backwards); timeouts use `now_ms`.
+//!
+//! Persistence (`StoreOp`, see `cdr.rs`): `CallLive` on arrival and on
+//! answer, `Cdr` + `CallDone` when the call ends (one transaction, so a
+//! crash never leaves both or neither), `RoundRobin` on each round-robin
+//! offer, `Agent` (pause, no-answer count) whenever either changes. After a
+//! crash, `Router::new` turns the store's live calls into `failed` /
+//! `engine-restart` CDRs. The shell commits those first, and feeds
+//! `agent_contacts(id, contacts_of(&registrar.live_bindings(id, now)), now)`
+//! for every agent at start and after every registrar change or reap.
+//!
+//! Layout: `calls.rs` (arrival, offer results, time-outs, CDRs),
+//! `dispatch.rs` (matching), `queue.rs` (call order, ageing),
+//! `strategy.rs` (agent choice), `agent_state.rs` (status, capacity,
+//! wrap-up), `snapshot.rs`, `output.rs`.
 
 mod agent_state;
 mod calls;
