@@ -27,6 +27,8 @@ pub struct Dialog {
     pub dest: SocketAddr,
     /// Last CSeq number we used.
     pub cseq: u32,
+    /// Highest CSeq number the peer used (§12.2.2).
+    pub remote_cseq: Option<u32>,
     /// Our Contact URI.
     pub contact: String,
 }
@@ -44,6 +46,7 @@ impl Dialog {
             routes: h.all_split("record-route"),
             dest: src,
             cseq: 0,
+            remote_cseq: h.cseq().map(|c| c.0),
             contact,
         })
     }
@@ -60,6 +63,16 @@ impl Dialog {
         let mut rr = h.all_split("record-route");
         rr.reverse();
         self.routes = rr;
+    }
+
+    /// §12.2.2: a request with a CSeq below the last one is out of order.
+    /// (Retransmissions never get here: the transactions absorb them.)
+    pub fn accept_remote_cseq(&mut self, seq: u32) -> bool {
+        if self.remote_cseq.is_some_and(|r| seq < r) {
+            return false;
+        }
+        self.remote_cseq = Some(seq);
+        true
     }
 
     fn head(&self, method: &str, cseq: u32) -> String {

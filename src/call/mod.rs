@@ -35,9 +35,11 @@
 //!   and passed on to the other leg as a re-INVITE with that direction; a
 //!   re-INVITE arriving while ours on that leg is pending gets 491.
 
+#[allow(clippy::module_inception)]
 mod call;
 mod dialog;
 mod msg;
+mod relay;
 mod sdp;
 mod table;
 
@@ -53,6 +55,7 @@ use crate::config::{AnswerMode, Config};
 use crate::media::sdp::Codec;
 use crate::media::{LegConfig, LegId, LegPorts};
 
+pub use relay::{HoldLibrary, LegStats, RelayMedia};
 pub use table::CallTable;
 
 /// What the call layer needs from the configuration.
@@ -99,6 +102,7 @@ pub trait MediaControl {
 
 /// What `CallTable::on_output` did with an endpoint output.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Handled {
     Done,
     /// Not the call layer's: the shell handles it as before (Transmit,

@@ -528,6 +528,7 @@ impl CallTable {
             routes: Vec::new(),
             dest,
             cseq: 0,
+            remote_cseq: None,
             contact,
         };
         let version = 1;
@@ -731,6 +732,11 @@ impl CallTable {
         let Some((id, side)) = self.dialogs.get(&key).copied() else {
             return ep.respond(tx, spec(481, None), now);
         };
+        let seq = h.cseq().map_or(0, |c| c.0);
+        let in_order = self.calls.get_mut(&id).and_then(|c| c.dialog_mut(side)).is_none_or(|d| d.accept_remote_cseq(seq));
+        if !in_order {
+            return ep.respond(tx, spec(500, Some("CSeq Out Of Order")), now);
+        }
         match req.method {
             rsip::Method::Bye => {
                 ep.respond(tx, ResponseSpec::new(200), now);
