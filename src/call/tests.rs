@@ -769,3 +769,82 @@ fn in_dialog_odds_and_ends() {
     answer_byes(&mut h, CUSTOMER);
     h.assert_clean();
 }
+
+#[test]
+fn agent_answer_without_common_codec_is_byed_and_failed() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    let inv = h.offer(call);
+    h.recv(AGENT, &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "18", "sendrecv"))));
+    h.one_sent(AGENT, "ACK ");
+    h.one_sent(AGENT, "BYE ");
+    assert_eq!(
+        h.take_facts(),
+        vec![CallFact::OfferResult { call, agent: "1001".into(), result: OfferResult::Failed { status: Some(488) }, at_ms: h.wall }]
+    );
+    assert!(h.media.bridged.is_empty());
+    assert_eq!(h.media.hold.len(), 1, "the caller keeps hearing hold audio");
+    answer_byes(&mut h, AGENT);
+    h.take_sent();
+    // A second offer while one rings is refused at once.
+    h.offer(call);
+    h.decide(Decision::Offer { call, agent: "1002".into(), targets: vec![("sip:1002@x".into(), addr(AGENT))], ring_timeout_ms: 1000 });
+    assert_eq!(
+        h.take_facts(),
+        vec![CallFact::OfferResult { call, agent: "1002".into(), result: OfferResult::Failed { status: None }, at_ms: h.wall }]
+    );
+    h.customer_in_dialog("BYE", &to, 2, None);
+    assert_eq!(h.take_facts(), vec![CallFact::Abandoned { call, at_ms: h.wall }]);
+    h.one_sent(AGENT, "CANCEL ");
+    h.assert_clean();
+}
+
+#[test]
+fn on_agent_customer_never_acks_ends_bridged_call() {
+    let mut h = H::new(AnswerMode::OnAgent);
+    let call = h.arrive();
+    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    h.take_facts();
+    h.take_sent();
+    h.advance(Duration::from_millis(500 * 64 + 10));
+    h.one_sent(CUSTOMER, "BYE ");
+    h.one_sent(AGENT, "BYE ");
+    let facts = h.take_facts();
+    assert!(
+        matches!(facts[..], [CallFact::Ended { hangup: Party::Engine, reason: EndReason::Failed, .. }]),
+        "{facts:?}"
+    );
+    h.assert_clean();
+}
+
+#[test]
+fn silent_agent_times_out_as_no_answer() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    // Ring longer than Timer B; the agent never answers anything.
+    h.decide(Decision::Offer {
+        call,
+        agent: "1001".into(),
+        targets: vec![(format!("sip:1001@{AGENT}"), addr(AGENT))],
+        ring_timeout_ms: 60_000,
+    });
+    h.advance(Duration::from_secs(33));
+    assert!(h.sent_to(AGENT, "INVITE ").len() > 3, "retransmitted (Timer A)");
+    assert_eq!(
+        h.take_facts(),
+        vec![CallFact::OfferResult { call, agent: "1001".into(), result: OfferResult::NoAnswer, at_ms: h.wall }]
+    );
+    h.take_sent();
+    // Media timeout while waiting (answered, hold audio): the engine gives up.
+    let ev = crate::media::Event::MediaTimeout { leg: LegId(1), idle: Duration::from_secs(60) };
+    assert!(h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall));
+    h.pump();
+    let bye = h.one_sent(CUSTOMER, "BYE ");
+    assert_eq!(hdr(&bye, "from").unwrap(), to);
+    assert!(matches!(&h.take_facts()[..], [CallFact::Failed { .. }]));
+    h.assert_clean();
+}
