@@ -131,6 +131,11 @@ impl CallTable {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Whether the call is still on this shard.
+    pub fn contains(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
+    }
+
     pub fn counts(&self) -> CallCounts {
         let mut c = CallCounts {
             calls: self.calls.len(),
@@ -470,6 +475,9 @@ impl CallTable {
                 }
             }
             Decision::Rejected { status, retry_after_s, .. } => {
+                if self.calls.get(&id).is_some_and(Call::bridged) {
+                    return; // too late to refuse: an agent has it
+                }
                 let mut s = spec(status, None);
                 if let Some(r) = retry_after_s {
                     s = s.header("Retry-After", r.to_string());

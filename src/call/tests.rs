@@ -848,3 +848,161 @@ fn silent_agent_times_out_as_no_answer() {
     assert!(matches!(&h.take_facts()[..], [CallFact::Failed { .. }]));
     h.assert_clean();
 }
+
+/// Many calls, each driven by a random mix of customer, agent, router and
+/// relay inputs (valid or not, in any order), then forced to end. Checks
+/// the fact stream per call and that nothing leaks once time has passed.
+#[test]
+fn random_call_scripts_leave_nothing_behind() {
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for mode in [AnswerMode::Immediate, AnswerMode::OnAgent] {
+        let mut h = H::new(mode);
+        let mut all_facts: Vec<CallFact> = Vec::new();
+        for n in 0..150u32 {
+            let cust = format!("198.51.100.7:{}", 6000 + n);
+            let agent = format!("203.0.113.5:{}", 7000 + n);
+            let call_id = format!("c{n}@example.com");
+            let from = format!("<sip:c{n}@example.com>;tag=a{n}");
+            let sdp = sdp_body(40000, "0 101", "sendrecv");
+            let invite = format!(
+                "INVITE sip:support@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cust};branch=z9hG4bKc{n};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:support@192.0.2.1>\r\nCall-ID: {call_id}\r\n\
+                 CSeq: 1 INVITE\r\nContact: <sip:c@{cust}>\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            );
+            h.recv(&cust, &invite);
+            let facts = h.take_facts();
+            let Some(CallFact::Arrived { call, .. }) = facts.first().cloned() else { panic!("{facts:?}") };
+            all_facts.extend(facts);
+            let legs = (LegId(h.media.next - 1), LegId(h.media.next));
+            let mut cseq = 1u32;
+            let mut acseq = 1u32;
+            let our_to = |h: &H| {
+                h.sent
+                    .iter()
+                    .filter(|(d, m)| *d == addr(&cust) && m.starts_with("SIP/2.0 ") && m.contains(&call_id))
+                    .filter_map(|(_, m)| hdr(m, "to"))
+                    .find(|t| t.contains("tag="))
+            };
+            let last_agent_invite = |h: &H| {
+                h.sent.iter().rev().find(|(d, m)| *d == addr(&agent) && m.starts_with("INVITE ")).map(|(_, m)| m.clone())
+            };
+            for _ in 0..12 {
+                // Weighted: build-up more likely than endings.
+                const ACTION: [u64; 30] = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 5, 5, 6, 6, 7, 13, 8, 9, 14, 10, 11, 12, 12];
+                match ACTION[next(30) as usize] {
+                    0 => h.decide(Decision::Queued { call, queue: "support".into(), position: 1 }),
+                    1 => h.decide(Decision::Offer {
+                        call,
+                        agent: "1001".into(),
+                        targets: vec![(format!("sip:1001@{agent}"), addr(&agent))],
+                        ring_timeout_ms: 15_000,
+                    }),
+                    s @ 2..=4 => {
+                        if let Some(inv) = last_agent_invite(&h) {
+                            let status = [180, 200, 486][(s - 2) as usize];
+                            let body = (status == 200).then(|| sdp_body(50000, "0 101", "sendrecv"));
+                            h.recv(&agent, &reply(&inv, status, Some(&format!("ag{n}")), body.as_deref()));
+                        }
+                    }
+                    5 => h.advance(Duration::from_millis(next(20_000))),
+                    6 => {
+                        if let Some(to) = our_to(&h) {
+                            let s = format!(
+                                "ACK sip:support@{ENGINE} SIP/2.0\r\nVia: SIP/2.0/UDP {cust};branch=z9hG4bKa{n}\r\n\
+                                 Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+                                 CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+                            );
+                            h.recv(&cust, &s);
+                        }
+                    }
+                    m @ (7 | 13) => {
+                        if let Some(to) = our_to(&h) {
+                            cseq += 1;
+                            let (method, body) = if m == 7 { ("BYE", None) } else { ("INVITE", Some(sdp_body(40000, "0 101", "sendonly"))) };
+                            let s = peer_request(method, "sip:support@192.0.2.1", &cust, &from, &to, &call_id, cseq, body.as_deref());
+                            h.recv(&cust, &s);
+                        }
+                    }
+                    8 => {
+                        let s = format!(
+                            "CANCEL sip:support@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cust};branch=z9hG4bKc{n};rport\r\n\
+                             Max-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:support@192.0.2.1>\r\nCall-ID: {call_id}\r\n\
+                             CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+                        );
+                        h.recv(&cust, &s);
+                    }
+                    m @ (9 | 14) => {
+                        if let Some(inv) = last_agent_invite(&h) {
+                            acseq += 1;
+                            let afrom = format!("{};tag=ag{n}", hdr(&inv, "to").unwrap());
+                            let (method, body) = if m == 9 { ("BYE", None) } else { ("INVITE", Some(sdp_body(50000, "0 101", "sendonly"))) };
+                            let s = peer_request(method, "sip:support@192.0.2.1", &agent, &afrom, &hdr(&inv, "from").unwrap(), &hdr(&inv, "call-id").unwrap(), acseq, body.as_deref());
+                            h.recv(&agent, &s);
+                        }
+                    }
+                    10 => h.decide(Decision::TimedOut { call }),
+                    11 => h.decide(Decision::Rejected { call, status: 486, retry_after_s: None }),
+                    _ => {
+                        let leg = if next(2) == 0 { legs.0 } else { legs.1 };
+                        let ev = crate::media::Event::MediaTimeout { leg, idle: Duration::from_secs(60) };
+                        h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall);
+                        h.pump();
+                    }
+                }
+                all_facts.extend(h.take_facts());
+            }
+            // Force the end: the router gives up, the caller hangs up.
+            h.decide(Decision::TimedOut { call });
+            if let Some(to) = our_to(&h) {
+                cseq += 1;
+                let s = peer_request("BYE", "sip:support@192.0.2.1", &cust, &from, &to, &call_id, cseq, None);
+                h.recv(&cust, &s);
+            }
+            all_facts.extend(h.take_facts());
+            h.take_sent();
+            assert!(!h.calls.contains(call), "call {n} still alive");
+        }
+        // Per call: Arrived first, at most one terminal fact, nothing after it.
+        let mut by_call: HashMap<CallId, Vec<&CallFact>> = HashMap::new();
+        for f in &all_facts {
+            by_call.entry(f.call()).or_default().push(f);
+        }
+        for (call, fs) in &by_call {
+            assert!(matches!(fs[0], CallFact::Arrived { .. }), "{call}: {fs:?}");
+            let terminal = |f: &CallFact| {
+                matches!(f, CallFact::Abandoned { .. } | CallFact::Ended { .. } | CallFact::Failed { .. })
+            };
+            let n_term = fs.iter().filter(|f| terminal(f)).count();
+            assert!(n_term <= 1, "{call}: {fs:?}");
+            if n_term == 1 {
+                assert!(terminal(fs.last().unwrap()), "{call}: {fs:?}");
+            }
+            let answered = fs.iter().any(|f| matches!(f, CallFact::OfferResult { result: OfferResult::Answered, .. }));
+            let ended = fs.iter().any(|f| matches!(f, CallFact::Ended { .. }));
+            assert_eq!(answered, ended, "{call}: Answered and Ended go together: {fs:?}");
+        }
+        let kinds = |k: fn(&CallFact) -> bool| all_facts.iter().filter(|f| k(f)).count();
+        let answered = kinds(|f| matches!(f, CallFact::OfferResult { result: OfferResult::Answered, .. }));
+        let ended = kinds(|f| matches!(f, CallFact::Ended { .. }));
+        let abandoned = kinds(|f| matches!(f, CallFact::Abandoned { .. }));
+        let failed = kinds(|f| matches!(f, CallFact::Failed { .. }));
+        let offers = kinds(|f| matches!(f, CallFact::OfferResult { .. }));
+        eprintln!("{mode:?}: answered {answered} ended {ended} abandoned {abandoned} failed {failed} offer results {offers}");
+        assert!(answered > 5 && ended > 5 && abandoned > 5 && offers > 20, "the scripts reach every ending");
+        h.advance(Duration::from_secs(400));
+        let c = h.calls.counts();
+        assert!(c.is_idle(), "{c:?}");
+        assert!(h.media.open.is_empty());
+        assert_eq!(h.media.closed, 300);
+        assert_eq!(h.ep.transactions(), (0, 0));
+        assert!(h.unhandled.is_empty(), "{:?}", h.unhandled);
+    }
+}
