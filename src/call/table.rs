@@ -405,10 +405,14 @@ impl CallTable {
             return;
         }
         let tx = call.cust.invite_tx;
-        let s = ResponseSpec::new(200)
+        let mut s = ResponseSpec::new(200)
             .header("Contact", format!("<{}>", call.cust.dialog.contact))
             .header("Allow", ALLOWED_METHODS)
             .body("application/sdp", Bytes::from(call.cust_sdp.clone()));
+        // §12.1.1: the Record-Route of the request goes back in the 2xx.
+        for r in &call.cust.dialog.routes {
+            s = s.header("Record-Route", r.clone());
+        }
         ep.respond(tx, s, now);
         call.cust.final_sent = Some(200);
         if let Some(s) = self.srv.get_mut(&tx) {
@@ -468,7 +472,10 @@ impl CallTable {
                     AnswerMode::OnAgent => {
                         if !call.cust.ringing_sent {
                             call.cust.ringing_sent = true;
-                            let s = ResponseSpec::new(180).header("Contact", format!("<{}>", call.cust.dialog.contact));
+                            let mut s = ResponseSpec::new(180).header("Contact", format!("<{}>", call.cust.dialog.contact));
+                            for r in &call.cust.dialog.routes {
+                                s = s.header("Record-Route", r.clone());
+                            }
                             ep.respond(call.cust.invite_tx, s, now);
                         }
                     }

@@ -1006,3 +1006,49 @@ fn random_call_scripts_leave_nothing_behind() {
         assert!(h.unhandled.is_empty(), "{:?}", h.unhandled);
     }
 }
+
+#[test]
+fn route_sets_follow_record_route() {
+    let mut h = H::new(AnswerMode::Immediate);
+    h.customer_invite("Record-Route: <sip:edge1.example;lr>, <sip:edge2.example;lr>\r\n", &sdp_body(40000, "0 101", "sendrecv"));
+    let Some(CallFact::Arrived { call, .. }) = h.take_facts().into_iter().next() else { panic!() };
+    h.take_sent();
+    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    let ok200 = h.one_sent(CUSTOMER, "SIP/2.0 200");
+    let rr: Vec<_> = scan(ok200.as_bytes()).unwrap().headers_named("record-route").map(str::to_owned).collect();
+    assert_eq!(rr, vec!["<sip:edge1.example;lr>", "<sip:edge2.example;lr>"], "§12.1.1: copied into the 2xx");
+    let to = hdr(&ok200, "to").unwrap();
+    h.take_sent();
+    h.customer_ack(&to);
+    let inv = h.offer(call);
+    let mut ok = reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0", "sendrecv")));
+    ok = ok.replacen("Contact:", "Record-Route: <sip:p1.example;lr>\r\nRecord-Route: <sip:p2.example;lr>\r\nContact:", 1);
+    h.recv(AGENT, &ok);
+    let ack = h.one_sent(AGENT, "ACK ");
+    let routes: Vec<_> = scan(ack.as_bytes()).unwrap().headers_named("route").map(str::to_owned).collect();
+    assert_eq!(routes, vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"], "{ack}");
+    h.take_sent();
+    h.decide(Decision::TimedOut { call }); // ignored: bridged
+    assert!(h.sent.is_empty());
+    h.customer_in_dialog("BYE", &to, 2, None);
+    let bye = h.one_sent(AGENT, "BYE ");
+    let routes: Vec<_> = scan(bye.as_bytes()).unwrap().headers_named("route").map(str::to_owned).collect();
+    assert_eq!(routes, vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"]);
+    answer_byes(&mut h, AGENT);
+    h.take_sent();
+    // And the customer side: its BYE (from a media timeout here) carries
+    // the Record-Route of its INVITE in order.
+    let mut h2 = H::new(AnswerMode::Immediate);
+    h2.customer_invite("Record-Route: <sip:edge1.example;lr>, <sip:edge2.example;lr>\r\n", &sdp_body(40000, "0 101", "sendrecv"));
+    let Some(CallFact::Arrived { call, .. }) = h2.take_facts().into_iter().next() else { panic!() };
+    h2.take_sent();
+    h2.queued_immediate(call);
+    let ev = crate::media::Event::MediaTimeout { leg: LegId(1), idle: Duration::from_secs(60) };
+    h2.calls.on_media_event(&mut h2.ep, &mut h2.media, &ev, h2.now, h2.wall);
+    h2.pump();
+    let bye = h2.one_sent(CUSTOMER, "BYE ");
+    let routes: Vec<_> = scan(bye.as_bytes()).unwrap().headers_named("route").map(str::to_owned).collect();
+    assert_eq!(routes, vec!["<sip:edge1.example;lr>", "<sip:edge2.example;lr>"], "{bye}");
+    h.assert_clean();
+    h2.assert_clean();
+}
