@@ -42,7 +42,11 @@ impl Dialog {
             local_tag: local_tag.to_owned(),
             local: format!("{to};tag={local_tag}"),
             remote: h.get("from")?.to_owned(),
-            target: h.get("contact").map(msg::uri_of).filter(|u| !u.is_empty()).unwrap_or(fallback_target),
+            target: h
+                .get("contact")
+                .map(msg::uri_of)
+                .filter(|u| !u.is_empty())
+                .unwrap_or(fallback_target),
             routes: h.all_split("record-route"),
             dest: src,
             cseq: 0,
@@ -111,7 +115,11 @@ impl Dialog {
 fn finish(s: &mut String, sdp: Option<&str>) {
     match sdp {
         Some(b) => {
-            let _ = write!(s, "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len());
+            let _ = write!(
+                s,
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            );
         }
         None => s.push_str("Content-Length: 0\r\n\r\n"),
     }

@@ -35,8 +35,10 @@
 //!   and passed on to the other leg as a re-INVITE with that direction; a
 //!   re-INVITE arriving while ours on that leg is pending gets 491.
 
+mod agent_leg;
 #[allow(clippy::module_inception)]
 mod call;
+mod customer_leg;
 mod dialog;
 mod msg;
 mod relay;

@@ -52,7 +52,10 @@ impl Hdrs {
     }
 
     pub fn tag(&self, name: &str) -> Option<String> {
-        self.get(name).and_then(|v| param(addr_params(v), "tag")).filter(|t| !t.is_empty()).map(str::to_owned)
+        self.get(name)
+            .and_then(|v| param(addr_params(v), "tag"))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
     }
 
     pub fn cseq(&self) -> Option<(u32, String)> {
@@ -139,7 +142,10 @@ pub fn request(text: &str) -> Option<rsip::Request> {
 
 /// A quoted-string-safe display name.
 pub fn quote(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).take(64).collect()
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .take(64)
+        .collect()
 }
 
 #[cfg(test)]
@@ -153,7 +159,10 @@ mod tests {
         assert_eq!(user_of("sip:alice@h:5060"), "alice");
         assert_eq!(user_of("sip:h"), "");
         assert_eq!(display_of("\"Bob B\" <sip:b@h>").as_deref(), Some("Bob B"));
-        assert_eq!(split_list("<sip:a;lr>, <sip:b,c;lr>,"), vec!["<sip:a;lr>", "<sip:b,c;lr>"]);
+        assert_eq!(
+            split_list("<sip:a;lr>, <sip:b,c;lr>,"),
+            vec!["<sip:a;lr>", "<sip:b,c;lr>"]
+        );
         assert_eq!(priority_bonus(Some("Emergency")), 3);
         assert_eq!(priority_bonus(Some("non-urgent")), -1);
         assert_eq!(priority_bonus(None), 0);

@@ -28,13 +28,16 @@ impl HoldLibrary {
     /// `pcm`: 8 kHz mono samples (e.g. `media::wav::parse`).
     pub fn insert(&mut self, queue: &str, pcm: &[i16]) {
         for law in [Law::Ulaw, Law::Alaw] {
-            self.audio.insert((queue.to_owned(), law.payload_type()), HoldAudio::new(law, pcm));
+            self.audio
+                .insert((queue.to_owned(), law.payload_type()), HoldAudio::new(law, pcm));
         }
     }
 
     /// The queue's audio for `pt`, else the default (queue `""`).
     pub fn get(&self, queue: &str, pt: u8) -> Option<&HoldAudio> {
-        self.audio.get(&(queue.to_owned(), pt)).or_else(|| self.audio.get(&(String::new(), pt)))
+        self.audio
+            .get(&(queue.to_owned(), pt))
+            .or_else(|| self.audio.get(&(String::new(), pt)))
     }
 }
 

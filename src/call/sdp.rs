@@ -9,8 +9,11 @@ use std::net::IpAddr;
 use crate::media::sdp::{self, Chosen, Codec, Direction, Negotiated, SdpError, SessionDescription};
 
 fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| SdpError::Malformed { line_no: 1, line: String::new(), reason: "not UTF-8" })?;
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed {
+        line_no: 1,
+        line: String::new(),
+        reason: "not UTF-8",
+    })?;
     SessionDescription::parse(text)
 }
 
@@ -31,7 +34,14 @@ fn restrict(n: &mut Negotiated) {
 
 /// Answer an offer with the relay leg at `relay:port`, restricted to one
 /// audio codec. `version` is the o= session version of this answer.
-pub fn answer(body: &[u8], ours: &[Codec], relay: IpAddr, port: u16, id: u64, version: u64) -> Result<Negotiated, SdpError> {
+pub fn answer(
+    body: &[u8],
+    ours: &[Codec],
+    relay: IpAddr,
+    port: u16,
+    id: u64,
+    version: u64,
+) -> Result<Negotiated, SdpError> {
     let offer = parse(body)?;
     let mut n = sdp::answer(&offer, ours, relay, port, id)?;
     n.answer.session_version = version;
@@ -66,5 +76,8 @@ pub fn read_answer(body: &[u8], offered: &[Chosen]) -> Result<Answered, SdpError
     if !sdp::intersect(m, &ours).iter().any(|c| !c.codec.is_dtmf()) {
         return Err(SdpError::NoCommonCodec { offered: String::new() });
     }
-    Ok(Answered { rtp: d.rtp_target(i), rtcp: d.rtcp_target(i) })
+    Ok(Answered {
+        rtp: d.rtp_target(i),
+        rtcp: d.rtcp_target(i),
+    })
 }

@@ -40,7 +40,11 @@ impl MediaControl for FakeMedia {
             let id = LegId(self.next);
             self.open.insert(id);
             let port = 30000 + 2 * self.next as u16;
-            LegPorts { id, rtp: SocketAddr::new(addr(ENGINE).ip(), port), rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1) }
+            LegPorts {
+                id,
+                rtp: SocketAddr::new(addr(ENGINE).ip(), port),
+                rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1),
+            }
         };
         Ok((leg(), leg()))
     }
@@ -68,7 +72,10 @@ impl MediaControl for FakeMedia {
         self.closed += 1;
     }
     fn rtp_counts(&mut self, _c: LegId, _a: LegId) -> RtpCounts {
-        RtpCounts { caller_to_agent: 10, agent_to_caller: 20 }
+        RtpCounts {
+            caller_to_agent: 10,
+            agent_to_caller: 20,
+        }
     }
 }
 
@@ -131,7 +138,10 @@ fn reply(req: &str, status: u16, to_tag: Option<&str>, sdp: Option<&str>) -> Str
         m.header("cseq").unwrap()
     ));
     match sdp {
-        Some(b) => s.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len())),
+        Some(b) => s.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
         None => s.push_str("Content-Length: 0\r\n\r\n"),
     }
     s
@@ -140,13 +150,25 @@ fn reply(req: &str, status: u16, to_tag: Option<&str>, sdp: Option<&str>) -> Str
 #[allow(clippy::too_many_arguments)]
 /// An in-dialog request from the peer that received `our` request or
 /// response in dialog: `from`/`to` swapped as the peer sees them.
-fn peer_request(method: &str, ruri: &str, via: &str, from: &str, to: &str, call_id: &str, cseq: u32, sdp: Option<&str>) -> String {
+fn peer_request(
+    method: &str,
+    ruri: &str,
+    via: &str,
+    from: &str,
+    to: &str,
+    call_id: &str,
+    cseq: u32,
+    sdp: Option<&str>,
+) -> String {
     let mut s = format!(
         "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK{method}{cseq}x\r\nMax-Forwards: 70\r\n\
          From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
     );
     match sdp {
-        Some(b) => s.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len())),
+        Some(b) => s.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
         None => s.push_str("Content-Length: 0\r\n\r\n"),
     }
     s
@@ -175,7 +197,10 @@ impl H {
 
     fn pump(&mut self) {
         while let Some(o) = self.ep.poll_output() {
-            match self.calls.on_output(&mut self.ep, &mut self.media, o, self.now, self.wall) {
+            match self
+                .calls
+                .on_output(&mut self.ep, &mut self.media, o, self.now, self.wall)
+            {
                 Handled::Done => {}
                 Handled::NotMine(Output::Transmit { dest, data }) => {
                     self.sent.push((dest, String::from_utf8(data.to_vec()).unwrap()))
@@ -194,20 +219,25 @@ impl H {
     }
 
     fn decide(&mut self, d: Decision) {
-        self.calls.on_decision(&mut self.ep, &mut self.media, d, self.now, self.wall);
+        self.calls
+            .on_decision(&mut self.ep, &mut self.media, d, self.now, self.wall);
         self.pump();
     }
 
     fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let next = [self.ep.poll_timeout(), self.calls.poll_timeout()].into_iter().flatten().min();
+            let next = [self.ep.poll_timeout(), self.calls.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
                     self.ep.handle_timeout(self.now);
                     self.pump();
-                    self.calls.handle_timeout(&mut self.ep, &mut self.media, self.now, self.wall);
+                    self.calls
+                        .handle_timeout(&mut self.ep, &mut self.media, self.now, self.wall);
                     self.pump();
                 }
                 _ => break,
@@ -226,7 +256,11 @@ impl H {
 
     /// Messages sent to `to` whose first line starts with `prefix`.
     fn sent_to(&self, to: &str, prefix: &str) -> Vec<String> {
-        self.sent.iter().filter(|(d, m)| *d == addr(to) && m.starts_with(prefix)).map(|(_, m)| m.clone()).collect()
+        self.sent
+            .iter()
+            .filter(|(d, m)| *d == addr(to) && m.starts_with(prefix))
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 
     fn one_sent(&self, to: &str, prefix: &str) -> String {
@@ -249,7 +283,15 @@ impl H {
     fn arrive(&mut self) -> CallId {
         self.customer_invite("Priority: urgent\r\n", &sdp_body(40000, "0 8 101", "sendrecv"));
         let facts = self.take_facts();
-        let [CallFact::Arrived { call, queue, caller, priority_bonus, sip_call_id, .. }] = &facts[..] else {
+        let [CallFact::Arrived {
+            call,
+            queue,
+            caller,
+            priority_bonus,
+            sip_call_id,
+            ..
+        }] = &facts[..]
+        else {
             panic!("{facts:?} / {:#?}", self.sent)
         };
         assert_eq!(queue, "support");
@@ -291,7 +333,11 @@ impl H {
 
     /// Queued in immediate mode + ACK: returns the customer dialog's To.
     fn queued_immediate(&mut self, call: CallId) -> String {
-        self.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+        self.decide(Decision::Queued {
+            call,
+            queue: "support".into(),
+            position: 1,
+        });
         let ok = self.one_sent(CUSTOMER, "SIP/2.0 200");
         assert!(body(&ok).contains("m=audio 30002 RTP/AVP 0 101"), "{ok}");
         assert!(hdr(&ok, "contact").unwrap().contains("sip:support@192.0.2.1:5060"));
@@ -310,7 +356,11 @@ impl H {
             ring_timeout_ms: 15_000,
         });
         let inv = self.one_sent(AGENT, "INVITE ");
-        assert!(inv.to_ascii_lowercase().starts_with(&format!("invite sip:1001@{AGENT};transport=udp sip/2.0")), "{inv}");
+        assert!(
+            inv.to_ascii_lowercase()
+                .starts_with(&format!("invite sip:1001@{AGENT};transport=udp sip/2.0")),
+            "{inv}"
+        );
         let b = body(&inv);
         assert!(b.contains("m=audio 30004 RTP/AVP 0 101"), "{b}");
         assert!(!b.contains("PCMA"));
@@ -332,7 +382,16 @@ impl H {
     fn agent_in_dialog(&mut self, inv: &str, method: &str, cseq: u32, sdp: Option<&str>) {
         let from = format!("{};tag=ag1", hdr(inv, "to").unwrap());
         let to = hdr(inv, "from").unwrap();
-        let s = peer_request(method, &format!("sip:support@{ENGINE}"), AGENT, &from, &to, &hdr(inv, "call-id").unwrap(), cseq, sdp);
+        let s = peer_request(
+            method,
+            &format!("sip:support@{ENGINE}"),
+            AGENT,
+            &from,
+            &to,
+            &hdr(inv, "call-id").unwrap(),
+            cseq,
+            sdp,
+        );
         self.recv(AGENT, &s);
     }
 
@@ -371,7 +430,11 @@ fn queued_immediate_answers_and_plays_hold_then_caller_hangs_up() {
 fn on_agent_rings_then_answers_when_agent_does() {
     let mut h = H::new(AnswerMode::OnAgent);
     let call = h.arrive();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
     let ringing = h.one_sent(CUSTOMER, "SIP/2.0 180");
     assert!(hdr(&ringing, "to").unwrap().contains(";tag=cc0-"));
     assert!(h.sent_to(CUSTOMER, "SIP/2.0 200").is_empty());
@@ -388,7 +451,12 @@ fn on_agent_rings_then_answers_when_agent_does() {
     assert_eq!(h.media.peers.get(&LegId(2)), Some(&Some(addr("198.51.100.7:50000"))));
     assert_eq!(
         h.take_facts(),
-        vec![CallFact::OfferResult { call, agent: "1001".into(), result: OfferResult::Answered, at_ms: h.wall }]
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::Answered,
+            at_ms: h.wall
+        }]
     );
     // The agent's 2xx retransmitted: ACKed again.
     h.take_sent();
@@ -410,7 +478,10 @@ fn on_agent_rings_then_answers_when_agent_does() {
             at_ms: h.wall,
             hangup: Party::Agent,
             reason: EndReason::Normal,
-            rtp: RtpCounts { caller_to_agent: 10, agent_to_caller: 20 }
+            rtp: RtpCounts {
+                caller_to_agent: 10,
+                agent_to_caller: 20
+            }
         }]
     );
     answer_byes(&mut h, CUSTOMER);
@@ -427,7 +498,11 @@ fn rejected_gets_status_and_retry_after() {
     assert!(h.take_facts().is_empty());
     assert_eq!(h.calls.counts().arrived, 1);
     h.take_sent();
-    h.decide(Decision::Rejected { call, status: 503, retry_after_s: Some(30) });
+    h.decide(Decision::Rejected {
+        call,
+        status: 503,
+        retry_after_s: Some(30),
+    });
     let r = h.one_sent(CUSTOMER, "SIP/2.0 503");
     assert_eq!(hdr(&r, "retry-after").as_deref(), Some("30"));
     assert!(h.take_facts().is_empty());
@@ -463,7 +538,10 @@ fn bridged_then_customer_bye() {
     h.agent_answers(&inv);
     assert!(h.media.hold.is_empty(), "hold stops when the agent answers");
     assert_eq!(h.media.bridged, vec![(LegId(1), LegId(2))]);
-    assert!(h.sent_to(CUSTOMER, "SIP/2.0 200").is_empty(), "the customer was answered before");
+    assert!(
+        h.sent_to(CUSTOMER, "SIP/2.0 200").is_empty(),
+        "the customer was answered before"
+    );
     h.take_sent();
     h.take_facts();
     assert_eq!(h.calls.counts().bridged, 1);
@@ -474,7 +552,17 @@ fn bridged_then_customer_bye() {
     assert_eq!(hdr(&bye, "cseq").as_deref(), Some("2 BYE"));
     assert!(hdr(&bye, "to").unwrap().contains("tag=ag1"));
     let facts = h.take_facts();
-    assert!(matches!(facts[..], [CallFact::Ended { hangup: Party::Caller, reason: EndReason::Normal, .. }]), "{facts:?}");
+    assert!(
+        matches!(
+            facts[..],
+            [CallFact::Ended {
+                hangup: Party::Caller,
+                reason: EndReason::Normal,
+                ..
+            }]
+        ),
+        "{facts:?}"
+    );
     answer_byes(&mut h, AGENT);
     h.assert_clean();
 }
@@ -490,7 +578,12 @@ fn ring_timeout_cancels_and_reports_no_answer_then_late_200_is_acked_and_byed() 
     assert_eq!(hdr(&cancel, "cseq").as_deref(), Some("1 CANCEL"));
     assert_eq!(
         h.take_facts(),
-        vec![CallFact::OfferResult { call, agent: "1001".into(), result: OfferResult::NoAnswer, at_ms: h.wall }]
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::NoAnswer,
+            at_ms: h.wall
+        }]
     );
     assert_eq!(h.calls.counts().waiting, 1);
     assert_eq!(h.media.hold.len(), 1, "hold audio continues");
@@ -526,7 +619,15 @@ fn agent_busy_and_declined() {
         let inv = h.offer(call);
         h.recv(AGENT, &reply(&inv, status, Some("ag1"), None));
         assert_eq!(h.sent_to(AGENT, "ACK ").len(), 1, "the transaction ACKs non-2xx");
-        assert_eq!(h.take_facts(), vec![CallFact::OfferResult { call, agent: "1001".into(), result, at_ms: h.wall }]);
+        assert_eq!(
+            h.take_facts(),
+            vec![CallFact::OfferResult {
+                call,
+                agent: "1001".into(),
+                result,
+                at_ms: h.wall
+            }]
+        );
         assert_eq!(h.calls.counts().waiting, 1);
         h.take_sent();
         // Offered again, to the same agent: works.
@@ -548,7 +649,11 @@ fn agent_busy_and_declined() {
 fn caller_cancel_while_waiting_on_agent_mode() {
     let mut h = H::new(AnswerMode::OnAgent);
     let call = h.arrive();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 3 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 3,
+    });
     h.take_sent();
     let cancel = format!(
         "CANCEL sip:support@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {CUSTOMER};branch=z9hG4bKc1;rport\r\nMax-Forwards: 70\r\n\
@@ -561,7 +666,12 @@ fn caller_cancel_while_waiting_on_agent_mode() {
     assert_eq!(h.take_facts(), vec![CallFact::Abandoned { call, at_ms: h.wall }]);
     h.customer_ack(&hdr(&t, "to").unwrap());
     // A decision for the gone call is ignored.
-    h.decide(Decision::Offer { call, agent: "1001".into(), targets: vec![("sip:1001@x".into(), addr(AGENT))], ring_timeout_ms: 1000 });
+    h.decide(Decision::Offer {
+        call,
+        agent: "1001".into(),
+        targets: vec![("sip:1001@x".into(), addr(AGENT))],
+        ring_timeout_ms: 1000,
+    });
     assert!(h.sent_to(AGENT, "INVITE").is_empty());
     h.assert_clean();
 }
@@ -603,7 +713,16 @@ fn reinvite_hold_passes_through_both_ways() {
     assert!(hdr(&re, "from").unwrap() == to);
     h.take_sent();
     // ACK from the agent; the customer answers our re-INVITE.
-    let ack = peer_request("ACK", &format!("sip:support@{ENGINE}"), AGENT, &format!("{};tag=ag1", hdr(&inv, "to").unwrap()), &hdr(&inv, "from").unwrap(), &hdr(&inv, "call-id").unwrap(), 2, None);
+    let ack = peer_request(
+        "ACK",
+        &format!("sip:support@{ENGINE}"),
+        AGENT,
+        &format!("{};tag=ag1", hdr(&inv, "to").unwrap()),
+        &hdr(&inv, "from").unwrap(),
+        &hdr(&inv, "call-id").unwrap(),
+        2,
+        None,
+    );
     h.recv(AGENT, &ack);
     let cust_ok = {
         let m = scan(re.as_bytes()).unwrap();
@@ -634,7 +753,10 @@ fn reinvite_hold_passes_through_both_ways() {
     assert!(body(&re).contains("a=sendrecv"));
     assert_eq!(hdr(&re, "cseq").as_deref(), Some("2 INVITE"));
     h.take_sent();
-    h.recv(AGENT, &reply(&re, 200, None, Some(&sdp_body(50002, "0 101", "sendrecv"))));
+    h.recv(
+        AGENT,
+        &reply(&re, 200, None, Some(&sdp_body(50002, "0 101", "sendrecv"))),
+    );
     h.one_sent(AGENT, "ACK ");
     assert_eq!(h.media.peers.get(&LegId(2)), Some(&Some(addr("198.51.100.7:50002"))));
     h.take_sent();
@@ -646,7 +768,13 @@ fn reinvite_hold_passes_through_both_ways() {
     h.recv(CUSTOMER, &cack);
     h.customer_in_dialog("BYE", &to, 4, None);
     answer_byes(&mut h, AGENT);
-    assert!(matches!(h.take_facts()[..], [CallFact::Ended { hangup: Party::Caller, .. }]));
+    assert!(matches!(
+        h.take_facts()[..],
+        [CallFact::Ended {
+            hangup: Party::Caller,
+            ..
+        }]
+    ));
     h.assert_clean();
 }
 
@@ -657,7 +785,10 @@ fn media_timeout_hangs_up_both_legs() {
     h.queued_immediate(call);
     let inv = h.offer(call);
     // Agent leg silent before the bridge: ignored.
-    let ev = crate::media::Event::MediaTimeout { leg: LegId(2), idle: Duration::from_secs(60) };
+    let ev = crate::media::Event::MediaTimeout {
+        leg: LegId(2),
+        idle: Duration::from_secs(60),
+    };
     assert!(h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall));
     h.pump();
     assert!(h.take_facts().is_empty());
@@ -670,11 +801,21 @@ fn media_timeout_hangs_up_both_legs() {
     h.one_sent(AGENT, "BYE ");
     let facts = h.take_facts();
     assert!(
-        matches!(facts[..], [CallFact::Ended { hangup: Party::Engine, reason: EndReason::MediaTimeout, .. }]),
+        matches!(
+            facts[..],
+            [CallFact::Ended {
+                hangup: Party::Engine,
+                reason: EndReason::MediaTimeout,
+                ..
+            }]
+        ),
         "{facts:?}"
     );
     // Unknown legs are not ours.
-    let other = crate::media::Event::MediaTimeout { leg: LegId(99), idle: Duration::from_secs(1) };
+    let other = crate::media::Event::MediaTimeout {
+        leg: LegId(99),
+        idle: Duration::from_secs(1),
+    };
     assert!(!h.calls.on_media_event(&mut h.ep, &mut h.media, &other, h.now, h.wall));
     answer_byes(&mut h, CUSTOMER);
     answer_byes(&mut h, AGENT);
@@ -685,7 +826,11 @@ fn media_timeout_hangs_up_both_legs() {
 fn timed_out_before_answer_is_408() {
     let mut h = H::new(AnswerMode::OnAgent);
     let call = h.arrive();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
     h.take_sent();
     h.decide(Decision::TimedOut { call });
     let r = h.one_sent(CUSTOMER, "SIP/2.0 408");
@@ -698,7 +843,11 @@ fn timed_out_before_answer_is_408() {
 fn no_ack_for_our_200_is_bye_and_failed() {
     let mut h = H::new(AnswerMode::Immediate);
     let call = h.arrive();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
     h.take_sent();
     h.advance(Duration::from_millis(500 * 64 + 10));
     // Retransmitted with T1 doubling to T2 meanwhile.
@@ -706,7 +855,10 @@ fn no_ack_for_our_200_is_bye_and_failed() {
     assert!((7..=11).contains(&retrans), "{retrans}");
     h.one_sent(CUSTOMER, "BYE ");
     let facts = h.take_facts();
-    assert!(matches!(&facts[..], [CallFact::Failed { call: c, .. }] if *c == call), "{facts:?}");
+    assert!(
+        matches!(&facts[..], [CallFact::Failed { call: c, .. }] if *c == call),
+        "{facts:?}"
+    );
     h.assert_clean();
 }
 
@@ -750,7 +902,16 @@ fn in_dialog_odds_and_ends() {
     h.one_sent(CUSTOMER, "SIP/2.0 481");
     h.take_sent();
     // Out-of-dialog BYE → 481 too.
-    let s = peer_request("BYE", "sip:support@192.0.2.1", CUSTOMER, "<sip:a@x>;tag=1", "<sip:support@192.0.2.1>", "q", 1, None);
+    let s = peer_request(
+        "BYE",
+        "sip:support@192.0.2.1",
+        CUSTOMER,
+        "<sip:a@x>;tag=1",
+        "<sip:support@192.0.2.1>",
+        "q",
+        1,
+        None,
+    );
     h.recv(CUSTOMER, &s);
     h.one_sent(CUSTOMER, "SIP/2.0 481");
     h.take_sent();
@@ -776,12 +937,20 @@ fn agent_answer_without_common_codec_is_byed_and_failed() {
     let call = h.arrive();
     let to = h.queued_immediate(call);
     let inv = h.offer(call);
-    h.recv(AGENT, &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "18", "sendrecv"))));
+    h.recv(
+        AGENT,
+        &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "18", "sendrecv"))),
+    );
     h.one_sent(AGENT, "ACK ");
     h.one_sent(AGENT, "BYE ");
     assert_eq!(
         h.take_facts(),
-        vec![CallFact::OfferResult { call, agent: "1001".into(), result: OfferResult::Failed { status: Some(488) }, at_ms: h.wall }]
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::Failed { status: Some(488) },
+            at_ms: h.wall
+        }]
     );
     assert!(h.media.bridged.is_empty());
     assert_eq!(h.media.hold.len(), 1, "the caller keeps hearing hold audio");
@@ -789,10 +958,20 @@ fn agent_answer_without_common_codec_is_byed_and_failed() {
     h.take_sent();
     // A second offer while one rings is refused at once.
     h.offer(call);
-    h.decide(Decision::Offer { call, agent: "1002".into(), targets: vec![("sip:1002@x".into(), addr(AGENT))], ring_timeout_ms: 1000 });
+    h.decide(Decision::Offer {
+        call,
+        agent: "1002".into(),
+        targets: vec![("sip:1002@x".into(), addr(AGENT))],
+        ring_timeout_ms: 1000,
+    });
     assert_eq!(
         h.take_facts(),
-        vec![CallFact::OfferResult { call, agent: "1002".into(), result: OfferResult::Failed { status: None }, at_ms: h.wall }]
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1002".into(),
+            result: OfferResult::Failed { status: None },
+            at_ms: h.wall
+        }]
     );
     h.customer_in_dialog("BYE", &to, 2, None);
     assert_eq!(h.take_facts(), vec![CallFact::Abandoned { call, at_ms: h.wall }]);
@@ -804,7 +983,11 @@ fn agent_answer_without_common_codec_is_byed_and_failed() {
 fn on_agent_customer_never_acks_ends_bridged_call() {
     let mut h = H::new(AnswerMode::OnAgent);
     let call = h.arrive();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
     let inv = h.offer(call);
     h.agent_answers(&inv);
     h.take_facts();
@@ -814,7 +997,14 @@ fn on_agent_customer_never_acks_ends_bridged_call() {
     h.one_sent(AGENT, "BYE ");
     let facts = h.take_facts();
     assert!(
-        matches!(facts[..], [CallFact::Ended { hangup: Party::Engine, reason: EndReason::Failed, .. }]),
+        matches!(
+            facts[..],
+            [CallFact::Ended {
+                hangup: Party::Engine,
+                reason: EndReason::Failed,
+                ..
+            }]
+        ),
         "{facts:?}"
     );
     h.assert_clean();
@@ -836,11 +1026,19 @@ fn silent_agent_times_out_as_no_answer() {
     assert!(h.sent_to(AGENT, "INVITE ").len() > 3, "retransmitted (Timer A)");
     assert_eq!(
         h.take_facts(),
-        vec![CallFact::OfferResult { call, agent: "1001".into(), result: OfferResult::NoAnswer, at_ms: h.wall }]
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::NoAnswer,
+            at_ms: h.wall
+        }]
     );
     h.take_sent();
     // Media timeout while waiting (answered, hold audio): the engine gives up.
-    let ev = crate::media::Event::MediaTimeout { leg: LegId(1), idle: Duration::from_secs(60) };
+    let ev = crate::media::Event::MediaTimeout {
+        leg: LegId(1),
+        idle: Duration::from_secs(60),
+    };
     assert!(h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall));
     h.pump();
     let bye = h.one_sent(CUSTOMER, "BYE ");
@@ -879,7 +1077,9 @@ fn random_call_scripts_leave_nothing_behind() {
             );
             h.recv(&cust, &invite);
             let facts = h.take_facts();
-            let Some(CallFact::Arrived { call, .. }) = facts.first().cloned() else { panic!("{facts:?}") };
+            let Some(CallFact::Arrived { call, .. }) = facts.first().cloned() else {
+                panic!("{facts:?}")
+            };
             all_facts.extend(facts);
             let legs = (LegId(h.media.next - 1), LegId(h.media.next));
             let mut cseq = 1u32;
@@ -892,13 +1092,23 @@ fn random_call_scripts_leave_nothing_behind() {
                     .find(|t| t.contains("tag="))
             };
             let last_agent_invite = |h: &H| {
-                h.sent.iter().rev().find(|(d, m)| *d == addr(&agent) && m.starts_with("INVITE ")).map(|(_, m)| m.clone())
+                h.sent
+                    .iter()
+                    .rev()
+                    .find(|(d, m)| *d == addr(&agent) && m.starts_with("INVITE "))
+                    .map(|(_, m)| m.clone())
             };
             for _ in 0..12 {
                 // Weighted: build-up more likely than endings.
-                const ACTION: [u64; 30] = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 5, 5, 6, 6, 7, 13, 8, 9, 14, 10, 11, 12, 12];
+                const ACTION: [u64; 30] = [
+                    0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 5, 5, 6, 6, 7, 13, 8, 9, 14, 10, 11, 12, 12,
+                ];
                 match ACTION[next(30) as usize] {
-                    0 => h.decide(Decision::Queued { call, queue: "support".into(), position: 1 }),
+                    0 => h.decide(Decision::Queued {
+                        call,
+                        queue: "support".into(),
+                        position: 1,
+                    }),
                     1 => h.decide(Decision::Offer {
                         call,
                         agent: "1001".into(),
@@ -926,8 +1136,21 @@ fn random_call_scripts_leave_nothing_behind() {
                     m @ (7 | 13) => {
                         if let Some(to) = our_to(&h) {
                             cseq += 1;
-                            let (method, body) = if m == 7 { ("BYE", None) } else { ("INVITE", Some(sdp_body(40000, "0 101", "sendonly"))) };
-                            let s = peer_request(method, "sip:support@192.0.2.1", &cust, &from, &to, &call_id, cseq, body.as_deref());
+                            let (method, body) = if m == 7 {
+                                ("BYE", None)
+                            } else {
+                                ("INVITE", Some(sdp_body(40000, "0 101", "sendonly")))
+                            };
+                            let s = peer_request(
+                                method,
+                                "sip:support@192.0.2.1",
+                                &cust,
+                                &from,
+                                &to,
+                                &call_id,
+                                cseq,
+                                body.as_deref(),
+                            );
                             h.recv(&cust, &s);
                         }
                     }
@@ -943,16 +1166,36 @@ fn random_call_scripts_leave_nothing_behind() {
                         if let Some(inv) = last_agent_invite(&h) {
                             acseq += 1;
                             let afrom = format!("{};tag=ag{n}", hdr(&inv, "to").unwrap());
-                            let (method, body) = if m == 9 { ("BYE", None) } else { ("INVITE", Some(sdp_body(50000, "0 101", "sendonly"))) };
-                            let s = peer_request(method, "sip:support@192.0.2.1", &agent, &afrom, &hdr(&inv, "from").unwrap(), &hdr(&inv, "call-id").unwrap(), acseq, body.as_deref());
+                            let (method, body) = if m == 9 {
+                                ("BYE", None)
+                            } else {
+                                ("INVITE", Some(sdp_body(50000, "0 101", "sendonly")))
+                            };
+                            let s = peer_request(
+                                method,
+                                "sip:support@192.0.2.1",
+                                &agent,
+                                &afrom,
+                                &hdr(&inv, "from").unwrap(),
+                                &hdr(&inv, "call-id").unwrap(),
+                                acseq,
+                                body.as_deref(),
+                            );
                             h.recv(&agent, &s);
                         }
                     }
                     10 => h.decide(Decision::TimedOut { call }),
-                    11 => h.decide(Decision::Rejected { call, status: 486, retry_after_s: None }),
+                    11 => h.decide(Decision::Rejected {
+                        call,
+                        status: 486,
+                        retry_after_s: None,
+                    }),
                     _ => {
                         let leg = if next(2) == 0 { legs.0 } else { legs.1 };
-                        let ev = crate::media::Event::MediaTimeout { leg, idle: Duration::from_secs(60) };
+                        let ev = crate::media::Event::MediaTimeout {
+                            leg,
+                            idle: Duration::from_secs(60),
+                        };
                         h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall);
                         h.pump();
                     }
@@ -978,25 +1221,49 @@ fn random_call_scripts_leave_nothing_behind() {
         for (call, fs) in &by_call {
             assert!(matches!(fs[0], CallFact::Arrived { .. }), "{call}: {fs:?}");
             let terminal = |f: &CallFact| {
-                matches!(f, CallFact::Abandoned { .. } | CallFact::Ended { .. } | CallFact::Failed { .. })
+                matches!(
+                    f,
+                    CallFact::Abandoned { .. } | CallFact::Ended { .. } | CallFact::Failed { .. }
+                )
             };
             let n_term = fs.iter().filter(|f| terminal(f)).count();
             assert!(n_term <= 1, "{call}: {fs:?}");
             if n_term == 1 {
                 assert!(terminal(fs.last().unwrap()), "{call}: {fs:?}");
             }
-            let answered = fs.iter().any(|f| matches!(f, CallFact::OfferResult { result: OfferResult::Answered, .. }));
+            let answered = fs.iter().any(|f| {
+                matches!(
+                    f,
+                    CallFact::OfferResult {
+                        result: OfferResult::Answered,
+                        ..
+                    }
+                )
+            });
             let ended = fs.iter().any(|f| matches!(f, CallFact::Ended { .. }));
             assert_eq!(answered, ended, "{call}: Answered and Ended go together: {fs:?}");
         }
         let kinds = |k: fn(&CallFact) -> bool| all_facts.iter().filter(|f| k(f)).count();
-        let answered = kinds(|f| matches!(f, CallFact::OfferResult { result: OfferResult::Answered, .. }));
+        let answered = kinds(|f| {
+            matches!(
+                f,
+                CallFact::OfferResult {
+                    result: OfferResult::Answered,
+                    ..
+                }
+            )
+        });
         let ended = kinds(|f| matches!(f, CallFact::Ended { .. }));
         let abandoned = kinds(|f| matches!(f, CallFact::Abandoned { .. }));
         let failed = kinds(|f| matches!(f, CallFact::Failed { .. }));
         let offers = kinds(|f| matches!(f, CallFact::OfferResult { .. }));
-        eprintln!("{mode:?}: answered {answered} ended {ended} abandoned {abandoned} failed {failed} offer results {offers}");
-        assert!(answered > 5 && ended > 5 && abandoned > 5 && offers > 20, "the scripts reach every ending");
+        eprintln!(
+            "{mode:?}: answered {answered} ended {ended} abandoned {abandoned} failed {failed} offer results {offers}"
+        );
+        assert!(
+            answered > 5 && ended > 5 && abandoned > 5 && offers > 20,
+            "the scripts reach every ending"
+        );
         h.advance(Duration::from_secs(400));
         let c = h.calls.counts();
         assert!(c.is_idle(), "{c:?}");
@@ -1010,45 +1277,90 @@ fn random_call_scripts_leave_nothing_behind() {
 #[test]
 fn route_sets_follow_record_route() {
     let mut h = H::new(AnswerMode::Immediate);
-    h.customer_invite("Record-Route: <sip:edge1.example;lr>, <sip:edge2.example;lr>\r\n", &sdp_body(40000, "0 101", "sendrecv"));
-    let Some(CallFact::Arrived { call, .. }) = h.take_facts().into_iter().next() else { panic!() };
+    h.customer_invite(
+        "Record-Route: <sip:edge1.example;lr>, <sip:edge2.example;lr>\r\n",
+        &sdp_body(40000, "0 101", "sendrecv"),
+    );
+    let Some(CallFact::Arrived { call, .. }) = h.take_facts().into_iter().next() else {
+        panic!()
+    };
     h.take_sent();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
     let ok200 = h.one_sent(CUSTOMER, "SIP/2.0 200");
-    let rr: Vec<_> = scan(ok200.as_bytes()).unwrap().headers_named("record-route").map(str::to_owned).collect();
-    assert_eq!(rr, vec!["<sip:edge1.example;lr>", "<sip:edge2.example;lr>"], "§12.1.1: copied into the 2xx");
+    let rr: Vec<_> = scan(ok200.as_bytes())
+        .unwrap()
+        .headers_named("record-route")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        rr,
+        vec!["<sip:edge1.example;lr>", "<sip:edge2.example;lr>"],
+        "§12.1.1: copied into the 2xx"
+    );
     let to = hdr(&ok200, "to").unwrap();
     h.take_sent();
     h.customer_ack(&to);
     let inv = h.offer(call);
     let mut ok = reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0", "sendrecv")));
-    ok = ok.replacen("Contact:", "Record-Route: <sip:p1.example;lr>\r\nRecord-Route: <sip:p2.example;lr>\r\nContact:", 1);
+    ok = ok.replacen(
+        "Contact:",
+        "Record-Route: <sip:p1.example;lr>\r\nRecord-Route: <sip:p2.example;lr>\r\nContact:",
+        1,
+    );
     h.recv(AGENT, &ok);
     let ack = h.one_sent(AGENT, "ACK ");
-    let routes: Vec<_> = scan(ack.as_bytes()).unwrap().headers_named("route").map(str::to_owned).collect();
+    let routes: Vec<_> = scan(ack.as_bytes())
+        .unwrap()
+        .headers_named("route")
+        .map(str::to_owned)
+        .collect();
     assert_eq!(routes, vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"], "{ack}");
     h.take_sent();
     h.decide(Decision::TimedOut { call }); // ignored: bridged
     assert!(h.sent.is_empty());
     h.customer_in_dialog("BYE", &to, 2, None);
     let bye = h.one_sent(AGENT, "BYE ");
-    let routes: Vec<_> = scan(bye.as_bytes()).unwrap().headers_named("route").map(str::to_owned).collect();
+    let routes: Vec<_> = scan(bye.as_bytes())
+        .unwrap()
+        .headers_named("route")
+        .map(str::to_owned)
+        .collect();
     assert_eq!(routes, vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"]);
     answer_byes(&mut h, AGENT);
     h.take_sent();
     // And the customer side: its BYE (from a media timeout here) carries
     // the Record-Route of its INVITE in order.
     let mut h2 = H::new(AnswerMode::Immediate);
-    h2.customer_invite("Record-Route: <sip:edge1.example;lr>, <sip:edge2.example;lr>\r\n", &sdp_body(40000, "0 101", "sendrecv"));
-    let Some(CallFact::Arrived { call, .. }) = h2.take_facts().into_iter().next() else { panic!() };
+    h2.customer_invite(
+        "Record-Route: <sip:edge1.example;lr>, <sip:edge2.example;lr>\r\n",
+        &sdp_body(40000, "0 101", "sendrecv"),
+    );
+    let Some(CallFact::Arrived { call, .. }) = h2.take_facts().into_iter().next() else {
+        panic!()
+    };
     h2.take_sent();
     h2.queued_immediate(call);
-    let ev = crate::media::Event::MediaTimeout { leg: LegId(1), idle: Duration::from_secs(60) };
+    let ev = crate::media::Event::MediaTimeout {
+        leg: LegId(1),
+        idle: Duration::from_secs(60),
+    };
     h2.calls.on_media_event(&mut h2.ep, &mut h2.media, &ev, h2.now, h2.wall);
     h2.pump();
     let bye = h2.one_sent(CUSTOMER, "BYE ");
-    let routes: Vec<_> = scan(bye.as_bytes()).unwrap().headers_named("route").map(str::to_owned).collect();
-    assert_eq!(routes, vec!["<sip:edge1.example;lr>", "<sip:edge2.example;lr>"], "{bye}");
+    let routes: Vec<_> = scan(bye.as_bytes())
+        .unwrap()
+        .headers_named("route")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        routes,
+        vec!["<sip:edge1.example;lr>", "<sip:edge2.example;lr>"],
+        "{bye}"
+    );
     h.assert_clean();
     h2.assert_clean();
 }
