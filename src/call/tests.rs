@@ -28,6 +28,7 @@ struct FakeMedia {
     bridged: Vec<(LegId, LegId)>,
     peers: HashMap<LegId, Option<SocketAddr>>,
     closed: usize,
+    hold_pt: Option<u8>,
 }
 
 impl MediaControl for FakeMedia {
@@ -55,7 +56,7 @@ impl MediaControl for FakeMedia {
     fn start_hold(&mut self, leg: LegId, queue: &str, pt: u8) {
         assert!(self.open.contains(&leg));
         assert_eq!(queue, "support");
-        assert_eq!(pt, 0);
+        self.hold_pt = Some(pt);
         self.hold.insert(leg);
     }
     fn stop_hold(&mut self, leg: LegId) {
@@ -1363,4 +1364,39 @@ fn route_sets_follow_record_route() {
     );
     h.assert_clean();
     h2.assert_clean();
+}
+
+#[test]
+fn one_codec_end_to_end_pcma_caller() {
+    let mut h = H::new(AnswerMode::Immediate);
+    h.customer_invite("", &sdp_body(40000, "18 8 0 101", "sendrecv"));
+    let Some(CallFact::Arrived { call, priority_bonus: 0, .. }) = h.take_facts().into_iter().next() else { panic!() };
+    h.take_sent();
+    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    let ok = h.one_sent(CUSTOMER, "SIP/2.0 200");
+    assert!(body(&ok).contains("m=audio 30002 RTP/AVP 8 101\r\n"), "{ok}");
+    assert!(!body(&ok).contains("PCMU"));
+    assert_eq!(h.media.hold_pt, Some(8), "hold audio in the caller's law");
+    let to = hdr(&ok, "to").unwrap();
+    h.take_sent();
+    h.customer_ack(&to);
+    h.decide(Decision::Offer {
+        call,
+        agent: "1001".into(),
+        targets: vec![(format!("sip:1001@{AGENT}"), addr(AGENT))],
+        ring_timeout_ms: 15_000,
+    });
+    let inv = h.one_sent(AGENT, "INVITE ");
+    assert!(body(&inv).contains("m=audio 30004 RTP/AVP 8 101\r\n"), "{inv}");
+    // An agent answering with PCMU only cannot be bridged without transcoding.
+    h.recv(AGENT, &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0", "sendrecv"))));
+    h.one_sent(AGENT, "BYE ");
+    assert!(matches!(
+        &h.take_facts()[..],
+        [CallFact::OfferResult { result: OfferResult::Failed { status: Some(488) }, .. }]
+    ));
+    answer_byes(&mut h, AGENT);
+    h.customer_in_dialog("BYE", &to, 2, None);
+    assert!(matches!(&h.take_facts()[..], [CallFact::Abandoned { .. }]));
+    h.assert_clean();
 }
