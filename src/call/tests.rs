@@ -177,8 +177,14 @@ fn peer_request(
 
 impl H {
     fn new(mode: AnswerMode) -> H {
+        H::sharded(mode, 0, 1)
+    }
+
+    fn sharded(mode: AnswerMode, shard: u16, shards: u16) -> H {
         let mut cfg = EndpointConfig::new(addr(ENGINE));
         cfg.rng_seed = 3;
+        cfg.shard = shard;
+        cfg.shards = shards;
         let ccfg = CallConfig {
             queues: [("support".to_owned(), mode)].into_iter().collect(),
             codecs: default_codecs(),
@@ -186,7 +192,7 @@ impl H {
         };
         H {
             ep: Endpoint::new(cfg),
-            calls: CallTable::new(ccfg, 0, 9),
+            calls: CallTable::new(ccfg, shard, 9),
             media: FakeMedia::default(),
             now: Instant::now(),
             wall: 1_700_000_000_000,
@@ -1398,5 +1404,61 @@ fn one_codec_end_to_end_pcma_caller() {
     answer_byes(&mut h, AGENT);
     h.customer_in_dialog("BYE", &to, 2, None);
     assert!(matches!(&h.take_facts()[..], [CallFact::Abandoned { .. }]));
+    h.assert_clean();
+}
+
+/// The agent's replies and requests land on another shard (the kernel
+/// hashes by source address): our ids bring them back to the owner.
+#[test]
+fn agent_messages_on_another_shard_reach_the_owner() {
+    let mut h = H::sharded(AnswerMode::Immediate, 1, 2);
+    let mut other = Endpoint::new({
+        let mut c = EndpointConfig::new(addr(ENGINE));
+        c.shard = 0;
+        c.shards = 2;
+        c
+    });
+    let call = h.arrive();
+    assert_eq!(call.shard(), 1);
+    let to = h.queued_immediate(call);
+    h.decide(Decision::Offer {
+        call,
+        agent: "1001".into(),
+        targets: vec![(format!("sip:1001@{AGENT}"), addr(AGENT))],
+        ring_timeout_ms: 15_000,
+    });
+    let inv = h.one_sent(AGENT, "INVITE ");
+    assert!(hdr(&inv, "call-id").unwrap().starts_with("cc1-"));
+    assert!(hdr(&inv, "from").unwrap().contains("tag=cc1-"));
+    h.take_sent();
+    // Via the wrong shard: forwarded, then handled by the owner.
+    let mut via_other = |h: &mut H, text: &str| {
+        other.handle_datagram(text.as_bytes(), addr(AGENT), h.now);
+        let outs: Vec<_> = std::iter::from_fn(|| other.poll_output()).collect();
+        assert_eq!(outs.len(), 1, "{outs:?}");
+        let Output::Forward { shard: 1, data, src } = &outs[0] else { panic!("{outs:?}") };
+        h.ep.handle_forwarded(data, *src, h.now);
+        h.pump();
+    };
+    via_other(&mut h, &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0 101", "sendrecv"))));
+    h.one_sent(AGENT, "ACK ");
+    assert!(matches!(&h.take_facts()[..], [CallFact::OfferResult { result: OfferResult::Answered, .. }]));
+    h.take_sent();
+    let bye = peer_request(
+        "BYE",
+        &format!("sip:support@{ENGINE}"),
+        AGENT,
+        &format!("{};tag=ag1", hdr(&inv, "to").unwrap()),
+        &hdr(&inv, "from").unwrap(),
+        &hdr(&inv, "call-id").unwrap(),
+        2,
+        None,
+    );
+    via_other(&mut h, &bye);
+    h.one_sent(AGENT, "SIP/2.0 200");
+    let cbye = h.one_sent(CUSTOMER, "BYE ");
+    assert_eq!(hdr(&cbye, "from").unwrap(), to);
+    assert!(matches!(&h.take_facts()[..], [CallFact::Ended { hangup: Party::Agent, .. }]));
+    answer_byes(&mut h, CUSTOMER);
     h.assert_clean();
 }
