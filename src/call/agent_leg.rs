@@ -89,6 +89,7 @@ impl CallTable {
             seq,
             sdp_version: version,
             reinvite: None,
+            queued_dir: None,
         });
         call.cli.push(tx);
         self.cli.insert(tx, (id, CliRole::AgentInvite));
@@ -119,34 +120,45 @@ impl CallTable {
             }
             CliRole::AgentInvite => self.offer_failed(id, tx, offer_result(status), wall_ms),
             CliRole::ReInvite(side) => {
-                let Some(call) = self.calls.get_mut(&id) else { return };
-                match side {
-                    Side::Customer => call.cust.reinvite = None,
-                    Side::Agent => {
-                        if let Some(a) = call.agent.as_mut() {
-                            a.reinvite = None;
-                        }
-                    }
+                let queued = self.reinvite_done(id, side);
+                if status < 300 {
+                    self.reinvite_answered(ep, media, id, side, tx, &h, resp.body(), now);
                 }
-                if status >= 300 {
-                    return; // the transaction ACKed it
+                // (a non-2xx was ACKed by the transaction)
+                if let Some(dir) = queued {
+                    self.send_reinvite(ep, id, side, dir, now);
                 }
-                let leg = call.leg(side).id;
-                let chosen = call.chosen.clone();
-                let Some(d) = call.dialog_mut(side) else { return };
-                let cseq = h.cseq().map_or(d.cseq, |c| c.0);
-                if let Some(t) = h.get("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
-                    d.target = t;
-                }
-                let (ack, dest) = (d.ack(cseq), d.dest);
-                if let Some(ack) = ack {
-                    self.send_ack(ep, tx, ack, dest, now);
-                }
-                if let Ok(a) = sdp::read_answer(resp.body(), &chosen) {
-                    if a.rtp.is_some() {
-                        media.set_peer(leg, a.rtp, a.rtcp);
-                    }
-                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reinvite_answered(
+        &mut self,
+        ep: &mut Endpoint,
+        media: &mut dyn MediaControl,
+        id: CallId,
+        side: Side,
+        tx: ClientTxId,
+        h: &Hdrs,
+        body: &[u8],
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let leg = call.leg(side).id;
+        let chosen = call.chosen.clone();
+        let Some(d) = call.dialog_mut(side) else { return };
+        let cseq = h.cseq().map_or(d.cseq, |c| c.0);
+        if let Some(t) = h.get("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
+            d.target = t;
+        }
+        let (ack, dest) = (d.ack(cseq), d.dest);
+        if let Some(ack) = ack {
+            self.send_ack(ep, tx, ack, dest, now);
+        }
+        if let Ok(a) = sdp::read_answer(body, &chosen) {
+            if a.rtp.is_some() {
+                media.set_peer(leg, a.rtp, a.rtcp);
             }
         }
     }

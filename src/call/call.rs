@@ -4,7 +4,7 @@
 
 use crate::acd::facts::Party;
 use crate::config::AnswerMode;
-use crate::media::sdp::Chosen;
+use crate::media::sdp::{Chosen, Direction};
 use crate::media::LegPorts;
 use crate::sip::{ClientTxId, ServerTxId};
 
@@ -36,6 +36,8 @@ pub struct Customer {
     pub sdp_version: u64,
     /// Our re-INVITE on this leg, pending.
     pub reinvite: Option<ClientTxId>,
+    /// A direction to offer once `reinvite` ends (it changed meanwhile).
+    pub queued_dir: Option<Direction>,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ pub struct Agent {
     pub seq: u64,
     pub sdp_version: u64,
     pub reinvite: Option<ClientTxId>,
+    pub queued_dir: Option<Direction>,
 }
 
 #[derive(Debug)]

@@ -122,6 +122,7 @@ impl CallTable {
                 dialog,
                 sdp_version: 1,
                 reinvite: None,
+                queued_dir: None,
             },
             agent: None,
             legs,
@@ -426,37 +427,52 @@ impl CallTable {
         } else {
             Side::Customer
         };
-        let oleg = call.leg(other);
-        let osession = call.session_id.wrapping_add(if other == Side::Agent { 1 } else { 0 });
+        self.send_reinvite(ep, id, other, dir, now);
+    }
+
+    /// Re-INVITE `side` with our offer in direction `dir`. While one of ours
+    /// is pending there, the newest direction waits and goes when it ends.
+    pub(super) fn send_reinvite(&mut self, ep: &mut Endpoint, id: CallId, side: Side, dir: Direction, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if !call.bridged() {
+            return;
+        }
+        let leg = call.leg(side);
+        let session = call.session_id.wrapping_add(if side == Side::Agent { 1 } else { 0 });
         let (chosen, ptime) = (call.chosen.clone(), call.ptime);
-        let over = match other {
-            Side::Customer if call.cust.reinvite.is_none() => {
-                call.cust.sdp_version += 1;
-                Some(call.cust.sdp_version)
-            }
-            Side::Agent => call.agent.as_mut().filter(|a| a.reinvite.is_none()).map(|a| {
-                a.sdp_version += 1;
-                a.sdp_version
-            }),
-            _ => None,
+        let (pending, version, queued) = match side {
+            Side::Customer => (
+                call.cust.reinvite.is_some(),
+                &mut call.cust.sdp_version,
+                &mut call.cust.queued_dir,
+            ),
+            Side::Agent => match call.agent.as_mut() {
+                Some(a) => (a.reinvite.is_some(), &mut a.sdp_version, &mut a.queued_dir),
+                None => return,
+            },
         };
-        let Some(over) = over else { return };
-        let offer = sdp::offer(&chosen, oleg.rtp.ip(), oleg.rtp.port(), dir, ptime, osession, over);
-        let Some(d) = call.dialog_mut(other) else { return };
+        if pending {
+            *queued = Some(dir);
+            return;
+        }
+        *queued = None;
+        *version += 1;
+        let offer = sdp::offer(&chosen, leg.rtp.ip(), leg.rtp.port(), dir, ptime, session, *version);
+        let Some(d) = call.dialog_mut(side) else { return };
         let dest = d.dest;
         let Some(r) = d.request("INVITE", Some(&offer)) else {
             return;
         };
-        let otx = ep.send_request(r, dest, now);
-        match other {
-            Side::Customer => call.cust.reinvite = Some(otx),
+        let tx = ep.send_request(r, dest, now);
+        match side {
+            Side::Customer => call.cust.reinvite = Some(tx),
             Side::Agent => {
                 if let Some(a) = call.agent.as_mut() {
-                    a.reinvite = Some(otx);
+                    a.reinvite = Some(tx);
                 }
             }
         }
-        call.cli.push(otx);
-        self.cli.insert(otx, (id, CliRole::ReInvite(other)));
+        call.cli.push(tx);
+        self.cli.insert(tx, (id, CliRole::ReInvite(side)));
     }
 }

@@ -33,7 +33,10 @@
 //!   that ACK for every retransmitted 2xx for 64·T1.
 //! - Re-INVITEs are answered at once from the relay (the direction mirrored)
 //!   and passed on to the other leg as a re-INVITE with that direction; a
-//!   re-INVITE arriving while ours on that leg is pending gets 491.
+//!   re-INVITE arriving while ours on that leg is pending gets 491, and a
+//!   direction change while ours on the other leg is pending waits for it.
+//! - In-dialog requests go to the peer's source address (customer) or the
+//!   router's target address (agent), with the Route set from Record-Route.
 
 mod agent_leg;
 #[allow(clippy::module_inception)]

@@ -274,15 +274,8 @@ impl CallTable {
                 match role {
                     CliRole::AgentInvite => self.offer_failed(call, tx, OfferResult::NoAnswer, wall_ms),
                     CliRole::ReInvite(side) => {
-                        if let Some(c) = self.calls.get_mut(&call) {
-                            match side {
-                                Side::Customer => c.cust.reinvite = None,
-                                Side::Agent => {
-                                    if let Some(a) = c.agent.as_mut() {
-                                        a.reinvite = None;
-                                    }
-                                }
-                            }
+                        if let Some(dir) = self.reinvite_done(call, side) {
+                            self.send_reinvite(ep, call, side, dir, now);
                         }
                     }
                 }
@@ -354,6 +347,23 @@ impl CallTable {
     }
 
     // ------------------------------------------------------- endings
+
+    /// Our re-INVITE on `side` ended: clears it and returns the direction
+    /// that waited for it, if any.
+    pub(super) fn reinvite_done(&mut self, id: CallId, side: Side) -> Option<crate::media::sdp::Direction> {
+        let call = self.calls.get_mut(&id)?;
+        match side {
+            Side::Customer => {
+                call.cust.reinvite = None;
+                call.cust.queued_dir.take()
+            }
+            Side::Agent => {
+                let a = call.agent.as_mut()?;
+                a.reinvite = None;
+                a.queued_dir.take()
+            }
+        }
+    }
 
     /// Cancel a ringing agent leg (its INVITE becomes an orphan that ACKs
     /// and BYEs a late 2xx) or BYE an answered one.

@@ -1376,9 +1376,20 @@ fn route_sets_follow_record_route() {
 fn one_codec_end_to_end_pcma_caller() {
     let mut h = H::new(AnswerMode::Immediate);
     h.customer_invite("", &sdp_body(40000, "18 8 0 101", "sendrecv"));
-    let Some(CallFact::Arrived { call, priority_bonus: 0, .. }) = h.take_facts().into_iter().next() else { panic!() };
+    let Some(CallFact::Arrived {
+        call,
+        priority_bonus: 0,
+        ..
+    }) = h.take_facts().into_iter().next()
+    else {
+        panic!()
+    };
     h.take_sent();
-    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
     let ok = h.one_sent(CUSTOMER, "SIP/2.0 200");
     assert!(body(&ok).contains("m=audio 30002 RTP/AVP 8 101\r\n"), "{ok}");
     assert!(!body(&ok).contains("PCMU"));
@@ -1395,11 +1406,17 @@ fn one_codec_end_to_end_pcma_caller() {
     let inv = h.one_sent(AGENT, "INVITE ");
     assert!(body(&inv).contains("m=audio 30004 RTP/AVP 8 101\r\n"), "{inv}");
     // An agent answering with PCMU only cannot be bridged without transcoding.
-    h.recv(AGENT, &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0", "sendrecv"))));
+    h.recv(
+        AGENT,
+        &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0", "sendrecv"))),
+    );
     h.one_sent(AGENT, "BYE ");
     assert!(matches!(
         &h.take_facts()[..],
-        [CallFact::OfferResult { result: OfferResult::Failed { status: Some(488) }, .. }]
+        [CallFact::OfferResult {
+            result: OfferResult::Failed { status: Some(488) },
+            ..
+        }]
     ));
     answer_byes(&mut h, AGENT);
     h.customer_in_dialog("BYE", &to, 2, None);
@@ -1436,13 +1453,24 @@ fn agent_messages_on_another_shard_reach_the_owner() {
         other.handle_datagram(text.as_bytes(), addr(AGENT), h.now);
         let outs: Vec<_> = std::iter::from_fn(|| other.poll_output()).collect();
         assert_eq!(outs.len(), 1, "{outs:?}");
-        let Output::Forward { shard: 1, data, src } = &outs[0] else { panic!("{outs:?}") };
+        let Output::Forward { shard: 1, data, src } = &outs[0] else {
+            panic!("{outs:?}")
+        };
         h.ep.handle_forwarded(data, *src, h.now);
         h.pump();
     };
-    via_other(&mut h, &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0 101", "sendrecv"))));
+    via_other(
+        &mut h,
+        &reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "0 101", "sendrecv"))),
+    );
     h.one_sent(AGENT, "ACK ");
-    assert!(matches!(&h.take_facts()[..], [CallFact::OfferResult { result: OfferResult::Answered, .. }]));
+    assert!(matches!(
+        &h.take_facts()[..],
+        [CallFact::OfferResult {
+            result: OfferResult::Answered,
+            ..
+        }]
+    ));
     h.take_sent();
     let bye = peer_request(
         "BYE",
@@ -1458,7 +1486,60 @@ fn agent_messages_on_another_shard_reach_the_owner() {
     h.one_sent(AGENT, "SIP/2.0 200");
     let cbye = h.one_sent(CUSTOMER, "BYE ");
     assert_eq!(hdr(&cbye, "from").unwrap(), to);
-    assert!(matches!(&h.take_facts()[..], [CallFact::Ended { hangup: Party::Agent, .. }]));
+    assert!(matches!(
+        &h.take_facts()[..],
+        [CallFact::Ended {
+            hangup: Party::Agent,
+            ..
+        }]
+    ));
     answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}
+
+/// The agent holds and unholds before the customer answered our first
+/// re-INVITE: the unhold waits for it and then goes out.
+#[test]
+fn quick_hold_unhold_is_not_lost() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    h.take_sent();
+    h.take_facts();
+    h.agent_in_dialog(&inv, "INVITE", 2, Some(&sdp_body(50000, "0 101", "sendonly")));
+    let re1 = h.one_sent(CUSTOMER, "INVITE ");
+    assert!(body(&re1).contains("a=sendonly"));
+    h.take_sent();
+    h.agent_in_dialog(&inv, "INVITE", 3, Some(&sdp_body(50000, "0 101", "sendrecv")));
+    h.one_sent(AGENT, "SIP/2.0 200");
+    assert!(h.sent_to(CUSTOMER, "INVITE ").is_empty(), "one re-INVITE at a time");
+    h.take_sent();
+    // The customer refuses the first one (491); the queued unhold follows.
+    let m = scan(re1.as_bytes()).unwrap();
+    let r491 = format!(
+        "SIP/2.0 491 Request Pending\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: cust-1@example.com\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        m.via_values().next().unwrap(),
+        m.header("from").unwrap(),
+        m.header("to").unwrap(),
+        m.header("cseq").unwrap()
+    );
+    h.recv(CUSTOMER, &r491);
+    h.one_sent(CUSTOMER, "ACK ");
+    let re2 = h.one_sent(CUSTOMER, "INVITE ");
+    assert!(body(&re2).contains("a=sendrecv"), "{re2}");
+    assert_eq!(hdr(&re2, "cseq").as_deref(), Some("2 INVITE"));
+    h.take_sent();
+    // The call ends with the second one unanswered: nothing leaks.
+    h.agent_in_dialog(&inv, "BYE", 4, None);
+    answer_byes(&mut h, CUSTOMER);
+    assert!(matches!(
+        &h.take_facts()[..],
+        [CallFact::Ended {
+            hangup: Party::Agent,
+            ..
+        }]
+    ));
     h.assert_clean();
 }
