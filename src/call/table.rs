@@ -186,10 +186,13 @@ impl CallTable {
     ) -> Handled {
         match out {
             Output::Request { tx, request, src } => {
+                if request.method == rsip::Method::Register {
+                    // The registrar's, and hot: no header work here.
+                    return Handled::NotMine(Output::Request { tx, request, src });
+                }
                 let h = Hdrs::of(&request.headers);
                 let in_dialog = h.tag("to").is_some();
                 match request.method {
-                    rsip::Method::Register => Handled::NotMine(Output::Request { tx, request, src }),
                     rsip::Method::Invite if !in_dialog => {
                         self.new_invite(ep, media, tx, &request, &h, src, now, wall_ms);
                         Handled::Done

@@ -1543,3 +1543,22 @@ fn quick_hold_unhold_is_not_lost() {
     ));
     h.assert_clean();
 }
+
+#[test]
+fn register_and_foreign_outputs_are_not_mine() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let reg = format!(
+        "REGISTER sip:192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT};branch=z9hG4bKr1\r\nMax-Forwards: 70\r\n\
+         From: <sip:1001@192.0.2.1>;tag=r\r\nTo: <sip:1001@192.0.2.1>\r\nCall-ID: reg1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:1001@{AGENT}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    h.recv(AGENT, &reg);
+    let Some(Output::Request { tx, request, .. }) = h.unhandled.pop() else {
+        panic!("{:?}", h.unhandled)
+    };
+    assert_eq!(request.method, rsip::Method::Register);
+    assert!(h.unhandled.is_empty());
+    h.ep.respond(tx, crate::sip::ResponseSpec::new(200), h.now);
+    h.pump();
+    h.assert_clean();
+}
