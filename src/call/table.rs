@@ -351,6 +351,25 @@ impl CallTable {
 
     // ------------------------------------------------------- endings
 
+    /// Graceful stop: every call is hung up (503 / BYE / CANCEL) and told
+    /// to the router as `Failed` or `Ended { hangup: Engine, reason: Failed }`.
+    /// Keep driving the endpoint afterwards until its transactions drain.
+    pub fn hangup_all(&mut self, ep: &mut Endpoint, media: &mut dyn MediaControl, now: Instant, wall_ms: u64) {
+        let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(&id) {
+                if c.cust.final_sent.is_none() {
+                    c.cust.final_sent = Some(503);
+                    let tx = c.cust.invite_tx;
+                    ep.respond(tx, spec(503, Some("Shutting Down")), now);
+                    self.srv.remove(&tx);
+                }
+            }
+            self.engine_hangup(ep, media, id, EndReason::Failed, "engine shutting down", now, wall_ms);
+        }
+    }
+
     /// Our re-INVITE on `side` ended: clears it and returns the direction
     /// that waited for it, if any.
     pub(super) fn reinvite_done(&mut self, id: CallId, side: Side) -> Option<crate::media::sdp::Direction> {

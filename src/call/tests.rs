@@ -1562,3 +1562,23 @@ fn register_and_foreign_outputs_are_not_mine() {
     h.pump();
     h.assert_clean();
 }
+
+#[test]
+fn hangup_all_on_shutdown() {
+    let mut h = H::new(AnswerMode::OnAgent);
+    let call = h.arrive();
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
+    h.offer(call);
+    h.take_sent();
+    h.calls.hangup_all(&mut h.ep, &mut h.media, h.now, h.wall);
+    h.pump();
+    let r = h.one_sent(CUSTOMER, "SIP/2.0 503");
+    h.one_sent(AGENT, "CANCEL ");
+    assert!(matches!(&h.take_facts()[..], [CallFact::Failed { reason, .. }] if reason.contains("shutting down")));
+    h.customer_ack(&hdr(&r, "to").unwrap());
+    h.assert_clean();
+}
