@@ -19,6 +19,10 @@
 //!        calls.on_decision(..) / on_media_event(..) / handle_timeout(..),
 //!        then drain ep again and forward calls.poll_fact() to the router;
 //!        sleep until min(ep.poll_timeout(), calls.poll_timeout()).
+//! relay: for ev in relay.try_event(): stats.on_event(&ev);
+//!        calls.on_media_event(&mut ep, &mut media, &ev, now, wall_ms);
+//!        every few seconds: request_stats for calls.bridged_legs().
+//! media: RelayMedia { relay: &mut relay, hold: &hold_library, stats: &stats }
 //! ```
 //!
 //! Choices worth knowing:

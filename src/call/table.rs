@@ -139,6 +139,17 @@ impl CallTable {
         self.calls.contains_key(&call)
     }
 
+    /// (customer, agent) relay legs of every bridged call: the shell asks
+    /// the relay for their stats now and then (`RelayHandle::request_stats`)
+    /// so `Ended` carries recent RTP counts.
+    pub fn bridged_legs(&self) -> Vec<(crate::media::LegId, crate::media::LegId)> {
+        self.calls
+            .values()
+            .filter(|c| c.bridged())
+            .map(|c| (c.legs.0.id, c.legs.1.id))
+            .collect()
+    }
+
     pub fn counts(&self) -> CallCounts {
         let mut c = CallCounts {
             calls: self.calls.len(),

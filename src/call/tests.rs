@@ -545,6 +545,7 @@ fn bridged_then_customer_bye() {
     h.agent_answers(&inv);
     assert!(h.media.hold.is_empty(), "hold stops when the agent answers");
     assert_eq!(h.media.bridged, vec![(LegId(1), LegId(2))]);
+    assert_eq!(h.calls.bridged_legs(), vec![(LegId(1), LegId(2))]);
     assert!(
         h.sent_to(CUSTOMER, "SIP/2.0 200").is_empty(),
         "the customer was answered before"
