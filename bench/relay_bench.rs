@@ -50,6 +50,8 @@ fn relay(args: &[String]) {
         send_zc: flag(args, "--zc"),
         register_buffers: flag(args, "--register") || flag(args, "--zc"),
         busy_poll: flag(args, "--busy"),
+        batch_wait_us: arg(args, "--batch-wait-us", 0),
+        batch: arg(args, "--batch", 16),
         cpu: if cpu >= 0 { Some(cpu as usize) } else { None },
         pool_buffers: arg(args, "--buffers", 512),
         max_legs: 2 * streams,

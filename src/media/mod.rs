@@ -95,6 +95,11 @@ pub struct RelayConfig {
     pub register_buffers: bool,
     /// Spin instead of sleeping in `io_uring_enter`.
     pub busy_poll: bool,
+    /// Kernel-side batching of wake-ups (`min_wait_usec`, Linux 6.12+): wait
+    /// for `batch` completions, but return after this many µs if at least one
+    /// is ready. 0 = wake on the first completion.
+    pub batch_wait_us: u32,
+    pub batch: usize,
     /// Pin the relay thread to this CPU.
     pub cpu: Option<usize>,
     /// Period of the inactivity check.
@@ -118,6 +123,8 @@ impl Default for RelayConfig {
             send_zc: false,
             register_buffers: false,
             busy_poll: false,
+            batch_wait_us: 0,
+            batch: 16,
             cpu: None,
             tick: Duration::from_millis(100),
             max_legs: 1024,

@@ -36,6 +36,7 @@ const TAG_SEND: u64 = 2;
 const TAG_HOLD: u64 = 3;
 const TAG_WAKE: u64 = 4;
 const TAG_CANCEL: u64 = 5;
+const TAG_TIMER: u64 = 6;
 const NONE: u32 = u32::MAX;
 const BGID: u16 = 7;
 /// Offset of the payload in a multishot buffer: io_uring_recvmsg_out (16) + name (128).
@@ -286,7 +287,11 @@ impl Relay {
         let entries = cfg.ring_entries.max(64).next_power_of_two();
         let ring = {
             let mut b = IoUring::builder();
-            b.setup_single_issuer().setup_coop_taskrun().setup_defer_taskrun().setup_cqsize(entries * 4);
+            b.setup_single_issuer().setup_coop_taskrun().setup_cqsize(entries * 4);
+            if !cfg.busy_poll {
+                // completions are posted only when we enter to wait: batches
+                b.setup_defer_taskrun();
+            }
             match b.build(entries) {
                 Ok(r) => r,
                 Err(e) => {
@@ -405,20 +410,30 @@ impl Relay {
     pub fn run(mut self) {
         self.arm_wake();
         let mut batch: [(u64, i32, u32); 256] = [(0, 0, 0); 256];
-        let zero = types::Timespec::new();
+        // periodic wake-up for the inactivity check: one multishot timeout
+        // in the ring, so a plain wait needs no per-call timer
+        let period = Box::new(types::Timespec::from(self.cfg.tick));
+        let e = opcode::Timeout::new(&*period).count(0).flags(types::TimeoutFlags::MULTISHOT).build().user_data(ud(TAG_TIMER, 0, 0));
+        self.push(e);
+        let mut idle_spins = 0u64;
         loop {
             let now = Instant::now();
-            let wait = if self.cfg.busy_poll {
-                zero
+            let r = if self.cfg.busy_poll {
+                self.ring.submit()
+            } else if let Some(h) = self.next_hold {
+                // hold playout: wake exactly when the next frame is due
+                let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
+                let args = types::SubmitArgs::new().timespec(&wait);
+                self.ring.submitter().submit_with_args(1, &args)
+            } else if self.cfg.batch_wait_us > 0 {
+                // kernel-side batching (6.12+): return once `batch` CQEs are
+                // ready, or after batch_wait_us if at least one is
+                let args = types::SubmitArgs::new().min_wait_usec(self.cfg.batch_wait_us);
+                self.ring.submitter().submit_with_args(self.cfg.batch.max(1), &args)
             } else {
-                let mut until = self.next_tick;
-                if let Some(h) = self.next_hold {
-                    until = until.min(h);
-                }
-                types::Timespec::from(until.saturating_duration_since(now).max(Duration::from_micros(50)))
+                self.ring.submit_and_wait(1)
             };
-            let args = types::SubmitArgs::new().timespec(&wait);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            match r {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {}
                 Err(e) => {
@@ -427,6 +442,19 @@ impl Relay {
                 }
             }
             self.counters.loop_turns += 1;
+            if self.cfg.busy_poll
+                && self.ring.completion().is_empty()
+                && !self.next_hold.is_some_and(|h| Instant::now() >= h)
+                && Instant::now() < self.next_tick
+            {
+                idle_spins += 1;
+                if idle_spins % 64 == 0 {
+                    // let same-priority threads (e.g. SCHED_FIFO control thread) run
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            idle_spins = 0;
             let now = Instant::now();
             loop {
                 let mut n = 0;
