@@ -52,6 +52,7 @@ fn relay(args: &[String]) {
         busy_poll: flag(args, "--busy"),
         batch_wait_us: arg(args, "--batch-wait-us", 0),
         batch: arg(args, "--batch", 16),
+        fixed_files: !flag(args, "--no-fixed-files"),
         cpu: if cpu >= 0 { Some(cpu as usize) } else { None },
         pool_buffers: arg(args, "--buffers", 512),
         max_legs: 2 * streams,

@@ -100,6 +100,8 @@ pub struct RelayConfig {
     /// is ready. 0 = wake on the first completion.
     pub batch_wait_us: u32,
     pub batch: usize,
+    /// Register relay sockets in the ring's file table (saves fget/fput per op).
+    pub fixed_files: bool,
     /// Pin the relay thread to this CPU.
     pub cpu: Option<usize>,
     /// Period of the inactivity check.
@@ -125,6 +127,7 @@ impl Default for RelayConfig {
             busy_poll: false,
             batch_wait_us: 0,
             batch: 16,
+            fixed_files: true,
             cpu: None,
             tick: Duration::from_millis(100),
             max_legs: 1024,

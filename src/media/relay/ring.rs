@@ -43,6 +43,20 @@ const BGID: u16 = 7;
 const MS_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
 const MS_PAYLOAD_OFF: usize = 16 + MS_NAME_LEN;
 
+/// Build an SQE against a socket, through the registered file table when
+/// the socket is in it (no fget/fput per operation), else by fd.
+macro_rules! on_fd {
+    ($sock:expr, $s:expr, |$f:ident| $body:expr) => {
+        if $sock.fixed {
+            let $f = types::Fixed($s);
+            $body
+        } else {
+            let $f = types::Fd($sock.fd);
+            $body
+        }
+    };
+}
+
 #[inline]
 fn ud(tag: u64, sock: u32, bid: u16) -> u64 {
     (tag << 56) | ((sock as u64) << 16) | bid as u64
@@ -236,6 +250,8 @@ struct Sock {
     armed: bool,
     starved: bool,
     closing: bool,
+    /// In the registered file table at index = socket index.
+    fixed: bool,
     inflight: u32,
     meta: Box<MsgMeta>,
     hold: Option<Box<HoldTx>>,
@@ -280,6 +296,8 @@ pub struct Relay {
     shutdown: bool,
     counters: RelayCounters,
     ms_payload_off: usize,
+    /// Size of the registered (sparse) file table; 0 if unavailable.
+    files: usize,
 }
 
 impl Relay {
@@ -343,10 +361,18 @@ impl Relay {
             shutdown: false,
             counters: RelayCounters::default(),
             ms_payload_off: MS_PAYLOAD_OFF,
+            files: 0,
             cfg,
         };
         for m in r.send_meta.iter_mut() {
             m.link(0);
+        }
+        if r.cfg.fixed_files {
+            let want = (r.cfg.max_legs * 2 + 64).clamp(64, 32768);
+            match r.ring.submitter().register_files_sparse(want as u32) {
+                Ok(()) => r.files = want,
+                Err(e) => tracing::warn!("no registered file table ({e}); sockets used by fd"),
+            }
         }
         r.counters.registered_buffers = r.pool.registered;
         Ok(r)
@@ -388,16 +414,15 @@ impl Relay {
                 sock.meta.link(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
                 sock.meta.iov.iov_base = std::ptr::null_mut();
                 sock.meta.iov.iov_len = self.pool.size;
-                opcode::RecvMsg::new(types::Fd(sock.fd), &mut sock.meta.hdr)
-                    .buf_group(BGID)
-                    .build()
-                    .flags(squeue::Flags::BUFFER_SELECT)
+                let hdr = &mut sock.meta.hdr as *mut libc::msghdr;
+                on_fd!(sock, s, |f| opcode::RecvMsg::new(f, hdr).buf_group(BGID).build()).flags(squeue::Flags::BUFFER_SELECT)
             }
             RecvMode::Multishot => {
                 sock.meta.link(MS_NAME_LEN as libc::socklen_t);
                 sock.meta.hdr.msg_iov = std::ptr::null_mut();
                 sock.meta.hdr.msg_iovlen = 0;
-                opcode::RecvMsgMulti::new(types::Fd(sock.fd), &sock.meta.hdr, BGID).build()
+                let hdr = &sock.meta.hdr as *const libc::msghdr;
+                on_fd!(sock, s, |f| opcode::RecvMsgMulti::new(f, hdr, BGID).build())
             }
         }
         .user_data(ud(TAG_RECV, s, 0));
@@ -726,23 +751,16 @@ impl Relay {
             return;
         }
         sock.inflight += 1;
-        let fd = sock.fd;
         let ptr = unsafe { self.pool.buf(bid).add(off) };
         let m = &mut self.send_meta[bid as usize];
         let nl = to_storage(&dest, &mut m.addr);
+        let addr = &m.addr as *const _ as *const libc::sockaddr;
         let e = if self.cfg.send_zc {
-            let mut op = opcode::SendZc::new(types::Fd(fd), ptr, len as u32)
-                .dest_addr(&m.addr as *const _ as *const libc::sockaddr)
-                .dest_addr_len(nl);
-            if self.pool.registered {
-                op = op.buf_index(Some(0));
-            }
-            op.build()
+            let idx = if self.pool.registered { Some(0) } else { None };
+            on_fd!(sock, s, |f| opcode::SendZc::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).buf_index(idx).build())
         } else {
-            m.iov.iov_base = ptr as *mut libc::c_void;
-            m.iov.iov_len = len;
-            m.hdr.msg_namelen = nl;
-            opcode::SendMsg::new(types::Fd(fd), &m.hdr).build()
+            // IORING_OP_SEND with a destination: no msghdr to copy in
+            on_fd!(sock, s, |f| opcode::Send::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build())
         };
         self.counters.tx += 1;
         self.push(e.user_data(ud(TAG_SEND, s, bid)));
@@ -751,6 +769,9 @@ impl Relay {
     fn maybe_free(&mut self, s: u32) {
         let free = matches!(self.socks.get(s as usize), Some(Some(sock)) if sock.closing && sock.inflight == 0);
         if free {
+            if (s as usize) < self.files {
+                let _ = self.ring.submitter().register_files_update(s, &[-1]);
+            }
             if let Some(slot) = self.socks.get_mut(s as usize) {
                 *slot = None; // drops the UdpSocket: fd closed
             }
@@ -785,7 +806,8 @@ impl Relay {
                                 h.meta.iov.iov_len = n;
                                 h.inflight = true;
                                 sock.inflight += 1;
-                                sent = Some(opcode::SendMsg::new(types::Fd(sock.fd), &h.meta.hdr).build().user_data(ud(TAG_HOLD, s, 0)));
+                                let hdr = &h.meta.hdr as *const libc::msghdr;
+                                sent = Some(on_fd!(sock, s, |f| opcode::SendMsg::new(f, hdr).build()).user_data(ud(TAG_HOLD, s, 0)));
                             }
                         }
                     }
@@ -896,8 +918,8 @@ impl Relay {
 
     fn add_sock(&mut self, sock: UdpSocket, leg: u32, kind: usize) -> u32 {
         let fd = sock.as_raw_fd();
-        let entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None };
-        match self.free_socks.pop() {
+        let entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, fixed: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None };
+        let i = match self.free_socks.pop() {
             Some(i) => {
                 self.socks[i as usize] = Some(entry);
                 i
@@ -906,7 +928,15 @@ impl Relay {
                 self.socks.push(Some(entry));
                 (self.socks.len() - 1) as u32
             }
+        };
+        if (i as usize) < self.files {
+            if self.ring.submitter().register_files_update(i, &[fd]).is_ok() {
+                if let Some(Some(sk)) = self.socks.get_mut(i as usize) {
+                    sk.fixed = true;
+                }
+            }
         }
+        i
     }
 
     fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: UdpSocket, cfg: LegConfig, now: Instant) {
@@ -974,7 +1004,8 @@ impl Relay {
                 sock.closing = true;
                 sock.leg = NONE;
                 if sock.armed {
-                    cancel = Some(opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(sock.fd)).all()).build().user_data(ud(TAG_CANCEL, s, 0)));
+                    let b = on_fd!(sock, s, |f| types::CancelBuilder::fd(f).all());
+                    cancel = Some(opcode::AsyncCancel2::new(b).build().user_data(ud(TAG_CANCEL, s, 0)));
                 }
             }
             if let Some(e) = cancel {
