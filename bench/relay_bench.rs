@@ -46,7 +46,7 @@ fn relay(args: &[String]) {
     let cpu: i64 = arg(args, "--cpu", -1);
     let cfg = RelayConfig {
         range: PortRange { start: base, end: base + 4 * streams as u16 },
-        recv_mode: if flag(args, "--multishot") { RecvMode::Multishot } else { RecvMode::OneShot },
+        recv_mode: if flag(args, "--oneshot") { RecvMode::OneShot } else { RecvMode::Multishot },
         send_zc: flag(args, "--zc"),
         register_buffers: flag(args, "--register") || flag(args, "--zc"),
         busy_poll: flag(args, "--busy"),

@@ -121,7 +121,7 @@ impl Default for RelayConfig {
             pool_buffers: 512,
             buf_size: 2048,
             ring_entries: 4096,
-            recv_mode: RecvMode::OneShot,
+            recv_mode: RecvMode::Multishot,
             send_zc: false,
             register_buffers: false,
             busy_poll: false,
