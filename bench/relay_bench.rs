@@ -54,7 +54,7 @@ fn relay(args: &[String]) {
         batch: arg(args, "--batch", 16),
         fixed_files: !flag(args, "--no-fixed-files"),
         cpu: if cpu >= 0 { Some(cpu as usize) } else { None },
-        pool_buffers: arg(args, "--buffers", 512),
+        pool_buffers: arg(args, "--buffers", 1024),
         max_legs: 2 * streams,
         tick: Duration::from_millis(200),
         ..Default::default()

@@ -39,7 +39,7 @@
 //! customer waits, its leg is not bridged and `start_hold` plays audio to it.
 //!
 //! # Locked memory
-//! The relay buffer pool (`pool_buffers × buf_size`, 1 MiB by default) is
+//! The relay buffer pool (`pool_buffers × buf_size`, 1.5 MiB by default) is
 //! registered as a fixed buffer (for `SEND_ZC`) when `register_buffers` is
 //! set; that counts against `RLIMIT_MEMLOCK`. If registration fails the relay
 //! logs it and runs with plain buffers. For the service set
@@ -83,7 +83,9 @@ pub struct RelayConfig {
     pub range: PortRange,
     /// Time a freed port pair waits before reuse.
     pub quarantine: Duration,
-    /// Buffers in the pool (provided buffer ring). 512 × 2 KiB = 1 MiB.
+    /// Buffers in the pool (provided buffer ring). 1024 × 1.5 KiB = 1.5 MiB.
+    /// A datagram larger than `buf_size` (minus 144 bytes in multishot mode)
+    /// is dropped as truncated.
     pub pool_buffers: usize,
     pub buf_size: usize,
     /// Submission queue entries.
@@ -118,8 +120,8 @@ impl Default for RelayConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             range: PortRange { start: 30000, end: 40000 },
             quarantine: Duration::from_secs(10),
-            pool_buffers: 512,
-            buf_size: 2048,
+            pool_buffers: 1024,
+            buf_size: 1536,
             ring_entries: 4096,
             recv_mode: RecvMode::Multishot,
             send_zc: false,
@@ -200,6 +202,7 @@ pub struct RelayCounters {
     pub recv_errors: u64,
     pub send_errors: u64,
     pub sq_full_flushes: u64,
+    pub mid_turn_submits: u64,
     pub buffers_out: usize,
     pub starved_now: usize,
     pub registered_buffers: bool,

@@ -434,7 +434,7 @@ impl Relay {
     /// Run until shutdown.
     pub fn run(mut self) {
         self.arm_wake();
-        let mut batch: [(u64, i32, u32); 256] = [(0, 0, 0); 256];
+        let mut batch: [(u64, i32, u32); 128] = [(0, 0, 0); 128];
         // periodic wake-up for the inactivity check: one multishot timeout
         // in the ring, so a plain wait needs no per-call timer
         let period = Box::new(types::Timespec::from(self.cfg.tick));
@@ -499,6 +499,16 @@ impl Relay {
                 self.counters.cqes += n as u64;
                 if n < batch.len() {
                     break;
+                }
+                // a long turn: hand the sends queued so far to the kernel now
+                // (UDP sends complete inline, so their buffers come back in
+                // the next chunk) instead of draining the pool first
+                self.pool.publish();
+                if !self.ring.submission().is_empty() {
+                    self.counters.mid_turn_submits += 1;
+                    if let Err(e) = self.ring.submit() {
+                        tracing::error!("io_uring submit: {e}");
+                    }
                 }
             }
             self.pool.publish();
