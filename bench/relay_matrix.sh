@@ -11,7 +11,7 @@ run() { # label prio impl streams rate [relay flags]
   echo "### $label"
   PRIO="$prio" ./bench/run_relay.sh "$@" 2>&1 | grep -E "rate:|cpu:|latency|overload|recovery"
 }
-VARIANTS="oneshot: multishot:--multishot send_zc:--zc busy_poll:--busy batch_wait20:--batch-wait-us_20"
+VARIANTS="multishot(default): oneshot:--oneshot send_zc:--zc busy_poll:--busy batch_wait20:--batch-wait-us_20"
 for n in 100 1000; do
   run "baseline n=$n 50kpps" "$RT" baseline $n 50000
   for v in $VARIANTS; do
@@ -20,18 +20,17 @@ for n in 100 1000; do
   done
 done
 for n in 100 1000; do
-  for rate in 60000 80000 100000; do
+  for rate in 100000 150000; do
     run "baseline n=$n rate=$rate" "$RT" baseline $n $rate
-    run "engine[oneshot] n=$n rate=$rate" "$RT" engine $n $rate
+    run "engine n=$n rate=$rate" "$RT" engine $n $rate
   done
 done
 export LOADFLAGS="--overload 3"
 run "baseline overload n=1000" "$RT" baseline 1000 0
-run "engine[oneshot] overload n=1000" "$RT" engine 1000 0
+run "engine overload n=1000" "$RT" engine 1000 0
+run "engine[oneshot] overload n=1000" "$RT" engine 1000 0 --oneshot
 export LOADFLAGS="--direct"
 run "direct, no relay (floor) n=100 50kpps" "$RT" baseline 100 50000
 export LOADFLAGS=""
 run "baseline n=100 50kpps, no chrt" "" baseline 100 50000
-run "engine[oneshot] n=100 50kpps, no chrt" "" engine 100 50000
-run "baseline n=1000 50kpps, no chrt" "" baseline 1000 50000
-run "engine[oneshot] n=1000 50kpps, no chrt" "" engine 1000 50000
+run "engine n=100 50kpps, no chrt" "" engine 100 50000
