@@ -1,0 +1,162 @@
+//! End-to-end: the registrar of the real `cc-engine` binary over loopback,
+//! driven by SIPp (sipp/register*.xml) and by raw UDP where exact headers
+//! matter (423/Min-Expires, 404, Expires 0, SHA-256).
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const SIPP_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn contacts_of(list: &[serde_json::Value], agent: &str) -> Vec<String> {
+    bindings_of(list, agent)
+        .iter()
+        .map(|v| v["contact"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn sipp_registers_both_demo_agents_with_digest() {
+    let e = Engine::start();
+    let run = sipp(
+        &e,
+        "register.xml",
+        &["-inf", sipp_file("agents.csv").to_str().unwrap(), "-key", "expires", "3600", "-m", "2", "-l", "1"],
+        SIPP_TIMEOUT,
+    );
+    assert!(run.ok(), "sipp register.xml failed\n{}\n{}", run.describe(), e.log_tail(4000));
+
+    let agents = poll(Duration::from_secs(3), || {
+        let a = e.agents();
+        (!bindings_of(&a, "alice").is_empty() && !bindings_of(&a, "bob").is_empty()).then_some(a)
+    })
+    .unwrap_or_else(|| panic!("alice and bob not both in /agents: {:?}", e.agents()));
+    for who in ["alice", "bob"] {
+        let b = bindings_of(&agents, who);
+        assert_eq!(b.len(), 1, "{who}: one binding expected: {b:?}");
+        let b = b[0];
+        let contact = b["contact"].as_str().expect("contact string");
+        assert!(contact.starts_with(&format!("sip:{who}@127.0.0.1:")), "{who} contact {contact}");
+        let exp = b["expires_in"].as_i64().expect("expires_in number");
+        assert!((3000..=3600).contains(&exp), "{who} expires_in {exp}");
+        assert!(b["target"].as_str().unwrap_or("").starts_with("127.0.0.1:"), "{who} target {b}");
+    }
+    let m = e.metrics();
+    assert!(m.get("cc_sip_responses_total", &[("code", "200")]).unwrap_or(0.0) >= 2.0, "{}", m.0);
+    assert!(m.get("cc_sip_responses_total", &[("code", "401")]).unwrap_or(0.0) >= 2.0, "{}", m.0);
+}
+
+#[test]
+fn sipp_wrong_password_gets_403() {
+    let e = Engine::start();
+    let run = sipp(
+        &e,
+        "register_wrong_password.xml",
+        &["-inf", sipp_file("agents.csv").to_str().unwrap(), "-key", "expires", "3600", "-m", "2", "-l", "1"],
+        SIPP_TIMEOUT,
+    );
+    assert!(run.ok(), "sipp register_wrong_password.xml failed\n{}", run.describe());
+    let a = e.agents();
+    assert!(a.is_empty(), "no binding may come from a wrong password: {a:?}");
+}
+
+#[test]
+fn unknown_user_gets_404() {
+    let e = Engine::start();
+    let r = register(&e, "mallory", "mallory-pass", Some(3600), "MD5");
+    let last = r.last.expect("no answer to REGISTER of an unknown user");
+    assert_eq!(last.status(), Some(404), "{}", last.text);
+    assert!(e.agents().is_empty());
+}
+
+#[test]
+fn expires_below_minimum_gets_423_with_min_expires() {
+    let e = Engine::start();
+    let r = register(&e, "alice", "alice-pass", Some(10), "MD5");
+    let last = r.last.expect("no answer to REGISTER Expires: 10");
+    assert_eq!(last.status(), Some(423), "{}", last.text);
+    let min = last.header("Min-Expires").unwrap_or_else(|| panic!("423 without Min-Expires:\n{}", last.text));
+    assert_eq!(min.trim(), "60", "{}", last.text);
+    assert!(e.agents().is_empty(), "{:?}", e.agents());
+}
+
+#[test]
+fn sha256_digest_registers() {
+    let e = Engine::start();
+    let r = register(&e, "bob", "bob-pass", Some(600), "SHA-256");
+    let first = r.first.expect("no answer to REGISTER");
+    assert_eq!(first.status(), Some(401), "{}", first.text);
+    let chs = first.headers("WWW-Authenticate");
+    assert!(chs.iter().any(|c| c.contains("SHA-256")), "no SHA-256 challenge: {chs:?}");
+    assert!(chs.iter().any(|c| c.contains("MD5")), "no MD5 challenge: {chs:?}");
+    assert!(chs.iter().all(|c| c.contains("qop=\"auth\"") || c.contains("qop=auth")), "{chs:?}");
+    assert!(chs.iter().all(|c| c.contains("realm=\"cc-engine\"")), "{chs:?}");
+    let last = r.last.expect("no answer to authenticated REGISTER");
+    assert_eq!(last.status(), Some(200), "{}", last.text);
+    let a = e.agents();
+    assert_eq!(contacts_of(&a, "bob"), vec![r.contact.clone()], "{a:?}");
+}
+
+#[test]
+fn unregister_with_expires_zero_removes_binding() {
+    let e = Engine::start();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r = register_on(&e, &sock, "alice", "alice-pass", Some(3600), "MD5");
+    assert_eq!(r.last.as_ref().and_then(|m| m.status()), Some(200), "{:?}", r.last);
+    let a = e.agents();
+    assert_eq!(contacts_of(&a, "alice"), vec![r.contact.clone()], "{a:?}");
+    let exp = bindings_of(&a, "alice")[0]["expires_in"].as_i64().unwrap();
+    assert!((3500..=3600).contains(&exp), "expires_in {exp}");
+
+    let r0 = register_on(&e, &sock, "alice", "alice-pass", Some(0), "MD5");
+    assert_eq!(r0.last.as_ref().and_then(|m| m.status()), Some(200), "{:?}", r0.last);
+    let gone = poll(Duration::from_secs(2), || contacts_of(&e.agents(), "alice").is_empty().then_some(()));
+    assert!(gone.is_some(), "binding still listed after Expires: 0: {:?}", e.agents());
+}
+
+#[test]
+fn at_most_three_contacts_per_agent() {
+    let e = Engine::start();
+    let mut ok = 0;
+    for _ in 0..4 {
+        let r = register(&e, "alice", "alice-pass", Some(3600), "MD5");
+        let st = r.last.as_ref().and_then(|m| m.status());
+        assert!(st.is_some(), "no answer to REGISTER");
+        if st == Some(200) {
+            ok += 1;
+        }
+    }
+    assert!(ok >= 3, "the first three contacts must register");
+    let n = bindings_of(&e.agents(), "alice").len();
+    assert!(n <= 3, "max 3 contacts per agent, /agents lists {n}: {:?}", e.agents());
+    assert_eq!(n, 3, "{:?}", e.agents());
+}
+
+#[test]
+fn binding_survives_kill9_and_restart() {
+    let mut e = Engine::start();
+    let r = register(&e, "alice", "alice-pass", Some(3600), "MD5");
+    assert_eq!(r.last.as_ref().and_then(|m| m.status()), Some(200), "{:?}", r.last);
+    assert_eq!(contacts_of(&e.agents(), "alice"), vec![r.contact.clone()]);
+    // The routing shard commits in groups of a few ms: give it a bounded moment.
+    std::thread::sleep(Duration::from_millis(500));
+    e.kill9();
+
+    let offline = e.offline_agents();
+    assert_eq!(contacts_of(&offline, "alice"), vec![r.contact.clone()], "after kill -9, `cc-engine agents`: {offline:?}");
+
+    e.spawn();
+    let a = e.agents();
+    assert_eq!(contacts_of(&a, "alice"), vec![r.contact.clone()], "after restart, /agents: {a:?}");
+    let exp = bindings_of(&a, "alice")[0]["expires_in"].as_i64().unwrap();
+    assert!((3000..=3600).contains(&exp), "expires_in after restart {exp}");
+    assert!(e.options_ok());
+}
+
+#[test]
+fn sigterm_exits_zero_within_two_seconds() {
+    let mut e = Engine::start();
+    let st = e.terminate(Duration::from_secs(2));
+    let st = st.unwrap_or_else(|| panic!("no exit within 2 s of SIGTERM\n{}", e.log_tail(3000)));
+    assert_eq!(st.code(), Some(0), "exit status {st}\n{}", e.log_tail(3000));
+}
