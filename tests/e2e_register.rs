@@ -21,7 +21,7 @@ fn sipp_registers_both_demo_agents_with_digest() {
     let run = sipp(
         &e,
         "register.xml",
-        &["-inf", sipp_file("agents.csv").to_str().unwrap(), "-key", "expires", "3600", "-m", "2", "-l", "1"],
+        &["-inf", sipp_file("agents.csv").to_str().unwrap(), "-m", "2", "-l", "1"],
         SIPP_TIMEOUT,
     );
     assert!(run.ok(), "sipp register.xml failed\n{}\n{}", run.describe(), e.log_tail(4000));
@@ -52,7 +52,7 @@ fn sipp_wrong_password_gets_403() {
     let run = sipp(
         &e,
         "register_wrong_password.xml",
-        &["-inf", sipp_file("agents.csv").to_str().unwrap(), "-key", "expires", "3600", "-m", "2", "-l", "1"],
+        &["-inf", sipp_file("agents.csv").to_str().unwrap(), "-m", "2", "-l", "1"],
         SIPP_TIMEOUT,
     );
     assert!(run.ok(), "sipp register_wrong_password.xml failed\n{}", run.describe());
