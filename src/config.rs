@@ -1,0 +1,604 @@
+//! The engine's configuration: one TOML file, validated in full before the
+//! engine starts. Every error names the file, the key and the reason, so an
+//! operator can fix it without reading the source.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: key `{key}`: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// How many signalling shards to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// One per CPU the process may run on.
+    Auto,
+    Count(u16),
+}
+
+impl<'de> Deserialize<'de> for Shards {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Num(i64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "auto" => Ok(Shards::Auto),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "expected \"auto\" or a number of shards, found \"{w}\""
+            ))),
+            Raw::Num(n) => u16::try_from(n)
+                .map(Shards::Count)
+                .map_err(|_| serde::de::Error::custom(format!("{n} shards is out of range"))),
+        }
+    }
+}
+
+impl Shards {
+    /// The number of signalling shards this resolves to on this machine.
+    pub fn resolve(self) -> u16 {
+        match self {
+            Shards::Count(n) => n,
+            Shards::Auto => std::thread::available_parallelism()
+                .map(|n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+                .unwrap_or(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub engine: EngineSection,
+    pub sip: SipSection,
+    #[serde(default)]
+    pub registrar: RegistrarSection,
+    #[serde(default)]
+    pub mgmt: MgmtSection,
+    #[serde(default)]
+    pub media: MediaSection,
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<AgentConfig>,
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    pub shards: Shards,
+    /// Where the redb database lives; relative paths are relative to the
+    /// working directory (the systemd unit passes an absolute one).
+    pub state_dir: PathBuf,
+    /// A tracing filter (`info`, `cc_engine=debug`…); `RUST_LOG` wins.
+    pub log_level: String,
+    /// io_uring buffer memory per executor. Locked memory is scarce
+    /// (RLIMIT_MEMLOCK), so this stays small.
+    pub io_memory_kib: u32,
+    /// The routing shard commits registrations and CDRs at most this long
+    /// after they happen: the bound on what a crash can lose.
+    pub group_commit_ms: u64,
+    /// Pin executors to CPUs (off only for debugging on busy machines).
+    pub pin_cpus: bool,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            shards: Shards::Auto,
+            state_dir: PathBuf::from("state"),
+            log_level: "info".into(),
+            io_memory_kib: 256,
+            group_commit_ms: 5,
+            pin_cpus: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    pub listen: SocketAddr,
+    /// The domain agents register in (the host part of their AOR).
+    pub domain: String,
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+    /// Larger datagrams are answered 513 (or dropped if unaddressable).
+    #[serde(default = "default_max_datagram")]
+    pub max_datagram: usize,
+    /// RFC 3261 T1 in milliseconds (RTT estimate).
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+}
+
+fn default_realm() -> String {
+    "cc-engine".into()
+}
+fn default_user_agent() -> String {
+    concat!("cc-engine/", env!("CARGO_PKG_VERSION")).into()
+}
+fn default_max_datagram() -> usize {
+    8192
+}
+fn default_t1() -> u64 {
+    500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarSection {
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub max_contacts: u32,
+    /// Seconds a digest nonce stays fresh; older ones get `stale=true`.
+    pub nonce_lifetime_s: u32,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> Self {
+        RegistrarSection {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 3,
+            nonce_lifetime_s: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MgmtSection {
+    /// HTTP address of the management plane (metrics, agents); off if absent.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// The relay's address, written into SDP.
+    pub address: std::net::IpAddr,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub codecs: Vec<String>,
+    pub media_timeout_s: u32,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            codecs: vec!["PCMU".into(), "PCMA".into(), "telephone-event".into()],
+            media_timeout_s: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: String,
+    pub password: String,
+    #[serde(default = "one")]
+    pub max_calls: u32,
+    /// Queues this agent serves.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Skill name → proficiency 1..=100.
+    #[serde(default)]
+    pub skills: BTreeMap<String, u8>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    RoundRobin,
+    LongestIdle,
+    FewestCalls,
+    Skills,
+    Priority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerMode {
+    Immediate,
+    OnAgent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoAgents {
+    Wait,
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    #[serde(default = "default_strategy")]
+    pub strategy: Strategy,
+    #[serde(default = "default_answer")]
+    pub answer: AnswerMode,
+    /// Calls allowed to wait at once.
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting: u32,
+    /// Queue that takes calls when this one is full.
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Status sent when full with no overflow: 486 or 503 (+Retry-After).
+    #[serde(default = "default_full_status")]
+    pub full_status: u16,
+    #[serde(default = "default_retry_after")]
+    pub retry_after_s: u32,
+    #[serde(default = "default_no_agents")]
+    pub no_agents: NoAgents,
+    /// 0 = wait forever.
+    #[serde(default)]
+    pub max_wait_s: u32,
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_s: u32,
+    #[serde(default = "default_wrap_up")]
+    pub wrap_up_s: u32,
+    #[serde(default = "default_max_no_answer")]
+    pub max_no_answer: u32,
+    /// Base priority of calls entering this queue.
+    #[serde(default)]
+    pub priority: i32,
+    /// WAV file (8 kHz mono 16-bit PCM) played while callers wait.
+    #[serde(default)]
+    pub hold_audio: Option<PathBuf>,
+    /// Skills a call in this queue needs (for the `skills` strategy).
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+fn default_strategy() -> Strategy {
+    Strategy::LongestIdle
+}
+fn default_answer() -> AnswerMode {
+    AnswerMode::Immediate
+}
+fn default_max_waiting() -> u32 {
+    100
+}
+fn default_full_status() -> u16 {
+    486
+}
+fn default_retry_after() -> u32 {
+    30
+}
+fn default_no_agents() -> NoAgents {
+    NoAgents::Wait
+}
+fn default_ring_timeout() -> u32 {
+    15
+}
+fn default_wrap_up() -> u32 {
+    10
+}
+fn default_max_no_answer() -> u32 {
+    3
+}
+
+impl Config {
+    /// Reads, parses and validates `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, file)
+    }
+
+    /// Parses and validates TOML text; `file` only names the source in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            reason,
+        };
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            // toml's message carries the line and a caret; keep it whole.
+            let reason = inner.message().trim().to_string();
+            let reason = match inner.span() {
+                Some(span) => format!("{reason} (line {})", line_of(text, span.start)),
+                None => reason,
+            };
+            invalid(if key == "." { "(top level)".into() } else { key }, reason)
+        })?;
+        cfg.validate().map_err(|(key, reason)| invalid(key, reason))?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, r: String| Err((k.to_string(), r));
+        if self.engine.shards == Shards::Count(0) {
+            return err("engine.shards", "must be at least 1 (or \"auto\")".into());
+        }
+        if let Shards::Count(n) = self.engine.shards {
+            if n > 256 {
+                return err("engine.shards", format!("{n} is more than 256"));
+            }
+        }
+        if !(64..=65536).contains(&self.engine.io_memory_kib) {
+            return err(
+                "engine.io_memory_kib",
+                format!("{} is outside 64..=65536", self.engine.io_memory_kib),
+            );
+        }
+        if !(1..=1000).contains(&self.engine.group_commit_ms) {
+            return err(
+                "engine.group_commit_ms",
+                format!("{} is outside 1..=1000", self.engine.group_commit_ms),
+            );
+        }
+        if self.engine.log_level.trim().is_empty() {
+            return err("engine.log_level", "must not be empty".into());
+        }
+        if self.sip.listen.port() == 0 {
+            return err("sip.listen", "port 0 is not a listening port".into());
+        }
+        if self.sip.domain.trim().is_empty() || self.sip.domain.contains(char::is_whitespace) {
+            return err("sip.domain", format!("\"{}\" is not a domain", self.sip.domain));
+        }
+        if self.sip.realm.is_empty() || self.sip.realm.contains('"') {
+            return err("sip.realm", "must be non-empty and contain no '\"'".into());
+        }
+        if !(1024..=65507).contains(&self.sip.max_datagram) {
+            return err(
+                "sip.max_datagram",
+                format!("{} is outside 1024..=65507", self.sip.max_datagram),
+            );
+        }
+        if !(50..=10_000).contains(&self.sip.t1_ms) {
+            return err("sip.t1_ms", format!("{} is outside 50..=10000", self.sip.t1_ms));
+        }
+        let r = &self.registrar;
+        if r.min_expires == 0 {
+            return err("registrar.min_expires", "must be at least 1".into());
+        }
+        if r.max_expires < r.min_expires {
+            return err(
+                "registrar.max_expires",
+                format!("{} is below min_expires {}", r.max_expires, r.min_expires),
+            );
+        }
+        if !(r.min_expires..=r.max_expires).contains(&r.default_expires) {
+            return err(
+                "registrar.default_expires",
+                format!(
+                    "{} is outside min_expires..=max_expires ({}..={})",
+                    r.default_expires, r.min_expires, r.max_expires
+                ),
+            );
+        }
+        if !(1..=100).contains(&r.max_contacts) {
+            return err(
+                "registrar.max_contacts",
+                format!("{} is outside 1..=100", r.max_contacts),
+            );
+        }
+        if !(10..=86_400).contains(&r.nonce_lifetime_s) {
+            return err(
+                "registrar.nonce_lifetime_s",
+                format!("{} is outside 10..=86400", r.nonce_lifetime_s),
+            );
+        }
+        let m = &self.media;
+        if m.rtp_port_min < 1024 || m.rtp_port_min % 2 != 0 {
+            return err(
+                "media.rtp_port_min",
+                format!("{} must be an even port >= 1024", m.rtp_port_min),
+            );
+        }
+        if m.rtp_port_max <= m.rtp_port_min {
+            return err(
+                "media.rtp_port_max",
+                format!("{} must be above rtp_port_min {}", m.rtp_port_max, m.rtp_port_min),
+            );
+        }
+        if m.codecs.is_empty() {
+            return err("media.codecs", "must name at least one codec".into());
+        }
+        for c in &m.codecs {
+            let known = ["PCMU", "PCMA", "telephone-event"];
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(c)) {
+                return err(
+                    "media.codecs",
+                    format!("\"{c}\" is not supported (known: {})", known.join(", ")),
+                );
+            }
+        }
+        let mut queue_names = BTreeSet::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            let key = |f: &str| format!("queue[{i}].{f}");
+            if !is_sip_user(&q.name) {
+                return err(&key("name"), format!("\"{}\" is not a valid SIP user part", q.name));
+            }
+            if !queue_names.insert(q.name.as_str()) {
+                return err(&key("name"), format!("queue \"{}\" is defined twice", q.name));
+            }
+            if q.full_status != 486 && q.full_status != 503 {
+                return err(&key("full_status"), format!("{} is not 486 or 503", q.full_status));
+            }
+            if q.ring_timeout_s == 0 || q.ring_timeout_s > 600 {
+                return err(&key("ring_timeout_s"), format!("{} is outside 1..=600", q.ring_timeout_s));
+            }
+            if q.max_no_answer == 0 {
+                return err(&key("max_no_answer"), "must be at least 1".into());
+            }
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some(o) = &q.overflow {
+                if o == &q.name {
+                    return err(&format!("queue[{i}].overflow"), "a queue cannot overflow into itself".into());
+                }
+                if !queue_names.contains(o.as_str()) {
+                    return err(&format!("queue[{i}].overflow"), format!("no queue named \"{o}\""));
+                }
+            }
+        }
+        let mut agent_ids = BTreeSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let key = |f: &str| format!("agent[{i}].{f}");
+            if !is_sip_user(&a.id) {
+                return err(&key("id"), format!("\"{}\" is not a valid SIP user part", a.id));
+            }
+            if queue_names.contains(a.id.as_str()) {
+                return err(&key("id"), format!("\"{}\" is also a queue name", a.id));
+            }
+            if !agent_ids.insert(a.id.as_str()) {
+                return err(&key("id"), format!("agent \"{}\" is defined twice", a.id));
+            }
+            if a.password.is_empty() {
+                return err(&key("password"), "must not be empty".into());
+            }
+            if !(1..=100).contains(&a.max_calls) {
+                return err(&key("max_calls"), format!("{} is outside 1..=100", a.max_calls));
+            }
+            for q in &a.queues {
+                if !queue_names.contains(q.as_str()) {
+                    return err(&key("queues"), format!("no queue named \"{q}\""));
+                }
+            }
+            for (s, p) in &a.skills {
+                if !(1..=100).contains(p) {
+                    return err(&key(&format!("skills.{s}")), format!("{p} is outside 1..=100"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RFC 3261 `user` characters we accept in names (unreserved + a few).
+fn is_sip_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'+".contains(&b))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+        .unwrap_or(0)
+}
+
+impl fmt::Display for Shards {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shards::Auto => f.write_str("auto"),
+            Shards::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../config/cc-engine.toml");
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("test.toml"))
+    }
+
+    fn key_of(t: &str) -> String {
+        match parse(t) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let c = parse(SHIPPED).expect("shipped config");
+        assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+        assert!(c.agents.iter().any(|a| a.id == "alice"));
+        assert!(c.agents.iter().any(|a| a.id == "bob"));
+        assert!(c.queues.iter().any(|q| q.name == "support"));
+        assert_eq!(c.engine.shards, Shards::Auto);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let t = SHIPPED.replace("[sip]", "[sip]\nlisen = 1");
+        assert_eq!(key_of(&t), "sip.lisen");
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(e.contains("test.toml") && e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let t = SHIPPED.replace("min_expires = 60", "min_expires = \"sixty\"");
+        assert_eq!(key_of(&t), "registrar.min_expires");
+    }
+
+    #[test]
+    fn impossible_values_are_named() {
+        assert_eq!(key_of(&SHIPPED.replace("shards = \"auto\"", "shards = 0")), "engine.shards");
+        assert_eq!(
+            key_of(&SHIPPED.replace("127.0.0.1:5060", "127.0.0.1:70000")),
+            "sip.listen"
+        );
+        assert_eq!(
+            key_of(&SHIPPED.replace("max_expires = 3600", "max_expires = 10")),
+            "registrar.max_expires"
+        );
+        assert_eq!(
+            key_of(&SHIPPED.replace("queues = [\"support\"]", "queues = [\"nope\"]")),
+            "agent[0].queues"
+        );
+    }
+
+    #[test]
+    fn shards_accepts_auto_and_numbers_only() {
+        assert_eq!(
+            parse(&SHIPPED.replace("shards = \"auto\"", "shards = 3")).unwrap().engine.shards,
+            Shards::Count(3)
+        );
+        assert_eq!(key_of(&SHIPPED.replace("shards = \"auto\"", "shards = \"many\"")), "engine.shards");
+    }
+
+    #[test]
+    fn duplicate_agent_is_refused() {
+        let t = format!("{SHIPPED}\n[[agent]]\nid = \"alice\"\npassword = \"x\"\n");
+        assert_eq!(key_of(&t), "agent[2].id");
+    }
+}

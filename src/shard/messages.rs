@@ -1,0 +1,25 @@
+//! Facts the signalling shards tell the routing shard, and its decisions.
+//! Plain data: they cross executors over glommio's lock-free channels.
+
+use crate::acd::{RegisterReply, RegisterRequest};
+
+/// Shard → routing.
+#[derive(Debug)]
+pub enum ToRouting {
+    /// A REGISTER to authenticate and apply; `tx` comes back in the reply.
+    Register { shard: u16, tx: u64, req: RegisterRequest },
+}
+
+/// Routing → shard.
+#[derive(Debug)]
+pub enum FromRouting {
+    RegisterReply { tx: u64, reply: RegisterReply },
+}
+
+/// A datagram that landed on a shard which does not own it (DESIGN.md,
+/// "Affinity"): the owner processes it as if it had received it.
+#[derive(Debug)]
+pub struct Forwarded {
+    pub data: bytes::Bytes,
+    pub src: std::net::SocketAddr,
+}

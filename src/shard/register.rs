@@ -1,0 +1,225 @@
+//! REGISTER on the wire ⇄ the registrar's plain data.
+//!
+//! The registrar does not know rsip; this is the one place that reads the
+//! headers it needs (To, Contact list, Expires, Authorization, Call-ID,
+//! CSeq, User-Agent) and writes its reply back as a SIP response.
+
+use std::net::SocketAddr;
+
+use rsip::headers::UntypedHeader;
+use rsip::Header;
+
+use crate::acd::{ContactParam, ContactSet, RegisterReply, RegisterRequest};
+use crate::sip::endpoint::ResponseSpec;
+
+/// Reads a REGISTER; `Err` carries the reason phrase of a 400.
+pub fn to_registrar(req: &rsip::Request, src: SocketAddr) -> Result<RegisterRequest, &'static str> {
+    let mut user = None;
+    let mut contacts: Option<Vec<ContactParam>> = None;
+    let mut star = false;
+    let mut expires = None;
+    let mut authorizations = Vec::new();
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut user_agent = None;
+    for h in req.headers.iter() {
+        match h {
+            Header::To(v) => user = Some(uri_user(v.value()).ok_or("Bad To Header")?),
+            Header::Contact(v) => {
+                for item in split_list(v.value()) {
+                    if item.trim() == "*" {
+                        star = true;
+                    } else {
+                        contacts.get_or_insert_with(Vec::new).push(contact_param(item)?);
+                    }
+                }
+            }
+            Header::Expires(v) => {
+                expires = Some(v.value().trim().parse::<u32>().map_err(|_| "Bad Expires Header")?)
+            }
+            Header::Authorization(v) => authorizations.push(v.value().to_string()),
+            Header::CallId(v) => call_id = Some(v.value().trim().to_string()),
+            Header::CSeq(v) => {
+                let num = v.value().split_whitespace().next().unwrap_or("");
+                cseq = Some(num.parse::<u32>().map_err(|_| "Bad CSeq Header")?);
+            }
+            Header::UserAgent(v) => user_agent = Some(v.value().to_string()),
+            _ => {}
+        }
+    }
+    let contacts = match (star, contacts) {
+        (true, Some(_)) => return Err("Contact * Mixed With Contacts"),
+        (true, None) => ContactSet::Star,
+        (false, Some(list)) => ContactSet::List(list),
+        (false, None) => ContactSet::None,
+    };
+    Ok(RegisterRequest {
+        user: user.ok_or("Missing To Header")?,
+        contacts,
+        expires,
+        authorizations,
+        method_uri: req.uri.to_string(),
+        call_id: call_id.ok_or("Missing Call-ID Header")?,
+        cseq: cseq.ok_or("Missing CSeq Header")?,
+        source: src,
+        user_agent,
+    })
+}
+
+/// The registrar's answer as a response to the REGISTER.
+pub fn to_response(reply: &RegisterReply) -> ResponseSpec {
+    let mut spec = ResponseSpec { reason: Some(reply.reason().to_string()), ..ResponseSpec::new(reply.status()) };
+    match reply {
+        RegisterReply::Ok { contacts } => {
+            for (uri, secs) in contacts {
+                spec.headers.push(("Contact".into(), format!("<{uri}>;expires={secs}")));
+            }
+            spec.headers.push(("Date".into(), http_date(std::time::SystemTime::now())));
+        }
+        RegisterReply::Challenge { www_authenticate } => {
+            for c in www_authenticate {
+                spec.headers.push(("WWW-Authenticate".into(), c.clone()));
+            }
+        }
+        RegisterReply::IntervalTooBrief { min_expires } => {
+            spec.headers.push(("Min-Expires".into(), min_expires.to_string()));
+        }
+        _ => {}
+    }
+    spec
+}
+
+/// The user part of a name-addr or addr-spec (`"A" <sip:alice@h>;tag=x`).
+fn uri_user(v: &str) -> Option<String> {
+    let uri = match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => v.get(a + 1..b)?,
+        _ => v.split(';').next()?,
+    };
+    let rest = uri.trim().strip_prefix("sip:").or_else(|| uri.trim().strip_prefix("sips:"))?;
+    let user = rest.split('@').next()?;
+    if rest.contains('@') && !user.is_empty() {
+        // The user part may carry a password (user:pw) or params.
+        Some(user.split([':', ';']).next().unwrap_or(user).to_string())
+    } else {
+        None
+    }
+}
+
+/// One Contact list item: `<uri>;expires=60;+sip.instance="..";ob` or a bare URI.
+fn contact_param(item: &str) -> Result<ContactParam, &'static str> {
+    let item = item.trim();
+    let (uri, params) = if let Some(start) = item.find('<') {
+        let end = item.get(start..).and_then(|s| s.find('>')).ok_or("Bad Contact Header")? + start;
+        (item.get(start + 1..end).ok_or("Bad Contact Header")?, item.get(end + 1..).unwrap_or(""))
+    } else {
+        // addr-spec form: parameters after ';' belong to the header (§20.10).
+        match item.find(';') {
+            Some(i) => (item.get(..i).unwrap_or(""), item.get(i..).unwrap_or("")),
+            None => (item, ""),
+        }
+    };
+    let uri = uri.trim();
+    if !(uri.starts_with("sip:") || uri.starts_with("sips:")) || uri.len() < 5 {
+        return Err("Bad Contact URI");
+    }
+    let mut p = ContactParam { uri: uri.to_string(), expires: None, q: None, ob: false };
+    for param in params.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = match param.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+            None => (param, None),
+        };
+        if k.eq_ignore_ascii_case("expires") {
+            p.expires = Some(v.and_then(|v| v.parse().ok()).ok_or("Bad Contact Expires")?);
+        } else if k.eq_ignore_ascii_case("q") {
+            p.q = Some(v.and_then(|v| v.parse().ok()).ok_or("Bad Contact q")?);
+        } else if k.eq_ignore_ascii_case("ob") {
+            p.ob = true;
+        }
+    }
+    Ok(p)
+}
+
+/// Splits a header value at commas outside quotes and angle brackets.
+fn split_list(v: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0usize);
+    for (i, c) in v.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth <= 0 => {
+                parts.push(v.get(start..i).unwrap_or(""));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(v.get(start..).unwrap_or(""));
+    parts.into_iter().filter(|p| !p.trim().is_empty())
+}
+
+/// RFC 7231 IMF-fixdate, as SIP's Date header wants (RFC 3261 §20.17).
+fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let wd = WD.get(days.rem_euclid(7) as usize).unwrap_or(&"Thu");
+    let mon = MO.get((mo - 1) as usize).unwrap_or(&"Jan");
+    format!("{wd}, {d:02} {mon} {y} {h:02}:{m:02}:{s:02} GMT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_contacts_outside_quotes_and_brackets() {
+        let v: Vec<_> = split_list(r#""A, b" <sip:a@h;x=1,2>;expires=5, <sip:b@h>"#).collect();
+        assert_eq!(v.len(), 2, "{v:?}");
+        let c = contact_param(v[0]).unwrap();
+        assert_eq!(c.uri, "sip:a@h;x=1,2");
+        assert_eq!(c.expires, Some(5));
+    }
+
+    #[test]
+    fn contact_params() {
+        let c = contact_param("<sip:alice@10.0.0.1:5062;transport=udp>;ob;q=0.5").unwrap();
+        assert!(c.ob);
+        assert_eq!(c.q, Some(0.5));
+        assert_eq!(c.uri, "sip:alice@10.0.0.1:5062;transport=udp");
+        let bare = contact_param("sip:bob@h;expires=0").unwrap();
+        assert_eq!((bare.uri.as_str(), bare.expires), ("sip:bob@h", Some(0)));
+        assert!(contact_param("<mailto:x@y>").is_err());
+        assert!(contact_param("<sip:x@y").is_err());
+        assert!(contact_param("<sip:x@y>;expires=soon").is_err());
+    }
+
+    #[test]
+    fn user_of_to_header() {
+        assert_eq!(uri_user("\"Alice\" <sip:alice@127.0.0.1>;tag=1").as_deref(), Some("alice"));
+        assert_eq!(uri_user("sip:bob@h;tag=2").as_deref(), Some("bob"));
+        assert_eq!(uri_user("<sip:127.0.0.1>"), None);
+    }
+
+    #[test]
+    fn date_format() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

@@ -1,0 +1,280 @@
+//! Starting and stopping the engine: sockets bound up front (so a busy port
+//! is an error before anything runs), one pinned glommio executor per
+//! signalling shard plus the routing shard, the channel mesh between them,
+//! the management thread, and the main thread waiting for signals while it
+//! pings the systemd watchdog.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::messages::{Forwarded, FromRouting, ToRouting};
+use super::{notify, routing, signalling, signals};
+use crate::acd::{Store, StoreError};
+use crate::config::Config;
+use crate::mgmt::{self, Board};
+
+/// Capacity of each cross-executor channel. A full channel back-pressures
+/// the sender (it awaits) rather than dropping.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// How long start-up may take before we call it failed.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the engine could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot bind SIP socket {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot bind management listener {addr}: {source}")]
+    Mgmt { addr: SocketAddr, source: std::io::Error },
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start executor {name}: {reason}")]
+    Executor { name: String, reason: String },
+    #[error("executor {0} did not become ready within {START_TIMEOUT:?}")]
+    StartTimeout(String),
+}
+
+/// Everything an executor shares with the main thread.
+#[derive(Clone)]
+pub struct Shared {
+    pub board: Arc<Board>,
+    pub shutdown: Arc<AtomicBool>,
+    /// Bumped by each executor's housekeeping tick; the watchdog is only
+    /// fed while all of them move.
+    pub heartbeats: Arc<Vec<AtomicU64>>,
+    pub ready: mpsc::Sender<String>,
+    /// Each executor's [`ExitNotice`] reports here when it ends, even by panic.
+    pub exited: mpsc::Sender<String>,
+}
+
+/// Tells the main thread an executor ended, however it ended: the drop runs
+/// on return and on unwinding.
+pub struct ExitNotice {
+    name: String,
+    tx: mpsc::Sender<String>,
+}
+
+impl ExitNotice {
+    pub fn new(name: &str, shared: &Shared) -> ExitNotice {
+        ExitNotice { name: name.to_string(), tx: shared.exited.clone() }
+    }
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.name.clone());
+    }
+}
+
+/// Runs the engine until SIGTERM/SIGINT. Returns once everything is stopped
+/// and the state is committed.
+pub fn run(cfg: Config) -> Result<(), RunError> {
+    signals::block();
+    let shards = cfg.engine.shards.resolve().max(1);
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    let state_dir: PathBuf = cfg.engine.state_dir.clone();
+    let store = Store::open(&state_dir)?;
+
+    // Bind every shard's socket before starting anything.
+    let mut sockets = Vec::with_capacity(shards as usize);
+    // SO_REUSEPORT would let us share the port with another engine run by
+    // the same user; a plain bind first makes "address in use" an error.
+    drop(std::net::UdpSocket::bind(cfg.sip.listen).map_err(|source| RunError::Bind {
+        addr: cfg.sip.listen,
+        source,
+    })?);
+    for _ in 0..shards {
+        sockets.push(bind_reuseport(cfg.sip.listen).map_err(|source| RunError::Bind {
+            addr: cfg.sip.listen,
+            source,
+        })?);
+    }
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (exited_tx, exited_rx) = mpsc::channel();
+    let shared = Shared {
+        board: Arc::new(Board::new(shards as usize + 1)),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        heartbeats: Arc::new((0..=shards).map(|_| AtomicU64::new(0)).collect()),
+        ready: ready_tx,
+        exited: exited_tx,
+    };
+
+    // Channels: shard → routing, routing → shard, and a full shard mesh.
+    let mut to_routing_tx = Vec::new();
+    let mut to_routing_rx = Vec::new();
+    let mut from_routing_tx = Vec::new();
+    let mut from_routing_rx = Vec::new();
+    for _ in 0..shards {
+        let (t, r) = shared_channel::new_bounded::<ToRouting>(CHANNEL_CAPACITY);
+        to_routing_tx.push(t);
+        to_routing_rx.push(r);
+        let (t, r) = shared_channel::new_bounded::<FromRouting>(CHANNEL_CAPACITY);
+        from_routing_tx.push(t);
+        from_routing_rx.push(r);
+    }
+    // mesh_tx[i][j]: i sends to j; mesh_rx[j][i]: j receives from i.
+    let mut mesh_tx: Vec<Vec<Option<SharedSender<Forwarded>>>> =
+        (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
+    let mut mesh_rx: Vec<Vec<SharedReceiver<Forwarded>>> = (0..shards).map(|_| Vec::new()).collect();
+    for i in 0..shards as usize {
+        for j in 0..shards as usize {
+            if i != j {
+                let (t, r) = shared_channel::new_bounded::<Forwarded>(CHANNEL_CAPACITY);
+                mesh_tx[i][j] = Some(t);
+                mesh_rx[j].push(r);
+            }
+        }
+    }
+
+    let placement = |n: usize| -> Placement {
+        if cfg.engine.pin_cpus && !cpus.is_empty() {
+            Placement::Fixed(cpus[n % cpus.len()])
+        } else {
+            Placement::Unbound
+        }
+    };
+    let io_memory = cfg.engine.io_memory_kib as usize * 1024;
+    let mut handles = Vec::new();
+
+    // The routing shard shares the last CPU: on small machines it is the
+    // least loaded one once the kernel spreads remote addresses over shards.
+    {
+        let name = "cc-routing".to_string();
+        let ctx = routing::Context {
+            cfg: cfg.clone(),
+            store,
+            inbox: to_routing_rx,
+            outbox: from_routing_tx,
+            shared: shared.clone(),
+            slot: shards as usize,
+        };
+        let h = LocalExecutorBuilder::new(placement(shards as usize))
+            .name(&name)
+            .io_memory(io_memory)
+            .spawn(move || async move {
+                let _notice = ExitNotice::new("routing", &ctx.shared);
+                routing::run(ctx).await
+            })
+            .map_err(|e| RunError::Executor { name: name.clone(), reason: e.to_string() })?;
+        handles.push(h);
+    }
+    for (i, ((sock, to_r), (from_r, (m_tx, m_rx)))) in sockets
+        .into_iter()
+        .zip(to_routing_tx)
+        .zip(from_routing_rx.into_iter().zip(mesh_tx.into_iter().zip(mesh_rx)))
+        .enumerate()
+    {
+        let name = format!("cc-shard-{i}");
+        let ctx = signalling::Context {
+            id: i as u16,
+            shards,
+            cfg: cfg.clone(),
+            socket: sock,
+            to_routing: to_r,
+            from_routing: from_r,
+            mesh_tx: m_tx,
+            mesh_rx: m_rx,
+            shared: shared.clone(),
+        };
+        let h = LocalExecutorBuilder::new(placement(i))
+            .name(&name)
+            .io_memory(io_memory)
+            .spawn(move || async move {
+                let _notice = ExitNotice::new(&format!("shard {i}"), &ctx.shared);
+                signalling::run(ctx).await
+            })
+            .map_err(|e| RunError::Executor { name: name.clone(), reason: e.to_string() })?;
+        handles.push(h);
+    }
+
+    let mgmt = match cfg.mgmt.listen {
+        Some(addr) => Some(
+            mgmt::serve(addr, shared.board.clone(), shared.shutdown.clone())
+                .map_err(|source| RunError::Mgmt { addr, source })?,
+        ),
+        None => None,
+    };
+
+    // Wait until every executor has connected its channels and sockets.
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut pending = shards as usize + 1;
+    while pending > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready_rx.recv_timeout(left) {
+            Ok(_) => pending -= 1,
+            Err(_) => {
+                shared.shutdown.store(true, Ordering::Relaxed);
+                return Err(RunError::StartTimeout(format!("{pending} executor(s)")));
+            }
+        }
+    }
+    tracing::info!(
+        listen = %cfg.sip.listen, shards, state_dir = %state_dir.display(),
+        mgmt = ?cfg.mgmt.listen, "cc-engine ready"
+    );
+    let notifier = notify::Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.ready();
+    }
+
+    let watchdog = notify::watchdog_interval();
+    let tick = watchdog.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
+    let mut last_beats: Vec<u64> = vec![0; shards as usize + 1];
+    loop {
+        if let Some(sig) = signals::wait(tick) {
+            tracing::info!(signal = sig, "shutting down");
+            break;
+        }
+        if let Ok(name) = exited_rx.try_recv() {
+            tracing::error!(executor = %name, "executor stopped unexpectedly; shutting down");
+            break;
+        }
+        if let (Some(n), Some(_)) = (&notifier, watchdog) {
+            let beats: Vec<u64> =
+                shared.heartbeats.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            // Feed the watchdog only while every executor makes progress.
+            if beats.iter().zip(&last_beats).all(|(now, before)| now != before) {
+                n.watchdog();
+                last_beats = beats;
+            }
+        }
+    }
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
+    shared.shutdown.store(true, Ordering::Relaxed);
+    for h in handles {
+        if h.join().is_err() {
+            tracing::error!("an executor panicked during shutdown");
+        }
+    }
+    if let Some(m) = mgmt {
+        let _ = m.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A UDP socket with SO_REUSEPORT so every shard binds the same port and the
+/// kernel spreads remote addresses across them.
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    // Bursts of REGISTERs must not overflow the kernel queue while a shard
+    // is busy; 4 MiB is a few thousand datagrams.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    Ok(s)
+}

@@ -1,0 +1,516 @@
+//! The per-shard sans-IO SIP endpoint: datagrams, timers and TU decisions
+//! in; datagrams, forwards and TU events out.
+//!
+//! ```text
+//! shell ──handle_datagram/handle_forwarded/handle_timeout──▶ Endpoint
+//! shell ◀──poll_output: Transmit | Forward ────────────────── Endpoint
+//! TU    ◀──poll_output: Request | Cancelled | Ack | AckTimeout
+//!                       | Response | ClientTimeout ─────────── Endpoint
+//! TU    ──respond(ServerTxId, ResponseSpec) / send_request / cancel──▶
+//! ```
+//!
+//! Drive it like quinn-proto: after any input, drain `poll_output` until
+//! `None`, then sleep until `poll_timeout` and call `handle_timeout`.
+//!
+//! What the endpoint does by itself:
+//! - keep-alives and garbage are counted and dropped (`Counters`);
+//! - messages owned by another shard (ids.rs) become `Output::Forward`;
+//!   `handle_forwarded` input is never forwarded again;
+//! - broken requests get their RFC error response statelessly (400, 405
+//!   with Allow, 415 with Accept, 420 with Unsupported, 483, 505, 513);
+//! - OPTIONS outside a dialog → 200 with Allow/Accept/Supported;
+//! - CANCEL → 200 and `Output::Cancelled` for the INVITE it hit (the TU
+//!   answers that INVITE 487), or 481 when it hits nothing;
+//! - retransmissions are absorbed by the transactions (transaction.rs),
+//!   including the 2xx retransmission of INVITE until its ACK arrives
+//!   (`Output::Ack`) or 64·T1 passes (`Output::AckTimeout`: send BYE).
+//!
+//! Everything else that parses (REGISTER, INVITE, BYE, INFO, UPDATE,
+//! in-dialog OPTIONS) is `Output::Request`; the TU must `respond` to each,
+//! 481 when it knows no such dialog.
+//! Responses go to the packet's source address (RFC 3581 symmetric
+//! response), which is right behind NAT and on loopback.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::ids::{owner_of, IdGen, MAGIC_COOKIE};
+use super::message::{addr_params, check_request, param, scan, DropReason, Scanned, ALLOWED_METHODS};
+use super::response::{reason_phrase, ResponseBase};
+pub use super::transaction::{ClientTxId, ServerTxId, Timers};
+use super::transaction::{
+    build_cancel, ClientKey, ResponseFate, ServerKey, ServerState, Transactions,
+};
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub shard: u16,
+    pub shards: u16,
+    pub local_addr: SocketAddr,
+    /// Host for our Call-IDs.
+    pub domain: String,
+    pub user_agent: String,
+    /// Larger datagrams get 513 (or are dropped when unanswerable).
+    pub max_datagram: usize,
+    pub timers: Timers,
+    /// Seed of the id generator; a fixed seed makes a simulation replayable.
+    pub rng_seed: u64,
+}
+
+impl EndpointConfig {
+    /// One shard on `local_addr`, RFC timers, 8 KiB datagrams.
+    pub fn new(local_addr: SocketAddr) -> Self {
+        EndpointConfig {
+            shard: 0,
+            shards: 1,
+            local_addr,
+            domain: local_addr.ip().to_string(),
+            user_agent: "cc-engine".to_owned(),
+            max_datagram: 8192,
+            timers: Timers::default(),
+            rng_seed: 0,
+        }
+    }
+}
+
+/// What the TU answers to a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseSpec {
+    pub status: u16,
+    /// `None`: the standard phrase.
+    pub reason: Option<String>,
+    pub headers: Vec<(String, String)>,
+    /// (Content-Type, body).
+    pub body: Option<(String, Bytes)>,
+}
+
+impl ResponseSpec {
+    pub fn new(status: u16) -> Self {
+        ResponseSpec { status, ..Default::default() }
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, content_type: impl Into<String>, body: Bytes) -> Self {
+        self.body = Some((content_type.into(), body));
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this datagram.
+    Transmit { dest: SocketAddr, data: Bytes },
+    /// Hand the datagram to `shard`'s `handle_forwarded`.
+    Forward { shard: u16, data: Bytes, src: SocketAddr },
+    /// A request the TU must answer with `respond(tx, ..)`.
+    Request { tx: ServerTxId, request: rsip::Request, src: SocketAddr },
+    /// A CANCEL hit INVITE `tx` (200 to the CANCEL already sent): answer
+    /// that INVITE 487.
+    Cancelled { tx: ServerTxId },
+    /// The ACK of the 2xx we sent on INVITE `tx`.
+    Ack { tx: ServerTxId, request: rsip::Request, src: SocketAddr },
+    /// The 2xx on INVITE `tx` was never ACKed (64·T1): end the dialog.
+    AckTimeout { tx: ServerTxId },
+    /// A response to our request `tx` (provisional, final, or 2xx
+    /// retransmission, which the TU must ACK again).
+    Response { tx: ClientTxId, response: rsip::Response },
+    /// Timer B or F: no final response.
+    ClientTimeout { tx: ClientTxId },
+}
+
+/// Plain counters; the shell publishes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    pub keepalives: u64,
+    pub forwarded: u64,
+    pub requests_in: u64,
+    pub responses_in: u64,
+    /// Indexed by status class: `[1]` = 1xx … `[6]` = 6xx.
+    pub responses_sent: [u64; 7],
+    pub retransmissions_absorbed: u64,
+    pub retransmissions_sent: u64,
+    pub client_timeouts: u64,
+    /// Timer H: a non-2xx final never ACKed.
+    pub server_timeouts: u64,
+}
+
+impl Counters {
+    pub fn drop(&mut self, reason: DropReason) {
+        if let Some(c) = self.drops.get_mut(reason as usize) {
+            *c += 1;
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+
+    pub fn count_response_sent(&mut self, status: u16) {
+        if let Some(c) = self.responses_sent.get_mut(usize::from(status / 100)) {
+            *c += 1;
+        }
+    }
+}
+
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    ids: IdGen,
+    txs: Transactions,
+    out: VecDeque<Output>,
+    counters: Counters,
+}
+
+/// §17.2.3 key; requests without the RFC 3261 cookie (RFC 2543 peers) are
+/// keyed by what identifies their transaction instead.
+fn server_key(msg: &Scanned<'_>, method: &str) -> Option<ServerKey> {
+    let via = msg.top_via()?;
+    let branch = match via.branch {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_owned(),
+        _ => {
+            let (seq, _) = msg.cseq()?.ok()?;
+            format!("2543:{}:{}:{}", msg.call_id()?, seq, msg.from_tag().unwrap_or(""))
+        }
+    };
+    let method = if method == "ACK" { "INVITE" } else { method };
+    Some(ServerKey { branch, sent_by: via.sent_by.to_owned(), method: method.to_owned() })
+}
+
+fn parse_request(bytes: &[u8]) -> Option<rsip::Request> {
+    // rsip is third-party parsing of hostile bytes: contain any panic.
+    let parsed = std::panic::catch_unwind(|| rsip::Request::try_from(bytes)).ok()?;
+    parsed.ok()
+}
+
+fn parse_response(bytes: &[u8]) -> Option<rsip::Response> {
+    let parsed = std::panic::catch_unwind(|| rsip::Response::try_from(bytes)).ok()?;
+    parsed.ok()
+}
+
+impl Endpoint {
+    pub fn new(cfg: EndpointConfig) -> Self {
+        Endpoint {
+            ids: IdGen::new(cfg.shard, cfg.rng_seed),
+            txs: Transactions::new(cfg.timers),
+            out: VecDeque::new(),
+            counters: Counters::default(),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.cfg
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live transactions (server, client).
+    pub fn transactions(&self) -> (usize, usize) {
+        (self.txs.server_len(), self.txs.client_len())
+    }
+
+    /// The local tag responses on `tx` carry: the UAS dialog's local tag.
+    pub fn local_tag(&self, tx: ServerTxId) -> Option<&str> {
+        self.txs.server_to_tag(tx)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.txs.next_timeout()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txs.handle_timeout(now, &mut self.out, &mut self.counters);
+    }
+
+    /// A datagram from the socket.
+    pub fn handle_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        self.handle(data, src, now, true);
+    }
+
+    /// A datagram another shard forwarded: processed here whatever it says.
+    pub fn handle_forwarded(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        self.handle(data, src, now, false);
+    }
+
+    fn handle(&mut self, data: &[u8], src: SocketAddr, now: Instant, may_forward: bool) {
+        let msg = match scan(data) {
+            Ok(m) => m,
+            Err(e) => {
+                match e.drop_reason() {
+                    Some(r) => self.counters.drop(r),
+                    None => self.counters.keepalives += 1,
+                }
+                return;
+            }
+        };
+        if may_forward {
+            if let Some(owner) = owner_of(&msg) {
+                if owner != self.cfg.shard && owner < self.cfg.shards {
+                    self.counters.forwarded += 1;
+                    self.out.push_back(Output::Forward {
+                        shard: owner,
+                        data: Bytes::copy_from_slice(data),
+                        src,
+                    });
+                    return;
+                }
+            }
+        }
+        let oversize = data.len() > self.cfg.max_datagram;
+        match msg.method() {
+            None => self.handle_response(&msg, data, oversize, now),
+            Some("ACK") => self.handle_ack(&msg, data, src, now),
+            Some(method) => self.handle_request(&msg, method, data, src, oversize, now),
+        }
+    }
+
+    fn handle_response(&mut self, msg: &Scanned<'_>, data: &[u8], oversize: bool, now: Instant) {
+        self.counters.responses_in += 1;
+        let (Some(status), Some(via), Some(Ok((_, method)))) = (msg.status(), msg.top_via(), msg.cseq())
+        else {
+            return self.counters.drop(DropReason::BadResponse);
+        };
+        if msg.version() != "SIP/2.0" || oversize {
+            return self.counters.drop(DropReason::BadResponse);
+        }
+        let Some(branch) = via.branch else {
+            return self.counters.drop(DropReason::StrayResponse);
+        };
+        let key = ClientKey { branch: branch.to_owned(), method: method.to_owned() };
+        let Some(id) = self.txs.client_find(&key) else {
+            return self.counters.drop(DropReason::StrayResponse);
+        };
+        let Some(response) = parse_response(data.get(..msg.msg_len).unwrap_or(data)) else {
+            return self.counters.drop(DropReason::ParseFailed);
+        };
+        let to = msg.header("to").unwrap_or("");
+        match self.txs.client_response(id, status, to, now, &mut self.out, &mut self.counters) {
+            ResponseFate::Deliver(tx) => self.out.push_back(Output::Response { tx, response }),
+            ResponseFate::Absorbed => {}
+        }
+    }
+
+    fn handle_ack(&mut self, msg: &Scanned<'_>, data: &[u8], src: SocketAddr, now: Instant) {
+        self.counters.requests_in += 1;
+        let (Some(key), Some(Ok((seq, "ACK"))), Some(call_id)) =
+            (server_key(msg, "ACK"), msg.cseq(), msg.call_id())
+        else {
+            return self.counters.drop(DropReason::BadAck);
+        };
+        if let Some(id) = self.txs.server_find(&key) {
+            if self.txs.server_state(id) != Some(ServerState::Accepted) {
+                self.txs.server_request(id, true, now, &mut self.out, &mut self.counters);
+                return;
+            }
+        }
+        match self.txs.ack_2xx(call_id, seq) {
+            Some(tx) => match parse_request(data.get(..msg.msg_len).unwrap_or(data)) {
+                Some(request) => self.out.push_back(Output::Ack { tx, request, src }),
+                None => self.counters.drop(DropReason::ParseFailed),
+            },
+            None => self.counters.drop(DropReason::UnmatchedAck),
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        msg: &Scanned<'_>,
+        method: &str,
+        data: &[u8],
+        src: SocketAddr,
+        oversize: bool,
+        now: Instant,
+    ) {
+        self.counters.requests_in += 1;
+        if !msg.addressable() {
+            let reason = if oversize { DropReason::Oversize } else { DropReason::Unaddressable };
+            return self.counters.drop(reason);
+        }
+        if let Err(rej) = check_request(msg, oversize) {
+            let base = ResponseBase::from_request(msg, src);
+            let tag = self.ids.tag();
+            let extra = rej.header.as_ref().map(|(n, v)| (*n, v.as_str()));
+            let data = base.build(rej.status, rej.reason, Some(&tag), extra, None);
+            self.counters.count_response_sent(rej.status);
+            self.out.push_back(Output::Transmit { dest: src, data });
+            return;
+        }
+        let Some(key) = server_key(msg, method) else {
+            return self.counters.drop(DropReason::Unaddressable);
+        };
+        if let Some(id) = self.txs.server_find(&key) {
+            self.txs.server_request(id, false, now, &mut self.out, &mut self.counters);
+            return;
+        }
+        let base = ResponseBase::from_request(msg, src);
+        let Some(request) = parse_request(data.get(..msg.msg_len).unwrap_or(data)) else {
+            // Our scanner was happy but rsip is not: still answerable.
+            let tag = self.ids.tag();
+            let data = base.build(400, "Bad Request", Some(&tag), [], None);
+            self.counters.count_response_sent(400);
+            self.out.push_back(Output::Transmit { dest: src, data });
+            return;
+        };
+        let to_tag = match msg.to_tag() {
+            Some(t) => t.to_owned(),
+            None => self.ids.tag(),
+        };
+        let ack_key = match (msg.call_id(), msg.cseq()) {
+            (Some(c), Some(Ok((seq, _)))) => Some((c.to_owned(), seq)),
+            _ => None,
+        };
+        let in_dialog = msg.to_tag().is_some();
+        let id = self.txs.server_new(key.clone(), base, to_tag, ack_key, src, &mut self.out, &mut self.counters);
+        match method {
+            "OPTIONS" if !in_dialog => {
+                let spec = ResponseSpec::new(200)
+                    .header("Allow", ALLOWED_METHODS)
+                    .header("Accept", "application/sdp");
+                self.respond(id, spec, now);
+            }
+            "CANCEL" => {
+                let invite_key = ServerKey { method: "INVITE".to_owned(), ..key };
+                match self.txs.server_find(&invite_key) {
+                    Some(invite) => {
+                        self.respond(id, ResponseSpec::new(200), now);
+                        if self.txs.server_state(invite) == Some(ServerState::Proceeding) {
+                            self.out.push_back(Output::Cancelled { tx: invite });
+                        }
+                    }
+                    None => self.respond(id, ResponseSpec::new(481), now),
+                }
+            }
+            _ => self.out.push_back(Output::Request { tx: id, request, src }),
+        }
+    }
+
+    /// The TU's answer to request `tx`. Ignored when the transaction is gone
+    /// or already answered finally.
+    pub fn respond(&mut self, tx: ServerTxId, resp: ResponseSpec, now: Instant) {
+        let Some(base) = self.txs.server_base(tx) else { return };
+        let tag = self.txs.server_to_tag(tx);
+        let reason = resp.reason.as_deref().unwrap_or_else(|| reason_phrase(resp.status));
+        let has = |n: &str| resp.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n));
+        let server = (!has("server")).then_some(("Server", self.cfg.user_agent.as_str()));
+        let headers = resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain(server);
+        let body = resp.body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_ref()));
+        let data = base.build(resp.status, reason, tag, headers, body);
+        self.txs.server_respond(tx, resp.status, data, now, &mut self.out, &mut self.counters);
+    }
+
+    /// Serialises `req`, filling what is missing: a top Via with a new
+    /// branch of ours, From tag, Call-ID, CSeq `1 <method>`, Max-Forwards,
+    /// and the Content-Length.
+    fn serialise(&mut self, req: &rsip::Request) -> String {
+        let method = req.method.to_string();
+        let mut has_via = false;
+        let mut has_call_id = false;
+        let mut has_cseq = false;
+        let mut has_mf = false;
+        let mut lines = String::with_capacity(512);
+        for h in req.headers.iter() {
+            match h {
+                rsip::Header::ContentLength(_) => continue,
+                rsip::Header::Via(_) => has_via = true,
+                rsip::Header::CallId(_) => has_call_id = true,
+                rsip::Header::CSeq(_) => has_cseq = true,
+                rsip::Header::MaxForwards(_) => has_mf = true,
+                _ => {}
+            }
+            let line = h.to_string();
+            let _ = write!(lines, "{line}");
+            if let rsip::Header::From(f) = h {
+                let v = rsip::headers::UntypedHeader::value(f);
+                if param(addr_params(v), "tag").is_none() {
+                    let _ = write!(lines, ";tag={}", self.ids.tag());
+                }
+            }
+            lines.push_str("\r\n");
+        }
+        let mut s = String::with_capacity(lines.len() + 256 + req.body.len());
+        let _ = write!(s, "{method} {} SIP/2.0\r\n", req.uri);
+        if !has_via {
+            let _ = write!(s, "Via: SIP/2.0/UDP {};branch={};rport\r\n", self.cfg.local_addr, self.ids.branch());
+        }
+        if !has_mf {
+            s.push_str("Max-Forwards: 70\r\n");
+        }
+        s.push_str(&lines);
+        if !has_call_id {
+            let _ = write!(s, "Call-ID: {}\r\n", self.ids.call_id(&self.cfg.domain));
+        }
+        if !has_cseq {
+            let _ = write!(s, "CSeq: 1 {method}\r\n");
+        }
+        let _ = write!(s, "Content-Length: {}\r\n\r\n", req.body.len());
+        s
+    }
+
+    /// Starts a client transaction for `req` to `dest` (see `serialise` for
+    /// what is filled in). Requests without a usable branch get a top Via.
+    pub fn send_request(&mut self, req: rsip::Request, dest: SocketAddr, now: Instant) -> ClientTxId {
+        let mut text = self.serialise(&req);
+        let mut key = self.client_key(text.as_bytes());
+        if key.is_none() {
+            // The caller's Via had no usable branch: put ours on top.
+            let branch = self.ids.branch();
+            let via = format!("Via: SIP/2.0/UDP {};branch={branch};rport\r\n", self.cfg.local_addr);
+            if let Some(pos) = text.find("\r\n") {
+                text.insert_str(pos + 2, &via);
+            }
+            key = self.client_key(text.as_bytes());
+        }
+        let key = key.unwrap_or_else(|| ClientKey { branch: self.ids.branch(), method: req.method.to_string() });
+        let mut data = text.into_bytes();
+        data.extend_from_slice(&req.body);
+        self.txs.client_new(key, Bytes::from(data), dest, now, &mut self.out)
+    }
+
+    fn client_key(&self, data: &[u8]) -> Option<ClientKey> {
+        let msg = scan(data).ok()?;
+        let branch = msg.top_via()?.branch?.to_owned();
+        let (_, method) = msg.cseq()?.ok()?;
+        Some(ClientKey { branch, method: method.to_owned() })
+    }
+
+    /// CANCEL for client transaction `tx` (§9.1). Send it only after a
+    /// provisional response (§9.1); `None` when `tx` is gone or final.
+    pub fn cancel(&mut self, tx: ClientTxId, now: Instant) -> Option<ClientTxId> {
+        if !matches!(
+            self.txs.client_state(tx)?,
+            super::transaction::ClientState::Calling | super::transaction::ClientState::Proceeding
+        ) {
+            return None;
+        }
+        let data = build_cancel(self.txs.client_request(tx)?)?;
+        let dest = self.txs.client_dest(tx)?;
+        let key = self.client_key(&data)?;
+        Some(self.txs.client_new(key, data, dest, now, &mut self.out))
+    }
+
+    /// Sends a request outside any transaction (the ACK of a 2xx,
+    /// §13.2.2.4), filling missing headers like `send_request`.
+    pub fn send_stateless(&mut self, req: rsip::Request, dest: SocketAddr) {
+        let mut data = self.serialise(&req).into_bytes();
+        data.extend_from_slice(&req.body);
+        self.out.push_back(Output::Transmit { dest, data: Bytes::from(data) });
+    }
+}
+
+#[cfg(test)]
+mod tests;

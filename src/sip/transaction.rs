@@ -1,0 +1,617 @@
+//! RFC 3261 §17 transactions over UDP, sans-IO.
+//!
+//! Four machines (client/server × INVITE/non-INVITE) with timers A–K, plus
+//! the RFC 6026 "Accepted" states: a server INVITE transaction that sent a
+//! 2xx retransmits it (T1 doubling, capped at T2) until the ACK arrives or
+//! Timer L (64·T1) fires, and a client INVITE transaction that got a 2xx
+//! keeps passing 2xx retransmissions to the TU until Timer M. This puts the
+//! 2xx retransmission the TU would otherwise own (§13.3.1.4) here, where the
+//! other timers already are.
+//!
+//! Timers live in one min-heap of (deadline, transaction). An entry is pushed
+//! whenever a transaction's earliest deadline changes; entries left behind by
+//! a change are stale and cost at most a spurious wake-up.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::endpoint::{Counters, Output};
+use super::message::scan;
+use super::response::ResponseBase;
+
+/// Timer base values (RFC 3261 Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    /// Timer D: wait for response retransmissions after a non-2xx INVITE
+    /// final; at least 32 s over UDP.
+    pub d: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            d: Duration::from_secs(32),
+        }
+    }
+}
+
+impl Timers {
+    /// B, F, H, J, L, M.
+    pub fn t1x64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(pub u64);
+
+/// §17.2.3 server key. `method` is INVITE for an ACK so the ACK of a
+/// non-2xx final finds its INVITE; CANCEL keys separately.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerKey {
+    pub branch: String,
+    pub sent_by: String,
+    pub method: String,
+}
+
+/// §17.1.3 client key: our branch and the CSeq method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub branch: String,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Trying,
+    Proceeding,
+    Completed,
+    Confirmed,
+    Accepted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Calling (INVITE) or Trying (non-INVITE).
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+}
+
+#[derive(Debug)]
+struct ServerTx {
+    key: ServerKey,
+    invite: bool,
+    state: ServerState,
+    base: ResponseBase,
+    to_tag: String,
+    dest: SocketAddr,
+    last_response: Option<Bytes>,
+    /// (Call-ID, CSeq) the ACK of our 2xx will carry (INVITE only).
+    ack_key: Option<(String, u32)>,
+    retransmit_at: Option<Instant>,
+    interval: Duration,
+    timeout_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct ClientTx {
+    key: ClientKey,
+    invite: bool,
+    state: ClientState,
+    request: Bytes,
+    ack: Option<Bytes>,
+    dest: SocketAddr,
+    retransmit_at: Option<Instant>,
+    interval: Duration,
+    timeout_at: Option<Instant>,
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TxRef {
+    Server(u64),
+    Client(u64),
+}
+
+/// What a request matching an existing server transaction amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absorbed {
+    /// A retransmission; the last response (if any) was re-sent.
+    Retransmission,
+    /// The ACK of a non-2xx final response: absorbed (§17.2.1).
+    Ack,
+}
+
+/// What a response matching a client transaction amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFate {
+    /// Give it to the TU.
+    Deliver(ClientTxId),
+    /// A retransmission the transaction handled (ACK re-sent or ignored).
+    Absorbed,
+}
+
+/// All transactions of one endpoint.
+#[derive(Debug)]
+pub struct Transactions {
+    timers: Timers,
+    next_id: u64,
+    server: HashMap<u64, ServerTx>,
+    server_keys: HashMap<ServerKey, u64>,
+    accepted: HashMap<(String, u32), u64>,
+    client: HashMap<u64, ClientTx>,
+    client_keys: HashMap<ClientKey, u64>,
+    heap: BinaryHeap<Reverse<(Instant, TxRef)>>,
+}
+
+impl Transactions {
+    pub fn new(timers: Timers) -> Self {
+        Transactions {
+            timers,
+            next_id: 1,
+            server: HashMap::new(),
+            server_keys: HashMap::new(),
+            accepted: HashMap::new(),
+            client: HashMap::new(),
+            client_keys: HashMap::new(),
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    pub fn server_len(&self) -> usize {
+        self.server.len()
+    }
+
+    pub fn client_len(&self) -> usize {
+        self.client.len()
+    }
+
+    /// Live transactions of both kinds; zero once everything has drained.
+    pub fn len(&self) -> usize {
+        self.server.len() + self.client.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn schedule(&mut self, at: Option<Instant>, r: TxRef) {
+        if let Some(at) = at {
+            self.heap.push(Reverse((at, r)));
+        }
+    }
+
+    // ---------------------------------------------------------------- server
+
+    pub fn server_find(&self, key: &ServerKey) -> Option<ServerTxId> {
+        self.server_keys.get(key).copied().map(ServerTxId)
+    }
+
+    pub fn server_state(&self, id: ServerTxId) -> Option<ServerState> {
+        self.server.get(&id.0).map(|t| t.state)
+    }
+
+    /// The To tag this transaction's responses carry (when the request had
+    /// none): the dialog's local tag.
+    pub fn server_to_tag(&self, id: ServerTxId) -> Option<&str> {
+        self.server.get(&id.0).map(|t| t.to_tag.as_str())
+    }
+
+    pub fn server_base(&self, id: ServerTxId) -> Option<&ResponseBase> {
+        self.server.get(&id.0).map(|t| &t.base)
+    }
+
+    /// A new server transaction. INVITE sends 100 Trying at once (§17.2.1:
+    /// we cannot promise a final response within 200 ms).
+    pub fn server_new(
+        &mut self,
+        key: ServerKey,
+        base: ResponseBase,
+        to_tag: String,
+        ack_key: Option<(String, u32)>,
+        dest: SocketAddr,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> ServerTxId {
+        let invite = key.method == "INVITE";
+        let id = self.alloc_id();
+        let mut tx = ServerTx {
+            key: key.clone(),
+            invite,
+            state: if invite { ServerState::Proceeding } else { ServerState::Trying },
+            base,
+            to_tag,
+            dest,
+            last_response: None,
+            ack_key: if invite { ack_key } else { None },
+            retransmit_at: None,
+            interval: self.timers.t1,
+            timeout_at: None,
+        };
+        if invite {
+            let trying = tx.base.build(100, "Trying", None, [], None);
+            counters.count_response_sent(100);
+            tx.last_response = Some(trying.clone());
+            out.push_back(Output::Transmit { dest, data: trying });
+        }
+        self.server_keys.insert(key, id);
+        self.server.insert(id, tx);
+        ServerTxId(id)
+    }
+
+    /// A request (or ACK) that matched `id`.
+    pub fn server_request(
+        &mut self,
+        id: ServerTxId,
+        is_ack: bool,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> Absorbed {
+        let t4 = self.timers.t4;
+        let Some(tx) = self.server.get_mut(&id.0) else { return Absorbed::Retransmission };
+        if is_ack {
+            if tx.invite && tx.state == ServerState::Completed {
+                tx.state = ServerState::Confirmed;
+                tx.retransmit_at = None;
+                // Timer I: absorb further ACK retransmissions.
+                tx.timeout_at = Some(now + t4);
+                let at = tx.timeout_at;
+                self.schedule(at, TxRef::Server(id.0));
+            }
+            counters.retransmissions_absorbed += 1;
+            return Absorbed::Ack;
+        }
+        counters.retransmissions_absorbed += 1;
+        match tx.state {
+            ServerState::Proceeding | ServerState::Completed => {
+                if let Some(data) = tx.last_response.clone() {
+                    counters.retransmissions_sent += 1;
+                    out.push_back(Output::Transmit { dest: tx.dest, data });
+                }
+            }
+            ServerState::Trying | ServerState::Confirmed | ServerState::Accepted => {}
+        }
+        Absorbed::Retransmission
+    }
+
+    /// The TU's response, already serialised. Returns false when the
+    /// transaction is gone or already final (the response is then dropped).
+    pub fn server_respond(
+        &mut self,
+        id: ServerTxId,
+        status: u16,
+        data: Bytes,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> bool {
+        let timers = self.timers;
+        let Some(tx) = self.server.get_mut(&id.0) else { return false };
+        if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
+            return false;
+        }
+        counters.count_response_sent(status);
+        out.push_back(Output::Transmit { dest: tx.dest, data: data.clone() });
+        tx.last_response = Some(data);
+        if status < 200 {
+            tx.state = ServerState::Proceeding;
+            return true;
+        }
+        if !tx.invite {
+            tx.state = ServerState::Completed;
+            tx.timeout_at = Some(now + timers.t1x64()); // Timer J
+        } else if status < 300 {
+            tx.state = ServerState::Accepted;
+            tx.interval = timers.t1;
+            tx.retransmit_at = Some(now + timers.t1); // 2xx retransmission
+            tx.timeout_at = Some(now + timers.t1x64()); // Timer L
+            if let Some(k) = tx.ack_key.clone() {
+                self.accepted.insert(k, id.0);
+            }
+        } else {
+            tx.state = ServerState::Completed;
+            tx.interval = timers.t1;
+            tx.retransmit_at = Some(now + timers.t1); // Timer G
+            tx.timeout_at = Some(now + timers.t1x64()); // Timer H
+        }
+        let at = self.server.get(&id.0).and_then(|t| earliest(t.retransmit_at, t.timeout_at));
+        self.schedule(at, TxRef::Server(id.0));
+        true
+    }
+
+    /// An ACK that matched no transaction: the ACK of one of our 2xx?
+    /// Stops the 2xx retransmission and ends the transaction.
+    pub fn ack_2xx(&mut self, call_id: &str, cseq: u32) -> Option<ServerTxId> {
+        let id = self.accepted.remove(&(call_id.to_owned(), cseq))?;
+        self.remove_server(id);
+        Some(ServerTxId(id))
+    }
+
+    fn remove_server(&mut self, id: u64) {
+        if let Some(tx) = self.server.remove(&id) {
+            if self.server_keys.get(&tx.key) == Some(&id) {
+                self.server_keys.remove(&tx.key);
+            }
+            if let Some(k) = tx.ack_key {
+                if self.accepted.get(&k) == Some(&id) {
+                    self.accepted.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn server_timer(&mut self, id: u64, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+        let t2 = self.timers.t2;
+        let Some(tx) = self.server.get_mut(&id) else { return };
+        let mut fired = false;
+        if tx.timeout_at.is_some_and(|t| t <= now) {
+            // H, I, J or L: the transaction ends. L without an ACK is
+            // reported: the TU must tear the dialog down (§13.3.1.4).
+            let state = tx.state;
+            self.remove_server(id);
+            match state {
+                ServerState::Accepted => out.push_back(Output::AckTimeout { tx: ServerTxId(id) }),
+                ServerState::Completed => counters.server_timeouts += 1,
+                _ => {}
+            }
+            return;
+        }
+        if tx.retransmit_at.is_some_and(|t| t <= now) {
+            fired = true;
+            // G, or the 2xx retransmission: resend, double, cap at T2.
+            if let Some(data) = tx.last_response.clone() {
+                counters.retransmissions_sent += 1;
+                out.push_back(Output::Transmit { dest: tx.dest, data });
+            }
+            tx.interval = (tx.interval * 2).min(t2);
+            tx.retransmit_at = Some(now + tx.interval);
+        }
+        if fired {
+            let at = earliest(tx.retransmit_at, tx.timeout_at);
+            self.schedule(at, TxRef::Server(id));
+        }
+    }
+
+    // ---------------------------------------------------------------- client
+
+    pub fn client_state(&self, id: ClientTxId) -> Option<ClientState> {
+        self.client.get(&id.0).map(|t| t.state)
+    }
+
+    /// The request as sent, for CANCEL building.
+    pub fn client_request(&self, id: ClientTxId) -> Option<&Bytes> {
+        self.client.get(&id.0).map(|t| &t.request)
+    }
+
+    pub fn client_dest(&self, id: ClientTxId) -> Option<SocketAddr> {
+        self.client.get(&id.0).map(|t| t.dest)
+    }
+
+    /// Starts a client transaction and sends the request. A key clash (the
+    /// caller reused a branch) replaces nothing: the old one keeps the key.
+    pub fn client_new(
+        &mut self,
+        key: ClientKey,
+        request: Bytes,
+        dest: SocketAddr,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+    ) -> ClientTxId {
+        let timers = self.timers;
+        let id = self.alloc_id();
+        let invite = key.method == "INVITE";
+        out.push_back(Output::Transmit { dest, data: request.clone() });
+        let tx = ClientTx {
+            key: key.clone(),
+            invite,
+            state: ClientState::Calling,
+            request,
+            ack: None,
+            dest,
+            interval: timers.t1,
+            retransmit_at: Some(now + timers.t1), // A or E
+            timeout_at: Some(now + timers.t1x64()), // B or F
+        };
+        let at = earliest(tx.retransmit_at, tx.timeout_at);
+        if let Entry::Vacant(e) = self.client_keys.entry(key) {
+            e.insert(id);
+        }
+        self.client.insert(id, tx);
+        self.schedule(at, TxRef::Client(id));
+        ClientTxId(id)
+    }
+
+    pub fn client_find(&self, key: &ClientKey) -> Option<ClientTxId> {
+        self.client_keys.get(key).copied().map(ClientTxId)
+    }
+
+    /// A response for client transaction `id`. `to` is the response's To
+    /// header value, used in the ACK of a non-2xx final.
+    pub fn client_response(
+        &mut self,
+        id: ClientTxId,
+        status: u16,
+        to: &str,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> ResponseFate {
+        let timers = self.timers;
+        let Some(tx) = self.client.get_mut(&id.0) else { return ResponseFate::Absorbed };
+        let fate = match (tx.invite, tx.state, status) {
+            (_, ClientState::Calling | ClientState::Proceeding, 100..=199) => {
+                tx.state = ClientState::Proceeding;
+                if tx.invite {
+                    // §17.1.1.2: A and B stop; the TU owns the wait now.
+                    tx.retransmit_at = None;
+                    tx.timeout_at = None;
+                } else if let Some(at) = tx.retransmit_at {
+                    // §17.1.2.2: E keeps firing, at T2.
+                    tx.interval = timers.t2;
+                    tx.retransmit_at = Some(at.min(now + timers.t2));
+                }
+                ResponseFate::Deliver(id)
+            }
+            (true, ClientState::Calling | ClientState::Proceeding, 200..=299) => {
+                tx.state = ClientState::Accepted;
+                tx.retransmit_at = None;
+                tx.timeout_at = Some(now + timers.t1x64()); // Timer M
+                ResponseFate::Deliver(id)
+            }
+            (true, ClientState::Accepted, 200..=299) => ResponseFate::Deliver(id),
+            (true, ClientState::Calling | ClientState::Proceeding, _) => {
+                let ack = build_ack(&tx.request, to);
+                if let Some(ack) = &ack {
+                    out.push_back(Output::Transmit { dest: tx.dest, data: ack.clone() });
+                }
+                tx.ack = ack;
+                tx.state = ClientState::Completed;
+                tx.retransmit_at = None;
+                tx.timeout_at = Some(now + timers.d);
+                ResponseFate::Deliver(id)
+            }
+            (true, ClientState::Completed, 300..) => {
+                if let Some(ack) = tx.ack.clone() {
+                    counters.retransmissions_sent += 1;
+                    out.push_back(Output::Transmit { dest: tx.dest, data: ack });
+                }
+                counters.retransmissions_absorbed += 1;
+                ResponseFate::Absorbed
+            }
+            (false, ClientState::Calling | ClientState::Proceeding, _) => {
+                tx.state = ClientState::Completed;
+                tx.retransmit_at = None;
+                tx.timeout_at = Some(now + timers.t4); // Timer K
+                ResponseFate::Deliver(id)
+            }
+            _ => {
+                counters.retransmissions_absorbed += 1;
+                ResponseFate::Absorbed
+            }
+        };
+        let at = earliest(tx.retransmit_at, tx.timeout_at);
+        if matches!(fate, ResponseFate::Deliver(_)) {
+            self.schedule(at, TxRef::Client(id.0));
+        }
+        fate
+    }
+
+    fn remove_client(&mut self, id: u64) {
+        if let Some(tx) = self.client.remove(&id) {
+            if self.client_keys.get(&tx.key) == Some(&id) {
+                self.client_keys.remove(&tx.key);
+            }
+        }
+    }
+
+    fn client_timer(&mut self, id: u64, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+        let t2 = self.timers.t2;
+        let Some(tx) = self.client.get_mut(&id) else { return };
+        if tx.timeout_at.is_some_and(|t| t <= now) {
+            let timed_out = matches!(tx.state, ClientState::Calling | ClientState::Proceeding);
+            self.remove_client(id);
+            if timed_out {
+                // B or F.
+                counters.client_timeouts += 1;
+                out.push_back(Output::ClientTimeout { tx: ClientTxId(id) });
+            }
+            return;
+        }
+        if tx.retransmit_at.is_some_and(|t| t <= now) {
+            counters.retransmissions_sent += 1;
+            out.push_back(Output::Transmit { dest: tx.dest, data: tx.request.clone() });
+            // A doubles without cap (§17.1.1.2); E is capped at T2.
+            tx.interval = if tx.invite { tx.interval * 2 } else { (tx.interval * 2).min(t2) };
+            tx.retransmit_at = Some(now + tx.interval);
+            let at = earliest(tx.retransmit_at, tx.timeout_at);
+            self.schedule(at, TxRef::Client(id));
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+        while let Some(Reverse((at, r))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            match r {
+                TxRef::Server(id) => self.server_timer(id, now, out, counters),
+                TxRef::Client(id) => self.client_timer(id, now, out, counters),
+            }
+        }
+    }
+}
+
+/// Writes the common part of ACK/CANCEL (§17.1.1.3, §9.1): request line
+/// with the original Request-URI, the original top Via only (same branch),
+/// Route, From, Call-ID, CSeq with the original number.
+fn build_hop_request(original: &[u8], method: &str, to: Option<&str>) -> Option<Bytes> {
+    let msg = scan(original).ok()?;
+    let super::message::StartLine::Request { uri, .. } = msg.start else { return None };
+    let (seq, _) = msg.cseq()?.ok()?;
+    let mut s = String::with_capacity(original.len().min(1024));
+    let _ = write!(s, "{method} {uri} SIP/2.0\r\nVia: {}\r\n", msg.via_values().next()?);
+    for r in msg.headers_named("route") {
+        let _ = write!(s, "Route: {r}\r\n");
+    }
+    let _ = write!(
+        s,
+        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n",
+        msg.header("from")?,
+        to.or(msg.header("to"))?,
+        msg.call_id()?,
+    );
+    Some(Bytes::from(s))
+}
+
+/// ACK for a non-2xx final response (§17.1.1.3): To from the response.
+pub fn build_ack(original: &[u8], response_to: &str) -> Option<Bytes> {
+    build_hop_request(original, "ACK", Some(response_to))
+}
+
+/// CANCEL for a pending request (§9.1): everything from the original.
+pub fn build_cancel(original: &[u8]) -> Option<Bytes> {
+    build_hop_request(original, "CANCEL", None)
+}
+
+#[cfg(test)]
+mod tests;
