@@ -8,6 +8,21 @@ use std::time::Duration;
 
 const SIPP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// /agents is a snapshot from the routing shard and may trail the 200 by a
+/// few ms: poll (bounded) until `agent` has exactly `want` contacts.
+fn wait_contacts(e: &Engine, agent: &str, want: &[String]) -> Vec<serde_json::Value> {
+    let mut last = vec![];
+    let got = poll(Duration::from_secs(3), || {
+        last = e.agents();
+        let mut c = contacts_of(&last, agent);
+        c.sort();
+        let mut w = want.to_vec();
+        w.sort();
+        (c == w).then(|| last.clone())
+    });
+    got.unwrap_or_else(|| panic!("/agents: {agent} should have contacts {want:?}, has: {last:?}"))
+}
+
 fn contacts_of(list: &[serde_json::Value], agent: &str) -> Vec<String> {
     bindings_of(list, agent)
         .iter()
@@ -93,8 +108,7 @@ fn sha256_digest_registers() {
     assert!(chs.iter().all(|c| c.contains("realm=\"cc-engine\"")), "{chs:?}");
     let last = r.last.expect("no answer to authenticated REGISTER");
     assert_eq!(last.status(), Some(200), "{}", last.text);
-    let a = e.agents();
-    assert_eq!(contacts_of(&a, "bob"), vec![r.contact.clone()], "{a:?}");
+    wait_contacts(&e, "bob", &[r.contact.clone()]);
 }
 
 #[test]
@@ -103,8 +117,7 @@ fn unregister_with_expires_zero_removes_binding() {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let r = register_on(&e, &sock, "alice", "alice-pass", Some(3600), "MD5");
     assert_eq!(r.last.as_ref().and_then(|m| m.status()), Some(200), "{:?}", r.last);
-    let a = e.agents();
-    assert_eq!(contacts_of(&a, "alice"), vec![r.contact.clone()], "{a:?}");
+    let a = wait_contacts(&e, "alice", &[r.contact.clone()]);
     let exp = bindings_of(&a, "alice")[0]["expires_in"].as_i64().unwrap();
     assert!((3500..=3600).contains(&exp), "expires_in {exp}");
 
@@ -127,30 +140,64 @@ fn at_most_three_contacts_per_agent() {
         }
     }
     assert!(ok >= 3, "the first three contacts must register");
+    std::thread::sleep(Duration::from_millis(300)); // /agents trails the 200s
     let n = bindings_of(&e.agents(), "alice").len();
     assert!(n <= 3, "max 3 contacts per agent, /agents lists {n}: {:?}", e.agents());
     assert_eq!(n, 3, "{:?}", e.agents());
 }
 
+/// Registers alice, waits past the group-commit interval, returns the contact.
+fn register_alice_durably(e: &Engine) -> String {
+    let r = register(e, "alice", "alice-pass", Some(3600), "MD5");
+    assert_eq!(r.last.as_ref().and_then(|m| m.status()), Some(200), "{:?}", r.last);
+    wait_contacts(e, "alice", &[r.contact.clone()]);
+    // group_commit_ms is a few ms: 500 ms is far past it.
+    std::thread::sleep(Duration::from_millis(500));
+    let m = e.metrics();
+    eprintln!(
+        "before kill -9: cc_store_commits_total={:?} cc_store_pending_changes={:?} cc_store_commit_errors_total={:?}",
+        m.get("cc_store_commits_total", &[]),
+        m.get("cc_store_pending_changes", &[]),
+        m.get("cc_store_commit_errors_total", &[])
+    );
+    r.contact
+}
+
 #[test]
 fn binding_survives_kill9_and_restart() {
     let mut e = Engine::start();
-    let r = register(&e, "alice", "alice-pass", Some(3600), "MD5");
-    assert_eq!(r.last.as_ref().and_then(|m| m.status()), Some(200), "{:?}", r.last);
-    assert_eq!(contacts_of(&e.agents(), "alice"), vec![r.contact.clone()]);
-    // The routing shard commits in groups of a few ms: give it a bounded moment.
-    std::thread::sleep(Duration::from_millis(500));
+    let contact = register_alice_durably(&e);
     e.kill9();
 
-    let offline = e.offline_agents();
-    assert_eq!(contacts_of(&offline, "alice"), vec![r.contact.clone()], "after kill -9, `cc-engine agents`: {offline:?}");
-
     e.spawn();
-    let a = e.agents();
-    assert_eq!(contacts_of(&a, "alice"), vec![r.contact.clone()], "after restart, /agents: {a:?}");
+    let a = wait_contacts(&e, "alice", &[contact.clone()]);
     let exp = bindings_of(&a, "alice")[0]["expires_in"].as_i64().unwrap();
     assert!((3000..=3600).contains(&exp), "expires_in after restart {exp}");
     assert!(e.options_ok());
+
+    // and once stopped cleanly, the offline tool reads the same binding
+    let st = e.terminate(Duration::from_secs(2)).expect("exit within 2 s of SIGTERM");
+    assert_eq!(st.code(), Some(0), "{st}");
+    let offline = e.offline_agents();
+    assert_eq!(contacts_of(&offline, "alice"), vec![contact], "`cc-engine agents` after clean stop: {offline:?}");
+    let b = &bindings_of(&offline, "alice")[0];
+    assert!(b["target"].as_str().unwrap_or("").starts_with("127.0.0.1:"), "{b}");
+    assert!(b["expires_in"].as_i64().unwrap_or(0) > 3000, "{b}");
+}
+
+/// The operator's first move after a crash: read the database with the
+/// engine still down. redb needs a repair after kill -9, which a read-only
+/// open cannot do: the offline tool must still manage.
+#[test]
+fn offline_agents_readable_right_after_kill9() {
+    let mut e = Engine::start();
+    let contact = register_alice_durably(&e);
+    e.kill9();
+    let offline = e.offline_agents();
+    assert_eq!(contacts_of(&offline, "alice"), vec![contact.clone()], "after kill -9, `cc-engine agents`: {offline:?}");
+    // and the engine still starts on that database afterwards
+    e.spawn();
+    wait_contacts(&e, "alice", &[contact]);
 }
 
 #[test]

@@ -920,8 +920,14 @@ impl SippRun {
         self.out.code() == Some(0)
     }
     pub fn describe(&self) -> String {
+        let hint = if self.errors.contains("must use MD5") {
+            "\n*** SIPp 3.6 computes MD5 only and answers the FIRST WWW-Authenticate: the engine put a \
+             non-MD5 challenge first (list MD5 first, or offer MD5 alone for such clients) ***"
+        } else {
+            ""
+        };
         format!(
-            "{}\n--- sipp errors log ---\n{}\n--- sipp messages (tail) ---\n{}",
+            "{}{hint}\n--- sipp errors log ---\n{}\n--- sipp messages (tail) ---\n{}",
             self.out.describe(),
             tail(&self.errors, 4000),
             tail(&self.messages, 4000)
