@@ -155,6 +155,8 @@ pub struct RegistrarSection {
     pub max_contacts: u32,
     /// Seconds a digest nonce stays fresh; older ones get `stale=true`.
     pub nonce_lifetime_s: u32,
+    /// Digest challenges offered, in this order: "MD5", "SHA-256".
+    pub algorithms: Vec<String>,
 }
 
 impl Default for RegistrarSection {
@@ -165,6 +167,7 @@ impl Default for RegistrarSection {
             default_expires: 3600,
             max_contacts: 3,
             nonce_lifetime_s: 300,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
         }
     }
 }
@@ -417,6 +420,14 @@ impl Config {
                 "registrar.nonce_lifetime_s",
                 format!("{} is outside 10..=86400", r.nonce_lifetime_s),
             );
+        }
+        if r.algorithms.is_empty() {
+            return err("registrar.algorithms", "must offer at least one algorithm".into());
+        }
+        for a in &r.algorithms {
+            if !matches!(a.as_str(), "MD5" | "SHA-256") {
+                return err("registrar.algorithms", format!("\"{a}\" is not \"MD5\" or \"SHA-256\""));
+            }
         }
         let m = &self.media;
         if m.rtp_port_min < 1024 || m.rtp_port_min % 2 != 0 {

@@ -6,6 +6,7 @@
 //! `store::GroupCommit`.
 
 pub mod agent;
+pub mod facts;
 pub mod binding;
 pub mod registrar;
 pub mod store;

@@ -52,6 +52,10 @@ pub struct RegistrarConfig {
     pub overflow: OverflowPolicy,
     /// Nonce lifetime; bounds replay, since nonce counts are not tracked.
     pub nonce_lifetime_ms: u64,
+    /// Challenges offered, in order. Many softphones answer the first
+    /// challenge they see, and some (sipsak, older firmware) give up when it
+    /// is not MD5, so the order is the operator's choice.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl RegistrarConfig {
@@ -64,6 +68,7 @@ impl RegistrarConfig {
             max_contacts: 3,
             overflow: OverflowPolicy::ReplaceOldest,
             nonce_lifetime_ms: 300_000,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -274,8 +279,10 @@ impl Registrar {
     /// uses the first one it supports, so the strongest goes first).
     pub fn challenge(&self, now_ms: u64, stale: bool) -> Vec<String> {
         let nonce = self.nonces.issue(&self.cfg.realm, now_ms);
-        [Algorithm::Sha256, Algorithm::Md5]
-            .into_iter()
+        self.cfg
+            .algorithms
+            .iter()
+            .copied()
             .map(|a| auth::challenge_header(&self.cfg.realm, a, &nonce, stale))
             .collect()
     }

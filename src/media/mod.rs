@@ -1,1 +1,400 @@
 //! Media: SDP, RTP port ranges, the io_uring relay, hold audio.
+//!
+//! # Layout
+//! * [`ports`] — per-shard RTP port range, even/odd pairs, quarantine (sans-IO).
+//! * [`sdp`] — SDP parse/build, offer/answer, codec intersection (sans-IO).
+//! * [`relay::stream`] / [`relay::stats`] — latching, validation, counters (sans-IO).
+//! * [`g711`], [`wav`], [`playout`] — hold audio (sans-IO scheduler).
+//! * [`relay::ring`] — the io_uring loop (the only I/O here).
+//!
+//! # Control API (what the call layer uses)
+//!
+//! One relay per signalling shard. [`RelayHandle::spawn`] starts the relay's
+//! ring on a sibling thread (pinned to `RelayConfig::cpu` if set) and returns
+//! the handle, which the shard owns (`Send`, not shared, no lock). Every
+//! handle method is non-blocking: commands go over an `std::sync::mpsc`
+//! channel and an eventfd write wakes the ring; answers and notifications
+//! come back as [`Event`]s, which the shard polls with
+//! [`RelayHandle::try_event`] (e.g. from a glommio timer every 50–100 ms).
+//!
+//! ```text
+//! spawn(cfg: RelayConfig)                     -> io::Result<RelayHandle>
+//! open_leg(&mut self, LegConfig)              -> Result<LegPorts, OpenError>   // 503 on exhaustion
+//! open_pair(&mut self, LegConfig, LegConfig)  -> Result<(LegPorts, LegPorts), OpenError>
+//! set_peer(&self, LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool)
+//! start_hold(&self, LegId, HoldAudio, pt: u8)   // 20 ms G.711 frames to the leg's peer
+//! stop_hold(&self, LegId)
+//! bridge(&self, a: LegId, b: LegId)             // a⇄b, stops hold on both
+//! unbridge(&self, LegId)
+//! close(&mut self, LegId)                       // ports quarantined, Event::Closed
+//! request_stats(&self, LegId)                   // answered by Event::Stats
+//! request_counters(&self)                       // answered by Event::Counters
+//! try_event(&self) -> Option<Event>             // MediaTimeout, Stats, Closed…
+//! shutdown(self)
+//! ```
+//!
+//! A *leg* is one side of a call as the relay sees it: an RTP socket (even
+//! port) and an RTCP socket (port + 1) on the relay, and the peer's address
+//! from its SDP. A customer⇄agent call is two legs bridged. While the
+//! customer waits, its leg is not bridged and `start_hold` plays audio to it.
+//!
+//! # Locked memory
+//! The relay buffer pool (`pool_buffers × buf_size`, 1 MiB by default) is
+//! registered as a fixed buffer (for `SEND_ZC`) when `register_buffers` is
+//! set; that counts against `RLIMIT_MEMLOCK`. If registration fails the relay
+//! logs it and runs with plain buffers. For the service set
+//! `LimitMEMLOCK=16M` (or more: 1 MiB per shard plus the rings).
+
+pub mod g711;
+pub mod playout;
+pub mod ports;
+pub mod relay;
+pub mod sdp;
+pub mod wav;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+pub use playout::HoldAudio;
+pub use ports::{PortAllocator, PortError, PortRange};
+pub use relay::{DropReason, StreamStats};
+
+/// Receive strategy of the ring (measured, see bench/RESULTS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvMode {
+    /// One `RECVMSG` per datagram with a buffer selected from the provided ring.
+    OneShot,
+    /// One multishot `RECVMSG` per socket, buffers from the provided ring.
+    Multishot,
+}
+
+/// Relay configuration (one relay per shard).
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Address the relay binds and announces in SDP.
+    pub bind_ip: IpAddr,
+    /// This shard's slice of the RTP range (see [`ports::split_range`]).
+    /// Keep the whole RTP range outside `net.ipv4.ip_local_port_range`
+    /// (32768–60999 by default), or ephemeral sockets will take its ports.
+    pub range: PortRange,
+    /// Time a freed port pair waits before reuse.
+    pub quarantine: Duration,
+    /// Buffers in the pool (provided buffer ring). 512 × 2 KiB = 1 MiB.
+    pub pool_buffers: usize,
+    pub buf_size: usize,
+    /// Submission queue entries.
+    pub ring_entries: u32,
+    pub recv_mode: RecvMode,
+    /// Use `SEND_ZC` instead of `SENDMSG`.
+    pub send_zc: bool,
+    /// Register the pool as a fixed buffer (locked memory; used by SEND_ZC).
+    pub register_buffers: bool,
+    /// Spin instead of sleeping in `io_uring_enter`.
+    pub busy_poll: bool,
+    /// Pin the relay thread to this CPU.
+    pub cpu: Option<usize>,
+    /// Period of the inactivity check.
+    pub tick: Duration,
+    /// Expected maximum of legs (preallocation only, not a limit).
+    pub max_legs: usize,
+    /// SO_RCVBUF for relay sockets (0: system default).
+    pub rcvbuf: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            range: PortRange { start: 30000, end: 40000 },
+            quarantine: Duration::from_secs(10),
+            pool_buffers: 512,
+            buf_size: 2048,
+            ring_entries: 4096,
+            recv_mode: RecvMode::OneShot,
+            send_zc: false,
+            register_buffers: false,
+            busy_poll: false,
+            cpu: None,
+            tick: Duration::from_millis(100),
+            max_legs: 1024,
+            rcvbuf: 0,
+        }
+    }
+}
+
+/// Identifies a leg in its relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u64);
+
+/// How to open a leg.
+#[derive(Debug, Clone, Default)]
+pub struct LegConfig {
+    /// The peer's RTP address from its SDP (`None` on hold / not yet known).
+    pub peer_rtp: Option<SocketAddr>,
+    /// The peer's RTCP address (`a=rtcp`, else RTP port + 1).
+    pub peer_rtcp: Option<SocketAddr>,
+    /// Drop packets from any source other than the latched/SDP one.
+    pub strict: bool,
+    /// Report [`Event::MediaTimeout`] after this long without RTP.
+    pub media_timeout: Option<Duration>,
+}
+
+impl LegConfig {
+    /// From a peer RTP address (RTCP = port + 1).
+    pub fn peer(rtp: SocketAddr) -> Self {
+        LegConfig { peer_rtp: Some(rtp), peer_rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))), ..Default::default() }
+    }
+}
+
+/// What `open_leg` returns: the relay-side addresses to put in SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegPorts {
+    pub id: LegId,
+    /// Relay RTP address (even port); RTCP is on port + 1.
+    pub rtp: SocketAddr,
+    pub rtcp: SocketAddr,
+}
+
+/// Why a leg could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Port range exhausted → refuse the call with 503.
+    #[error(transparent)]
+    Ports(#[from] PortError),
+    #[error("cannot bind relay socket: {0}")]
+    Bind(io::Error),
+    #[error("relay thread is gone")]
+    RelayGone,
+}
+
+impl OpenError {
+    /// SIP status for refusing the call.
+    pub fn sip_status(&self) -> u16 {
+        503
+    }
+}
+
+/// Relay-wide counters (for benchmarks and metrics).
+#[derive(Debug, Clone, Default)]
+pub struct RelayCounters {
+    pub loop_turns: u64,
+    pub cqes: u64,
+    pub rx: u64,
+    pub tx: u64,
+    pub enobufs: u64,
+    pub starved_rearms: u64,
+    pub recv_errors: u64,
+    pub send_errors: u64,
+    pub sq_full_flushes: u64,
+    pub buffers_out: usize,
+    pub starved_now: usize,
+    pub registered_buffers: bool,
+}
+
+/// Notifications from the relay to the call layer.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// No RTP received on `leg` for `idle` (≥ its media timeout). Reported
+    /// once per silence; re-armed when packets flow again.
+    MediaTimeout { leg: LegId, idle: Duration },
+    /// Answer to `request_stats`.
+    Stats { leg: LegId, rtp: StreamStats, rtcp: StreamStats, rtp_dest: Option<SocketAddr> },
+    /// `request_stats` for a leg the relay does not know.
+    UnknownLeg { leg: LegId },
+    /// Answer to `request_counters`.
+    Counters(RelayCounters),
+    /// The leg is closed; its sockets are closed once in-flight I/O ends.
+    Closed { leg: LegId },
+}
+
+pub(crate) enum Command {
+    Open { id: LegId, rtp: UdpSocket, rtcp: UdpSocket, cfg: LegConfig },
+    SetPeer { id: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool },
+    Bridge { a: LegId, b: LegId },
+    Unbridge { id: LegId },
+    StartHold { id: LegId, audio: HoldAudio, pt: u8 },
+    StopHold { id: LegId },
+    Close { id: LegId },
+    Stats { id: LegId },
+    Counters,
+    Shutdown,
+}
+
+/// The shard's handle on its relay. See the module docs.
+pub struct RelayHandle {
+    tx: mpsc::Sender<Command>,
+    events: mpsc::Receiver<Event>,
+    wake: Arc<OwnedFd>,
+    ports: PortAllocator,
+    cfg: RelayConfig,
+    next_id: u64,
+    open: HashMap<LegId, u16>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RelayHandle {
+    /// Start a relay on its own thread.
+    pub fn spawn(cfg: RelayConfig) -> io::Result<RelayHandle> {
+        let (tx, rx) = mpsc::channel();
+        let (etx, erx) = mpsc::channel();
+        let wake = Arc::new(relay::ring::eventfd()?);
+        let wake_relay = wake.try_clone()?;
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let rcfg = cfg.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("media-relay-{}", cfg.range.start))
+            .spawn(move || {
+                if let Some(cpu) = rcfg.cpu {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                        tracing::warn!("could not pin relay to cpu {cpu}");
+                    }
+                }
+                match relay::ring::Relay::new(rcfg, rx, etx, wake_relay) {
+                    Ok(r) => {
+                        let _ = ready_tx.send(Ok(()));
+                        r.run();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        ready_rx.recv().map_err(|_| io::Error::other("relay thread died"))??;
+        Ok(RelayHandle {
+            tx,
+            events: erx,
+            wake,
+            ports: PortAllocator::new(cfg.range, cfg.quarantine),
+            cfg,
+            next_id: 1,
+            open: HashMap::new(),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, c: Command) -> bool {
+        if self.tx.send(c).is_err() {
+            return false;
+        }
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes to our eventfd
+        unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        true
+    }
+
+    /// Reserve a port pair, bind it and hand it to the relay.
+    pub fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, OpenError> {
+        self.open_leg_at(cfg, Instant::now())
+    }
+
+    /// As [`open_leg`](Self::open_leg) with the time passed in (for quarantine tests).
+    pub fn open_leg_at(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
+        // a pair taken by another process is skipped (quarantined) and the next tried
+        let mut last_err = None;
+        for _ in 0..8 {
+            let port = self.ports.allocate(now)?;
+            let rtp = relay::ring::bind_udp(self.cfg.bind_ip, port, self.cfg.rcvbuf);
+            let rtcp = relay::ring::bind_udp(self.cfg.bind_ip, port.wrapping_add(1), self.cfg.rcvbuf);
+            match (rtp, rtcp) {
+                (Ok(rtp), Ok(rtcp)) => {
+                    let id = LegId(self.next_id);
+                    self.next_id += 1;
+                    if !self.send(Command::Open { id, rtp, rtcp, cfg }) {
+                        self.ports.release(port, now);
+                        return Err(OpenError::RelayGone);
+                    }
+                    self.open.insert(id, port);
+                    return Ok(LegPorts {
+                        id,
+                        rtp: SocketAddr::new(self.cfg.bind_ip, port),
+                        rtcp: SocketAddr::new(self.cfg.bind_ip, port.wrapping_add(1)),
+                    });
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("relay port {port} unusable: {e}");
+                    self.ports.release(port, now);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(OpenError::Bind(last_err.unwrap_or_else(|| io::Error::other("no port"))))
+    }
+
+    /// Open two legs (e.g. customer side and agent side); all or nothing.
+    pub fn open_pair(&mut self, a: LegConfig, b: LegConfig) -> Result<(LegPorts, LegPorts), OpenError> {
+        let pa = self.open_leg(a)?;
+        match self.open_leg(b) {
+            Ok(pb) => Ok((pa, pb)),
+            Err(e) => {
+                self.close(pa.id);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn set_peer(&self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool) {
+        self.send(Command::SetPeer { id: leg, rtp, rtcp, strict });
+    }
+    pub fn start_hold(&self, leg: LegId, audio: HoldAudio, pt: u8) {
+        self.send(Command::StartHold { id: leg, audio, pt });
+    }
+    pub fn stop_hold(&self, leg: LegId) {
+        self.send(Command::StopHold { id: leg });
+    }
+    pub fn bridge(&self, a: LegId, b: LegId) {
+        self.send(Command::Bridge { a, b });
+    }
+    pub fn unbridge(&self, leg: LegId) {
+        self.send(Command::Unbridge { id: leg });
+    }
+    /// Close a leg; its port pair enters quarantine now.
+    pub fn close(&mut self, leg: LegId) {
+        self.close_at(leg, Instant::now())
+    }
+    pub fn close_at(&mut self, leg: LegId, now: Instant) {
+        if let Some(port) = self.open.remove(&leg) {
+            self.ports.release(port, now);
+        }
+        self.send(Command::Close { id: leg });
+    }
+    pub fn request_stats(&self, leg: LegId) {
+        self.send(Command::Stats { id: leg });
+    }
+    pub fn request_counters(&self) {
+        self.send(Command::Counters);
+    }
+    pub fn try_event(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+    /// Blocking wait for an event (tests, tools; not for a shard).
+    pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+    /// The port allocator (for metrics: in use, quarantined, refusals).
+    pub fn ports(&self) -> &PortAllocator {
+        &self.ports
+    }
+    pub fn config(&self) -> &RelayConfig {
+        &self.cfg
+    }
+    /// Stop the relay thread and wait for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+    fn stop(&mut self) {
+        self.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -135,6 +135,12 @@ pub async fn run(ctx: Context) {
         max_expires: cfg.registrar.max_expires,
         max_contacts: cfg.registrar.max_contacts as usize,
         nonce_lifetime_ms: u64::from(cfg.registrar.nonce_lifetime_s) * 1000,
+        algorithms: cfg
+            .registrar
+            .algorithms
+            .iter()
+            .filter_map(|a| crate::sip::auth::Algorithm::parse(a))
+            .collect(),
         ..RegistrarConfig::new(cfg.sip.realm.clone())
     };
     let (nonce_key, stored) = match (store.nonce_secret(), store.load_bindings()) {

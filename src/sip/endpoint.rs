@@ -43,7 +43,7 @@ use super::message::{addr_params, check_request, param, scan, DropReason, Scanne
 use super::response::{reason_phrase, ResponseBase};
 pub use super::transaction::{ClientTxId, ServerTxId, Timers};
 use super::transaction::{
-    build_cancel, ClientKey, ResponseFate, ServerKey, ServerState, Transactions,
+    build_cancel, ClientKey, NewServerTx, ResponseFate, ServerKey, ServerState, Transactions,
 };
 
 #[derive(Debug, Clone)]
@@ -142,6 +142,8 @@ pub struct Counters {
     pub client_timeouts: u64,
     /// Timer H: a non-2xx final never ACKed.
     pub server_timeouts: u64,
+    /// Non-INVITE requests the TU never answered within 64·T1.
+    pub server_unanswered: u64,
 }
 
 impl Counters {
@@ -285,7 +287,10 @@ impl Endpoint {
         else {
             return self.counters.drop(DropReason::BadResponse);
         };
-        if msg.version() != "SIP/2.0" || oversize {
+        if oversize {
+            return self.counters.drop(DropReason::Oversize);
+        }
+        if msg.version() != "SIP/2.0" {
             return self.counters.drop(DropReason::BadResponse);
         }
         let Some(branch) = via.branch else {
@@ -375,7 +380,8 @@ impl Endpoint {
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
-        let id = self.txs.server_new(key.clone(), base, to_tag, ack_key, src, &mut self.out, &mut self.counters);
+        let new = NewServerTx { key: key.clone(), base, to_tag, ack_key, dest: src };
+        let id = self.txs.server_new(new, now, &mut self.out, &mut self.counters);
         match method {
             "OPTIONS" if !in_dialog => {
                 let spec = ResponseSpec::new(200)
@@ -500,6 +506,7 @@ impl Endpoint {
         let data = build_cancel(self.txs.client_request(tx)?)?;
         let dest = self.txs.client_dest(tx)?;
         let key = self.client_key(&data)?;
+        self.txs.client_cancelled(tx, now);
         Some(self.txs.client_new(key, data, dest, now, &mut self.out))
     }
 

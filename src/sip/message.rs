@@ -47,12 +47,10 @@ pub enum DropReason {
     Oversize,
     /// rsip rejected a message our scanner accepted and no answer is possible.
     ParseFailed,
-    /// A forwarded message claims another owner again: never bounce twice.
-    ForwardLoop,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 11;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Empty,
         DropReason::NotUtf8,
@@ -65,7 +63,6 @@ impl DropReason {
         DropReason::UnmatchedAck,
         DropReason::Oversize,
         DropReason::ParseFailed,
-        DropReason::ForwardLoop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,7 +78,6 @@ impl DropReason {
             DropReason::UnmatchedAck => "unmatched_ack",
             DropReason::Oversize => "oversize",
             DropReason::ParseFailed => "parse_failed",
-            DropReason::ForwardLoop => "forward_loop",
         }
     }
 }
@@ -192,8 +188,7 @@ fn split_head(data: &[u8]) -> (usize, usize) {
 
 fn parse_start_line(line: &str) -> Result<StartLine<'_>, ScanError> {
     let line = line.trim_end_matches('\r');
-    if let Some(rest) = line.strip_prefix("SIP/") {
-        let _ = rest;
+    if line.starts_with("SIP/") {
         let (version, rest) = line.split_once(' ').ok_or(ScanError::BadStartLine)?;
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
@@ -491,7 +486,7 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
         return Err(Reject::new(400, "Malformed Header"));
     }
     for name in ["via", "from", "to", "call-id", "cseq"] {
-        if msg.header(name).map_or(true, str::is_empty) {
+        if msg.header(name).is_none_or(str::is_empty) {
             return Err(Reject::new(400, "Missing Mandatory Header"));
         }
     }
@@ -523,6 +518,13 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
             reason: "Method Not Allowed",
             header: Some(("Allow", ALLOWED_METHODS.to_owned())),
         });
+    }
+    // §8.2.2.1: we only serve SIP URIs.
+    if let StartLine::Request { uri, .. } = msg.start {
+        let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return Err(Reject::new(416, "Unsupported URI Scheme"));
+        }
     }
     // §8.2.2.3: Require is ignored on CANCEL and ACK. We support no extension.
     if !matches!(method, "CANCEL" | "ACK") {
@@ -672,6 +674,12 @@ mod tests {
         assert_eq!(check(&d).unwrap_err().status, 483);
         let opt = INVITE.replace("INVITE", "OPTIONS").replace("Max-Forwards: 70", "Max-Forwards: 0");
         assert_eq!(check(opt.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn uri_scheme_is_416() {
+        let d = with("INVITE sip:bob@example.com SIP/2.0", "INVITE tel:+15551234 SIP/2.0");
+        assert_eq!(check(&d).unwrap_err().status, 416);
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub mod message;
 pub mod response;
 pub mod transaction;
 
+#[cfg(test)]
+mod proptests;
+
 pub use endpoint::{Counters, Endpoint, EndpointConfig, Output, ResponseSpec};
 pub use message::DropReason;
 pub use transaction::{ClientTxId, ServerTxId, Timers};

@@ -151,8 +151,10 @@ impl ResponseBase {
             s.push_str("\r\n");
         }
         for (name, value) in headers {
-            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("content-type") {
-                continue; // ours, computed from the body
+            // Ours: copied from the request or computed from the body.
+            const OURS: [&str; 7] = ["via", "from", "to", "call-id", "cseq", "content-length", "content-type"];
+            if OURS.iter().any(|o| name.eq_ignore_ascii_case(o)) {
+                continue;
             }
             let _ = write!(s, "{name}: {value}\r\n");
         }

@@ -34,6 +34,11 @@ pub struct Timers {
     /// Timer D: wait for response retransmissions after a non-2xx INVITE
     /// final; at least 32 s over UDP.
     pub d: Duration,
+    /// Guard on an INVITE client transaction in Proceeding, restarted by each
+    /// provisional (RFC 3261 Timer C, > 3 min). RFC 3261 leaves a UAC waiting
+    /// forever for the TU to CANCEL; a bounded wait means nothing leaks
+    /// when a TU or a peer misbehaves.
+    pub c: Duration,
 }
 
 impl Default for Timers {
@@ -43,6 +48,7 @@ impl Default for Timers {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             d: Duration::from_secs(32),
+            c: Duration::from_secs(181),
         }
     }
 }
@@ -117,6 +123,8 @@ struct ClientTx {
     state: ClientState,
     request: Bytes,
     ack: Option<Bytes>,
+    /// A CANCEL was sent for it: 64·T1 left for a final (§9.1).
+    cancelled: bool,
     dest: SocketAddr,
     retransmit_at: Option<Instant>,
     interval: Duration,
@@ -134,6 +142,20 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 enum TxRef {
     Server(u64),
     Client(u64),
+}
+
+/// What a new server transaction is made of.
+#[derive(Debug, Clone)]
+pub struct NewServerTx {
+    pub key: ServerKey,
+    /// What every response copies from the request.
+    pub base: ResponseBase,
+    /// Tag added to To in responses when the request had none.
+    pub to_tag: String,
+    /// (Call-ID, CSeq) an ACK of our 2xx will carry (INVITE only).
+    pub ack_key: Option<(String, u32)>,
+    /// Where responses go.
+    pub dest: SocketAddr,
 }
 
 /// What a request matching an existing server transaction amounts to.
@@ -242,16 +264,18 @@ impl Transactions {
     /// we cannot promise a final response within 200 ms).
     pub fn server_new(
         &mut self,
-        key: ServerKey,
-        base: ResponseBase,
-        to_tag: String,
-        ack_key: Option<(String, u32)>,
-        dest: SocketAddr,
+        new: NewServerTx,
+        now: Instant,
         out: &mut VecDeque<Output>,
         counters: &mut Counters,
     ) -> ServerTxId {
+        let NewServerTx { key, base, to_tag, ack_key, dest } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
+        // A non-INVITE the TU never answers is abandoned once the client
+        // has given up (Timer F); an INVITE may wait in a queue for long,
+        // so only the TU ends it.
+        let guard = (!invite).then(|| now + self.timers.t1x64());
         let mut tx = ServerTx {
             key: key.clone(),
             invite,
@@ -263,8 +287,9 @@ impl Transactions {
             ack_key: if invite { ack_key } else { None },
             retransmit_at: None,
             interval: self.timers.t1,
-            timeout_at: None,
+            timeout_at: guard,
         };
+        self.schedule(guard, TxRef::Server(id));
         if invite {
             let trying = tx.base.build(100, "Trying", None, [], None);
             counters.count_response_sent(100);
@@ -385,11 +410,12 @@ impl Transactions {
         if tx.timeout_at.is_some_and(|t| t <= now) {
             // H, I, J or L: the transaction ends. L without an ACK is
             // reported: the TU must tear the dialog down (§13.3.1.4).
-            let state = tx.state;
+            let (state, invite) = (tx.state, tx.invite);
             self.remove_server(id);
             match state {
                 ServerState::Accepted => out.push_back(Output::AckTimeout { tx: ServerTxId(id) }),
-                ServerState::Completed => counters.server_timeouts += 1,
+                ServerState::Completed if invite => counters.server_timeouts += 1, // H
+                ServerState::Trying | ServerState::Proceeding => counters.server_unanswered += 1,
                 _ => {}
             }
             return;
@@ -445,6 +471,7 @@ impl Transactions {
             state: ClientState::Calling,
             request,
             ack: None,
+            cancelled: false,
             dest,
             interval: timers.t1,
             retransmit_at: Some(now + timers.t1), // A or E
@@ -457,6 +484,19 @@ impl Transactions {
         self.client.insert(id, tx);
         self.schedule(at, TxRef::Client(id));
         ClientTxId(id)
+    }
+
+    /// Notes that a CANCEL was sent for `id`: per §9.1 the transaction
+    /// gives up 64·T1 later if no final response arrives.
+    pub fn client_cancelled(&mut self, id: ClientTxId, now: Instant) {
+        let limit = now + self.timers.t1x64();
+        let Some(tx) = self.client.get_mut(&id.0) else { return };
+        tx.cancelled = true;
+        if matches!(tx.state, ClientState::Calling | ClientState::Proceeding) {
+            let at = Some(tx.timeout_at.map_or(limit, |t| t.min(limit)));
+            tx.timeout_at = at;
+            self.schedule(at, TxRef::Client(id.0));
+        }
     }
 
     pub fn client_find(&self, key: &ClientKey) -> Option<ClientTxId> {
@@ -480,9 +520,14 @@ impl Transactions {
             (_, ClientState::Calling | ClientState::Proceeding, 100..=199) => {
                 tx.state = ClientState::Proceeding;
                 if tx.invite {
-                    // §17.1.1.2: A and B stop; the TU owns the wait now.
+                    // §17.1.1.2: A and B stop; the TU owns the wait now,
+                    // bounded by Timer C (and by 64·T1 once cancelled).
                     tx.retransmit_at = None;
-                    tx.timeout_at = None;
+                    let c = now + timers.c;
+                    tx.timeout_at = Some(match tx.timeout_at {
+                        Some(t) if tx.cancelled => t.min(c),
+                        _ => c,
+                    });
                 } else if let Some(at) = tx.retransmit_at {
                     // §17.1.2.2: E keeps firing, at T2.
                     tx.interval = timers.t2;

@@ -66,11 +66,16 @@ impl Rig {
     }
 
     fn server(&mut self, method: &str) -> ServerTxId {
-        let data = request(method, "z9hG4bKpeer");
+        self.server_with_branch(method, "z9hG4bKpeer")
+    }
+
+    fn server_with_branch(&mut self, method: &str, branch: &str) -> ServerTxId {
+        let data = request(method, branch);
         let msg = scan(&data).unwrap();
-        let key = ServerKey { branch: "z9hG4bKpeer".into(), sent_by: "192.0.2.1:5060".into(), method: method.into() };
+        let key = ServerKey { branch: branch.into(), sent_by: "192.0.2.1:5060".into(), method: method.into() };
         let base = ResponseBase::from_request(&msg, peer());
-        self.txs.server_new(key, base, "cc0-t".into(), Some(("cid-1".into(), 42)), peer(), &mut self.out, &mut self.c)
+        let new = NewServerTx { key, base, to_tag: "cc0-t".into(), ack_key: Some(("cid-1".into(), 42)), dest: peer() };
+        self.txs.server_new(new, self.t0, &mut self.out, &mut self.c)
     }
 
     fn respond(&mut self, id: ServerTxId, status: u16, ms: u64) {
@@ -126,7 +131,7 @@ fn invite_client_non_2xx_acks_and_waits_d() {
     let id = r.client("INVITE");
     let to = "<sip:bob@h>;tag=b9";
     assert_eq!(r.txs.client_response(id, 180, to, r.at(200), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
-    // Proceeding: A and B are off, nothing fires.
+    // Proceeding: A and B are off, nothing fires before Timer C.
     assert!(r.run(60_000).is_empty());
     assert_eq!(r.txs.client_response(id, 486, to, r.at(60_000), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
     let Some(Output::Transmit { data, dest }) = r.out.pop_front() else { panic!("no ACK") };
@@ -255,4 +260,37 @@ fn cancel_is_built_from_the_original() {
     assert!(c.contains("CSeq: 42 CANCEL\r\n"));
     assert!(rsip::Request::try_from(c).is_ok());
     assert_eq!(build_cancel(b"garbage"), None);
+}
+
+#[test]
+fn invite_proceeding_bounded_by_timer_c_and_cancel() {
+    let mut r = Rig::new();
+    let id = r.client("INVITE");
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(1_000), &mut r.out, &mut r.c);
+    r.txs.client_response(id, 183, "<sip:b@h>;tag=1", r.at(100_000), &mut r.out, &mut r.c);
+    assert!(r.run(280_999).is_empty(), "C restarts on each provisional");
+    assert_eq!(r.run(281_000), vec![(281_000, Output::ClientTimeout { tx: id })]);
+    assert!(r.txs.is_empty());
+
+    let mut r = Rig::new();
+    let id = r.client("INVITE");
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(1_000), &mut r.out, &mut r.c);
+    r.txs.client_cancelled(id, r.at(2_000));
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(3_000), &mut r.out, &mut r.c);
+    assert_eq!(r.run(40_000), vec![(34_000, Output::ClientTimeout { tx: id })]);
+    assert!(r.txs.is_empty());
+}
+
+#[test]
+fn unanswered_non_invite_is_abandoned_after_64_t1() {
+    let mut r = Rig::new();
+    r.server("BYE");
+    let inv = r.server_with_branch("INVITE", "z9hG4bKother");
+    r.out.clear();
+    assert!(r.run(31_999).is_empty());
+    assert_eq!(r.txs.server_len(), 2);
+    assert!(r.run(32_000).is_empty());
+    assert_eq!(r.txs.server_len(), 1, "the INVITE waits for its TU");
+    assert_eq!(r.txs.server_state(inv), Some(ServerState::Proceeding));
+    assert_eq!(r.c.server_unanswered, 1);
 }

@@ -1,0 +1,291 @@
+//! Loopback tests through the real io_uring relay (127.0.0.1 only).
+//! Each test uses its own port range so they can run in parallel.
+
+mod media_common;
+use media_common::*;
+
+use std::time::{Duration, Instant};
+
+use cc_engine::media::{DropReason, Event, LegConfig, OpenError, PortError, RecvMode, RelayConfig, PortRange};
+
+fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
+    let mut h = relay_cfg(RelayConfig {
+        range: PortRange { start, end: start + 8 },
+        recv_mode: mode,
+        send_zc: zc,
+        register_buffers: zc,
+        ..Default::default()
+    });
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    assert_eq!(la.rtp.port() % 2, 0);
+    assert_eq!(la.rtcp.port(), la.rtp.port() + 1);
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    for i in 0..20u16 {
+        let p = rtp(i, i as u32 * 160, 0xA, 172);
+        a.send_to(&p, la.rtp).unwrap();
+        let (got, from) = recv(&b).expect("a→b forwarded");
+        assert_eq!(got, p, "payload intact");
+        assert_eq!(from, lb.rtp, "leaves from the other leg's port");
+        let q = rtp(i, i as u32 * 160, 0xB, 200);
+        b.send_to(&q, lb.rtp).unwrap();
+        let (got, from) = recv(&a).expect("b→a forwarded");
+        assert_eq!(got, q);
+        assert_eq!(from, la.rtp);
+    }
+    let (sa, _, _) = stats(&h, la.id);
+    let (sb, _, _) = stats(&h, lb.id);
+    assert_eq!(sa.rx_packets, 20);
+    assert_eq!(sa.tx_packets, 20);
+    assert_eq!(sb.rx_packets, 20);
+    assert_eq!(sb.tx_packets, 20);
+    assert_eq!(sa.drops_total() + sb.drops_total(), 0);
+    assert!(sa.last_rx.is_some());
+    h.shutdown();
+}
+
+#[test]
+fn both_directions_oneshot() {
+    both_directions_in(RecvMode::OneShot, false, 24000);
+}
+
+#[test]
+fn both_directions_multishot() {
+    both_directions_in(RecvMode::Multishot, false, 24010);
+}
+
+#[test]
+fn both_directions_send_zc() {
+    both_directions_in(RecvMode::OneShot, true, 24020);
+}
+
+#[test]
+fn latching_to_new_source_port() {
+    let mut h = relay(24030, 4);
+    let (sdp_a, real_a, b) = (client(), client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&sdp_a)), LegConfig::peer(addr(&b))).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    // before A sends anything, B's media goes to A's SDP address
+    b.send_to(&rtp(1, 0, 0xB, 100), lb.rtp).unwrap();
+    assert!(recv(&sdp_a).is_some(), "to the SDP address before latching");
+    // A's media actually comes from another port (NAT)
+    real_a.send_to(&rtp(1, 0, 0xA, 100), la.rtp).unwrap();
+    assert!(recv(&b).is_some());
+    b.send_to(&rtp(2, 160, 0xB, 100), lb.rtp).unwrap();
+    let (_, from) = recv(&real_a).expect("latched to the packet's source");
+    assert_eq!(from, lb.rtp.ip().to_string().parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, la.rtp.port())).unwrap());
+    sdp_a.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    assert!(recv(&sdp_a).is_none(), "nothing more to the SDP address");
+    let (_, _, dest) = stats(&h, la.id);
+    assert_eq!(dest, Some(addr(&real_a)));
+    h.shutdown();
+}
+
+#[test]
+fn strict_mode_drops_other_sources() {
+    let mut h = relay(24040, 4);
+    let (sdp_a, other, b) = (client(), client(), client());
+    let mut ca = LegConfig::peer(addr(&sdp_a));
+    ca.strict = true;
+    let (la, lb) = h.open_pair(ca, LegConfig::peer(addr(&b))).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    other.send_to(&rtp(1, 0, 0xA, 100), la.rtp).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+    assert!(recv(&b).is_none(), "strict: other source dropped");
+    sdp_a.send_to(&rtp(2, 160, 0xA, 100), la.rtp).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let (got, _) = recv(&b).expect("SDP source forwarded");
+    assert_eq!(&got[2..4], &2u16.to_be_bytes());
+    other.send_to(&rtp(3, 320, 0xA, 100), la.rtp).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+    assert!(recv(&b).is_none(), "strict after latching: other source dropped");
+    let (sa, _, _) = stats(&h, la.id);
+    assert_eq!(sa.dropped(DropReason::WrongSource), 2);
+    assert_eq!(sa.rx_packets, 1);
+    h.shutdown();
+}
+
+#[test]
+fn rtcp_relayed_on_port_plus_one() {
+    let mut h = relay(24050, 4);
+    let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
+    let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), ..Default::default() };
+    let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
+    let (la, lb) = h.open_pair(ca, cb).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    let sr = rtcp_sr(0xA);
+    a_rtcp.send_to(&sr, la.rtcp).unwrap();
+    let (got, from) = recv(&b_rtcp).expect("RTCP forwarded");
+    assert_eq!(got, sr);
+    assert_eq!(from, lb.rtcp);
+    let rr = rtcp_sr(0xB);
+    b_rtcp.send_to(&rr, lb.rtcp).unwrap();
+    let (got, from) = recv(&a_rtcp).expect("RTCP back");
+    assert_eq!(got, rr);
+    assert_eq!(from, la.rtcp);
+    // RTP sent to the RTCP port is junk there
+    a_rtcp.send_to(&rtp(1, 0, 1, 100), la.rtcp).unwrap();
+    b_rtcp.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+    assert!(recv(&b_rtcp).is_none());
+    let (_, ra, _) = stats(&h, la.id);
+    assert_eq!(ra.rx_packets, 1);
+    assert_eq!(ra.dropped(DropReason::NotRtp), 1);
+    h.shutdown();
+}
+
+#[test]
+fn ssrc_change_and_gaps_counted() {
+    let mut h = relay(24060, 4);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    for (seq, ssrc) in [(1u16, 1u32), (2, 1), (5, 1), (900, 2), (901, 2)] {
+        a.send_to(&rtp(seq, 0, ssrc, 60), la.rtp).unwrap();
+        assert!(recv(&b).is_some(), "forwarded across SSRC change / gaps");
+    }
+    let (sa, _, _) = stats(&h, la.id);
+    assert_eq!(sa.ssrc_changes, 1);
+    assert_eq!(sa.seq_gaps, 1);
+    assert_eq!(sa.rx_packets, 5);
+    h.shutdown();
+}
+
+#[test]
+fn junk_dropped_and_counted() {
+    let mut h = relay(24070, 4);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    a.send_to(&[1, 2, 3], la.rtp).unwrap(); // short
+    a.send_to(&[], la.rtp).unwrap(); // empty
+    a.send_to(&[0u8; 40], la.rtp).unwrap(); // version 0
+    a.send_to(b"INVITE sip:x SIP/2.0\r\n\r\n", la.rtp).unwrap(); // text
+    let mut sr = rtcp_sr(1);
+    sr[1] = 200;
+    a.send_to(&sr, la.rtp).unwrap(); // RTCP on the RTP port
+    let mut cc = rtp(1, 0, 1, 12);
+    cc[0] = 0x8F; // 15 CSRCs announced, none present
+    a.send_to(&cc, la.rtp).unwrap();
+    let good = rtp(7, 0, 1, 100);
+    a.send_to(&good, la.rtp).unwrap();
+    let (got, _) = recv(&b).expect("the valid packet");
+    assert_eq!(got, good, "first forwarded packet is the valid one: junk never forwarded");
+    let (sa, _, _) = stats(&h, la.id);
+    assert_eq!(sa.dropped(DropReason::Short), 3);
+    assert_eq!(sa.dropped(DropReason::NotRtp), 3);
+    assert_eq!(sa.rx_packets, 1);
+    // junk did not latch: B's media still goes to A
+    let (_, _, dest) = stats(&h, la.id);
+    assert_eq!(dest, Some(addr(&a)));
+    h.shutdown();
+}
+
+#[test]
+fn unbridged_leg_drops_and_counts() {
+    let mut h = relay(24080, 4);
+    let a = client();
+    let la = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
+    barrier(&h);
+    a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let (sa, _, _) = stats(&h, la.id);
+    assert_eq!(sa.rx_packets + sa.dropped(DropReason::NotBridged), 2);
+    h.shutdown();
+}
+
+#[test]
+fn port_exhaustion_refuses_with_503() {
+    let mut h = relay(24090, 2);
+    let a = h.open_leg(LegConfig::default()).unwrap();
+    let b = h.open_leg(LegConfig::default()).unwrap();
+    assert_ne!(a.rtp, b.rtp);
+    let e = h.open_leg(LegConfig::default()).unwrap_err();
+    assert_eq!(e.sip_status(), 503);
+    let msg = e.to_string();
+    assert!(msg.contains("24090-24093"), "names the range: {msg}");
+    assert!(matches!(e, OpenError::Ports(PortError::Exhausted { .. })));
+    assert_eq!(h.ports().exhausted_count, 1);
+    assert!(h.open_pair(LegConfig::default(), LegConfig::default()).is_err());
+    assert_eq!(h.ports().exhausted_count, 2);
+    h.shutdown();
+}
+
+#[test]
+fn quarantine_respected() {
+    let mut h = relay(24100, 1); // quarantine 300 ms
+    let a = client();
+    let l1 = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
+    let t_close = Instant::now();
+    h.close(l1.id);
+    // immediately: the only pair is in quarantine
+    let e = h.open_leg(LegConfig::default());
+    if t_close.elapsed() < Duration::from_millis(300) {
+        assert!(e.is_err(), "pair reused during quarantine");
+    }
+    // a late packet of the old call is not delivered anywhere
+    a.send_to(&rtp(1, 0, 1, 100), l1.rtp).unwrap();
+    std::thread::sleep(Duration::from_millis(350));
+    let l2 = h.open_leg(LegConfig::default()).expect("reusable after quarantine");
+    assert_eq!(l2.rtp, l1.rtp);
+    barrier(&h);
+    let (s2, _, _) = stats(&h, l2.id);
+    assert_eq!(s2.rx_packets + s2.drops_total(), 0, "new leg saw nothing of the old call");
+    // time-passed-in variant
+    let t0 = Instant::now();
+    h.close_at(l2.id, t0);
+    barrier(&h);
+    assert!(h.open_leg_at(LegConfig::default(), t0 + Duration::from_millis(299)).is_err());
+    // the relay closes the old socket once its cancelled receive completes
+    let mut ok = false;
+    for i in 0..100 {
+        if h.open_leg_at(LegConfig::default(), t0 + Duration::from_millis(300) + Duration::from_secs(i)).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ok, "pair usable again after quarantine");
+    h.shutdown();
+}
+
+#[test]
+fn close_bridged_leg_then_traffic_is_safe() {
+    let mut h = relay(24110, 4);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    h.close(lb.id);
+    barrier(&h);
+    a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let (sa, _, _) = stats(&h, la.id);
+    assert_eq!(sa.dropped(DropReason::NotBridged), 1);
+    h.shutdown();
+}
+
+#[test]
+fn media_timeout_reported() {
+    let mut h = relay(24120, 4);
+    let a = client();
+    let cfg = LegConfig { media_timeout: Some(Duration::from_millis(100)), ..LegConfig::peer(addr(&a)) };
+    let la = h.open_leg(cfg).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = false;
+    while Instant::now() < deadline {
+        if let Some(Event::MediaTimeout { leg, idle }) = h.wait_event(Duration::from_millis(100)) {
+            assert_eq!(leg, la.id);
+            assert!(idle >= Duration::from_millis(100));
+            got = true;
+            break;
+        }
+    }
+    assert!(got, "media timeout event");
+    h.shutdown();
+}
