@@ -108,7 +108,13 @@ fn sha256_digest_registers() {
     assert!(chs.iter().all(|c| c.contains("realm=\"cc-engine\"")), "{chs:?}");
     let last = r.last.expect("no answer to authenticated REGISTER");
     assert_eq!(last.status(), Some(200), "{}", last.text);
-    wait_contacts(&e, "bob", &[r.contact.clone()]);
+    let a = wait_contacts(&e, "bob", &[r.contact.clone()]);
+    let b = bindings_of(&a, "bob")[0];
+    assert_eq!(b["target"].as_str(), Some(r.local.to_string().as_str()), "{b}");
+    // optional field beyond the contract: if listed, it is the REGISTER's User-Agent
+    if let Some(ua) = b.get("user_agent").filter(|v| !v.is_null()) {
+        assert_eq!(ua.as_str(), Some("cc-engine-e2e"), "{b}");
+    }
 }
 
 #[test]

@@ -80,5 +80,8 @@ fn baresip_registers_as_alice() {
     assert_eq!(b[0]["target"].as_str(), Some(format!("127.0.0.1:{bport}").as_str()), "{b:?}");
     let exp = b[0]["expires_in"].as_i64().unwrap_or(-1);
     assert!((1..=600).contains(&exp), "baresip asked regint=600 (Contact ;expires=600): expires_in {exp}");
+    if let Some(ua) = b[0].get("user_agent").filter(|v| !v.is_null()) {
+        assert!(ua.as_str().unwrap_or("").contains("baresip"), "user_agent should be baresip's: {b:?}");
+    }
     assert!(blog().contains("200 OK"), "baresip log shows no 200:\n{}", tail(&blog(), 4000));
 }
