@@ -70,7 +70,8 @@ fn in_dialog_byes_reach_the_owning_shard_and_get_481() {
         "cc_sip_forwarded_total did not rise over {N} BYEs from {N} source ports to 2 shards:\n{}",
         m.0.lines().filter(|l| l.contains("forwarded")).collect::<Vec<_>>().join("\n")
     );
-    let r481 = m.get("cc_sip_responses_total", &[("code", "481")]).unwrap_or(0.0);
+    let (r481, _) = e.wait_metric("cc_sip_responses_total", &[("code", "481")], N as f64);
+    let r481 = r481.unwrap_or(0.0);
     assert!(r481 >= N as f64, "cc_sip_responses_total{{code=\"481\"}} = {r481}, expected >= {N}");
     eprintln!("forwarded between shards: {}", fwd.unwrap() - fwd_before);
 }

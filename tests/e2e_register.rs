@@ -56,9 +56,10 @@ fn sipp_registers_both_demo_agents_with_digest() {
         assert!((3000..=3600).contains(&exp), "{who} expires_in {exp}");
         assert!(b["target"].as_str().unwrap_or("").starts_with("127.0.0.1:"), "{who} target {b}");
     }
-    let m = e.metrics();
-    assert!(m.get("cc_sip_responses_total", &[("code", "200")]).unwrap_or(0.0) >= 2.0, "{}", m.0);
-    assert!(m.get("cc_sip_responses_total", &[("code", "401")]).unwrap_or(0.0) >= 2.0, "{}", m.0);
+    for code in ["200", "401"] {
+        let (v, m) = e.wait_metric("cc_sip_responses_total", &[("code", code)], 2.0);
+        assert!(v.unwrap_or(0.0) >= 2.0, "cc_sip_responses_total{{code={code}}}:\n{}", m.0);
+    }
 }
 
 #[test]
@@ -76,12 +77,28 @@ fn sipp_wrong_password_gets_403() {
 }
 
 #[test]
+fn wrong_password_gets_403_with_either_algorithm() {
+    let e = Engine::start();
+    for alg in ["MD5", "SHA-256"] {
+        let r = register(&e, "alice", "not-alice-pass", Some(3600), alg);
+        assert_eq!(r.first.as_ref().and_then(|m| m.status()), Some(401), "{alg}: {:?}", r.first);
+        let last = r.last.unwrap_or_else(|| panic!("{alg}: no answer to the authenticated REGISTER"));
+        assert_eq!(last.status(), Some(403), "{alg}:\n{}", last.text);
+    }
+    let (v, m) = e.wait_metric("cc_sip_responses_total", &[("code", "403")], 2.0);
+    assert!(v.unwrap_or(0.0) >= 2.0, "{}", m.0);
+    assert!(e.agents().is_empty(), "{:?}", e.agents());
+}
+
+#[test]
 fn unknown_user_gets_404() {
     let e = Engine::start();
     let r = register(&e, "mallory", "mallory-pass", Some(3600), "MD5");
     let last = r.last.expect("no answer to REGISTER of an unknown user");
     assert_eq!(last.status(), Some(404), "{}", last.text);
     assert!(e.agents().is_empty());
+    let (v, m) = e.wait_metric("cc_sip_responses_total", &[("code", "404")], 1.0);
+    assert!(v.unwrap_or(0.0) >= 1.0, "{}", m.0);
 }
 
 #[test]

@@ -382,6 +382,20 @@ impl Engine {
         Metrics(body)
     }
 
+    /// Metrics are snapshots gathered from the shards and may trail the
+    /// traffic: polls (bounded, 3 s) until `name{labels}` reaches `min`.
+    /// Returns the last value seen (None: series absent) and the text.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], min: f64) -> (Option<f64>, Metrics) {
+        let mut last = Metrics(String::new());
+        let mut v = None;
+        poll(Duration::from_secs(3), || {
+            last = self.metrics();
+            v = last.get(name, labels);
+            (v.unwrap_or(f64::NEG_INFINITY) >= min).then_some(())
+        });
+        (v, last)
+    }
+
     pub fn agents(&self) -> Vec<serde_json::Value> {
         let (code, body) = self.http_get("/agents");
         assert_eq!(code, 200, "GET /agents: {body}");
