@@ -15,7 +15,7 @@ use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedS
 use super::messages::{FromRouting, ToRouting};
 use super::runtime::Shared;
 use super::signalling::housekeeping;
-use crate::acd::{AgentDef, GroupCommit, Registrar, RegistrarConfig, Store};
+use crate::acd::{AgentDef, Change, GroupCommit, Registrar, RegistrarConfig, Store};
 use crate::config::Config;
 use crate::mgmt::Sample;
 
@@ -53,6 +53,18 @@ impl State {
                 let class = (out.reply.status() / 100) as usize;
                 if let Some(c) = self.registers.get_mut(class) {
                     *c += 1;
+                }
+                tracing::debug!(agent = %req.user, status = out.reply.status(), src = %req.source, "REGISTER");
+                for c in &out.changes {
+                    match c {
+                        Change::Upsert(b) if b.registered_at_ms == now => {
+                            tracing::info!(agent = %b.agent, contact = %b.contact_uri, target = %b.target, "agent registered")
+                        }
+                        Change::Upsert(_) => {}
+                        Change::Remove { agent, contact } => {
+                            tracing::info!(%agent, %contact, "agent unregistered")
+                        }
+                    }
                 }
                 if !out.changes.is_empty() {
                     self.agents_dirty = true;
