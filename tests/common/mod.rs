@@ -209,6 +209,38 @@ impl Drop for Guard {
     }
 }
 
+// ---------------------------------------------------------------- configs
+
+/// Writes a copy of the shipped config with `key` inside `[section]` set to
+/// `value` (TOML text), into `dir`; panics if the key is not there.
+pub fn derived_config(dir: &Path, section: &str, key: &str, value: &str) -> PathBuf {
+    let text = fs::read_to_string(shipped_config()).expect("read config/cc-engine.toml");
+    let mut cur = String::new();
+    let mut done = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let t = l.trim();
+            if t.starts_with('[') {
+                cur = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            }
+            if !done && cur == section {
+                if let Some((k, _)) = t.split_once('=') {
+                    if k.trim() == key && !t.starts_with('#') {
+                        done = true;
+                        return format!("{key} = {value}");
+                    }
+                }
+            }
+            l.to_string()
+        })
+        .collect();
+    assert!(done, "config/cc-engine.toml has no `{key}` in [{section}]");
+    let p = dir.join(format!("cc-engine-{section}-{key}.toml"));
+    fs::write(&p, out.join("\n") + "\n").unwrap();
+    p
+}
+
 // ---------------------------------------------------------------- engine
 
 pub struct EngineOpts {
