@@ -434,13 +434,40 @@ impl Engine {
         parse_json_lines(&body)
     }
 
-    /// `cc-engine agents --state-dir DIR` (meant for a stopped engine).
+    /// `cc-engine agents --state-dir DIR` (meant for a stopped engine),
+    /// normalised to one object per binding like /agents. (The binary prints
+    /// one object per configured agent with a nested `bindings` array whose
+    /// items carry `expires_in_s`; a flat per-binding line is taken as is.)
     pub fn offline_agents(&self) -> Vec<serde_json::Value> {
         let mut cmd = Command::new(engine_bin());
-        cmd.arg("agents").arg("--state-dir").arg(self.state_dir());
+        cmd.arg("agents").arg("--state-dir").arg(self.state_dir()).arg("--config").arg(&self.config);
         let out = run_with_timeout(cmd, Duration::from_secs(10));
         assert_eq!(out.code(), Some(0), "cc-engine agents: {}", out.describe());
-        parse_json_lines(&out.stdout)
+        let mut flat = vec![];
+        for v in parse_json_lines(&out.stdout) {
+            match v.get("bindings").and_then(|b| b.as_array()) {
+                Some(bs) => {
+                    for b in bs {
+                        let mut o = b.clone();
+                        if let Some(m) = o.as_object_mut() {
+                            m.insert("agent".into(), v["agent"].clone());
+                            if !m.contains_key("expires_in") {
+                                if let Some(x) = m.get("expires_in_s").cloned() {
+                                    m.insert("expires_in".into(), x);
+                                }
+                            }
+                        }
+                        flat.push(o);
+                    }
+                }
+                None => {
+                    if v.get("contact").is_some() {
+                        flat.push(v)
+                    }
+                }
+            }
+        }
+        flat
     }
 
     /// Sends one request from a fresh socket and returns the final response.
