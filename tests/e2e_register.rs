@@ -230,3 +230,44 @@ fn sigterm_exits_zero_within_two_seconds() {
     let st = st.unwrap_or_else(|| panic!("no exit within 2 s of SIGTERM\n{}", e.log_tail(3000)));
     assert_eq!(st.code(), Some(0), "exit status {st}\n{}", e.log_tail(3000));
 }
+
+/// Keeps sipp/register_load.xml and sipp/agents_load.csv honest: a gentle
+/// run (100 registrations/s, 500 calls) against an engine whose config is
+/// the shipped one plus the 1000 generated agents of sipp/gen_agents_load.sh.
+/// No timing is asserted: every call must succeed, nothing more.
+#[test]
+fn sipp_register_load_scenario_smoke() {
+    let csv = std::fs::read_to_string(sipp_file("agents_load.csv")).expect("sipp/agents_load.csv");
+    let users: Vec<(String, String)> = csv
+        .lines()
+        .filter(|l| !l.starts_with("SEQUENTIAL") && !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split(';');
+            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect();
+    assert!(users.len() >= 500, "agents_load.csv has {} agents", users.len());
+    let dir = TempDir::new("cfg");
+    let mut cfg = std::fs::read_to_string(shipped_config()).unwrap();
+    for (u, p) in &users {
+        cfg.push_str(&format!("\n[[agent]]\nid = \"{u}\"\npassword = \"{p}\"\nqueues = [\"support\"]\n"));
+    }
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let e = Engine::start_with(EngineOpts { config: path, ..Default::default() });
+
+    let run = sipp(
+        &e,
+        "register_load.xml",
+        &["-inf", sipp_file("agents_load.csv").to_str().unwrap(), "-r", "100", "-m", "500"],
+        Duration::from_secs(40),
+    );
+    assert!(run.ok(), "sipp register_load.xml failed\n{}", run.describe());
+    let (v, m) = e.wait_metric("cc_sip_responses_total", &[("code", "200")], 500.0);
+    assert!(v.unwrap_or(0.0) >= 500.0, "{}", m.0);
+    let n = poll(Duration::from_secs(3), || {
+        let n = e.agents().len();
+        (n >= 500).then_some(n)
+    });
+    assert!(n.is_some(), "500 distinct agents registered, /agents lists {}", e.agents().len());
+}
