@@ -197,8 +197,14 @@ fn binding_survives_kill9_and_restart() {
     let exp = bindings_of(&a, "alice")[0]["expires_in"].as_i64().unwrap();
     assert!((3000..=3600).contains(&exp), "expires_in after restart {exp}");
     assert!(e.options_ok());
+}
 
-    // and once stopped cleanly, the offline tool reads the same binding
+/// Once the engine is stopped cleanly (SIGTERM), `cc-engine agents` reads the
+/// binding from the database.
+#[test]
+fn offline_agents_after_clean_stop() {
+    let mut e = Engine::start();
+    let contact = register_alice_durably(&e);
     let st = e.terminate(Duration::from_secs(2)).expect("exit within 2 s of SIGTERM");
     assert_eq!(st.code(), Some(0), "{st}");
     let offline = e.offline_agents();
