@@ -40,12 +40,14 @@ enum Expect {
     Silent,
 }
 
+type Check = fn(&Msg) -> Result<(), String>;
+
 struct Case {
     name: &'static str,
     bytes: Vec<u8>,
     expect: Expect,
     /// Extra check on the response, if one arrived.
-    check: Option<fn(&Msg) -> Result<(), String>>,
+    check: Option<Check>,
 }
 
 fn base(local: SocketAddr, port: u16, method: &str) -> String {
@@ -54,7 +56,10 @@ fn base(local: SocketAddr, port: u16, method: &str) -> String {
 
 fn without(msg: &str, header: &str) -> String {
     msg.split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with(&format!("{}:", header.to_ascii_lowercase())))
+        .filter(|l| {
+            !l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", header.to_ascii_lowercase()))
+        })
         .collect::<Vec<_>>()
         .join("\r\n")
 }
@@ -62,7 +67,9 @@ fn without(msg: &str, header: &str) -> String {
 fn replace_header(msg: &str, header: &str, new_line: &str) -> String {
     msg.split("\r\n")
         .map(|l| {
-            if l.to_ascii_lowercase().starts_with(&format!("{}:", header.to_ascii_lowercase())) {
+            if l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", header.to_ascii_lowercase()))
+            {
                 new_line.to_string()
             } else {
                 l.to_string()
@@ -79,7 +86,11 @@ fn with(msg: &str, line: &str) -> String {
 
 fn with_body(msg: &str, body: &str, content_length: &str) -> String {
     let head = msg.split("\r\n\r\n").next().unwrap();
-    let head = replace_header(head, "Content-Length", &format!("Content-Length: {content_length}"));
+    let head = replace_header(
+        head,
+        "Content-Length",
+        &format!("Content-Length: {content_length}"),
+    );
     format!("{head}\r\nContent-Type: text/plain\r\n\r\n{body}")
 }
 
@@ -110,15 +121,27 @@ fn has_allow(m: &Msg) -> Result<(), String> {
 fn has_unsupported(m: &Msg) -> Result<(), String> {
     match m.header("Unsupported") {
         Some(u) if u.contains("x-cc-e2e-nonexistent") => Ok(()),
-        other => Err(format!("420 must list the option in Unsupported, got {other:?}")),
+        other => Err(format!(
+            "420 must list the option in Unsupported, got {other:?}"
+        )),
     }
 }
 
 fn cases(local: SocketAddr, port: u16) -> Vec<Case> {
     use Expect::*;
     let opt = base(local, port, "OPTIONS");
-    let c = |name, s: String, expect| Case { name, bytes: s.into_bytes(), expect, check: None };
-    let b = |name, bytes: Vec<u8>, expect| Case { name, bytes, expect, check: None };
+    let c = |name, s: String, expect| Case {
+        name,
+        bytes: s.into_bytes(),
+        expect,
+        check: None,
+    };
+    let b = |name, bytes: Vec<u8>, expect| Case {
+        name,
+        bytes,
+        expect,
+        check: None,
+    };
     let mut v = vec![
         c("garbage text", "hello, this is not SIP at all\r\n\r\n".into(), Drop),
         b("binary junk 512 B", junk(512, 0x9e3779b97f4a7c15), Drop),
@@ -164,7 +187,7 @@ fn cases(local: SocketAddr, port: u16) -> Vec<Case> {
         ),
         c(
             "BYE Max-Forwards 0",
-            replace_header(&Req::new("BYE", "sip:alice@127.0.0.1").to("alice").to_tag("cc0-abc").build_for(local), "Max-Forwards", "Max-Forwards: 0"),
+            replace_header(&Req::new("BYE", "sip:alice@127.0.0.1").to("alice").with_to_tag("cc0-abc").build_for(local), "Max-Forwards", "Max-Forwards: 0"),
             Status(&[483]),
         ),
         c("non-SIP Request-URI scheme", opt.replacen(&format!("OPTIONS sip:127.0.0.1:{port}"), &format!("OPTIONS http://127.0.0.1:{port}/"), 1), Status(&[416, 400])),
@@ -215,8 +238,12 @@ fn cases(local: SocketAddr, port: u16) -> Vec<Case> {
         c("unknown Via transport", replace_header(&opt, "Via", &format!("Via: SIP/2.0/FOO {local};branch=z9hG4bK{}", token())), StatusOrDrop(&[200, 400])),
     ];
     // non-UTF-8 bytes in the From display name
-    let i = v.iter().position(|c| c.name == "non-UTF-8 display name").unwrap();
-    let mut nb = replace_header(&opt, "From", "From: \"XX\" <sip:e2e@127.0.0.1>;tag=nu8").into_bytes();
+    let i = v
+        .iter()
+        .position(|c| c.name == "non-UTF-8 display name")
+        .unwrap();
+    let mut nb =
+        replace_header(&opt, "From", "From: \"XX\" <sip:e2e@127.0.0.1>;tag=nu8").into_bytes();
     let pos = nb.windows(4).position(|w| w == b"\"XX\"").unwrap();
     nb[pos + 1] = 0xff;
     nb[pos + 2] = 0xc3;
@@ -252,7 +279,8 @@ fn probe(e: &Engine, sock: &UdpSocket, bad: &[u8]) -> (Vec<Msg>, bool) {
     std::thread::sleep(Duration::from_millis(20));
     let ok_req = Req::new("OPTIONS", &format!("sip:127.0.0.1:{}", e.sip_port));
     let ok_id = ok_req.call_id.clone();
-    sock.send_to(ok_req.build_for(local).as_bytes(), e.sip_addr()).unwrap();
+    sock.send_to(ok_req.build_for(local).as_bytes(), e.sip_addr())
+        .unwrap();
     let mut others = vec![];
     let mut ok = false;
     let deadline = Instant::now() + SIP_TIMEOUT;
@@ -299,7 +327,11 @@ fn malformed_datagrams_get_rfc_answer_or_counted_drop() {
     let probe_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let all = cases(probe_sock.local_addr().unwrap(), e.sip_port);
     drop(probe_sock);
-    assert!(all.len() >= 30, "need at least 30 cases, have {}", all.len());
+    assert!(
+        all.len() >= 30,
+        "need at least 30 cases, have {}",
+        all.len()
+    );
 
     let mut failures = vec![];
     let mut table = vec![];
@@ -314,7 +346,10 @@ fn malformed_datagrams_get_rfc_answer_or_counted_drop() {
         let non_sip = answers.iter().filter(|m| m.status().is_none()).count();
         let mut verdict: Result<String, String>;
         let dropped_rose = || {
-            poll(Duration::from_secs(2), || (e.metrics().sum("cc_sip_dropped_total") > before).then_some(())).is_some()
+            poll(Duration::from_secs(2), || {
+                (e.metrics().sum("cc_sip_dropped_total") > before).then_some(())
+            })
+            .is_some()
         };
         if non_sip > 0 {
             verdict = Err(format!("non-SIP reply: {:?}", answers[0].text));
@@ -331,10 +366,15 @@ fn malformed_datagrams_get_rfc_answer_or_counted_drop() {
                             }
                         }
                     } else {
-                        verdict = Err(format!("got {s}, expected one of {ok:?}\n{}", answers[0].text));
+                        verdict = Err(format!(
+                            "got {s}, expected one of {ok:?}\n{}",
+                            answers[0].text
+                        ));
                     }
                 }
-                (Expect::Status(ok), None) => verdict = Err(format!("no answer, expected one of {ok:?}")),
+                (Expect::Status(ok), None) => {
+                    verdict = Err(format!("no answer, expected one of {ok:?}"))
+                }
                 (Expect::Drop, Some(s)) | (Expect::Silent, Some(s)) => {
                     verdict = Err(format!("got {s}, expected no answer\n{}", answers[0].text))
                 }
@@ -357,19 +397,39 @@ fn malformed_datagrams_get_rfc_answer_or_counted_drop() {
         match &verdict {
             Ok(v) => table.push(format!("  ok   {:<58} {v}", case.name)),
             Err(why) => {
-                table.push(format!("  FAIL {:<58} {}", case.name, why.lines().next().unwrap_or("")));
+                table.push(format!(
+                    "  FAIL {:<58} {}",
+                    case.name,
+                    why.lines().next().unwrap_or("")
+                ));
                 failures.push(format!("[{}] {why}", case.name));
             }
         }
     }
-    eprintln!("bad-input table ({} cases):\n{}", table.len(), table.join("\n"));
-    assert!(e.options_ok(), "engine stopped answering after the bad-input run");
+    eprintln!(
+        "bad-input table ({} cases):\n{}",
+        table.len(),
+        table.join("\n")
+    );
+    assert!(
+        e.options_ok(),
+        "engine stopped answering after the bad-input run"
+    );
     let m = e.metrics();
     eprintln!(
         "drops by reason:\n{}",
-        m.0.lines().filter(|l| l.starts_with("cc_sip_dropped_total")).collect::<Vec<_>>().join("\n")
+        m.0.lines()
+            .filter(|l| l.starts_with("cc_sip_dropped_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), table.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Each case on a fresh socket (fresh source port), with its Via naming it.
@@ -395,6 +455,9 @@ fn a_burst_of_junk_does_not_stop_the_engine() {
     let rose = poll(Duration::from_secs(3), || {
         (e.metrics().sum("cc_sip_dropped_total") > before).then_some(())
     });
-    assert!(rose.is_some(), "500 junk datagrams, cc_sip_dropped_total did not rise");
+    assert!(
+        rose.is_some(),
+        "500 junk datagrams, cc_sip_dropped_total did not rise"
+    );
     assert!(e.options_ok(), "no OPTIONS 200 after 500 junk datagrams");
 }

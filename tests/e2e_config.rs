@@ -40,7 +40,10 @@ fn set_key(toml: &str, section: &str, key: &str, value: &str) -> String {
             l.to_string()
         })
         .collect();
-    assert!(done, "shipped config has no key `{key}` in [{section}]; adapt the test");
+    assert!(
+        done,
+        "shipped config has no key `{key}` in [{section}]; adapt the test"
+    );
     out.join("\n") + "\n"
 }
 
@@ -85,7 +88,11 @@ fn expect_rejected(name: &str, text: &str, key: &str) {
     std::fs::write(&path, text).unwrap();
     let out = check(&path);
     assert!(!out.timed_out(), "{name}: check-config hung");
-    assert!(out.code().is_some() && out.code() != Some(0), "{name}: must fail\n{}", out.describe());
+    assert!(
+        out.code().is_some() && out.code() != Some(0),
+        "{name}: must fail\n{}",
+        out.describe()
+    );
     let msg = format!("{}{}", out.stdout, out.stderr);
     assert!(
         msg.contains(&format!("{name}.toml")),
@@ -93,13 +100,22 @@ fn expect_rejected(name: &str, text: &str, key: &str) {
         path.display(),
         out.describe()
     );
-    assert!(msg.contains(key), "{name}: message must name the key `{key}`\n{}", out.describe());
+    assert!(
+        msg.contains(key),
+        "{name}: message must name the key `{key}`\n{}",
+        out.describe()
+    );
 }
 
 #[test]
 fn shipped_config_passes() {
     let out = check(&shipped_config());
-    assert_eq!(out.code(), Some(0), "check-config on the shipped file\n{}", out.describe());
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "check-config on the shipped file\n{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -118,7 +134,11 @@ fn unknown_key_is_rejected_naming_file_and_key() {
 fn wrong_type_is_rejected_naming_file_and_key() {
     let t = shipped();
     let sec = section_of(&t, "shards").expect("shipped config has a `shards` key");
-    expect_rejected("wrong_type", &set_key(&t, &sec, "shards", "\"two\""), "shards");
+    expect_rejected(
+        "wrong_type",
+        &set_key(&t, &sec, "shards", "\"two\""),
+        "shards",
+    );
 }
 
 #[test]
@@ -132,14 +152,22 @@ fn zero_shards_is_rejected_naming_file_and_key() {
 fn listen_port_70000_is_rejected_naming_file_and_key() {
     let t = shipped();
     let sec = section_of(&t, "listen").expect("shipped config has a `listen` key");
-    expect_rejected("port_70000", &set_key(&t, &sec, "listen", "\"127.0.0.1:70000\""), "listen");
+    expect_rejected(
+        "port_70000",
+        &set_key(&t, &sec, "listen", "\"127.0.0.1:70000\""),
+        "listen",
+    );
 }
 
 #[test]
 fn registrar_min_above_max_is_rejected() {
     let t = shipped();
     let sec = section_of(&t, "min_expires").expect("shipped config has `min_expires`");
-    expect_rejected("min_above_max", &set_key(&t, &sec, "min_expires", "7200"), "expires");
+    expect_rejected(
+        "min_above_max",
+        &set_key(&t, &sec, "min_expires", "7200"),
+        "expires",
+    );
 }
 
 #[test]
@@ -147,6 +175,14 @@ fn missing_file_fails_naming_it() {
     let dir = TempDir::new("cfg");
     let path = dir.path().join("no-such-file.toml");
     let out = check(&path);
-    assert!(out.code().is_some() && out.code() != Some(0), "{}", out.describe());
-    assert!(format!("{}{}", out.stdout, out.stderr).contains("no-such-file.toml"), "{}", out.describe());
+    assert!(
+        out.code().is_some() && out.code() != Some(0),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("no-such-file.toml"),
+        "{}",
+        out.describe()
+    );
 }

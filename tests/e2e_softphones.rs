@@ -12,9 +12,16 @@ fn sipsak_options_gets_200() {
     require_tool("sipsak");
     let e = Engine::start();
     let mut cmd = Command::new("sipsak");
-    cmd.arg("-s").arg(format!("sip:127.0.0.1:{}", e.sip_port)).args(["-H", "127.0.0.1", "-vv"]);
+    cmd.arg("-s")
+        .arg(format!("sip:127.0.0.1:{}", e.sip_port))
+        .args(["-H", "127.0.0.1", "-vv"]);
     let out = run_with_timeout(cmd, Duration::from_secs(15));
-    assert_eq!(out.code(), Some(0), "sipsak OPTIONS must exit 0 (200 received)\n{}", out.describe());
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "sipsak OPTIONS must exit 0 (200 received)\n{}",
+        out.describe()
+    );
     assert!(out.stdout.contains("SIP/2.0 200"), "{}", out.describe());
 }
 
@@ -43,7 +50,10 @@ fn baresip_registers_as_alice() {
     require_tool("baresip");
     let cfgdir = TempDir::new("cfg");
     let config = derived_config(cfgdir.path(), "registrar", "algorithms", r#"["MD5"]"#);
-    let e = Engine::start_with(EngineOpts { config, ..Default::default() });
+    let e = Engine::start_with(EngineOpts {
+        config,
+        ..Default::default()
+    });
     let bport = free_udp_port();
     let dir = baresip_dir(e.sip_port, bport, "alice", "alice-pass", 600);
     let log = dir.path().join("baresip.log");
@@ -82,11 +92,25 @@ fn baresip_registers_as_alice() {
         contact.starts_with("sip:alice") && contact.contains(&format!("@127.0.0.1:{bport}")),
         "contact should be baresip's (port {bport}): {contact}"
     );
-    assert_eq!(b[0]["target"].as_str(), Some(format!("127.0.0.1:{bport}").as_str()), "{b:?}");
+    assert_eq!(
+        b[0]["target"].as_str(),
+        Some(format!("127.0.0.1:{bport}").as_str()),
+        "{b:?}"
+    );
     let exp = b[0]["expires_in"].as_i64().unwrap_or(-1);
-    assert!((1..=600).contains(&exp), "baresip asked regint=600 (Contact ;expires=600): expires_in {exp}");
+    assert!(
+        (1..=600).contains(&exp),
+        "baresip asked regint=600 (Contact ;expires=600): expires_in {exp}"
+    );
     if let Some(ua) = b[0].get("user_agent").filter(|v| !v.is_null()) {
-        assert!(ua.as_str().unwrap_or("").contains("baresip"), "user_agent should be baresip's: {b:?}");
+        assert!(
+            ua.as_str().unwrap_or("").contains("baresip"),
+            "user_agent should be baresip's: {b:?}"
+        );
     }
-    assert!(blog().contains("200 OK"), "baresip log shows no 200:\n{}", tail(&blog(), 4000));
+    assert!(
+        blog().contains("200 OK"),
+        "baresip log shows no 200:\n{}",
+        tail(&blog(), 4000)
+    );
 }

@@ -250,7 +250,10 @@ pub struct EngineOpts {
 
 impl Default for EngineOpts {
     fn default() -> Self {
-        EngineOpts { shards: None, config: shipped_config() }
+        EngineOpts {
+            shards: None,
+            config: shipped_config(),
+        }
     }
 }
 
@@ -306,7 +309,11 @@ impl Engine {
         assert!(self.child.is_none(), "engine already running");
         fs::create_dir_all(self.state_dir()).unwrap();
         self.runs += 1;
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut cmd = Command::new(engine_bin());
         cmd.arg("--config")
             .arg(&self.config)
@@ -322,7 +329,9 @@ impl Engine {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", engine_bin().display()));
@@ -333,7 +342,8 @@ impl Engine {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         loop {
             if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
@@ -362,7 +372,11 @@ impl Engine {
         let deadline = Instant::now() + READY_TIMEOUT;
         while TcpStream::connect_timeout(&self.mgmt_addr(), Duration::from_millis(200)).is_err() {
             if Instant::now() >= deadline {
-                panic!("management HTTP on {} not reachable\n{}", self.mgmt_addr(), self.log_tail(6000));
+                panic!(
+                    "management HTTP on {} not reachable\n{}",
+                    self.mgmt_addr(),
+                    self.log_tail(6000)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -417,7 +431,12 @@ impl Engine {
     /// Metrics are snapshots gathered from the shards and may trail the
     /// traffic: polls (bounded, 3 s) until `name{labels}` reaches `min`.
     /// Returns the last value seen (None: series absent) and the text.
-    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], min: f64) -> (Option<f64>, Metrics) {
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        min: f64,
+    ) -> (Option<f64>, Metrics) {
         let mut last = Metrics(String::new());
         let mut v = None;
         poll(Duration::from_secs(3), || {
@@ -440,7 +459,11 @@ impl Engine {
     /// items carry `expires_in_s`; a flat per-binding line is taken as is.)
     pub fn offline_agents(&self) -> Vec<serde_json::Value> {
         let mut cmd = Command::new(engine_bin());
-        cmd.arg("agents").arg("--state-dir").arg(self.state_dir()).arg("--config").arg(&self.config);
+        cmd.arg("agents")
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--config")
+            .arg(&self.config);
         let out = run_with_timeout(cmd, Duration::from_secs(10));
         assert_eq!(out.code(), Some(0), "cc-engine agents: {}", out.describe());
         let mut flat = vec![];
@@ -478,9 +501,12 @@ impl Engine {
     }
 
     pub fn options_ok(&self) -> bool {
-        self.request(Req::new("OPTIONS", &format!("sip:127.0.0.1:{}", self.sip_port)))
-            .map(|r| r.status() == Some(200))
-            .unwrap_or(false)
+        self.request(Req::new(
+            "OPTIONS",
+            &format!("sip:127.0.0.1:{}", self.sip_port),
+        ))
+        .map(|r| r.status() == Some(200))
+        .unwrap_or(false)
     }
 }
 
@@ -532,7 +558,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut chunk = [0u8; 16384];
@@ -540,7 +570,12 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
             Err(e) => panic!("read {addr}{path}: {e}"),
         }
         // stop early once a Content-Length body is complete
@@ -560,7 +595,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("bad HTTP response from {addr}{path}: {text:?}"));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -627,7 +665,9 @@ impl Metrics {
             if n != name {
                 continue;
             }
-            let ok = labels.iter().all(|(k, v)| lbl.split(',').any(|kv| kv.trim() == format!("{k}=\"{v}\"")));
+            let ok = labels
+                .iter()
+                .all(|(k, v)| lbl.split(',').any(|kv| kv.trim() == format!("{k}=\"{v}\"")));
             if !ok {
                 continue;
             }
@@ -652,7 +692,11 @@ impl Metrics {
 static BRANCH: AtomicU64 = AtomicU64::new(1);
 
 pub fn token() -> String {
-    format!("{}x{}", unique().replace('-', ""), BRANCH.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}x{}",
+        unique().replace('-', ""),
+        BRANCH.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A request builder producing a well-formed request; tests then mutate it.
@@ -695,7 +739,7 @@ impl Req {
         self.from_user = user.into();
         self
     }
-    pub fn to_tag(mut self, tag: &str) -> Req {
+    pub fn with_to_tag(mut self, tag: &str) -> Req {
         self.to_tag = Some(tag.into());
         self
     }
@@ -718,7 +762,11 @@ impl Req {
             Some(u) => format!("sip:{u}@127.0.0.1"),
             None => self.uri.clone(),
         };
-        let to_tag = self.to_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
         let mut m = format!(
             "{method} {uri} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{br}\r\n\
@@ -741,7 +789,11 @@ impl Req {
             m.push_str(h);
             m.push_str("\r\n");
         }
-        m.push_str(&format!("Content-Length: {}\r\n\r\n{}", self.body.len(), self.body));
+        m.push_str(&format!(
+            "Content-Length: {}\r\n\r\n{}",
+            self.body.len(),
+            self.body
+        ));
         m
     }
 }
@@ -834,7 +886,9 @@ impl Msg {
             .filter_map(|l| {
                 let (k, v) = l.split_once(':')?;
                 let k = k.trim();
-                if k.eq_ignore_ascii_case(name) || compact.map(|c| k.eq_ignore_ascii_case(c)).unwrap_or(false) {
+                if k.eq_ignore_ascii_case(name)
+                    || compact.map(|c| k.eq_ignore_ascii_case(c)).unwrap_or(false)
+                {
                     Some(v.trim().to_string())
                 } else {
                     None
@@ -855,7 +909,10 @@ impl Msg {
 /// Parses one `Digest k=v, k="v"` challenge into (lowercase key, value).
 pub fn parse_challenge(h: &str) -> Vec<(String, String)> {
     let h = h.trim();
-    let h = h.strip_prefix("Digest").or_else(|| h.strip_prefix("digest")).unwrap_or(h);
+    let h = h
+        .strip_prefix("Digest")
+        .or_else(|| h.strip_prefix("digest"))
+        .unwrap_or(h);
     let mut out = vec![];
     let mut rest = h.trim();
     while !rest.is_empty() {
@@ -901,11 +958,19 @@ pub fn authorization(challenge: &str, user: &str, pass: &str, method: &str, uri:
     let realm = param(&c, "realm").unwrap_or("");
     let nonce = param(&c, "nonce").unwrap_or("");
     let alg = param(&c, "algorithm").unwrap_or("MD5");
-    let h: fn(&str) -> String = if alg.eq_ignore_ascii_case("SHA-256") { hex_sha256 } else { hex_md5 };
+    let h: fn(&str) -> String = if alg.eq_ignore_ascii_case("SHA-256") {
+        hex_sha256
+    } else {
+        hex_md5
+    };
     let ha1 = h(&format!("{user}:{realm}:{pass}"));
     let ha2 = h(&format!("{method}:{uri}"));
-    let qop_auth = param(&c, "qop").map(|q| q.split(',').any(|x| x.trim() == "auth")).unwrap_or(false);
-    let opaque = param(&c, "opaque").map(|o| format!(", opaque=\"{o}\"")).unwrap_or_default();
+    let qop_auth = param(&c, "qop")
+        .map(|q| q.split(',').any(|x| x.trim() == "auth"))
+        .unwrap_or(false);
+    let opaque = param(&c, "opaque")
+        .map(|o| format!(", opaque=\"{o}\""))
+        .unwrap_or_default();
     if qop_auth {
         let cnonce = token();
         let nc = "00000001";
@@ -945,18 +1010,35 @@ pub struct RegOutcome {
 
 /// REGISTER `user` (from one socket, one Call-ID), answering one 401 with
 /// `alg` digest. `expires` None = no Expires header. Returns both responses.
-pub fn register(engine: &Engine, user: &str, pass: &str, expires: Option<u32>, alg: &str) -> RegOutcome {
+pub fn register(
+    engine: &Engine,
+    user: &str,
+    pass: &str,
+    expires: Option<u32>,
+    alg: &str,
+) -> RegOutcome {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     register_on(engine, &sock, user, pass, expires, alg)
 }
 
-pub fn register_on(engine: &Engine, sock: &UdpSocket, user: &str, pass: &str, expires: Option<u32>, alg: &str) -> RegOutcome {
+pub fn register_on(
+    engine: &Engine,
+    sock: &UdpSocket,
+    user: &str,
+    pass: &str,
+    expires: Option<u32>,
+    alg: &str,
+) -> RegOutcome {
     let local = sock.local_addr().unwrap();
     let contact = format!("sip:{user}@{local}");
     let call_id = format!("{}@e2e", token());
     let uri = "sip:127.0.0.1".to_string();
     let mk = |cseq: u32, auth: Option<String>| {
-        let mut r = Req::new("REGISTER", &uri).from(user).to(user).call_id(&call_id).cseq(cseq);
+        let mut r = Req::new("REGISTER", &uri)
+            .from(user)
+            .to(user)
+            .call_id(&call_id)
+            .cseq(cseq);
         if let Some(e) = expires {
             r = r.header(&format!("Expires: {e}"));
         }
@@ -972,10 +1054,20 @@ pub fn register_on(engine: &Engine, sock: &UdpSocket, user: &str, pass: &str, ex
             let ch = pick_challenge(r, alg)
                 .unwrap_or_else(|| panic!("no {alg} challenge in 401:\n{}", r.text));
             let auth = authorization(&ch, user, pass, "REGISTER", &uri);
-            last = exchange(sock, engine.sip_addr(), mk(2, Some(auth)).as_bytes(), SIP_TIMEOUT);
+            last = exchange(
+                sock,
+                engine.sip_addr(),
+                mk(2, Some(auth)).as_bytes(),
+                SIP_TIMEOUT,
+            );
         }
     }
-    RegOutcome { first, last, local, contact }
+    RegOutcome {
+        first,
+        last,
+        local,
+        contact,
+    }
 }
 
 // ---------------------------------------------------------------- SIPp
@@ -1017,8 +1109,18 @@ pub fn sipp(engine: &Engine, scenario: &str, extra: &[&str], timeout: Duration) 
         .arg(sipp_file(scenario))
         .args(["-i", "127.0.0.1", "-p"])
         .arg(free_udp_port().to_string())
-        .args(["-nostdin", "-trace_err", "-trace_msg", "-max_recv_loops", "1000"])
-        .args(["-timeout", &format!("{}s", timeout.as_secs().max(2) - 1), "-timeout_error"])
+        .args([
+            "-nostdin",
+            "-trace_err",
+            "-trace_msg",
+            "-max_recv_loops",
+            "1000",
+        ])
+        .args([
+            "-timeout",
+            &format!("{}s", timeout.as_secs().max(2) - 1),
+            "-timeout_error",
+        ])
         .arg("-error_file")
         .arg(dir.path().join("errors.log"))
         .arg("-message_file")
@@ -1028,5 +1130,9 @@ pub fn sipp(engine: &Engine, scenario: &str, extra: &[&str], timeout: Duration) 
     let out = run_with_timeout(cmd, timeout);
     let errors = fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
     let messages = fs::read_to_string(dir.path().join("messages.log")).unwrap_or_default();
-    SippRun { out, errors, messages }
+    SippRun {
+        out,
+        errors,
+        messages,
+    }
 }
