@@ -135,6 +135,9 @@ impl Core {
                 Some(stx) => self.ep.respond(stx, register::to_response(&reply), now),
                 None => self.routing_lost += 1,
             },
+            FromRouting::Decision(d) => {
+                tracing::warn!(call = %d.call(), "decision for a call this shard does not have");
+            }
         }
     }
 
