@@ -20,7 +20,13 @@ fn wait_contacts(e: &Engine, agent: &str, want: &[String]) -> Vec<serde_json::Va
         w.sort();
         (c == w).then(|| last.clone())
     });
-    got.unwrap_or_else(|| panic!("/agents: {agent} should have contacts {want:?}, has: {last:?}"))
+    got.unwrap_or_else(|| {
+        let reg = e.metrics().get("cc_registered_contacts", &[]);
+        panic!(
+            "/agents: {agent} should have contacts {want:?}, has: {last:?} \
+             (while /metrics says cc_registered_contacts={reg:?})"
+        )
+    })
 }
 
 fn contacts_of(list: &[serde_json::Value], agent: &str) -> Vec<String> {
