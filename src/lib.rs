@@ -5,6 +5,7 @@
 //! shell that feeds them from sockets and timers. See DESIGN.md.
 
 pub mod acd;
+pub mod call;
 pub mod config;
 pub mod media;
 pub mod mgmt;

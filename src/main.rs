@@ -4,6 +4,7 @@
 //! cc-engine [--config FILE] [--listen ADDR:PORT] [--state-dir DIR] [--mgmt ADDR:PORT] [--shards N]
 //! cc-engine check-config FILE
 //! cc-engine agents --state-dir DIR [--config FILE]
+//! cc-engine cdrs --state-dir DIR [--since T]
 //! ```
 
 use std::path::PathBuf;
@@ -22,6 +23,9 @@ usage:
   cc-engine agents --state-dir DIR [--config FILE]
       print agents and their registrations (JSON lines) from the database
       of a stopped engine
+  cc-engine cdrs --state-dir DIR [--since T]
+      print call detail records (JSON lines) ended at or after T (unix
+      seconds or RFC 3339) from the database of a stopped engine
 ";
 
 /// Command-line errors: the message says what was wrong and exit is 2.
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
             _ => usage_error("check-config takes exactly one FILE"),
         },
         Some("agents") => agents(&args[1..]),
+        Some("cdrs") => cdrs(&args[1..]),
         _ => serve(&args),
     }
 }
@@ -185,6 +190,38 @@ fn agents(args: &[String]) -> ExitCode {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     match cc_engine::acd::agents_report(&dir, &defs, now) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cc-engine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cdrs(args: &[String]) -> ExitCode {
+    let (mut dir, mut since) = (None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.next()) {
+            ("--state-dir", Some(v)) => dir = Some(PathBuf::from(v)),
+            ("--since", Some(v)) => since = Some(v.clone()),
+            (other, _) => return usage_error(&format!("cdrs: unexpected `{other}`")),
+        }
+    }
+    let Some(dir) = dir else {
+        return usage_error("cdrs needs --state-dir DIR");
+    };
+    let since_ms = match since.as_deref().map(cc_engine::acd::parse_since) {
+        None => None,
+        Some(Ok(ms)) => Some(ms),
+        Some(Err(e)) => return usage_error(&format!("--since: {e}")),
+    };
+    match cc_engine::acd::cdrs_report(&dir, since_ms) {
         Ok(lines) => {
             for l in lines {
                 println!("{l}");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cc_engine::media::{LegConfig, PortRange, RelayConfig, RelayHandle};
+use cc_engine::media::{LegConfig, PortRange, RecvMode, RelayConfig, RelayHandle};
 
 struct Calls {
     h: RelayHandle,
@@ -19,10 +19,14 @@ struct Calls {
 }
 
 fn setup(start: u16, calls: usize) -> Calls {
+    setup_with(start, calls, RelayConfig::default())
+}
+
+fn setup_with(start: u16, calls: usize, base: RelayConfig) -> Calls {
     let mut h = relay_cfg(RelayConfig {
         range: PortRange { start, end: start + 4 * calls as u16 + 64 },
         max_legs: 2 * calls,
-        ..Default::default()
+        ..base
     });
     let mut v = Vec::with_capacity(calls);
     for _ in 0..calls {
@@ -137,9 +141,22 @@ fn thousand_streams_no_loss_at_50pps() {
 
 #[test]
 fn overload_then_every_stream_recovers() {
+    overload_case(23000, RelayConfig::default(), false);
+}
+
+/// One-shot receives and a pool of only 8 buffers for 200 streams: buffer
+/// exhaustion (ENOBUFS) is certain, and the starved-socket FIFO must re-arm
+/// every socket (none left unread).
+#[test]
+fn overload_with_tiny_pool_starves_no_socket() {
+    let cfg = RelayConfig { recv_mode: RecvMode::OneShot, pool_buffers: 8, ..Default::default() };
+    overload_case(25000, cfg, true);
+}
+
+fn overload_case(start: u16, cfg: RelayConfig, expect_starvation: bool) {
     // 100 calls = 200 streams; blast as fast as one thread can for 0.5 s
     // (more than the relay can take on a shared core), then 50 packets/s.
-    let c = setup(23000, 100);
+    let c = setup_with(start, 100, cfg);
     let stop = Arc::new(AtomicBool::new(false));
     // count only the gentle phase (seq ≥ 10000)
     let rx = spawn_receiver(&c, stop.clone(), 10000);
@@ -161,5 +178,8 @@ fn overload_then_every_stream_recovers() {
     assert!(received * 100 >= sent * 95, "gentle phase: {received} of {sent}");
     let ctr = barrier(&c.h);
     assert_eq!(ctr.starved_now, 0, "no socket left without a receive");
+    if expect_starvation {
+        assert!(ctr.enobufs > 0 && ctr.starved_rearms > 0, "pool exhaustion exercised: {ctr:?}");
+    }
     c.h.shutdown();
 }

@@ -1,19 +1,24 @@
 //! Automatic call distribution: agents, registrar, queues, persistence.
 //!
 //! The registrar is a sans-IO state machine: REGISTER in (as plain data, the
-//! integrator converts from rsip), reply + `Change`s out. The routing shard
-//! hands the changes to `store::Store` (redb), usually through
-//! `store::GroupCommit`.
+//! integrator converts from rsip), reply + `Change`s out. The router
+//! (`router::Router`) is another: `CallFact`s in, `Decision`s and `StoreOp`s
+//! out. The routing shard hands both to `store::Store` (redb), usually
+//! through `store::GroupCommit`.
 
 pub mod agent;
-pub mod facts;
 pub mod binding;
+pub mod cdr;
+pub mod facts;
 pub mod registrar;
+pub mod router;
 pub mod store;
 
 pub use agent::AgentDef;
 pub use binding::{Binding, Change, ContactParam, ContactSet};
+pub use cdr::{parse_since, AgentPersist, Cdr, Disposition, LiveCall, Pause, RouterRestore, StoreOp};
 pub use registrar::{
     OverflowPolicy, RegisterOutcome, RegisterReply, RegisterRequest, Registrar, RegistrarConfig,
 };
-pub use store::{agents_report, GroupCommit, Store, StoreError};
+pub use router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
+pub use store::{agents_report, cdrs_report, GroupCommit, Store, StoreError};

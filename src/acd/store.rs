@@ -7,6 +7,16 @@
 //!   a migration).
 //! - `meta`: `schema_version` (u32 LE), `nonce_secret` (32 bytes: nonces
 //!   survive a restart, so clients mid-handshake are not re-challenged).
+//! - `cdrs`: key `ended_ms (u64 BE) ‖ call id (u64 BE)`, value the `Cdr` as
+//!   JSON. Big-endian time first makes `--since T` a range scan and keeps
+//!   calls whose ids repeat after a restart apart.
+//! - `live_calls`: key the call id, value the `LiveCall` as JSON; a row
+//!   lives from arrival until its CDR is written in the same transaction.
+//! - `router_state`: `rr NUL queue` → last agent offered (UTF-8), and
+//!   `agent NUL id` → `AgentPersist` JSON (pause, no-answer count).
+//!
+//! The new tables are additive, so the schema version stays 1: an older
+//! build simply ignores them.
 //!
 //! Crash loss is bounded by the group-commit interval: with `GroupCommit` at
 //! `max_delay_ms`, a `kill -9` loses at most that window of REGISTER results,
@@ -22,9 +32,16 @@ use serde_json::{json, Value};
 
 use super::agent::AgentDef;
 use super::binding::{Binding, Change};
+use super::cdr::{AgentPersist, Cdr, LiveCall, RouterRestore, StoreOp};
+use super::facts::CallId;
 
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CDRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cdrs");
+const LIVE_CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("live_calls");
+const ROUTER_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("router_state");
+const RR_PREFIX: &str = "rr\0";
+const AGENT_PREFIX: &str = "agent\0";
 const SCHEMA_VERSION: u32 = 1;
 pub const DB_FILE: &str = "cc-engine.redb";
 
@@ -95,6 +112,9 @@ impl Store {
         {
             // Opening creates the tables, so readers never see them missing.
             tx.open_table(BINDINGS).ctx("create bindings table", p)?;
+            tx.open_table(CDRS).ctx("create cdrs table", p)?;
+            tx.open_table(LIVE_CALLS).ctx("create live_calls table", p)?;
+            tx.open_table(ROUTER_STATE).ctx("create router_state table", p)?;
             let mut meta = tx.open_table(META).ctx("create meta table", p)?;
             let found = meta
                 .get("schema_version")
@@ -174,6 +194,105 @@ impl Store {
             }
         }
         tx.commit().ctx("commit apply transaction", p)
+    }
+
+    /// Applies the router's (and registrar's) ops in order, in one write
+    /// transaction: a CDR and the removal of its live call land together.
+    pub fn apply_ops(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let p = &self.path;
+        let enc = |key: String, r: serde_json::Result<Vec<u8>>| {
+            r.map_err(|source| StoreError::Encode { path: p.clone(), key, source })
+        };
+        let tx = self.db.begin_write().ctx("begin apply-ops transaction", p)?;
+        {
+            let mut bindings = tx.open_table(BINDINGS).ctx("open bindings table", p)?;
+            let mut cdrs = tx.open_table(CDRS).ctx("open cdrs table", p)?;
+            let mut live = tx.open_table(LIVE_CALLS).ctx("open live_calls table", p)?;
+            let mut state = tx.open_table(ROUTER_STATE).ctx("open router_state table", p)?;
+            for op in ops {
+                match op {
+                    StoreOp::Binding(Change::Upsert(b)) => {
+                        let v = enc(b.key(), serde_json::to_vec(b))?;
+                        bindings.insert(b.key().as_str(), v.as_slice()).ctx("insert binding", p)?;
+                    }
+                    StoreOp::Binding(c @ Change::Remove { .. }) => {
+                        bindings.remove(c.key().as_str()).ctx("remove binding", p)?;
+                    }
+                    StoreOp::Cdr(cdr) => {
+                        let v = enc(cdr.call_id.clone(), serde_json::to_vec(cdr))?;
+                        let key = cdr_key(cdr.ended_ms, parse_call_id(&cdr.call_id));
+                        cdrs.insert(key.as_slice(), v.as_slice()).ctx("insert cdr", p)?;
+                    }
+                    StoreOp::CallLive(l) => {
+                        let v = enc(l.call.to_string(), serde_json::to_vec(l))?;
+                        live.insert(l.call.0, v.as_slice()).ctx("insert live call", p)?;
+                    }
+                    StoreOp::CallDone(call) => {
+                        live.remove(call.0).ctx("remove live call", p)?;
+                    }
+                    StoreOp::RoundRobin { queue, last_agent } => {
+                        let key = format!("{RR_PREFIX}{queue}");
+                        state.insert(key.as_str(), last_agent.as_bytes()).ctx("write rr position", p)?;
+                    }
+                    StoreOp::Agent { agent, state: st } => {
+                        let key = format!("{AGENT_PREFIX}{agent}");
+                        if *st == AgentPersist::default() {
+                            state.remove(key.as_str()).ctx("remove agent state", p)?;
+                        } else {
+                            let v = enc(key.clone(), serde_json::to_vec(st))?;
+                            state.insert(key.as_str(), v.as_slice()).ctx("write agent state", p)?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().ctx("commit apply-ops transaction", p)
+    }
+
+    /// What `Router::new` needs: rr positions, agent pauses and no-answer
+    /// counts, and the calls that were live when the engine stopped.
+    pub fn load_router_state(&self) -> Result<RouterRestore, StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().ctx("begin read transaction", p)?;
+        let mut out = RouterRestore::default();
+        let state = tx.open_table(ROUTER_STATE).ctx("open router_state table", p)?;
+        for row in state.iter().ctx("iterate router_state", p)? {
+            let (k, v) = row.ctx("read router_state", p)?;
+            let key = k.value();
+            if let Some(queue) = key.strip_prefix(RR_PREFIX) {
+                match std::str::from_utf8(v.value()) {
+                    Ok(agent) => {
+                        out.rr_last.insert(queue.to_string(), agent.to_string());
+                    }
+                    Err(e) => tracing::warn!(key = %key.escape_debug(), error = %e, "skipping undecodable rr position"),
+                }
+            } else if let Some(agent) = key.strip_prefix(AGENT_PREFIX) {
+                match serde_json::from_slice::<AgentPersist>(v.value()) {
+                    Ok(a) => {
+                        out.agents.insert(agent.to_string(), a);
+                    }
+                    Err(e) => tracing::warn!(key = %key.escape_debug(), error = %e, "skipping undecodable agent state"),
+                }
+            }
+        }
+        let live = tx.open_table(LIVE_CALLS).ctx("open live_calls table", p)?;
+        for row in live.iter().ctx("iterate live_calls", p)? {
+            let (k, v) = row.ctx("read live call", p)?;
+            match serde_json::from_slice::<LiveCall>(v.value()) {
+                Ok(l) => out.live_calls.push(l),
+                Err(e) => tracing::warn!(key = k.value(), error = %e, "skipping undecodable live call"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// CDRs that ended at or after `since_ms`, oldest first.
+    pub fn cdrs(&self, since_ms: Option<u64>) -> Result<Vec<Cdr>, StoreError> {
+        let tx = self.db.begin_read().ctx("begin read transaction", &self.path)?;
+        read_cdrs(&tx, &self.path, since_ms)
     }
 
     /// Every stored binding, expired ones included: the registrar's
@@ -281,19 +400,87 @@ pub fn agents_report(
     Ok(out)
 }
 
+/// `ended_ms ‖ call id`, both big-endian so byte order is time order.
+fn cdr_key(ended_ms: u64, call: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&ended_ms.to_be_bytes());
+    k[8..].copy_from_slice(&call.to_be_bytes());
+    k
+}
+
+/// Back from `CallId`'s `shard-seq` text; 0 if it does not parse (the key
+/// then still sorts by time).
+fn parse_call_id(s: &str) -> u64 {
+    s.split_once('-')
+        .and_then(|(sh, seq)| Some(CallId::new(sh.parse().ok()?, seq.parse().ok()?).0))
+        .unwrap_or(0)
+}
+
+fn read_cdrs(tx: &redb::ReadTransaction, path: &Path, since_ms: Option<u64>) -> Result<Vec<Cdr>, StoreError> {
+    let t = match tx.open_table(CDRS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e).ctx("open cdrs table", path),
+    };
+    let start = cdr_key(since_ms.unwrap_or(0), 0);
+    let mut out = Vec::new();
+    for row in t.range(start.as_slice()..).ctx("scan cdrs", path)? {
+        let (_, v) = row.ctx("read cdr", path)?;
+        match serde_json::from_slice::<Cdr>(v.value()) {
+            Ok(c) => out.push(c),
+            Err(e) => tracing::warn!(error = %e, path = %path.display(), "skipping undecodable cdr"),
+        }
+    }
+    Ok(out)
+}
+
+/// For `cc-engine cdrs --state-dir DIR [--since T]` while the engine is
+/// stopped: the CDRs that ended at or after `since_ms`, oldest first, as
+/// JSON objects. `T` is parsed by `cdr::parse_since` (unix seconds or RFC
+/// 3339). A missing database means no calls yet.
+pub fn cdrs_report(state_dir: &Path, since_ms: Option<u64>) -> Result<Vec<Value>, StoreError> {
+    let path = state_dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let db = ReadOnlyDatabase::open(&path).ctx("open database read-only (is the engine running?)", &path)?;
+    let tx = db.begin_read().ctx("begin read transaction", &path)?;
+    let cdrs = read_cdrs(&tx, &path, since_ms)?;
+    Ok(cdrs.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect())
+}
+
+/// What a `GroupCommit` can buffer: registrar `Change`s alone (the
+/// original use), or `StoreOp`s, which carry changes, CDRs and router
+/// state in one transaction.
+pub trait Commit: Sized {
+    fn commit(store: &Store, pending: &[Self]) -> Result<(), StoreError>;
+}
+
+impl Commit for Change {
+    fn commit(store: &Store, pending: &[Self]) -> Result<(), StoreError> {
+        store.apply(pending)
+    }
+}
+
+impl Commit for StoreOp {
+    fn commit(store: &Store, pending: &[Self]) -> Result<(), StoreError> {
+        store.apply_ops(pending)
+    }
+}
+
 /// Buffers changes and says when to commit them as one transaction: after
 /// `max_changes` changes or `max_delay_ms` after the oldest pending one,
 /// whichever first. The delay is the crash-loss bound (see module docs).
 /// Time is passed in, like everywhere in the core.
 #[derive(Debug)]
-pub struct GroupCommit {
-    pending: Vec<Change>,
+pub struct GroupCommit<T = Change> {
+    pending: Vec<T>,
     oldest_ms: Option<u64>,
     max_delay_ms: u64,
     max_changes: usize,
 }
 
-impl GroupCommit {
+impl<T: Commit> GroupCommit<T> {
     pub fn new(max_delay_ms: u64, max_changes: usize) -> Self {
         GroupCommit {
             pending: Vec::new(),
@@ -303,12 +490,12 @@ impl GroupCommit {
         }
     }
 
-    pub fn push(&mut self, change: Change, now_ms: u64) {
+    pub fn push(&mut self, change: T, now_ms: u64) {
         self.oldest_ms.get_or_insert(now_ms);
         self.pending.push(change);
     }
 
-    pub fn extend(&mut self, changes: impl IntoIterator<Item = Change>, now_ms: u64) {
+    pub fn extend(&mut self, changes: impl IntoIterator<Item = T>, now_ms: u64) {
         for c in changes {
             self.push(c, now_ms);
         }
@@ -334,7 +521,7 @@ impl GroupCommit {
     /// Commits everything pending in one transaction. On error the changes
     /// stay pending, so the next flush retries them in the same order.
     pub fn flush(&mut self, store: &Store) -> Result<usize, StoreError> {
-        store.apply(&self.pending)?;
+        T::commit(store, &self.pending)?;
         let n = self.pending.len();
         self.pending.clear();
         self.oldest_ms = None;
@@ -345,3 +532,7 @@ impl GroupCommit {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_router_tests.rs"]
+mod router_tests;

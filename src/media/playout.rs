@@ -98,3 +98,16 @@ impl Playout {
         Some(HEADER + SAMPLES)
     }
 }
+
+impl HoldAudio {
+    /// Hold audio for a queue: the WAV file named in its config (8 kHz mono
+    /// 16-bit PCM, converted to `law` once, here), or the generated default
+    /// (`src/media/assets/hold-default.wav` holds the same samples).
+    pub fn load(path: Option<&std::path::Path>, law: super::g711::Law) -> Result<HoldAudio, super::wav::WavError> {
+        let pcm = match path {
+            Some(p) => super::wav::load(p)?,
+            None => super::wav::default_hold_pcm(),
+        };
+        Ok(HoldAudio::new(law, &pcm))
+    }
+}

@@ -26,6 +26,8 @@ pub struct Board {
     /// reader turns that into `expires_in` so the routing shard publishes
     /// only on change, not every second.
     agents: Mutex<Arc<Vec<serde_json::Value>>>,
+    /// The router's snapshot (agents' ACD status, queues), as JSON.
+    queues: Mutex<Arc<serde_json::Value>>,
 }
 
 impl Board {
@@ -33,6 +35,7 @@ impl Board {
         Board {
             slots: (0..publishers).map(|_| Mutex::new(Arc::new(Vec::new()))).collect(),
             agents: Mutex::new(Arc::new(Vec::new())),
+            queues: Mutex::new(Arc::new(serde_json::Value::Null)),
         }
     }
 
@@ -49,6 +52,16 @@ impl Board {
         if let Ok(mut g) = self.agents.lock() {
             *g = Arc::new(lines);
         }
+    }
+
+    pub fn publish_queues(&self, snapshot: serde_json::Value) {
+        if let Ok(mut g) = self.queues.lock() {
+            *g = Arc::new(snapshot);
+        }
+    }
+
+    pub fn queues(&self) -> Arc<serde_json::Value> {
+        self.queues.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
     pub fn agents(&self) -> Arc<Vec<serde_json::Value>> {

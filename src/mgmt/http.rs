@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::Board;
 
-/// Serves `/metrics`, `/agents` and `/health` until `stop` is set.
+/// Serves `/metrics`, `/agents`, `/queues` and `/health` until `stop` is set.
 pub fn serve(
     addr: SocketAddr,
     board: Arc<Board>,
@@ -67,6 +67,7 @@ fn handle(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
                 .unwrap_or(0);
             ("200 OK", "application/x-ndjson", board.render_agents(now))
         }
+        ("GET", "/queues") => ("200 OK", "application/json", format!("{}\n", board.queues())),
         ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),

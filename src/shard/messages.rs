@@ -1,6 +1,7 @@
 //! Facts the signalling shards tell the routing shard, and its decisions.
 //! Plain data: they cross executors over glommio's lock-free channels.
 
+use crate::acd::facts::{CallFact, Decision};
 use crate::acd::{RegisterReply, RegisterRequest};
 
 /// Shard → routing.
@@ -8,12 +9,16 @@ use crate::acd::{RegisterReply, RegisterRequest};
 pub enum ToRouting {
     /// A REGISTER to authenticate and apply; `tx` comes back in the reply.
     Register { shard: u16, tx: u64, req: RegisterRequest },
+    /// Something happened to a call this shard owns.
+    Call(CallFact),
 }
 
 /// Routing → shard.
 #[derive(Debug)]
 pub enum FromRouting {
     RegisterReply { tx: u64, reply: RegisterReply },
+    /// The router's decision about a call this shard owns.
+    Decision(Decision),
 }
 
 /// A datagram that landed on a shard which does not own it (DESIGN.md,

@@ -102,6 +102,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
+        tracing::debug!(shard = self.id, method = %req.method, uri = %req.uri, %src, "request");
         match req.method {
             rsip::Method::Register => match register::to_registrar(&req, src) {
                 Ok(rr) => {
@@ -134,6 +135,9 @@ impl Core {
                 Some(stx) => self.ep.respond(stx, register::to_response(&reply), now),
                 None => self.routing_lost += 1,
             },
+            FromRouting::Decision(d) => {
+                tracing::warn!(call = %d.call(), "decision for a call this shard does not have");
+            }
         }
     }
 
@@ -272,6 +276,7 @@ pub async fn run(ctx: Context) {
                     }
                 };
                 let now = Instant::now();
+                tracing::trace!(shard = id, %src, len = n, "datagram in");
                 {
                     let mut c = core.borrow_mut();
                     c.ep.handle_datagram(buf.get(..n).unwrap_or(&[]), src, now);

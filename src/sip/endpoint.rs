@@ -6,7 +6,8 @@
 //! shell ◀──poll_output: Transmit | Forward ────────────────── Endpoint
 //! TU    ◀──poll_output: Request | Cancelled | Ack | AckTimeout
 //!                       | Response | ClientTimeout ─────────── Endpoint
-//! TU    ──respond(ServerTxId, ResponseSpec) / send_request / cancel──▶
+//! TU    ──respond / send_request / cancel / send_ack_2xx
+//!         / send_stateless ──────────────────────────────────▶ Endpoint
 //! ```
 //!
 //! Drive it like quinn-proto: after any input, drain `poll_output` until
@@ -17,8 +18,10 @@
 //! - messages owned by another shard (ids.rs) become `Output::Forward`;
 //!   `handle_forwarded` input is never forwarded again;
 //! - broken requests get their RFC error response statelessly (400, 405
-//!   with Allow, 415 with Accept, 420 with Unsupported, 483, 505, 513);
-//! - OPTIONS outside a dialog → 200 with Allow/Accept/Supported;
+//!   with Allow, 415 with Accept, 416, 420 with Unsupported, 482 for a
+//!   merged request, 483, 505, 513);
+//! - OPTIONS outside a dialog → 200 with Allow and Accept (no Supported:
+//!   we implement no extension);
 //! - CANCEL → 200 and `Output::Cancelled` for the INVITE it hit (the TU
 //!   answers that INVITE 487), or 481 when it hits nothing;
 //! - retransmissions are absorbed by the transactions (transaction.rs),
@@ -27,10 +30,18 @@
 //!
 //! Everything else that parses (REGISTER, INVITE, BYE, INFO, UPDATE,
 //! in-dialog OPTIONS) is `Output::Request`; the TU must `respond` to each,
-//! 481 when it knows no such dialog.
+//! 481 when it knows no such dialog. TU duties the endpoint cannot do:
+//! - a 2xx to INVITE carries a Contact (pass it in `ResponseSpec::headers`);
+//! - an INVITE has no server-side deadline (a caller may queue for long):
+//!   answer it eventually, and send a provisional at least every minute
+//!   (§13.3.1.1). Unanswered non-INVITE transactions end after 64·T1;
+//! - on every 2xx `Output::Response` to an INVITE call `send_ack_2xx`
+//!   (retransmitted 2xx included); `cancel` only after a provisional.
+//!
 //! Responses go to the packet's source address (RFC 3581 symmetric
 //! response), which is right behind NAT and on loopback.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -39,12 +50,14 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ids::{owner_of, IdGen, MAGIC_COOKIE};
-use super::message::{addr_params, check_request, param, scan, DropReason, Scanned, ALLOWED_METHODS};
+use super::message::{
+    addr_params, check_request, param, scan, DropReason, Scanned, ALLOWED_METHODS,
+};
 use super::response::{reason_phrase, ResponseBase};
-pub use super::transaction::{ClientTxId, ServerTxId, Timers};
 use super::transaction::{
     build_cancel, ClientKey, NewServerTx, ResponseFate, ServerKey, ServerState, Transactions,
 };
+pub use super::transaction::{ClientTxId, ServerTxId, Timers};
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -90,7 +103,10 @@ pub struct ResponseSpec {
 
 impl ResponseSpec {
     pub fn new(status: u16) -> Self {
-        ResponseSpec { status, ..Default::default() }
+        ResponseSpec {
+            status,
+            ..Default::default()
+        }
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -109,19 +125,34 @@ pub enum Output {
     /// Send this datagram.
     Transmit { dest: SocketAddr, data: Bytes },
     /// Hand the datagram to `shard`'s `handle_forwarded`.
-    Forward { shard: u16, data: Bytes, src: SocketAddr },
+    Forward {
+        shard: u16,
+        data: Bytes,
+        src: SocketAddr,
+    },
     /// A request the TU must answer with `respond(tx, ..)`.
-    Request { tx: ServerTxId, request: rsip::Request, src: SocketAddr },
+    Request {
+        tx: ServerTxId,
+        request: rsip::Request,
+        src: SocketAddr,
+    },
     /// A CANCEL hit INVITE `tx` (200 to the CANCEL already sent): answer
     /// that INVITE 487.
     Cancelled { tx: ServerTxId },
     /// The ACK of the 2xx we sent on INVITE `tx`.
-    Ack { tx: ServerTxId, request: rsip::Request, src: SocketAddr },
+    Ack {
+        tx: ServerTxId,
+        request: rsip::Request,
+        src: SocketAddr,
+    },
     /// The 2xx on INVITE `tx` was never ACKed (64·T1): end the dialog.
     AckTimeout { tx: ServerTxId },
     /// A response to our request `tx` (provisional, final, or 2xx
     /// retransmission, which the TU must ACK again).
-    Response { tx: ClientTxId, response: rsip::Response },
+    Response {
+        tx: ClientTxId,
+        response: rsip::Response,
+    },
     /// Timer B or F: no final response.
     ClientTimeout { tx: ClientTxId },
 }
@@ -174,17 +205,22 @@ pub struct Endpoint {
 
 /// §17.2.3 key; requests without the RFC 3261 cookie (RFC 2543 peers) are
 /// keyed by what identifies their transaction instead.
-fn server_key(msg: &Scanned<'_>, method: &str) -> Option<ServerKey> {
+fn server_key<'a>(msg: &Scanned<'a>, method: &'a str) -> Option<(Cow<'a, str>, &'a str, &'a str)> {
     let via = msg.top_via()?;
     let branch = match via.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_owned(),
+        Some(b) if b.starts_with(MAGIC_COOKIE) => Cow::Borrowed(b),
         _ => {
             let (seq, _) = msg.cseq()?.ok()?;
-            format!("2543:{}:{}:{}", msg.call_id()?, seq, msg.from_tag().unwrap_or(""))
+            Cow::Owned(format!(
+                "2543:{}:{}:{}",
+                msg.call_id()?,
+                seq,
+                msg.from_tag().unwrap_or("")
+            ))
         }
     };
     let method = if method == "ACK" { "INVITE" } else { method };
-    Some(ServerKey { branch, sent_by: via.sent_by.to_owned(), method: method.to_owned() })
+    Some((branch, via.sent_by, method))
 }
 
 fn parse_request(bytes: &[u8]) -> Option<rsip::Request> {
@@ -236,7 +272,13 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.txs.handle_timeout(now, &mut self.out, &mut self.counters);
+        self.txs
+            .handle_timeout(now, &mut self.out, &mut self.counters);
+    }
+
+    fn dropped(&mut self, reason: DropReason, src: SocketAddr) {
+        self.counters.drop(reason);
+        tracing::debug!(%src, reason = reason.as_str(), "SIP datagram dropped");
     }
 
     /// A datagram from the socket.
@@ -254,7 +296,7 @@ impl Endpoint {
             Ok(m) => m,
             Err(e) => {
                 match e.drop_reason() {
-                    Some(r) => self.counters.drop(r),
+                    Some(r) => self.dropped(r, src),
                     None => self.counters.keepalives += 1,
                 }
                 return;
@@ -275,36 +317,46 @@ impl Endpoint {
         }
         let oversize = data.len() > self.cfg.max_datagram;
         match msg.method() {
-            None => self.handle_response(&msg, data, oversize, now),
+            None => self.handle_response(&msg, data, src, oversize, now),
             Some("ACK") => self.handle_ack(&msg, data, src, now),
             Some(method) => self.handle_request(&msg, method, data, src, oversize, now),
         }
     }
 
-    fn handle_response(&mut self, msg: &Scanned<'_>, data: &[u8], oversize: bool, now: Instant) {
+    fn handle_response(
+        &mut self,
+        msg: &Scanned<'_>,
+        data: &[u8],
+        src: SocketAddr,
+        oversize: bool,
+        now: Instant,
+    ) {
         self.counters.responses_in += 1;
-        let (Some(status), Some(via), Some(Ok((_, method)))) = (msg.status(), msg.top_via(), msg.cseq())
+        let (Some(status), Some(via), Some(Ok((_, method)))) =
+            (msg.status(), msg.top_via(), msg.cseq())
         else {
-            return self.counters.drop(DropReason::BadResponse);
+            return self.dropped(DropReason::BadResponse, src);
         };
         if oversize {
-            return self.counters.drop(DropReason::Oversize);
+            return self.dropped(DropReason::Oversize, src);
         }
-        if msg.version() != "SIP/2.0" {
-            return self.counters.drop(DropReason::BadResponse);
+        if !msg.version().eq_ignore_ascii_case("SIP/2.0") {
+            return self.dropped(DropReason::BadResponse, src);
         }
         let Some(branch) = via.branch else {
-            return self.counters.drop(DropReason::StrayResponse);
+            return self.dropped(DropReason::StrayResponse, src);
         };
-        let key = ClientKey { branch: branch.to_owned(), method: method.to_owned() };
-        let Some(id) = self.txs.client_find(&key) else {
-            return self.counters.drop(DropReason::StrayResponse);
+        let Some(id) = self.txs.client_find(branch, method) else {
+            return self.dropped(DropReason::StrayResponse, src);
         };
         let Some(response) = parse_response(data.get(..msg.msg_len).unwrap_or(data)) else {
-            return self.counters.drop(DropReason::ParseFailed);
+            return self.dropped(DropReason::ParseFailed, src);
         };
         let to = msg.header("to").unwrap_or("");
-        match self.txs.client_response(id, status, to, now, &mut self.out, &mut self.counters) {
+        match self
+            .txs
+            .client_response(id, status, to, now, &mut self.out, &mut self.counters)
+        {
             ResponseFate::Deliver(tx) => self.out.push_back(Output::Response { tx, response }),
             ResponseFate::Absorbed => {}
         }
@@ -312,23 +364,24 @@ impl Endpoint {
 
     fn handle_ack(&mut self, msg: &Scanned<'_>, data: &[u8], src: SocketAddr, now: Instant) {
         self.counters.requests_in += 1;
-        let (Some(key), Some(Ok((seq, "ACK"))), Some(call_id)) =
+        let (Some((branch, sent_by, method)), Some(Ok((seq, "ACK"))), Some(call_id)) =
             (server_key(msg, "ACK"), msg.cseq(), msg.call_id())
         else {
-            return self.counters.drop(DropReason::BadAck);
+            return self.dropped(DropReason::BadAck, src);
         };
-        if let Some(id) = self.txs.server_find(&key) {
+        if let Some(id) = self.txs.server_find(&branch, sent_by, method) {
             if self.txs.server_state(id) != Some(ServerState::Accepted) {
-                self.txs.server_request(id, true, now, &mut self.out, &mut self.counters);
+                self.txs
+                    .server_request(id, true, now, &mut self.out, &mut self.counters);
                 return;
             }
         }
         match self.txs.ack_2xx(call_id, seq) {
             Some(tx) => match parse_request(data.get(..msg.msg_len).unwrap_or(data)) {
                 Some(request) => self.out.push_back(Output::Ack { tx, request, src }),
-                None => self.counters.drop(DropReason::ParseFailed),
+                None => self.dropped(DropReason::ParseFailed, src),
             },
-            None => self.counters.drop(DropReason::UnmatchedAck),
+            None => self.dropped(DropReason::UnmatchedAck, src),
         }
     }
 
@@ -343,45 +396,77 @@ impl Endpoint {
     ) {
         self.counters.requests_in += 1;
         if !msg.addressable() {
-            let reason = if oversize { DropReason::Oversize } else { DropReason::Unaddressable };
-            return self.counters.drop(reason);
+            let reason = if oversize {
+                DropReason::Oversize
+            } else {
+                DropReason::Unaddressable
+            };
+            return self.dropped(reason, src);
         }
         if let Err(rej) = check_request(msg, oversize) {
-            let base = ResponseBase::from_request(msg, src);
-            let tag = self.ids.tag();
             let extra = rej.header.as_ref().map(|(n, v)| (*n, v.as_str()));
-            let data = base.build(rej.status, rej.reason, Some(&tag), extra, None);
-            self.counters.count_response_sent(rej.status);
-            self.out.push_back(Output::Transmit { dest: src, data });
+            return self.reject(msg, src, rej.status, rej.reason, extra);
+        }
+        let Some((branch, sent_by, key_method)) = server_key(msg, method) else {
+            return self.dropped(DropReason::Unaddressable, src);
+        };
+        if let Some(id) = self.txs.server_find(&branch, sent_by, key_method) {
+            self.txs
+                .server_request(id, false, now, &mut self.out, &mut self.counters);
             return;
         }
-        let Some(key) = server_key(msg, method) else {
-            return self.counters.drop(DropReason::Unaddressable);
+        // CANCEL is matched to its INVITE by branch; merging makes no sense.
+        let merge_key = match (msg.to_tag(), msg.call_id(), msg.cseq(), msg.from_tag()) {
+            (None, Some(c), Some(Ok((seq, m))), Some(f)) if m != "CANCEL" => {
+                Some((c.to_owned(), seq, m.to_owned(), f.to_owned()))
+            }
+            _ => None,
         };
-        if let Some(id) = self.txs.server_find(&key) {
-            self.txs.server_request(id, false, now, &mut self.out, &mut self.counters);
-            return;
+        if merge_key
+            .as_ref()
+            .is_some_and(|k| self.txs.merged_with(k).is_some())
+        {
+            // §8.2.2.2: the same request again by another path (new branch).
+            return self.reject(msg, src, 482, "Loop Detected", None);
         }
         let base = ResponseBase::from_request(msg, src);
         let Some(request) = parse_request(data.get(..msg.msg_len).unwrap_or(data)) else {
             // Our scanner was happy but rsip is not: still answerable.
-            let tag = self.ids.tag();
-            let data = base.build(400, "Bad Request", Some(&tag), [], None);
-            self.counters.count_response_sent(400);
-            self.out.push_back(Output::Transmit { dest: src, data });
-            return;
+            return self.reject(msg, src, 400, "Bad Request", None);
         };
-        let to_tag = match msg.to_tag() {
-            Some(t) => t.to_owned(),
-            None => self.ids.tag(),
+        // §9.2: the 200 to a CANCEL carries the To tag of the INVITE's
+        // responses.
+        let cancelled = (method == "CANCEL")
+            .then(|| self.txs.server_find(&branch, sent_by, "INVITE"))
+            .flatten();
+        let to_tag = match (
+            msg.to_tag(),
+            cancelled.and_then(|i| self.txs.server_to_tag(i)),
+        ) {
+            (Some(t), _) | (None, Some(t)) => t.to_owned(),
+            (None, None) => self.ids.tag(),
         };
         let ack_key = match (msg.call_id(), msg.cseq()) {
             (Some(c), Some(Ok((seq, _)))) => Some((c.to_owned(), seq)),
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
-        let new = NewServerTx { key: key.clone(), base, to_tag, ack_key, dest: src };
-        let id = self.txs.server_new(new, now, &mut self.out, &mut self.counters);
+        let key = ServerKey {
+            branch: branch.into_owned(),
+            sent_by: sent_by.to_owned(),
+            method: key_method.to_owned(),
+        };
+        let new = NewServerTx {
+            key,
+            base,
+            to_tag,
+            ack_key,
+            dest: src,
+            merge_key,
+        };
+        let id = self
+            .txs
+            .server_new(new, now, &mut self.out, &mut self.counters);
         match method {
             "OPTIONS" if !in_dialog => {
                 let spec = ResponseSpec::new(200)
@@ -389,34 +474,75 @@ impl Endpoint {
                     .header("Accept", "application/sdp");
                 self.respond(id, spec, now);
             }
-            "CANCEL" => {
-                let invite_key = ServerKey { method: "INVITE".to_owned(), ..key };
-                match self.txs.server_find(&invite_key) {
-                    Some(invite) => {
-                        self.respond(id, ResponseSpec::new(200), now);
-                        if self.txs.server_state(invite) == Some(ServerState::Proceeding) {
-                            self.out.push_back(Output::Cancelled { tx: invite });
-                        }
+            "CANCEL" => match cancelled {
+                Some(invite) => {
+                    self.respond(id, ResponseSpec::new(200), now);
+                    if self.txs.server_state(invite) == Some(ServerState::Proceeding) {
+                        self.out.push_back(Output::Cancelled { tx: invite });
                     }
-                    None => self.respond(id, ResponseSpec::new(481), now),
                 }
-            }
-            _ => self.out.push_back(Output::Request { tx: id, request, src }),
+                None => self.respond(id, ResponseSpec::new(481), now),
+            },
+            _ => self.out.push_back(Output::Request {
+                tx: id,
+                request,
+                src,
+            }),
         }
+    }
+
+    /// A stateless error response: nothing to remember for a request we
+    /// refuse (a retransmission is simply refused again).
+    fn reject(
+        &mut self,
+        msg: &Scanned<'_>,
+        src: SocketAddr,
+        status: u16,
+        reason: &str,
+        extra: Option<(&str, &str)>,
+    ) {
+        let base = ResponseBase::from_request(msg, src);
+        let tag = self.ids.tag();
+        let data = base.build(status, reason, Some(&tag), extra, None);
+        self.counters.count_response_sent(status);
+        self.out.push_back(Output::Transmit { dest: src, data });
     }
 
     /// The TU's answer to request `tx`. Ignored when the transaction is gone
     /// or already answered finally.
     pub fn respond(&mut self, tx: ServerTxId, resp: ResponseSpec, now: Instant) {
-        let Some(base) = self.txs.server_base(tx) else { return };
+        if !(100..=699).contains(&resp.status) {
+            tracing::warn!(
+                status = resp.status,
+                "TU gave an invalid status code; response dropped"
+            );
+            return;
+        }
+        let Some(base) = self.txs.server_base(tx) else {
+            return;
+        };
         let tag = self.txs.server_to_tag(tx);
-        let reason = resp.reason.as_deref().unwrap_or_else(|| reason_phrase(resp.status));
+        let reason = resp
+            .reason
+            .as_deref()
+            .unwrap_or_else(|| reason_phrase(resp.status));
         let has = |n: &str| resp.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n));
         let server = (!has("server")).then_some(("Server", self.cfg.user_agent.as_str()));
-        let headers = resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain(server);
+        let headers = resp
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(server);
         let body = resp.body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_ref()));
         let data = base.build(resp.status, reason, tag, headers, body);
-        self.txs.server_respond(tx, resp.status, data, now, &mut self.out, &mut self.counters);
+        self.txs.server_respond(
+            tx,
+            resp.status,
+            data,
+            now,
+            &mut self.out,
+            &mut self.counters,
+        );
     }
 
     /// Serialises `req`, filling what is missing: a top Via with a new
@@ -451,7 +577,12 @@ impl Endpoint {
         let mut s = String::with_capacity(lines.len() + 256 + req.body.len());
         let _ = write!(s, "{method} {} SIP/2.0\r\n", req.uri);
         if !has_via {
-            let _ = write!(s, "Via: SIP/2.0/UDP {};branch={};rport\r\n", self.cfg.local_addr, self.ids.branch());
+            let _ = write!(
+                s,
+                "Via: SIP/2.0/UDP {};branch={};rport\r\n",
+                self.cfg.local_addr,
+                self.ids.branch()
+            );
         }
         if !has_mf {
             s.push_str("Max-Forwards: 70\r\n");
@@ -469,29 +600,44 @@ impl Endpoint {
 
     /// Starts a client transaction for `req` to `dest` (see `serialise` for
     /// what is filled in). Requests without a usable branch get a top Via.
-    pub fn send_request(&mut self, req: rsip::Request, dest: SocketAddr, now: Instant) -> ClientTxId {
+    pub fn send_request(
+        &mut self,
+        req: rsip::Request,
+        dest: SocketAddr,
+        now: Instant,
+    ) -> ClientTxId {
         let mut text = self.serialise(&req);
         let mut key = self.client_key(text.as_bytes());
         if key.is_none() {
             // The caller's Via had no usable branch: put ours on top.
             let branch = self.ids.branch();
-            let via = format!("Via: SIP/2.0/UDP {};branch={branch};rport\r\n", self.cfg.local_addr);
+            let via = format!(
+                "Via: SIP/2.0/UDP {};branch={branch};rport\r\n",
+                self.cfg.local_addr
+            );
             if let Some(pos) = text.find("\r\n") {
                 text.insert_str(pos + 2, &via);
             }
             key = self.client_key(text.as_bytes());
         }
-        let key = key.unwrap_or_else(|| ClientKey { branch: self.ids.branch(), method: req.method.to_string() });
+        let key = key.unwrap_or_else(|| ClientKey {
+            branch: self.ids.branch(),
+            method: req.method.to_string(),
+        });
         let mut data = text.into_bytes();
         data.extend_from_slice(&req.body);
-        self.txs.client_new(key, Bytes::from(data), dest, now, &mut self.out)
+        self.txs
+            .client_new(key, Bytes::from(data), dest, now, &mut self.out)
     }
 
     fn client_key(&self, data: &[u8]) -> Option<ClientKey> {
         let msg = scan(data).ok()?;
         let branch = msg.top_via()?.branch?.to_owned();
         let (_, method) = msg.cseq()?.ok()?;
-        Some(ClientKey { branch, method: method.to_owned() })
+        Some(ClientKey {
+            branch,
+            method: method.to_owned(),
+        })
     }
 
     /// CANCEL for client transaction `tx` (§9.1). Send it only after a
@@ -510,12 +656,67 @@ impl Endpoint {
         Some(self.txs.client_new(key, data, dest, now, &mut self.out))
     }
 
+    /// Sends the ACK of a 2xx response to our INVITE (§13.2.2.4): to the
+    /// 2xx's Contact, Route from its Record-Route reversed, a new branch,
+    /// the INVITE's CSeq number. Call it for every 2xx the TU is given
+    /// (retransmissions included). False when it is not a response to an
+    /// INVITE or has no usable Contact.
+    pub fn send_ack_2xx(&mut self, response: &rsip::Response, dest: SocketAddr) -> bool {
+        let text = response.to_string();
+        let Ok(msg) = scan(text.as_bytes()) else {
+            return false;
+        };
+        let contact = msg.header("contact").unwrap_or("");
+        let target = match contact.split_once('<') {
+            Some((_, rest)) => rest.split_once('>').map_or(rest, |(u, _)| u),
+            None => contact.split(';').next().unwrap_or(""),
+        }
+        .trim();
+        let (Some(Ok((seq, "INVITE"))), Some(from), Some(to), Some(call_id)) = (
+            msg.cseq(),
+            msg.header("from"),
+            msg.header("to"),
+            msg.call_id(),
+        ) else {
+            return false;
+        };
+        if target.is_empty() {
+            return false;
+        }
+        let mut s = String::with_capacity(text.len());
+        let _ = write!(
+            s,
+            "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n",
+            self.cfg.local_addr,
+            self.ids.branch()
+        );
+        let routes: Vec<&str> = msg
+            .headers_named("record-route")
+            .flat_map(|v| v.split(','))
+            .collect();
+        for r in routes.iter().rev() {
+            let _ = write!(s, "Route: {}\r\n", r.trim());
+        }
+        let _ = write!(
+            s,
+            "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        self.out.push_back(Output::Transmit {
+            dest,
+            data: Bytes::from(s),
+        });
+        true
+    }
+
     /// Sends a request outside any transaction (the ACK of a 2xx,
     /// §13.2.2.4), filling missing headers like `send_request`.
     pub fn send_stateless(&mut self, req: rsip::Request, dest: SocketAddr) {
         let mut data = self.serialise(&req).into_bytes();
         data.extend_from_slice(&req.body);
-        self.out.push_back(Output::Transmit { dest, data: Bytes::from(data) });
+        self.out.push_back(Output::Transmit {
+            dest,
+            data: Bytes::from(data),
+        });
     }
 }
 

@@ -44,7 +44,10 @@ pub struct IdGen {
 impl IdGen {
     pub fn new(shard: u16, seed: u64) -> Self {
         // Mix the shard in so shards seeded alike still diverge.
-        IdGen { shard, rng: IdRng::new(seed ^ (u64::from(shard) << 48)) }
+        IdGen {
+            shard,
+            rng: IdRng::new(seed ^ (u64::from(shard) << 48)),
+        }
     }
 
     pub fn shard(&self) -> u16 {
@@ -53,7 +56,12 @@ impl IdGen {
 
     pub fn branch(&mut self) -> String {
         let mut s = String::with_capacity(32);
-        let _ = write!(s, "{MAGIC_COOKIE}-cc{}-{:016x}", self.shard, self.rng.next_u64());
+        let _ = write!(
+            s,
+            "{MAGIC_COOKIE}-cc{}-{:016x}",
+            self.shard,
+            self.rng.next_u64()
+        );
         s
     }
 
@@ -93,7 +101,10 @@ pub fn shard_of_branch(branch: &str) -> Option<u16> {
 /// locally (the kernel already keeps one source address on one shard).
 pub fn owner_of(msg: &Scanned<'_>) -> Option<u16> {
     if msg.is_response() {
-        return msg.top_via().and_then(|v| v.branch).and_then(shard_of_branch);
+        return msg
+            .top_via()
+            .and_then(|v| v.branch)
+            .and_then(shard_of_branch);
     }
     msg.to_tag()
         .and_then(shard_of_tag)

@@ -113,8 +113,16 @@ impl ScanError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartLine<'a> {
-    Request { method: &'a str, uri: &'a str, version: &'a str },
-    Response { version: &'a str, code: u16, reason: &'a str },
+    Request {
+        method: &'a str,
+        uri: &'a str,
+        version: &'a str,
+    },
+    Response {
+        version: &'a str,
+        code: u16,
+        reason: &'a str,
+    },
 }
 
 /// One parsed Via value (a header line may hold several, comma-separated).
@@ -170,7 +178,9 @@ fn is_token(s: &str) -> bool {
 fn split_head(data: &[u8]) -> (usize, usize) {
     let mut i = 0;
     while let Some(rest) = data.get(i..) {
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else { break };
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            break;
+        };
         let line_end = i + nl;
         let next = line_end + 1;
         let after = data.get(next..).unwrap_or(&[]);
@@ -198,7 +208,11 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ScanError> {
         if !(100..=699).contains(&code) {
             return Err(ScanError::BadStartLine);
         }
-        return Ok(StartLine::Response { version, code, reason });
+        return Ok(StartLine::Response {
+            version,
+            code,
+            reason,
+        });
     }
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) =
@@ -218,7 +232,11 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ScanError> {
     if !is_token(method) || uri.is_empty() || !uri.contains(':') {
         return Err(ScanError::BadStartLine);
     }
-    Ok(StartLine::Request { method, uri, version })
+    Ok(StartLine::Request {
+        method,
+        uri,
+        version,
+    })
 }
 
 /// Scan a datagram. Never panics, whatever the bytes.
@@ -321,7 +339,10 @@ pub fn parse_via(value: &str) -> Option<Via<'_>> {
     let sent = sent.trim();
     let (protocol, sent_by) = sent.rsplit_once([' ', '\t'])?;
     let protocol = protocol.trim();
-    if !protocol.to_ascii_uppercase().starts_with("SIP/2.0/") || sent_by.is_empty() {
+    let sip20 = protocol
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"));
+    if !sip20 || sent_by.is_empty() {
         return None;
     }
     let (host, port) = if let Some(v6) = sent_by.strip_prefix('[') {
@@ -396,7 +417,10 @@ impl<'a> Scanned<'a> {
 
     /// Every Via value, top first, splitting comma-joined lines.
     pub fn via_values<'s>(&'s self) -> impl Iterator<Item = &'a str> + 's {
-        self.headers_named("via").flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty())
+        self.headers_named("via")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn top_via(&self) -> Option<Via<'a>> {
@@ -432,12 +456,16 @@ impl<'a> Scanned<'a> {
     }
 
     pub fn max_forwards(&self) -> Option<Result<u32, ()>> {
-        self.header("max-forwards").map(|v| v.parse::<u32>().map_err(|_| ()))
+        self.header("max-forwards")
+            .map(|v| v.parse::<u32>().map_err(|_| ()))
     }
 
     /// Comma-separated option tags of all `name` headers.
     pub fn tokens<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.headers_named(name).flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty())
+        self.headers_named(name)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
     }
 
     /// Enough to send a response back (§8.2.6): a request with a usable Via.
@@ -459,7 +487,11 @@ pub struct Reject {
 
 impl Reject {
     fn new(status: u16, reason: &'static str) -> Self {
-        Reject { status, reason, header: None }
+        Reject {
+            status,
+            reason,
+            header: None,
+        }
     }
 }
 
@@ -467,19 +499,25 @@ impl Reject {
 pub const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
 
 pub fn is_allowed_method(m: &str) -> bool {
-    matches!(m, "INVITE" | "ACK" | "CANCEL" | "BYE" | "OPTIONS" | "REGISTER" | "INFO" | "UPDATE")
+    matches!(
+        m,
+        "INVITE" | "ACK" | "CANCEL" | "BYE" | "OPTIONS" | "REGISTER" | "INFO" | "UPDATE"
+    )
 }
 
 /// Checks a scanned request. `oversize` is whether the datagram exceeded the
 /// configured maximum. `Ok(())` means the TU (or the endpoint) may process it.
 pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
-    let StartLine::Request { method, version, .. } = msg.start else {
+    let StartLine::Request {
+        method, version, ..
+    } = msg.start
+    else {
         return Ok(());
     };
     if oversize {
         return Err(Reject::new(513, "Message Too Large"));
     }
-    if version != "SIP/2.0" {
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
         return Err(Reject::new(505, "Version Not Supported"));
     }
     if msg.malformed_header {
@@ -488,6 +526,19 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
     for name in ["via", "from", "to", "call-id", "cseq"] {
         if msg.header(name).is_none_or(str::is_empty) {
             return Err(Reject::new(400, "Missing Mandatory Header"));
+        }
+    }
+    // RFC 4475 §3.1.2.11 (mcl01): a second copy of a singleton is an error.
+    for name in [
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "content-length",
+        "max-forwards",
+    ] {
+        if msg.headers_named(name).nth(1).is_some() {
+            return Err(Reject::new(400, "Duplicate Header"));
         }
     }
     if msg.top_via().is_none() {
@@ -504,7 +555,9 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
         ContentLength::Absent | ContentLength::Ok(_) => {}
     }
     match msg.max_forwards() {
+        // RFC 4475 §3.1.2.5 (scalar02): above 255 is out of range.
         Some(Err(())) => return Err(Reject::new(400, "Bad Max-Forwards")),
+        Some(Ok(n)) if n > 255 => return Err(Reject::new(400, "Bad Max-Forwards")),
         // §16.3 spirit for a UAS: OPTIONS/REGISTER may still be answered.
         Some(Ok(0)) if !matches!(method, "OPTIONS" | "REGISTER") => {
             return Err(Reject::new(483, "Too Many Hops"))
@@ -546,9 +599,13 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
     // §8.2.3: we only understand SDP bodies, unencoded.
     if !msg.body.is_empty() && matches!(method, "INVITE" | "UPDATE" | "ACK" | "BYE" | "OPTIONS") {
         let ct_ok = msg.header("content-type").is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
         });
-        let enc_ok = msg.tokens("content-encoding").all(|e| e.eq_ignore_ascii_case("identity"));
+        let enc_ok = msg
+            .tokens("content-encoding")
+            .all(|e| e.eq_ignore_ascii_case("identity"));
         if !ct_ok || !enc_ok {
             return Err(Reject {
                 status: 415,
@@ -561,172 +618,4 @@ pub fn check_request(msg: &Scanned<'_>, oversize: bool) -> Result<(), Reject> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
-        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n\
-        Max-Forwards: 70\r\n\
-        To: Bob <sip:bob@example.com>\r\n\
-        From: Alice <sip:alice@example.com>;tag=1928301774\r\n\
-        Call-ID: a84b4c76e66710@pc33.example.com\r\n\
-        CSeq: 314159 INVITE\r\n\
-        Contact: <sip:alice@10.0.0.1>\r\n\
-        Content-Type: application/sdp\r\n\
-        Content-Length: 4\r\n\r\nv=0\n";
-
-    fn with(from: &str, to: &str) -> Vec<u8> {
-        INVITE.replacen(from, to, 1).into_bytes()
-    }
-
-    fn check(data: &[u8]) -> Result<(), Reject> {
-        check_request(&scan(data).unwrap(), false)
-    }
-
-    #[test]
-    fn valid_invite_scans() {
-        let m = scan(INVITE.as_bytes()).unwrap();
-        assert_eq!(m.method(), Some("INVITE"));
-        let via = m.top_via().unwrap();
-        assert_eq!(via.host, "10.0.0.1");
-        assert_eq!(via.port, Some(5060));
-        assert_eq!(via.branch, Some("z9hG4bK776asdhds"));
-        assert!(via.rport);
-        assert_eq!(m.from_tag(), Some("1928301774"));
-        assert_eq!(m.to_tag(), None);
-        assert_eq!(m.cseq(), Some(Ok((314159, "INVITE"))));
-        assert_eq!(m.body, b"v=0\n");
-        assert_eq!(check(INVITE.as_bytes()), Ok(()));
-    }
-
-    #[test]
-    fn empty_and_keepalive() {
-        assert_eq!(scan(b"").unwrap_err(), ScanError::Empty);
-        assert_eq!(scan(b"\r\n\r\n").unwrap_err(), ScanError::KeepAlive);
-        assert_eq!(scan(b"\r\n").unwrap_err(), ScanError::KeepAlive);
-        assert_eq!(ScanError::KeepAlive.drop_reason(), None);
-    }
-
-    #[test]
-    fn garbage_is_dropped() {
-        assert_eq!(scan(b"\x00\x01\x02garbage").unwrap_err(), ScanError::NotUtf8);
-        assert_eq!(scan(b"\xff\xfe\xfd\r\n\r\n").unwrap_err(), ScanError::NotUtf8);
-        assert_eq!(scan(b"hello world").unwrap_err(), ScanError::BadStartLine);
-        assert_eq!(scan(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap_err(), ScanError::NotSip);
-        assert_eq!(scan(b"HTTP/1.1 200 OK\r\n\r\n").unwrap_err(), ScanError::NotSip);
-        assert_eq!(scan(b"SIP/2.0 abc OK\r\n\r\n").unwrap_err(), ScanError::BadStartLine);
-        assert_eq!(scan(b"SIP/2.0 99 OK\r\n\r\n").unwrap_err(), ScanError::BadStartLine);
-        assert_eq!(scan(b"SIP/2.0\r\n").unwrap_err(), ScanError::BadStartLine);
-    }
-
-    #[test]
-    fn version_not_2_is_505() {
-        let d = with("INVITE sip:bob@example.com SIP/2.0", "INVITE sip:bob@example.com SIP/3.0");
-        assert_eq!(check(&d).unwrap_err().status, 505);
-    }
-
-    #[test]
-    fn missing_headers() {
-        for h in ["To: Bob <sip:bob@example.com>\r\n", "From: Alice <sip:alice@example.com>;tag=1928301774\r\n",
-                  "Call-ID: a84b4c76e66710@pc33.example.com\r\n", "CSeq: 314159 INVITE\r\n"] {
-            let d = with(h, "");
-            let m = scan(&d).unwrap();
-            assert!(m.addressable());
-            assert_eq!(check_request(&m, false).unwrap_err().status, 400, "{h}");
-        }
-        let d = with("Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n", "");
-        let m = scan(&d).unwrap();
-        assert!(!m.addressable());
-    }
-
-    #[test]
-    fn bad_cseq_is_400() {
-        let d = with("CSeq: 314159 INVITE", "CSeq: abc INVITE");
-        assert_eq!(check(&d).unwrap_err().reason, "Bad CSeq");
-        let d = with("CSeq: 314159 INVITE", "CSeq: 314159 BYE");
-        assert_eq!(check(&d).unwrap_err().reason, "CSeq Method Mismatch");
-        let d = with("CSeq: 314159 INVITE", "CSeq: 4294967295 INVITE");
-        assert_eq!(check(&d).unwrap_err().status, 400);
-    }
-
-    #[test]
-    fn content_length() {
-        let d = with("Content-Length: 4", "Content-Length: 400");
-        assert_eq!(check(&d).unwrap_err().reason, "Truncated Body");
-        let d = with("Content-Length: 4", "Content-Length: x");
-        assert_eq!(check(&d).unwrap_err().reason, "Bad Content-Length");
-        // Smaller: the body is cut and the request accepted (§18.3).
-        let d = with("Content-Length: 4", "Content-Length: 2");
-        let m = scan(&d).unwrap();
-        assert_eq!(m.body, b"v=");
-        assert_eq!(m.msg_len, d.len() - 2);
-        assert_eq!(check_request(&m, false), Ok(()));
-    }
-
-    #[test]
-    fn oversize_is_513() {
-        assert_eq!(check_request(&scan(INVITE.as_bytes()).unwrap(), true).unwrap_err().status, 513);
-    }
-
-    #[test]
-    fn max_forwards_zero() {
-        let d = with("Max-Forwards: 70", "Max-Forwards: 0");
-        assert_eq!(check(&d).unwrap_err().status, 483);
-        let opt = INVITE.replace("INVITE", "OPTIONS").replace("Max-Forwards: 70", "Max-Forwards: 0");
-        assert_eq!(check(opt.as_bytes()), Ok(()));
-    }
-
-    #[test]
-    fn uri_scheme_is_416() {
-        let d = with("INVITE sip:bob@example.com SIP/2.0", "INVITE tel:+15551234 SIP/2.0");
-        assert_eq!(check(&d).unwrap_err().status, 416);
-    }
-
-    #[test]
-    fn require_is_420() {
-        let d = with("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nRequire: 100rel, timer\r\n");
-        let r = check(&d).unwrap_err();
-        assert_eq!(r.status, 420);
-        assert_eq!(r.header, Some(("Unsupported", "100rel, timer".to_owned())));
-    }
-
-    #[test]
-    fn content_type_is_415() {
-        let d = with("application/sdp", "text/plain");
-        let r = check(&d).unwrap_err();
-        assert_eq!((r.status, r.header.unwrap().1.as_str()), (415, "application/sdp"));
-        let d = with("Content-Type: application/sdp\r\n", "Content-Type: application/sdp\r\nContent-Encoding: gzip\r\n");
-        assert_eq!(check(&d).unwrap_err().status, 415);
-    }
-
-    #[test]
-    fn unknown_method_is_405() {
-        let d = INVITE.replace("INVITE", "PUBLISH");
-        let r = check(d.as_bytes()).unwrap_err();
-        assert_eq!(r.status, 405);
-        assert_eq!(r.header.unwrap().0, "Allow");
-    }
-
-    #[test]
-    fn compact_and_folded_headers() {
-        let d = b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP [::1]:5070;branch=z9hG4bKa\r\n\
-                  f: <sip:x@y>;tag=9\r\nt: sip:a@b\r\ni: cid\r\nCSeq: 1\r\n  OPTIONS\r\nl: 0\r\n\r\n";
-        let m = scan(d).unwrap();
-        let v = m.top_via().unwrap();
-        assert_eq!((v.host, v.port), ("::1", Some(5070)));
-        assert_eq!(m.from_tag(), Some("9"));
-        assert_eq!(m.call_id(), Some("cid"));
-        assert_eq!(m.content_length, ContentLength::Ok(0));
-    }
-
-    #[test]
-    fn via_parsing() {
-        assert!(parse_via("SIP/2.0/UDP").is_none());
-        assert!(parse_via("SIP/2.0/UDP host:99999").is_none());
-        assert!(parse_via("SIP/2.0/UDP [::1").is_none());
-        let v = parse_via("SIP/2.0/UDP h;received=1.1.1.1;rport=5;branch=z9hG4bKx").unwrap();
-        assert!(v.rport);
-        assert_eq!(v.port, None);
-        assert_eq!(v.branch, Some("z9hG4bKx"));
-    }
-}
+mod tests;

@@ -3,7 +3,7 @@
 //! network give each request exactly one outcome and drain to zero.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,14 @@ use proptest::prelude::*;
 use super::endpoint::{Endpoint, EndpointConfig, Output, ResponseSpec};
 use super::ids::IdRng;
 use super::message::scan;
-use super::transaction::ClientTxId;
+use super::transaction::{ClientTxId, ServerTxId};
+
+fn cases(default: u32) -> u32 {
+    std::env::var("SIP_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|_| unreachable!())
@@ -57,7 +64,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (0usize..12).prop_map(Mutation::DupLine),
         (0usize..12).prop_map(Mutation::DelLine),
         prop_oneof![0u32..100, Just(u32::MAX), Just(70_000)].prop_map(Mutation::ContentLength),
-        (0usize..600, proptest::collection::vec(any::<u8>(), 0..16)).prop_map(|(i, v)| Mutation::Insert(i, v)),
+        (0usize..600, proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(i, v)| Mutation::Insert(i, v)),
     ]
 }
 
@@ -137,7 +145,11 @@ fn fuzz_endpoint(t0: Instant) -> (Endpoint, String) {
     while let Some(o) = e.poll_output() {
         if let Output::Transmit { data, .. } = o {
             let text = String::from_utf8_lossy(&data).into_owned();
-            if let Some(v) = scan(text.as_bytes()).ok().and_then(|m| m.top_via()).and_then(|v| v.branch) {
+            if let Some(v) = scan(text.as_bytes())
+                .ok()
+                .and_then(|m| m.top_via())
+                .and_then(|v| v.branch)
+            {
                 branch = v.to_owned();
             }
         }
@@ -152,9 +164,11 @@ fn check_outputs(e: &mut Endpoint, now: Instant) -> Result<(), TestCaseError> {
     while let Some(o) = e.poll_output() {
         match o {
             Output::Transmit { data, .. } => {
-                let text = std::str::from_utf8(&data).map_err(|_| TestCaseError::fail("non-UTF-8 output"))?;
-                let msg = rsip::SipMessage::try_from(text)
-                    .map_err(|err| TestCaseError::fail(format!("unparsable output {err}: {text}")))?;
+                let text = std::str::from_utf8(&data)
+                    .map_err(|_| TestCaseError::fail("non-UTF-8 output"))?;
+                let msg = rsip::SipMessage::try_from(text).map_err(|err| {
+                    TestCaseError::fail(format!("unparsable output {err}: {text}"))
+                })?;
                 match msg {
                     rsip::SipMessage::Response(r) => {
                         let code = r.status_code.code();
@@ -162,7 +176,10 @@ fn check_outputs(e: &mut Endpoint, now: Instant) -> Result<(), TestCaseError> {
                     }
                     // Retransmissions of our own INVITE / ACK of a non-2xx.
                     rsip::SipMessage::Request(r) => {
-                        prop_assert!(matches!(r.method, rsip::Method::Invite | rsip::Method::Ack), "{text}")
+                        prop_assert!(
+                            matches!(r.method, rsip::Method::Invite | rsip::Method::Ack),
+                            "{text}"
+                        )
                     }
                 }
             }
@@ -179,7 +196,8 @@ fn check_outputs(e: &mut Endpoint, now: Instant) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    // SIP_FUZZ_CASES raises the count for a longer soak.
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn hostile_datagrams_never_panic(inputs in proptest::collection::vec(input(), 1..4)) {
@@ -236,49 +254,59 @@ impl Net {
     }
 }
 
-/// ACK for a 2xx (§13.2.2.4), from the response: a new branch each time.
-fn ack_for(response: &rsip::Response, n: u64) -> Option<rsip::Request> {
-    let text = response.to_string();
-    let msg = scan(text.as_bytes()).ok()?;
-    let (seq, _) = msg.cseq()?.ok()?;
-    let ack = format!(
-        "ACK sip:a@192.0.2.50 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-cc0-ack{n}\r\n\
-         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} ACK\r\n\r\n",
-        msg.header("from")?,
-        msg.header("to")?,
-        msg.call_id()?
-    );
-    rsip::Request::try_from(ack.as_str()).ok()
-}
-
 #[derive(Default, Debug)]
 struct Outcome {
     finals: Vec<u16>,
     timeouts: u32,
 }
 
-fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(), TestCaseError> {
+/// Server-side ACK bookkeeping of one simulation: (ACKs matched, 2xx never ACKed).
+fn simulate(
+    seed: u64,
+    loss: u64,
+    dup: u64,
+    methods: &[(bool, u16)],
+) -> Result<(u32, u32), TestCaseError> {
     let (ca, sa) = (addr("192.0.2.1:5060"), addr("192.0.2.50:5070"));
     let mut ccfg = EndpointConfig::new(ca);
     ccfg.rng_seed = seed;
     let mut scfg = EndpointConfig::new(sa);
     scfg.rng_seed = seed ^ 1;
     let (mut client, mut server) = (Endpoint::new(ccfg), Endpoint::new(scfg));
-    let mut net = Net { rng: IdRng::new(seed), loss, dup, seq: 0, queue: BinaryHeap::new(), packets: HashMap::new() };
+    let mut net = Net {
+        rng: IdRng::new(seed),
+        loss,
+        dup,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        packets: HashMap::new(),
+    };
     let t0 = Instant::now();
     let mut outcomes: HashMap<ClientTxId, Outcome> = HashMap::new();
     let mut statuses: HashMap<String, u16> = HashMap::new();
+    // Status 0: the UAS rings (180) and waits; the UAC cancels on the first
+    // provisional; the UAS answers 487 to a CANCEL, or 480 after 60 s.
+    let mut to_cancel: HashSet<ClientTxId> = HashSet::new();
+    let mut ringing: HashMap<ServerTxId, Instant> = HashMap::new();
+    let mut invites: HashSet<ClientTxId> = HashSet::new();
     for (i, (invite, status)) in methods.iter().enumerate() {
         let m = if *invite { "INVITE" } else { "REGISTER" };
         let text = format!("{m} sip:a@192.0.2.50 SIP/2.0\r\nFrom: <sip:q@192.0.2.1>\r\nTo: <sip:a@b>\r\nCall-ID: sim-{i}\r\n\r\n");
-        let req = rsip::Request::try_from(text.as_str()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let req = rsip::Request::try_from(text.as_str())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         statuses.insert(format!("sim-{i}"), *status);
         let tx = client.send_request(req, sa, t0);
         outcomes.insert(tx, Outcome::default());
+        if *invite {
+            invites.insert(tx);
+            if *status == 0 {
+                to_cancel.insert(tx);
+            }
+        }
     }
     let end = t0 + Duration::from_secs(200);
     let mut now = t0;
-    let mut acks = 0u64;
+    let (mut acked, mut unacked) = (0u32, 0u32);
     loop {
         // Drain both endpoints.
         while let Some(o) = client.poll_output() {
@@ -288,12 +316,13 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
                     let code = response.status_code.code();
                     if code >= 200 {
                         outcomes.entry(tx).or_default().finals.push(code);
-                    }
-                    if (200..300).contains(&code) {
-                        acks += 1;
-                        if let Some(ack) = ack_for(&response, acks) {
-                            client.send_stateless(ack, sa);
+                    } else if to_cancel.remove(&tx) {
+                        if let Some(c) = client.cancel(tx, now) {
+                            outcomes.insert(c, Outcome::default());
                         }
+                    }
+                    if (200..300).contains(&code) && invites.contains(&tx) {
+                        prop_assert!(client.send_ack_2xx(&response, sa));
                     }
                 }
                 Output::ClientTimeout { tx } => outcomes.entry(tx).or_default().timeouts += 1,
@@ -305,14 +334,32 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
                 Output::Transmit { data, .. } => net.send(false, data, now),
                 Output::Request { tx, request, .. } => {
                     let call_id = request.to_string();
-                    let call = scan(call_id.as_bytes()).ok().and_then(|m| m.call_id()).unwrap_or("").to_owned();
+                    let call = scan(call_id.as_bytes())
+                        .ok()
+                        .and_then(|m| m.call_id())
+                        .unwrap_or("")
+                        .to_owned();
                     let status = statuses.get(&call).copied().unwrap_or(500);
                     if request.method == rsip::Method::Invite {
                         server.respond(tx, ResponseSpec::new(180), now);
+                        if status == 0 {
+                            ringing.insert(tx, now + Duration::from_secs(60));
+                            continue;
+                        }
                     }
-                    server.respond(tx, ResponseSpec::new(status), now);
+                    let resp =
+                        ResponseSpec::new(status).header("Contact", "<sip:a@192.0.2.50:5070>");
+                    server.respond(tx, resp, now);
                 }
-                Output::Ack { .. } | Output::AckTimeout { .. } => {}
+                Output::Cancelled { tx } => {
+                    prop_assert!(
+                        ringing.remove(&tx).is_some(),
+                        "CANCEL hit a non-ringing INVITE"
+                    );
+                    server.respond(tx, ResponseSpec::new(487), now);
+                }
+                Output::Ack { .. } => acked += 1,
+                Output::AckTimeout { .. } => unacked += 1,
                 other => prop_assert!(false, "server got {other:?}"),
             }
         }
@@ -320,6 +367,7 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
             net.queue.peek().map(|Reverse((t, _))| *t),
             client.poll_timeout(),
             server.poll_timeout(),
+            ringing.values().min().copied(),
         ]
         .into_iter()
         .flatten()
@@ -344,11 +392,22 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
         }
         client.handle_timeout(now);
         server.handle_timeout(now);
+        let expired: Vec<ServerTxId> = ringing
+            .iter()
+            .filter(|(_, &t)| t <= now)
+            .map(|(&tx, _)| tx)
+            .collect();
+        for tx in expired {
+            ringing.remove(&tx);
+            server.respond(tx, ResponseSpec::new(480), now);
+        }
     }
     for (tx, o) in &outcomes {
         let ok = match (o.finals.first(), o.timeouts) {
             (None, 1) => true,
-            (Some(&f), 0) if (200..300).contains(&f) => o.finals.iter().all(|c| (200..300).contains(c)),
+            (Some(&f), 0) if (200..300).contains(&f) => {
+                o.finals.iter().all(|c| (200..300).contains(c))
+            }
             (Some(_), 0) => o.finals.len() == 1,
             _ => false,
         };
@@ -356,18 +415,18 @@ fn simulate(seed: u64, loss: u64, dup: u64, methods: &[(bool, u16)]) -> Result<(
     }
     prop_assert_eq!(client.transactions(), (0, 0));
     prop_assert_eq!(server.transactions(), (0, 0));
-    Ok(())
+    Ok((acked, unacked))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(300), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn lossy_network_one_outcome_and_drain(
         seed in any::<u64>(),
         loss in 0u64..50,
         dup in 0u64..40,
-        methods in proptest::collection::vec((any::<bool>(), prop_oneof![Just(200u16), Just(486), Just(404), Just(302)]), 1..6),
+        methods in proptest::collection::vec((any::<bool>(), prop_oneof![Just(200u16), Just(486), Just(404), Just(302), Just(0)]), 1..6),
     ) {
         simulate(seed, loss, dup, &methods)?;
     }
@@ -375,5 +434,18 @@ proptest! {
 
 #[test]
 fn lossless_network_delivers_every_final() {
-    simulate(1, 0, 0, &[(true, 200), (false, 200), (true, 486)]).unwrap_or_else(|e| panic!("{e}"));
+    let acks = simulate(
+        1,
+        0,
+        0,
+        &[
+            (true, 200),
+            (false, 200),
+            (true, 486),
+            (true, 200),
+            (true, 0),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(acks, (2, 0), "every 2xx ACKed exactly once, no ACK timeout");
 }

@@ -79,7 +79,12 @@ fn write_top_via(out: &mut String, value: &str, src: SocketAddr) {
         return;
     };
     let _ = write!(out, "Via: {} {}", via.protocol, via.sent_by);
-    for p in via.params.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    for p in via
+        .params
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let name = p.split_once('=').map_or(p, |(n, _)| n).trim();
         if name.eq_ignore_ascii_case("received") {
             continue;
@@ -90,9 +95,12 @@ fn write_top_via(out: &mut String, value: &str, src: SocketAddr) {
             let _ = write!(out, ";{p}");
         }
     }
-    let src_ip = src.ip().to_string();
-    if via.rport || via.host != src_ip {
-        let _ = write!(out, ";received={src_ip}");
+    let same_host = via
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == src.ip());
+    if via.rport || !same_host {
+        let _ = write!(out, ";received={}", src.ip());
     }
     out.push_str("\r\n");
 }
@@ -120,7 +128,11 @@ impl ResponseBase {
         }
         let to = msg.header("to").unwrap_or("").to_owned();
         let to_has_tag = param(addr_params(&to), "tag").is_some();
-        ResponseBase { head, to, to_has_tag }
+        ResponseBase {
+            head,
+            to,
+            to_has_tag,
+        }
     }
 
     pub fn to_has_tag(&self) -> bool {
@@ -152,7 +164,15 @@ impl ResponseBase {
         }
         for (name, value) in headers {
             // Ours: copied from the request or computed from the body.
-            const OURS: [&str; 7] = ["via", "from", "to", "call-id", "cseq", "content-length", "content-type"];
+            const OURS: [&str; 7] = [
+                "via",
+                "from",
+                "to",
+                "call-id",
+                "cseq",
+                "content-length",
+                "content-type",
+            ];
             if OURS.iter().any(|o| name.eq_ignore_ascii_case(o)) {
                 continue;
             }
@@ -189,9 +209,18 @@ mod tests {
 
     #[test]
     fn copies_headers_adds_received_rport_and_tag() {
-        let d = req("SIP/2.0/UDP host.example:5060;branch=z9hG4bKa;rport", "<sip:b@h>");
+        let d = req(
+            "SIP/2.0/UDP host.example:5060;branch=z9hG4bKa;rport",
+            "<sip:b@h>",
+        );
         let base = ResponseBase::from_request(&scan(&d).unwrap(), src());
-        let r = base.build(180, "Ringing", Some("cc0-1"), [("Contact", "<sip:x@y>")], None);
+        let r = base.build(
+            180,
+            "Ringing",
+            Some("cc0-1"),
+            [("Contact", "<sip:x@y>")],
+            None,
+        );
         let r = std::str::from_utf8(&r).unwrap();
         assert!(r.starts_with("SIP/2.0 180 Ringing\r\n"));
         assert!(r.contains(
@@ -207,7 +236,10 @@ mod tests {
 
     #[test]
     fn no_received_when_host_matches_and_no_rport() {
-        let d = req("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa", "<sip:b@h>;tag=theirs");
+        let d = req(
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa",
+            "<sip:b@h>;tag=theirs",
+        );
         let base = ResponseBase::from_request(&scan(&d).unwrap(), src());
         let r = base.build(100, "Trying", Some("cc0-1"), [], None);
         let r = std::str::from_utf8(&r).unwrap();
@@ -216,10 +248,36 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_sources() {
+        let d = req(
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa;rport",
+            "<sip:b@h>",
+        );
+        let src: SocketAddr = "[2001:db8::1]:5062".parse().unwrap();
+        let base = ResponseBase::from_request(&scan(&d).unwrap(), src);
+        let r = base.build(200, "OK", Some("t"), [], None);
+        let r = std::str::from_utf8(&r).unwrap();
+        assert!(r.contains("Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa;rport=5062;received=2001:db8::1\r\n"), "{r}");
+        let d = req(
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKa",
+            "<sip:b@h>",
+        );
+        let base = ResponseBase::from_request(&scan(&d).unwrap(), src);
+        let r = base.build(200, "OK", Some("t"), [], None);
+        assert!(!std::str::from_utf8(&r).unwrap().contains("received"));
+    }
+
+    #[test]
     fn body_and_length() {
         let d = req("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa", "<sip:b@h>");
         let base = ResponseBase::from_request(&scan(&d).unwrap(), src());
-        let r = base.build(200, "OK", Some("t"), [("Content-Length", "99")], Some(("application/sdp", b"v=0\r\n")));
+        let r = base.build(
+            200,
+            "OK",
+            Some("t"),
+            [("Content-Length", "99")],
+            Some(("application/sdp", b"v=0\r\n")),
+        );
         let r = std::str::from_utf8(&r).unwrap();
         assert!(r.ends_with("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
         assert!(!r.contains("99"));

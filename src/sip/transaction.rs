@@ -56,7 +56,7 @@ impl Default for Timers {
 impl Timers {
     /// B, F, H, J, L, M.
     pub fn t1x64(&self) -> Duration {
-        self.t1 * 64
+        self.t1.saturating_mul(64)
     }
 }
 
@@ -68,7 +68,7 @@ pub struct ClientTxId(pub u64);
 
 /// §17.2.3 server key. `method` is INVITE for an ACK so the ACK of a
 /// non-2xx final finds its INVITE; CANCEL keys separately.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct ServerKey {
     pub branch: String,
     pub sent_by: String,
@@ -76,11 +76,73 @@ pub struct ServerKey {
 }
 
 /// §17.1.3 client key: our branch and the CSeq method.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct ClientKey {
     pub branch: String,
     pub method: String,
 }
+
+/// A key seen as three strings, so maps keyed by owned keys can be
+/// searched with borrowed `[&str; 3]`: no allocation per retransmission or
+/// response lookup (the `Borrow<dyn Trait>` idiom).
+pub trait KeyParts {
+    fn parts(&self) -> [&str; 3];
+}
+
+impl KeyParts for ServerKey {
+    fn parts(&self) -> [&str; 3] {
+        [&self.branch, &self.sent_by, &self.method]
+    }
+}
+
+impl KeyParts for ClientKey {
+    fn parts(&self) -> [&str; 3] {
+        [&self.branch, "", &self.method]
+    }
+}
+
+impl KeyParts for [&str; 3] {
+    fn parts(&self) -> [&str; 3] {
+        *self
+    }
+}
+
+impl std::hash::Hash for dyn KeyParts + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h)
+    }
+}
+
+impl PartialEq for dyn KeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyParts + '_ {}
+
+macro_rules! key_impls {
+    ($t:ty) => {
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                self.parts().hash(h)
+            }
+        }
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.parts() == other.parts()
+            }
+        }
+        impl Eq for $t {}
+        impl<'a> std::borrow::Borrow<dyn KeyParts + 'a> for $t {
+            fn borrow(&self) -> &(dyn KeyParts + 'a) {
+                self
+            }
+        }
+    };
+}
+key_impls!(ServerKey);
+key_impls!(ClientKey);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
@@ -111,6 +173,7 @@ struct ServerTx {
     last_response: Option<Bytes>,
     /// (Call-ID, CSeq) the ACK of our 2xx will carry (INVITE only).
     ack_key: Option<(String, u32)>,
+    merge_key: Option<MergeKey>,
     retransmit_at: Option<Instant>,
     interval: Duration,
     timeout_at: Option<Instant>,
@@ -156,7 +219,13 @@ pub struct NewServerTx {
     pub ack_key: Option<(String, u32)>,
     /// Where responses go.
     pub dest: SocketAddr,
+    /// (Call-ID, CSeq number, method, From tag) of a request without To
+    /// tag, for merged-request detection (§8.2.2.2).
+    pub merge_key: Option<MergeKey>,
 }
+
+/// (Call-ID, CSeq number, CSeq method, From tag).
+pub type MergeKey = (String, u32, String, String);
 
 /// What a request matching an existing server transaction amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +253,7 @@ pub struct Transactions {
     server: HashMap<u64, ServerTx>,
     server_keys: HashMap<ServerKey, u64>,
     accepted: HashMap<(String, u32), u64>,
+    merged: HashMap<MergeKey, u64>,
     client: HashMap<u64, ClientTx>,
     client_keys: HashMap<ClientKey, u64>,
     heap: BinaryHeap<Reverse<(Instant, TxRef)>>,
@@ -197,6 +267,7 @@ impl Transactions {
             server: HashMap::new(),
             server_keys: HashMap::new(),
             accepted: HashMap::new(),
+            merged: HashMap::new(),
             client: HashMap::new(),
             client_keys: HashMap::new(),
             heap: BinaryHeap::new(),
@@ -242,8 +313,16 @@ impl Transactions {
 
     // ---------------------------------------------------------------- server
 
-    pub fn server_find(&self, key: &ServerKey) -> Option<ServerTxId> {
+    /// Looks up by (branch, sent-by, method), ACK already mapped to INVITE.
+    pub fn server_find(&self, branch: &str, sent_by: &str, method: &str) -> Option<ServerTxId> {
+        let key: &dyn KeyParts = &[branch, sent_by, method];
         self.server_keys.get(key).copied().map(ServerTxId)
+    }
+
+    /// A live transaction for the same (Call-ID, CSeq, From tag): a request
+    /// that reached us twice by different paths (§8.2.2.2 → 482).
+    pub fn merged_with(&self, key: &MergeKey) -> Option<ServerTxId> {
+        self.merged.get(key).copied().map(ServerTxId)
     }
 
     pub fn server_state(&self, id: ServerTxId) -> Option<ServerState> {
@@ -269,9 +348,19 @@ impl Transactions {
         out: &mut VecDeque<Output>,
         counters: &mut Counters,
     ) -> ServerTxId {
-        let NewServerTx { key, base, to_tag, ack_key, dest } = new;
+        let NewServerTx {
+            key,
+            base,
+            to_tag,
+            ack_key,
+            dest,
+            merge_key,
+        } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
+        if let Some(m) = &merge_key {
+            self.merged.insert(m.clone(), id);
+        }
         // A non-INVITE the TU never answers is abandoned once the client
         // has given up (Timer F); an INVITE may wait in a queue for long,
         // so only the TU ends it.
@@ -279,12 +368,17 @@ impl Transactions {
         let mut tx = ServerTx {
             key: key.clone(),
             invite,
-            state: if invite { ServerState::Proceeding } else { ServerState::Trying },
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
             base,
             to_tag,
             dest,
             last_response: None,
             ack_key: if invite { ack_key } else { None },
+            merge_key,
             retransmit_at: None,
             interval: self.timers.t1,
             timeout_at: guard,
@@ -311,7 +405,9 @@ impl Transactions {
         counters: &mut Counters,
     ) -> Absorbed {
         let t4 = self.timers.t4;
-        let Some(tx) = self.server.get_mut(&id.0) else { return Absorbed::Retransmission };
+        let Some(tx) = self.server.get_mut(&id.0) else {
+            return Absorbed::Retransmission;
+        };
         if is_ack {
             if tx.invite && tx.state == ServerState::Completed {
                 tx.state = ServerState::Confirmed;
@@ -320,8 +416,9 @@ impl Transactions {
                 tx.timeout_at = Some(now + t4);
                 let at = tx.timeout_at;
                 self.schedule(at, TxRef::Server(id.0));
+            } else {
+                counters.retransmissions_absorbed += 1;
             }
-            counters.retransmissions_absorbed += 1;
             return Absorbed::Ack;
         }
         counters.retransmissions_absorbed += 1;
@@ -329,7 +426,10 @@ impl Transactions {
             ServerState::Proceeding | ServerState::Completed => {
                 if let Some(data) = tx.last_response.clone() {
                     counters.retransmissions_sent += 1;
-                    out.push_back(Output::Transmit { dest: tx.dest, data });
+                    out.push_back(Output::Transmit {
+                        dest: tx.dest,
+                        data,
+                    });
                 }
             }
             ServerState::Trying | ServerState::Confirmed | ServerState::Accepted => {}
@@ -349,12 +449,17 @@ impl Transactions {
         counters: &mut Counters,
     ) -> bool {
         let timers = self.timers;
-        let Some(tx) = self.server.get_mut(&id.0) else { return false };
+        let Some(tx) = self.server.get_mut(&id.0) else {
+            return false;
+        };
         if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
             return false;
         }
         counters.count_response_sent(status);
-        out.push_back(Output::Transmit { dest: tx.dest, data: data.clone() });
+        out.push_back(Output::Transmit {
+            dest: tx.dest,
+            data: data.clone(),
+        });
         tx.last_response = Some(data);
         if status < 200 {
             tx.state = ServerState::Proceeding;
@@ -377,7 +482,10 @@ impl Transactions {
             tx.retransmit_at = Some(now + timers.t1); // Timer G
             tx.timeout_at = Some(now + timers.t1x64()); // Timer H
         }
-        let at = self.server.get(&id.0).and_then(|t| earliest(t.retransmit_at, t.timeout_at));
+        let at = self
+            .server
+            .get(&id.0)
+            .and_then(|t| earliest(t.retransmit_at, t.timeout_at));
         self.schedule(at, TxRef::Server(id.0));
         true
     }
@@ -400,12 +508,25 @@ impl Transactions {
                     self.accepted.remove(&k);
                 }
             }
+            if let Some(k) = tx.merge_key {
+                if self.merged.get(&k) == Some(&id) {
+                    self.merged.remove(&k);
+                }
+            }
         }
     }
 
-    fn server_timer(&mut self, id: u64, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+    fn server_timer(
+        &mut self,
+        id: u64,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) {
         let t2 = self.timers.t2;
-        let Some(tx) = self.server.get_mut(&id) else { return };
+        let Some(tx) = self.server.get_mut(&id) else {
+            return;
+        };
         let mut fired = false;
         if tx.timeout_at.is_some_and(|t| t <= now) {
             // H, I, J or L: the transaction ends. L without an ACK is
@@ -425,9 +546,12 @@ impl Transactions {
             // G, or the 2xx retransmission: resend, double, cap at T2.
             if let Some(data) = tx.last_response.clone() {
                 counters.retransmissions_sent += 1;
-                out.push_back(Output::Transmit { dest: tx.dest, data });
+                out.push_back(Output::Transmit {
+                    dest: tx.dest,
+                    data,
+                });
             }
-            tx.interval = (tx.interval * 2).min(t2);
+            tx.interval = tx.interval.saturating_mul(2).min(t2);
             tx.retransmit_at = Some(now + tx.interval);
         }
         if fired {
@@ -464,7 +588,10 @@ impl Transactions {
         let timers = self.timers;
         let id = self.alloc_id();
         let invite = key.method == "INVITE";
-        out.push_back(Output::Transmit { dest, data: request.clone() });
+        out.push_back(Output::Transmit {
+            dest,
+            data: request.clone(),
+        });
         let tx = ClientTx {
             key: key.clone(),
             invite,
@@ -474,7 +601,7 @@ impl Transactions {
             cancelled: false,
             dest,
             interval: timers.t1,
-            retransmit_at: Some(now + timers.t1), // A or E
+            retransmit_at: Some(now + timers.t1),   // A or E
             timeout_at: Some(now + timers.t1x64()), // B or F
         };
         let at = earliest(tx.retransmit_at, tx.timeout_at);
@@ -490,7 +617,9 @@ impl Transactions {
     /// gives up 64·T1 later if no final response arrives.
     pub fn client_cancelled(&mut self, id: ClientTxId, now: Instant) {
         let limit = now + self.timers.t1x64();
-        let Some(tx) = self.client.get_mut(&id.0) else { return };
+        let Some(tx) = self.client.get_mut(&id.0) else {
+            return;
+        };
         tx.cancelled = true;
         if matches!(tx.state, ClientState::Calling | ClientState::Proceeding) {
             let at = Some(tx.timeout_at.map_or(limit, |t| t.min(limit)));
@@ -499,7 +628,8 @@ impl Transactions {
         }
     }
 
-    pub fn client_find(&self, key: &ClientKey) -> Option<ClientTxId> {
+    pub fn client_find(&self, branch: &str, method: &str) -> Option<ClientTxId> {
+        let key: &dyn KeyParts = &[branch, "", method];
         self.client_keys.get(key).copied().map(ClientTxId)
     }
 
@@ -515,7 +645,9 @@ impl Transactions {
         counters: &mut Counters,
     ) -> ResponseFate {
         let timers = self.timers;
-        let Some(tx) = self.client.get_mut(&id.0) else { return ResponseFate::Absorbed };
+        let Some(tx) = self.client.get_mut(&id.0) else {
+            return ResponseFate::Absorbed;
+        };
         let fate = match (tx.invite, tx.state, status) {
             (_, ClientState::Calling | ClientState::Proceeding, 100..=199) => {
                 tx.state = ClientState::Proceeding;
@@ -545,7 +677,10 @@ impl Transactions {
             (true, ClientState::Calling | ClientState::Proceeding, _) => {
                 let ack = build_ack(&tx.request, to);
                 if let Some(ack) = &ack {
-                    out.push_back(Output::Transmit { dest: tx.dest, data: ack.clone() });
+                    out.push_back(Output::Transmit {
+                        dest: tx.dest,
+                        data: ack.clone(),
+                    });
                 }
                 tx.ack = ack;
                 tx.state = ClientState::Completed;
@@ -556,7 +691,10 @@ impl Transactions {
             (true, ClientState::Completed, 300..) => {
                 if let Some(ack) = tx.ack.clone() {
                     counters.retransmissions_sent += 1;
-                    out.push_back(Output::Transmit { dest: tx.dest, data: ack });
+                    out.push_back(Output::Transmit {
+                        dest: tx.dest,
+                        data: ack,
+                    });
                 }
                 counters.retransmissions_absorbed += 1;
                 ResponseFate::Absorbed
@@ -587,9 +725,17 @@ impl Transactions {
         }
     }
 
-    fn client_timer(&mut self, id: u64, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+    fn client_timer(
+        &mut self,
+        id: u64,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) {
         let t2 = self.timers.t2;
-        let Some(tx) = self.client.get_mut(&id) else { return };
+        let Some(tx) = self.client.get_mut(&id) else {
+            return;
+        };
         if tx.timeout_at.is_some_and(|t| t <= now) {
             let timed_out = matches!(tx.state, ClientState::Calling | ClientState::Proceeding);
             self.remove_client(id);
@@ -602,9 +748,13 @@ impl Transactions {
         }
         if tx.retransmit_at.is_some_and(|t| t <= now) {
             counters.retransmissions_sent += 1;
-            out.push_back(Output::Transmit { dest: tx.dest, data: tx.request.clone() });
+            out.push_back(Output::Transmit {
+                dest: tx.dest,
+                data: tx.request.clone(),
+            });
             // A doubles without cap (§17.1.1.2); E is capped at T2.
-            tx.interval = if tx.invite { tx.interval * 2 } else { (tx.interval * 2).min(t2) };
+            let doubled = tx.interval.saturating_mul(2);
+            tx.interval = if tx.invite { doubled } else { doubled.min(t2) };
             tx.retransmit_at = Some(now + tx.interval);
             let at = earliest(tx.retransmit_at, tx.timeout_at);
             self.schedule(at, TxRef::Client(id));
@@ -612,7 +762,12 @@ impl Transactions {
     }
 
     /// Fires every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Output>, counters: &mut Counters) {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) {
         while let Some(Reverse((at, r))) = self.heap.peek().copied() {
             if at > now {
                 break;
@@ -631,10 +786,16 @@ impl Transactions {
 /// Route, From, Call-ID, CSeq with the original number.
 fn build_hop_request(original: &[u8], method: &str, to: Option<&str>) -> Option<Bytes> {
     let msg = scan(original).ok()?;
-    let super::message::StartLine::Request { uri, .. } = msg.start else { return None };
+    let super::message::StartLine::Request { uri, .. } = msg.start else {
+        return None;
+    };
     let (seq, _) = msg.cseq()?.ok()?;
     let mut s = String::with_capacity(original.len().min(1024));
-    let _ = write!(s, "{method} {uri} SIP/2.0\r\nVia: {}\r\n", msg.via_values().next()?);
+    let _ = write!(
+        s,
+        "{method} {uri} SIP/2.0\r\nVia: {}\r\n",
+        msg.via_values().next()?
+    );
     for r in msg.headers_named("route") {
         let _ = write!(s, "Route: {r}\r\n");
     }

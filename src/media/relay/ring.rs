@@ -36,11 +36,26 @@ const TAG_SEND: u64 = 2;
 const TAG_HOLD: u64 = 3;
 const TAG_WAKE: u64 = 4;
 const TAG_CANCEL: u64 = 5;
+const TAG_TIMER: u64 = 6;
 const NONE: u32 = u32::MAX;
 const BGID: u16 = 7;
 /// Offset of the payload in a multishot buffer: io_uring_recvmsg_out (16) + name (128).
 const MS_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
 const MS_PAYLOAD_OFF: usize = 16 + MS_NAME_LEN;
+
+/// Build an SQE against a socket, through the registered file table when
+/// the socket is in it (no fget/fput per operation), else by fd.
+macro_rules! on_fd {
+    ($sock:expr, $s:expr, |$f:ident| $body:expr) => {
+        if $sock.fixed {
+            let $f = types::Fixed($s);
+            $body
+        } else {
+            let $f = types::Fd($sock.fd);
+            $body
+        }
+    };
+}
 
 #[inline]
 fn ud(tag: u64, sock: u32, bid: u16) -> u64 {
@@ -235,6 +250,8 @@ struct Sock {
     armed: bool,
     starved: bool,
     closing: bool,
+    /// In the registered file table at index = socket index.
+    fixed: bool,
     inflight: u32,
     meta: Box<MsgMeta>,
     hold: Option<Box<HoldTx>>,
@@ -279,6 +296,8 @@ pub struct Relay {
     shutdown: bool,
     counters: RelayCounters,
     ms_payload_off: usize,
+    /// Size of the registered (sparse) file table; 0 if unavailable.
+    files: usize,
 }
 
 impl Relay {
@@ -286,7 +305,11 @@ impl Relay {
         let entries = cfg.ring_entries.max(64).next_power_of_two();
         let ring = {
             let mut b = IoUring::builder();
-            b.setup_single_issuer().setup_coop_taskrun().setup_defer_taskrun().setup_cqsize(entries * 4);
+            b.setup_single_issuer().setup_coop_taskrun().setup_cqsize(entries * 4);
+            if !cfg.busy_poll {
+                // completions are posted only when we enter to wait: batches
+                b.setup_defer_taskrun();
+            }
             match b.build(entries) {
                 Ok(r) => r,
                 Err(e) => {
@@ -338,10 +361,18 @@ impl Relay {
             shutdown: false,
             counters: RelayCounters::default(),
             ms_payload_off: MS_PAYLOAD_OFF,
+            files: 0,
             cfg,
         };
         for m in r.send_meta.iter_mut() {
             m.link(0);
+        }
+        if r.cfg.fixed_files {
+            let want = (r.cfg.max_legs * 2 + 64).clamp(64, 32768);
+            match r.ring.submitter().register_files_sparse(want as u32) {
+                Ok(()) => r.files = want,
+                Err(e) => tracing::warn!("no registered file table ({e}); sockets used by fd"),
+            }
         }
         r.counters.registered_buffers = r.pool.registered;
         Ok(r)
@@ -383,16 +414,15 @@ impl Relay {
                 sock.meta.link(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
                 sock.meta.iov.iov_base = std::ptr::null_mut();
                 sock.meta.iov.iov_len = self.pool.size;
-                opcode::RecvMsg::new(types::Fd(sock.fd), &mut sock.meta.hdr)
-                    .buf_group(BGID)
-                    .build()
-                    .flags(squeue::Flags::BUFFER_SELECT)
+                let hdr = &mut sock.meta.hdr as *mut libc::msghdr;
+                on_fd!(sock, s, |f| opcode::RecvMsg::new(f, hdr).buf_group(BGID).build()).flags(squeue::Flags::BUFFER_SELECT)
             }
             RecvMode::Multishot => {
                 sock.meta.link(MS_NAME_LEN as libc::socklen_t);
                 sock.meta.hdr.msg_iov = std::ptr::null_mut();
                 sock.meta.hdr.msg_iovlen = 0;
-                opcode::RecvMsgMulti::new(types::Fd(sock.fd), &sock.meta.hdr, BGID).build()
+                let hdr = &sock.meta.hdr as *const libc::msghdr;
+                on_fd!(sock, s, |f| opcode::RecvMsgMulti::new(f, hdr, BGID).build())
             }
         }
         .user_data(ud(TAG_RECV, s, 0));
@@ -404,21 +434,31 @@ impl Relay {
     /// Run until shutdown.
     pub fn run(mut self) {
         self.arm_wake();
-        let mut batch: [(u64, i32, u32); 256] = [(0, 0, 0); 256];
-        let zero = types::Timespec::new();
+        let mut batch: [(u64, i32, u32); 128] = [(0, 0, 0); 128];
+        // periodic wake-up for the inactivity check: one multishot timeout
+        // in the ring, so a plain wait needs no per-call timer
+        let period = Box::new(types::Timespec::from(self.cfg.tick));
+        let e = opcode::Timeout::new(&*period).count(0).flags(types::TimeoutFlags::MULTISHOT).build().user_data(ud(TAG_TIMER, 0, 0));
+        self.push(e);
+        let mut idle_spins = 0u64;
         loop {
             let now = Instant::now();
-            let wait = if self.cfg.busy_poll {
-                zero
+            let r = if self.cfg.busy_poll {
+                self.ring.submit()
+            } else if let Some(h) = self.next_hold {
+                // hold playout: wake exactly when the next frame is due
+                let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
+                let args = types::SubmitArgs::new().timespec(&wait);
+                self.ring.submitter().submit_with_args(1, &args)
+            } else if self.cfg.batch_wait_us > 0 {
+                // kernel-side batching (6.12+): return once `batch` CQEs are
+                // ready, or after batch_wait_us if at least one is
+                let args = types::SubmitArgs::new().min_wait_usec(self.cfg.batch_wait_us);
+                self.ring.submitter().submit_with_args(self.cfg.batch.max(1), &args)
             } else {
-                let mut until = self.next_tick;
-                if let Some(h) = self.next_hold {
-                    until = until.min(h);
-                }
-                types::Timespec::from(until.saturating_duration_since(now).max(Duration::from_micros(50)))
+                self.ring.submit_and_wait(1)
             };
-            let args = types::SubmitArgs::new().timespec(&wait);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            match r {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {}
                 Err(e) => {
@@ -427,6 +467,19 @@ impl Relay {
                 }
             }
             self.counters.loop_turns += 1;
+            if self.cfg.busy_poll
+                && self.ring.completion().is_empty()
+                && !self.next_hold.is_some_and(|h| Instant::now() >= h)
+                && Instant::now() < self.next_tick
+            {
+                idle_spins += 1;
+                if idle_spins % 64 == 0 {
+                    // let same-priority threads (e.g. SCHED_FIFO control thread) run
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            idle_spins = 0;
             let now = Instant::now();
             loop {
                 let mut n = 0;
@@ -446,6 +499,16 @@ impl Relay {
                 self.counters.cqes += n as u64;
                 if n < batch.len() {
                     break;
+                }
+                // a long turn: hand the sends queued so far to the kernel now
+                // (UDP sends complete inline, so their buffers come back in
+                // the next chunk) instead of draining the pool first
+                self.pool.publish();
+                if !self.ring.submission().is_empty() {
+                    self.counters.mid_turn_submits += 1;
+                    if let Err(e) = self.ring.submit() {
+                        tracing::error!("io_uring submit: {e}");
+                    }
                 }
             }
             self.pool.publish();
@@ -698,23 +761,16 @@ impl Relay {
             return;
         }
         sock.inflight += 1;
-        let fd = sock.fd;
         let ptr = unsafe { self.pool.buf(bid).add(off) };
         let m = &mut self.send_meta[bid as usize];
         let nl = to_storage(&dest, &mut m.addr);
+        let addr = &m.addr as *const _ as *const libc::sockaddr;
         let e = if self.cfg.send_zc {
-            let mut op = opcode::SendZc::new(types::Fd(fd), ptr, len as u32)
-                .dest_addr(&m.addr as *const _ as *const libc::sockaddr)
-                .dest_addr_len(nl);
-            if self.pool.registered {
-                op = op.buf_index(Some(0));
-            }
-            op.build()
+            let idx = if self.pool.registered { Some(0) } else { None };
+            on_fd!(sock, s, |f| opcode::SendZc::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).buf_index(idx).build())
         } else {
-            m.iov.iov_base = ptr as *mut libc::c_void;
-            m.iov.iov_len = len;
-            m.hdr.msg_namelen = nl;
-            opcode::SendMsg::new(types::Fd(fd), &m.hdr).build()
+            // IORING_OP_SEND with a destination: no msghdr to copy in
+            on_fd!(sock, s, |f| opcode::Send::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build())
         };
         self.counters.tx += 1;
         self.push(e.user_data(ud(TAG_SEND, s, bid)));
@@ -723,6 +779,9 @@ impl Relay {
     fn maybe_free(&mut self, s: u32) {
         let free = matches!(self.socks.get(s as usize), Some(Some(sock)) if sock.closing && sock.inflight == 0);
         if free {
+            if (s as usize) < self.files {
+                let _ = self.ring.submitter().register_files_update(s, &[-1]);
+            }
             if let Some(slot) = self.socks.get_mut(s as usize) {
                 *slot = None; // drops the UdpSocket: fd closed
             }
@@ -757,7 +816,8 @@ impl Relay {
                                 h.meta.iov.iov_len = n;
                                 h.inflight = true;
                                 sock.inflight += 1;
-                                sent = Some(opcode::SendMsg::new(types::Fd(sock.fd), &h.meta.hdr).build().user_data(ud(TAG_HOLD, s, 0)));
+                                let hdr = &h.meta.hdr as *const libc::msghdr;
+                                sent = Some(on_fd!(sock, s, |f| opcode::SendMsg::new(f, hdr).build()).user_data(ud(TAG_HOLD, s, 0)));
                             }
                         }
                     }
@@ -868,8 +928,8 @@ impl Relay {
 
     fn add_sock(&mut self, sock: UdpSocket, leg: u32, kind: usize) -> u32 {
         let fd = sock.as_raw_fd();
-        let entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None };
-        match self.free_socks.pop() {
+        let entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, fixed: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None };
+        let i = match self.free_socks.pop() {
             Some(i) => {
                 self.socks[i as usize] = Some(entry);
                 i
@@ -878,7 +938,15 @@ impl Relay {
                 self.socks.push(Some(entry));
                 (self.socks.len() - 1) as u32
             }
+        };
+        if (i as usize) < self.files {
+            if self.ring.submitter().register_files_update(i, &[fd]).is_ok() {
+                if let Some(Some(sk)) = self.socks.get_mut(i as usize) {
+                    sk.fixed = true;
+                }
+            }
         }
+        i
     }
 
     fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: UdpSocket, cfg: LegConfig, now: Instant) {
@@ -946,7 +1014,8 @@ impl Relay {
                 sock.closing = true;
                 sock.leg = NONE;
                 if sock.armed {
-                    cancel = Some(opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(sock.fd)).all()).build().user_data(ud(TAG_CANCEL, s, 0)));
+                    let b = on_fd!(sock, s, |f| types::CancelBuilder::fd(f).all());
+                    cancel = Some(opcode::AsyncCancel2::new(b).build().user_data(ud(TAG_CANCEL, s, 0)));
                 }
             }
             if let Some(e) = cancel {

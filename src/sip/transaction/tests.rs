@@ -24,7 +24,12 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
-        Rig { txs: Transactions::new(Timers::default()), out: VecDeque::new(), c: Counters::default(), t0: Instant::now() }
+        Rig {
+            txs: Transactions::new(Timers::default()),
+            out: VecDeque::new(),
+            c: Counters::default(),
+            t0: Instant::now(),
+        }
     }
 
     fn at(&self, ms: u64) -> Instant {
@@ -59,9 +64,21 @@ impl Rig {
     }
 
     fn client(&mut self, method: &str) -> ClientTxId {
-        let key = ClientKey { branch: "z9hG4bK-cc0-1".into(), method: method.into() };
-        let id = self.txs.client_new(key, request(method, "z9hG4bK-cc0-1"), peer(), self.t0, &mut self.out);
-        assert!(matches!(self.out.pop_front(), Some(Output::Transmit { .. })));
+        let key = ClientKey {
+            branch: "z9hG4bK-cc0-1".into(),
+            method: method.into(),
+        };
+        let id = self.txs.client_new(
+            key,
+            request(method, "z9hG4bK-cc0-1"),
+            peer(),
+            self.t0,
+            &mut self.out,
+        );
+        assert!(matches!(
+            self.out.pop_front(),
+            Some(Output::Transmit { .. })
+        ));
         id
     }
 
@@ -72,15 +89,33 @@ impl Rig {
     fn server_with_branch(&mut self, method: &str, branch: &str) -> ServerTxId {
         let data = request(method, branch);
         let msg = scan(&data).unwrap();
-        let key = ServerKey { branch: branch.into(), sent_by: "192.0.2.1:5060".into(), method: method.into() };
+        let key = ServerKey {
+            branch: branch.into(),
+            sent_by: "192.0.2.1:5060".into(),
+            method: method.into(),
+        };
         let base = ResponseBase::from_request(&msg, peer());
-        let new = NewServerTx { key, base, to_tag: "cc0-t".into(), ack_key: Some(("cid-1".into(), 42)), dest: peer() };
-        self.txs.server_new(new, self.t0, &mut self.out, &mut self.c)
+        let new = NewServerTx {
+            key,
+            base,
+            to_tag: "cc0-t".into(),
+            ack_key: Some(("cid-1".into(), 42)),
+            dest: peer(),
+            merge_key: None,
+        };
+        self.txs
+            .server_new(new, self.t0, &mut self.out, &mut self.c)
     }
 
     fn respond(&mut self, id: ServerTxId, status: u16, ms: u64) {
-        let data = self.txs.server_base(id).unwrap().build(status, "X", Some("cc0-t"), [], None);
-        assert!(self.txs.server_respond(id, status, data, self.at(ms), &mut self.out, &mut self.c));
+        let data = self
+            .txs
+            .server_base(id)
+            .unwrap()
+            .build(status, "X", Some("cc0-t"), [], None);
+        assert!(self
+            .txs
+            .server_respond(id, status, data, self.at(ms), &mut self.out, &mut self.c));
     }
 }
 
@@ -100,7 +135,10 @@ fn timer_e_capped_at_t2_until_f() {
     let mut r = Rig::new();
     let id = r.client("REGISTER");
     let (times, other) = r.transmits(40_000);
-    assert_eq!(times, vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+    assert_eq!(
+        times,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
     assert_eq!(other, vec![Output::ClientTimeout { tx: id }]);
     assert!(r.txs.is_empty());
 }
@@ -109,14 +147,20 @@ fn timer_e_capped_at_t2_until_f() {
 fn non_invite_proceeding_then_final_then_k() {
     let mut r = Rig::new();
     let id = r.client("BYE");
-    let fate = r.txs.client_response(id, 100, "<sip:b@h>", r.at(100), &mut r.out, &mut r.c);
+    let fate = r
+        .txs
+        .client_response(id, 100, "<sip:b@h>", r.at(100), &mut r.out, &mut r.c);
     assert_eq!(fate, ResponseFate::Deliver(id));
     let (times, _) = r.transmits(9_000);
     assert_eq!(times, vec![500, 4500, 8500]);
-    let fate = r.txs.client_response(id, 200, "<sip:b@h>", r.at(9_000), &mut r.out, &mut r.c);
+    let fate = r
+        .txs
+        .client_response(id, 200, "<sip:b@h>", r.at(9_000), &mut r.out, &mut r.c);
     assert_eq!(fate, ResponseFate::Deliver(id));
     // A retransmitted final is absorbed.
-    let fate = r.txs.client_response(id, 200, "<sip:b@h>", r.at(9_100), &mut r.out, &mut r.c);
+    let fate = r
+        .txs
+        .client_response(id, 200, "<sip:b@h>", r.at(9_100), &mut r.out, &mut r.c);
     assert_eq!(fate, ResponseFate::Absorbed);
     let (times, other) = r.transmits(13_999);
     assert!(times.is_empty() && other.is_empty());
@@ -130,21 +174,38 @@ fn invite_client_non_2xx_acks_and_waits_d() {
     let mut r = Rig::new();
     let id = r.client("INVITE");
     let to = "<sip:bob@h>;tag=b9";
-    assert_eq!(r.txs.client_response(id, 180, to, r.at(200), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
+    assert_eq!(
+        r.txs
+            .client_response(id, 180, to, r.at(200), &mut r.out, &mut r.c),
+        ResponseFate::Deliver(id)
+    );
     // Proceeding: A and B are off, nothing fires before Timer C.
     assert!(r.run(60_000).is_empty());
-    assert_eq!(r.txs.client_response(id, 486, to, r.at(60_000), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
-    let Some(Output::Transmit { data, dest }) = r.out.pop_front() else { panic!("no ACK") };
+    assert_eq!(
+        r.txs
+            .client_response(id, 486, to, r.at(60_000), &mut r.out, &mut r.c),
+        ResponseFate::Deliver(id)
+    );
+    let Some(Output::Transmit { data, dest }) = r.out.pop_front() else {
+        panic!("no ACK")
+    };
     assert_eq!(dest, peer());
     let ack = std::str::from_utf8(&data).unwrap();
-    assert!(ack.starts_with("ACK sip:bob@192.0.2.9 SIP/2.0\r\n"), "{ack}");
+    assert!(
+        ack.starts_with("ACK sip:bob@192.0.2.9 SIP/2.0\r\n"),
+        "{ack}"
+    );
     assert!(ack.contains("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-cc0-1;rport\r\n"));
     assert!(ack.contains("Route: <sip:proxy;lr>\r\n"));
     assert!(ack.contains("To: <sip:bob@h>;tag=b9\r\n"));
     assert!(ack.contains("CSeq: 42 ACK\r\n"));
     assert!(rsip::Request::try_from(ack).is_ok());
     // The final again: ACK again, not delivered.
-    assert_eq!(r.txs.client_response(id, 486, to, r.at(61_000), &mut r.out, &mut r.c), ResponseFate::Absorbed);
+    assert_eq!(
+        r.txs
+            .client_response(id, 486, to, r.at(61_000), &mut r.out, &mut r.c),
+        ResponseFate::Absorbed
+    );
     assert!(matches!(r.out.pop_front(), Some(Output::Transmit { data: d, .. }) if d == data));
     assert!(r.run(91_999).is_empty());
     assert_eq!(r.txs.len(), 1);
@@ -156,9 +217,17 @@ fn invite_client_non_2xx_acks_and_waits_d() {
 fn invite_client_2xx_accepted_until_m() {
     let mut r = Rig::new();
     let id = r.client("INVITE");
-    assert_eq!(r.txs.client_response(id, 200, "<sip:b@h>;tag=x", r.at(100), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
+    assert_eq!(
+        r.txs
+            .client_response(id, 200, "<sip:b@h>;tag=x", r.at(100), &mut r.out, &mut r.c),
+        ResponseFate::Deliver(id)
+    );
     assert!(r.out.is_empty(), "no ACK from the transaction for 2xx");
-    assert_eq!(r.txs.client_response(id, 200, "<sip:b@h>;tag=x", r.at(600), &mut r.out, &mut r.c), ResponseFate::Deliver(id));
+    assert_eq!(
+        r.txs
+            .client_response(id, 200, "<sip:b@h>;tag=x", r.at(600), &mut r.out, &mut r.c),
+        ResponseFate::Deliver(id)
+    );
     assert!(r.run(32_099).is_empty());
     assert_eq!(r.txs.len(), 1);
     assert!(r.run(32_100).is_empty());
@@ -170,13 +239,22 @@ fn server_non_invite_absorbs_and_resends_until_j() {
     let mut r = Rig::new();
     let id = r.server("REGISTER");
     assert!(r.out.is_empty(), "no 100 for non-INVITE");
-    assert_eq!(r.txs.server_request(id, false, r.at(100), &mut r.out, &mut r.c), Absorbed::Retransmission);
+    assert_eq!(
+        r.txs
+            .server_request(id, false, r.at(100), &mut r.out, &mut r.c),
+        Absorbed::Retransmission
+    );
     assert!(r.out.is_empty(), "Trying absorbs silently");
     r.respond(id, 200, 200);
-    let Some(Output::Transmit { data, .. }) = r.out.pop_front() else { panic!() };
-    r.txs.server_request(id, false, r.at(300), &mut r.out, &mut r.c);
+    let Some(Output::Transmit { data, .. }) = r.out.pop_front() else {
+        panic!()
+    };
+    r.txs
+        .server_request(id, false, r.at(300), &mut r.out, &mut r.c);
     assert!(matches!(r.out.pop_front(), Some(Output::Transmit { data: d, .. }) if d == data));
-    assert!(!r.txs.server_respond(id, 500, Bytes::new(), r.at(400), &mut r.out, &mut r.c));
+    assert!(!r
+        .txs
+        .server_respond(id, 500, Bytes::new(), r.at(400), &mut r.out, &mut r.c));
     assert!(r.run(32_199).is_empty());
     assert_eq!(r.txs.server_len(), 1);
     r.run(32_200);
@@ -188,15 +266,24 @@ fn server_non_invite_absorbs_and_resends_until_j() {
 fn server_invite_sends_100_and_g_until_h() {
     let mut r = Rig::new();
     let id = r.server("INVITE");
-    let Some(Output::Transmit { data: trying, .. }) = r.out.pop_front() else { panic!("no 100") };
+    let Some(Output::Transmit { data: trying, .. }) = r.out.pop_front() else {
+        panic!("no 100")
+    };
     assert!(trying.starts_with(b"SIP/2.0 100 Trying\r\n"));
-    assert!(!std::str::from_utf8(&trying).unwrap().contains("tag=cc0-t"), "no tag on 100");
-    r.txs.server_request(id, false, r.at(50), &mut r.out, &mut r.c);
+    assert!(
+        !std::str::from_utf8(&trying).unwrap().contains("tag=cc0-t"),
+        "no tag on 100"
+    );
+    r.txs
+        .server_request(id, false, r.at(50), &mut r.out, &mut r.c);
     assert!(matches!(r.out.pop_front(), Some(Output::Transmit { data, .. }) if data == trying));
     r.respond(id, 486, 0);
     r.out.clear();
     let (times, other) = r.transmits(40_000);
-    assert_eq!(times, vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+    assert_eq!(
+        times,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
     assert!(other.is_empty());
     assert!(r.txs.is_empty());
     assert_eq!(r.c.server_timeouts, 1);
@@ -210,10 +297,18 @@ fn server_invite_ack_stops_g_then_i() {
     r.out.clear();
     let (times, _) = r.transmits(1_000);
     assert_eq!(times, vec![500]);
-    assert_eq!(r.txs.server_request(id, true, r.at(1_000), &mut r.out, &mut r.c), Absorbed::Ack);
+    assert_eq!(
+        r.txs
+            .server_request(id, true, r.at(1_000), &mut r.out, &mut r.c),
+        Absorbed::Ack
+    );
     assert_eq!(r.txs.server_state(id), Some(ServerState::Confirmed));
     // ACK retransmission absorbed too.
-    assert_eq!(r.txs.server_request(id, true, r.at(1_100), &mut r.out, &mut r.c), Absorbed::Ack);
+    assert_eq!(
+        r.txs
+            .server_request(id, true, r.at(1_100), &mut r.out, &mut r.c),
+        Absorbed::Ack
+    );
     assert!(r.out.is_empty());
     assert!(r.run(5_999).is_empty());
     assert_eq!(r.txs.len(), 1);
@@ -230,7 +325,8 @@ fn server_invite_2xx_retransmitted_until_ack() {
     let (times, _) = r.transmits(8_000);
     assert_eq!(times, vec![500, 1500, 3500, 7500]);
     // INVITE retransmission in Accepted: absorbed, nothing sent.
-    r.txs.server_request(id, false, r.at(8_000), &mut r.out, &mut r.c);
+    r.txs
+        .server_request(id, false, r.at(8_000), &mut r.out, &mut r.c);
     assert!(r.out.is_empty());
     assert_eq!(r.txs.ack_2xx("cid-1", 41), None);
     assert_eq!(r.txs.ack_2xx("cid-1", 42), Some(id));
@@ -266,18 +362,52 @@ fn cancel_is_built_from_the_original() {
 fn invite_proceeding_bounded_by_timer_c_and_cancel() {
     let mut r = Rig::new();
     let id = r.client("INVITE");
-    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(1_000), &mut r.out, &mut r.c);
-    r.txs.client_response(id, 183, "<sip:b@h>;tag=1", r.at(100_000), &mut r.out, &mut r.c);
+    r.txs.client_response(
+        id,
+        180,
+        "<sip:b@h>;tag=1",
+        r.at(1_000),
+        &mut r.out,
+        &mut r.c,
+    );
+    r.txs.client_response(
+        id,
+        183,
+        "<sip:b@h>;tag=1",
+        r.at(100_000),
+        &mut r.out,
+        &mut r.c,
+    );
     assert!(r.run(280_999).is_empty(), "C restarts on each provisional");
-    assert_eq!(r.run(281_000), vec![(281_000, Output::ClientTimeout { tx: id })]);
+    assert_eq!(
+        r.run(281_000),
+        vec![(281_000, Output::ClientTimeout { tx: id })]
+    );
     assert!(r.txs.is_empty());
 
     let mut r = Rig::new();
     let id = r.client("INVITE");
-    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(1_000), &mut r.out, &mut r.c);
+    r.txs.client_response(
+        id,
+        180,
+        "<sip:b@h>;tag=1",
+        r.at(1_000),
+        &mut r.out,
+        &mut r.c,
+    );
     r.txs.client_cancelled(id, r.at(2_000));
-    r.txs.client_response(id, 180, "<sip:b@h>;tag=1", r.at(3_000), &mut r.out, &mut r.c);
-    assert_eq!(r.run(40_000), vec![(34_000, Output::ClientTimeout { tx: id })]);
+    r.txs.client_response(
+        id,
+        180,
+        "<sip:b@h>;tag=1",
+        r.at(3_000),
+        &mut r.out,
+        &mut r.c,
+    );
+    assert_eq!(
+        r.run(40_000),
+        vec![(34_000, Output::ClientTimeout { tx: id })]
+    );
     assert!(r.txs.is_empty());
 }
 

@@ -1,0 +1,132 @@
+//! One agent as the router sees it: contacts, calls, pause, wrap-up.
+//!
+//! Status rules (`Agent::status`, first match wins):
+//! ringing (an offer is out) > busy (talking) > paused > wrap-up > offline
+//! (no live binding) > available. Calls in progress show even when the
+//! agent is paused or offline, because those calls still hold the agent.
+//!
+//! Capacity: an agent may be offered a call while `ringing + busy <
+//! max_calls`, it has a live binding, is not paused and is not in wrap-up.
+//! Wrap-up with `max_calls > 1`: any call that ends starts (or extends)
+//! wrap-up, and wrap-up blocks *new* offers even if capacity is left, while
+//! the agent's other calls carry on. After-call work is done by the human,
+//! and the human is the bottleneck, not the phone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::acd::cdr::{AgentPersist, Pause};
+use crate::acd::facts::CallId;
+use crate::config::AgentConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentStatus {
+    Offline,
+    Available,
+    Ringing,
+    Busy,
+    WrapUp,
+    Paused,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Agent {
+    pub id: String,
+    /// Position in the config: the last tie-breaker, and round-robin order.
+    pub order: usize,
+    pub max_calls: u32,
+    pub skills: BTreeMap<String, u8>,
+    /// Live bindings, best first, as the registrar last reported them.
+    pub contacts: Vec<(String, SocketAddr)>,
+    pub ringing: BTreeSet<CallId>,
+    pub busy: BTreeSet<CallId>,
+    pub wrap_up_until: Option<u64>,
+    pub paused: Option<Pause>,
+    /// Consecutive offers not answered; reset by an answer or an unpause.
+    pub no_answer: u32,
+    /// Calls answered since the router started (`fewest-calls`).
+    pub answered: u64,
+    /// End of the last wrap-up, or login (`longest-idle`).
+    pub idle_since: u64,
+}
+
+impl Agent {
+    pub fn new(order: usize, cfg: &AgentConfig, now_ms: u64) -> Agent {
+        Agent {
+            id: cfg.id.clone(),
+            order,
+            max_calls: cfg.max_calls.max(1),
+            skills: cfg.skills.clone(),
+            contacts: Vec::new(),
+            ringing: BTreeSet::new(),
+            busy: BTreeSet::new(),
+            wrap_up_until: None,
+            paused: None,
+            no_answer: 0,
+            answered: 0,
+            idle_since: now_ms,
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.ringing.len() + self.busy.len()
+    }
+
+    pub fn online(&self) -> bool {
+        !self.contacts.is_empty()
+    }
+
+    /// May be offered a new call now.
+    pub fn free(&self) -> bool {
+        self.online()
+            && self.paused.is_none()
+            && self.wrap_up_until.is_none()
+            && self.active() < self.max_calls as usize
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        if !self.ringing.is_empty() {
+            AgentStatus::Ringing
+        } else if !self.busy.is_empty() {
+            AgentStatus::Busy
+        } else if self.paused.is_some() {
+            AgentStatus::Paused
+        } else if self.wrap_up_until.is_some() {
+            AgentStatus::WrapUp
+        } else if !self.online() {
+            AgentStatus::Offline
+        } else {
+            AgentStatus::Available
+        }
+    }
+
+    /// Proficiency sum over `needed`, or `None` if a skill is missing.
+    pub fn skill_score(&self, needed: &[String]) -> Option<u32> {
+        needed
+            .iter()
+            .map(|s| self.skills.get(s).map(|&p| u32::from(p)))
+            .sum()
+    }
+
+    pub fn persist(&self) -> AgentPersist {
+        AgentPersist {
+            paused: self.paused.clone(),
+            no_answer: self.no_answer,
+        }
+    }
+
+    /// Starts or extends wrap-up after a call ends.
+    pub fn start_wrap_up(&mut self, wrap_up_s: u32, now_ms: u64) {
+        if wrap_up_s == 0 {
+            if self.wrap_up_until.is_none() && self.active() == 0 {
+                self.idle_since = now_ms;
+            }
+            return;
+        }
+        let until = now_ms.saturating_add(u64::from(wrap_up_s) * 1000);
+        self.wrap_up_until = Some(self.wrap_up_until.map_or(until, |u| u.max(until)));
+    }
+}

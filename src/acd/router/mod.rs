@@ -1,0 +1,440 @@
+//! The router: sans-IO heart of the ACD on the routing shard.
+//!
+//! Inputs (time passed in as wall-clock unix ms, the CDR clock):
+//! - `call_fact(CallFact, now_ms)` from signalling shards;
+//! - `agent_contacts(agent, contacts, now_ms)` from the registrar after every
+//!   change for that agent (live bindings, best first; empty = offline);
+//! - `pause` / `unpause` from the management plane;
+//! - `handle_timeout(now_ms)` when `next_timeout()` is reached.
+//!
+//! Outputs, drained with `poll_output()`: `Decision`s for the shard owning
+//! the call, `StoreOp`s for the group commit, `RouterEvent`s for logs and
+//! metrics. `snapshot(now_ms)` serves `/metrics` and `/queues`.
+//!
+//! Assignment is event-driven (`dispatch`): it runs when a call arrives, an
+//! agent frees up (login, offer result, wrap-up end, unpause) or a timer
+//! fires; it walks waiting calls best first (`queue.rs`) and gives each the
+//! agent its queue's strategy picks (`strategy.rs`). Everything iterates
+//! BTreeMaps or sorted vectors, so the same inputs give the same outputs.
+//!
+//! Policy choices:
+//! - Entering: unknown queue → 404. A queue is full when its unanswered
+//!   calls (waiting + ringing) reach `max_waiting`; then its overflow queue
+//!   is tried, along the chain, skipping queues already visited (cycle
+//!   guard). If the chain ends full, the *requested* queue's `full_status`
+//!   applies (the caller dialled that queue): 486, or 503 + its
+//!   `retry_after_s`. No agent serving the chosen queue has a live binding →
+//!   `no_agents = "reject"` gives 480, `"wait"` queues the call. This check
+//!   is only made on arrival; calls already waiting keep waiting. For a
+//!   `skills` queue only agents with every skill count as logged in.
+//! - A call that overflows takes the overflow queue's priority, max wait,
+//!   strategy, ring timeout and wrap-up; its arrival time stays.
+//! - Offer results: every non-answer (NoAnswer, Busy, Declined, Failed)
+//!   counts as a no-answer. A phone that keeps refusing is as useless to
+//!   callers as one that never rings, and counting it stops an endless
+//!   offer/decline churn. `max_no_answer` consecutive ones (of the queue of
+//!   the call that failed) pause the agent with reason `no-answer`; an answer
+//!   or an unpause resets the count. The call goes back at its original
+//!   position and is offered elsewhere first if anyone else is free.
+//! - Max wait applies to calls *waiting*: a call ringing an agent when its
+//!   deadline passes is not torn down under the agent's hand; if the offer
+//!   fails, it times out then.
+//! - `Abandoned` for an answered call is treated as the caller hanging up
+//!   (CDR `answered`, hangup caller). `Ended` for an unanswered call gives
+//!   `abandoned` if the caller hung up, else `failed`. `Failed` of an
+//!   answered call keeps agent/answer time in its `failed` CDR.
+//! - Facts for unknown or finished calls, and repeated facts, are ignored
+//!   (`RouterEvent::Ignored`). The last `FINISHED_MEMORY` finished call ids
+//!   are remembered so a late duplicate `Arrived` cannot create a second CDR.
+//! - CDR times come from the facts' `at_ms` (clamped so they never run
+//!   backwards); timeouts use `now_ms`.
+//!
+//! Persistence (`StoreOp`, see `cdr.rs`): `CallLive` on arrival and on
+//! answer, `Cdr` + `CallDone` when the call ends (one transaction, so a
+//! crash never leaves both or neither), `RoundRobin` on each round-robin
+//! offer, `Agent` (pause, no-answer count) whenever either changes. After a
+//! crash, `Router::new` turns the store's live calls into `failed` /
+//! `engine-restart` CDRs. The shell commits those first, and feeds
+//! `agent_contacts(id, contacts_of(&registrar.live_bindings(id, now)), now)`
+//! for every agent at start and after every registrar change or reap.
+//!
+//! Layout: `calls.rs` (arrival, offer results, time-outs, CDRs),
+//! `dispatch.rs` (matching), `queue.rs` (call order, ageing),
+//! `strategy.rs` (agent choice), `agent_state.rs` (status, capacity,
+//! wrap-up), `snapshot.rs`, `output.rs`.
+
+mod agent_state;
+mod calls;
+mod dispatch;
+mod output;
+mod queue;
+mod snapshot;
+mod strategy;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+pub use agent_state::AgentStatus;
+pub use output::{RouterError, RouterEvent, RouterOutput};
+pub use queue::AGEING_MS_PER_LEVEL;
+pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
+
+use agent_state::Agent;
+use calls::{end_reason_text, End};
+use queue::{Call, CallState};
+
+use super::binding::Binding;
+use super::cdr::{Disposition, Pause, RouterRestore, StoreOp};
+use super::facts::{CallFact, CallId, Party, RtpCounts};
+use crate::config::{AgentConfig, QueueConfig};
+
+/// Finished call ids remembered to drop late duplicate facts.
+pub const FINISHED_MEMORY: usize = 65_536;
+
+/// Reason recorded when the router pauses an agent for not answering.
+pub const NO_ANSWER_REASON: &str = "no-answer";
+
+pub struct Router {
+    queues: BTreeMap<String, QueueConfig>,
+    /// Queue → ids of the agents serving it, config order.
+    members: BTreeMap<String, Vec<String>>,
+    agents: BTreeMap<String, Agent>,
+    calls: BTreeMap<CallId, Call>,
+    rr_last: BTreeMap<String, String>,
+    next_seq: u64,
+    finished: BTreeSet<CallId>,
+    finished_order: VecDeque<CallId>,
+    out: VecDeque<RouterOutput>,
+}
+
+impl Router {
+    /// Builds the router from config and what the store kept. Calls that
+    /// were live when the engine died get their CDR now (`failed`,
+    /// `engine-restart`); those outputs are returned rather than queued so
+    /// the shell can commit them before taking traffic.
+    pub fn new(
+        queues: &[QueueConfig],
+        agents: &[AgentConfig],
+        restored: RouterRestore,
+        now_ms: u64,
+    ) -> (Router, Vec<RouterOutput>) {
+        let queue_map: BTreeMap<String, QueueConfig> =
+            queues.iter().map(|q| (q.name.clone(), q.clone())).collect();
+        let mut members: BTreeMap<String, Vec<String>> =
+            queue_map.keys().map(|k| (k.clone(), Vec::new())).collect();
+        let mut agent_map = BTreeMap::new();
+        for (i, cfg) in agents.iter().enumerate() {
+            let mut a = Agent::new(i, cfg, now_ms);
+            if let Some(p) = restored.agents.get(&cfg.id) {
+                a.paused = p.paused.clone();
+                a.no_answer = p.no_answer;
+            }
+            for q in &cfg.queues {
+                if let Some(m) = members.get_mut(q) {
+                    if !m.contains(&cfg.id) {
+                        m.push(cfg.id.clone());
+                    }
+                }
+            }
+            agent_map.insert(cfg.id.clone(), a);
+        }
+        let rr_last = restored
+            .rr_last
+            .into_iter()
+            .filter(|(q, _)| queue_map.contains_key(q))
+            .collect();
+        let mut live = restored.live_calls;
+        live.sort_by_key(|l| l.call);
+        let mut outputs = Vec::new();
+        for l in live {
+            let cdr = l.restart_cdr(now_ms);
+            outputs.push(RouterOutput::Persist(StoreOp::Cdr(cdr)));
+            outputs.push(RouterOutput::Persist(StoreOp::CallDone(l.call)));
+            outputs.push(RouterOutput::Event(RouterEvent::CallFinished {
+                call: l.call,
+                disposition: Disposition::Failed,
+            }));
+        }
+        let router = Router {
+            queues: queue_map,
+            members,
+            agents: agent_map,
+            calls: BTreeMap::new(),
+            rr_last,
+            next_seq: 0,
+            finished: BTreeSet::new(),
+            finished_order: VecDeque::new(),
+            out: VecDeque::new(),
+        };
+        (router, outputs)
+    }
+
+    pub fn poll_output(&mut self) -> Option<RouterOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn call_fact(&mut self, fact: CallFact, now_ms: u64) {
+        match fact {
+            CallFact::Arrived {
+                call,
+                queue,
+                caller,
+                priority_bonus,
+                sip_call_id,
+                at_ms,
+            } => self.arrived(
+                call,
+                &queue,
+                caller,
+                priority_bonus,
+                sip_call_id,
+                at_ms,
+                now_ms,
+            ),
+            CallFact::Abandoned { call, at_ms } => {
+                let Some(c) = self.take_call(call, "abandoned") else {
+                    return;
+                };
+                let disposition = if c.unanswered() {
+                    Disposition::Abandoned
+                } else {
+                    Disposition::Answered
+                };
+                let end = End {
+                    at_ms,
+                    disposition,
+                    reason: None,
+                    hangup: Some(Party::Caller),
+                    rtp: RtpCounts::default(),
+                };
+                self.finish(c, end, now_ms);
+            }
+            CallFact::OfferResult {
+                call,
+                agent,
+                result,
+                at_ms,
+            } => self.offer_result(call, agent, result, at_ms, now_ms),
+            CallFact::Ended {
+                call,
+                at_ms,
+                hangup,
+                reason,
+                rtp,
+            } => {
+                let Some(c) = self.take_call(call, "ended") else {
+                    return;
+                };
+                let disposition = match (c.unanswered(), hangup) {
+                    (false, _) => Disposition::Answered,
+                    (true, Party::Caller) => Disposition::Abandoned,
+                    (true, _) => Disposition::Failed,
+                };
+                let reason = end_reason_text(reason);
+                self.finish(
+                    c,
+                    End {
+                        at_ms,
+                        disposition,
+                        reason,
+                        hangup: Some(hangup),
+                        rtp,
+                    },
+                    now_ms,
+                );
+            }
+            CallFact::Failed {
+                call,
+                at_ms,
+                reason,
+            } => {
+                let Some(c) = self.take_call(call, "failed") else {
+                    return;
+                };
+                let end = End {
+                    at_ms,
+                    disposition: Disposition::Failed,
+                    reason: Some(reason),
+                    hangup: None,
+                    rtp: RtpCounts::default(),
+                };
+                self.finish(c, end, now_ms);
+            }
+        }
+        self.dispatch(now_ms);
+    }
+
+    /// The registrar's view of `agent` changed: `contacts` are its live
+    /// bindings, best first; empty means offline.
+    pub fn agent_contacts(
+        &mut self,
+        agent: &str,
+        contacts: Vec<(String, SocketAddr)>,
+        now_ms: u64,
+    ) -> Result<(), RouterError> {
+        let a = self.agent_mut(agent)?;
+        let was_online = a.online();
+        a.contacts = contacts;
+        let event = match (was_online, a.online()) {
+            (false, true) => {
+                a.idle_since = now_ms;
+                Some(RouterEvent::AgentOnline {
+                    agent: agent.to_string(),
+                })
+            }
+            (true, false) => Some(RouterEvent::AgentOffline {
+                agent: agent.to_string(),
+            }),
+            _ => None,
+        };
+        if let Some(e) = event {
+            self.out.push_back(RouterOutput::Event(e));
+        }
+        self.dispatch(now_ms);
+        Ok(())
+    }
+
+    /// Pauses `agent` (no new offers; calls in progress carry on). Pausing
+    /// a paused agent updates the reason and keeps the original time.
+    pub fn pause(
+        &mut self,
+        agent: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> Result<(), RouterError> {
+        let a = self.agent_mut(agent)?;
+        let since_ms = a.paused.as_ref().map_or(now_ms, |p| p.since_ms);
+        a.paused = Some(Pause {
+            reason: reason.clone(),
+            since_ms,
+        });
+        let state = a.persist();
+        self.emit_persist(StoreOp::Agent {
+            agent: agent.to_string(),
+            state,
+        });
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::AgentPaused {
+                agent: agent.to_string(),
+                reason,
+            }));
+        Ok(())
+    }
+
+    /// Unpauses `agent` and resets its no-answer count, so an agent paused
+    /// for not answering gets `max_no_answer` fresh chances. Idempotent.
+    pub fn unpause(&mut self, agent: &str, now_ms: u64) -> Result<(), RouterError> {
+        let a = self.agent_mut(agent)?;
+        if a.paused.is_none() && a.no_answer == 0 {
+            return Ok(());
+        }
+        let was_paused = a.paused.take().is_some();
+        a.no_answer = 0;
+        let state = a.persist();
+        self.emit_persist(StoreOp::Agent {
+            agent: agent.to_string(),
+            state,
+        });
+        if was_paused {
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::AgentUnpaused {
+                    agent: agent.to_string(),
+                }));
+        }
+        self.dispatch(now_ms);
+        Ok(())
+    }
+
+    /// The earliest time `handle_timeout` has work: a waiting call's max
+    /// wait, or an agent's wrap-up end.
+    pub fn next_timeout(&self) -> Option<u64> {
+        let calls = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Waiting)
+            .filter_map(|c| c.deadline_ms);
+        let agents = self.agents.values().filter_map(|a| a.wrap_up_until);
+        calls.chain(agents).min()
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let mut expired: Vec<(u64, u64, CallId)> = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Waiting)
+            .filter_map(|c| {
+                c.deadline_ms
+                    .filter(|d| *d <= now_ms)
+                    .map(|d| (d, c.seq, c.id))
+            })
+            .collect();
+        expired.sort();
+        for (_, _, id) in expired {
+            self.time_out(id, now_ms);
+        }
+        let mut ended = Vec::new();
+        for a in self.agents.values_mut() {
+            if let Some(until) = a.wrap_up_until.filter(|u| *u <= now_ms) {
+                a.wrap_up_until = None;
+                a.idle_since = until;
+                ended.push(a.id.clone());
+            }
+        }
+        for agent in ended {
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::WrapUpEnded { agent }));
+        }
+        self.dispatch(now_ms);
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    fn agent_mut(&mut self, agent: &str) -> Result<&mut Agent, RouterError> {
+        self.agents
+            .get_mut(agent)
+            .ok_or_else(|| RouterError::UnknownAgent(agent.to_string()))
+    }
+
+    fn emit_persist(&mut self, op: StoreOp) {
+        self.out.push_back(RouterOutput::Persist(op));
+    }
+
+    fn ignored(&mut self, call: CallId, fact: &'static str) {
+        self.out
+            .push_back(RouterOutput::Event(RouterEvent::Ignored { call, fact }));
+    }
+
+    fn take_call(&mut self, call: CallId, fact: &'static str) -> Option<Call> {
+        let c = self.calls.remove(&call);
+        if c.is_none() {
+            self.ignored(call, fact);
+        }
+        c
+    }
+
+    fn remember_finished(&mut self, call: CallId) {
+        if self.finished.insert(call) {
+            self.finished_order.push_back(call);
+            if self.finished_order.len() > FINISHED_MEMORY {
+                if let Some(old) = self.finished_order.pop_front() {
+                    self.finished.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// What `agent_contacts` wants, from the registrar's
+/// `live_bindings(agent, now_ms)` (already best first): contact URI and
+/// where to send.
+pub fn contacts_of(bindings: &[&Binding]) -> Vec<(String, SocketAddr)> {
+    bindings
+        .iter()
+        .map(|b| (b.contact_uri.clone(), b.target))
+        .collect()
+}

@@ -1,0 +1,66 @@
+//! What the router hands back: decisions, store ops, events; and its errors.
+
+use crate::acd::cdr::{Disposition, StoreOp};
+use crate::acd::facts::{CallId, Decision, OfferResult};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouterOutput {
+    Decision(Decision),
+    Persist(StoreOp),
+    Event(RouterEvent),
+}
+
+/// For logs and metrics; nothing depends on them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouterEvent {
+    Overflowed {
+        call: CallId,
+        from: String,
+        to: String,
+    },
+    Offered {
+        call: CallId,
+        agent: String,
+    },
+    Answered {
+        call: CallId,
+        agent: String,
+    },
+    OfferFailed {
+        call: CallId,
+        agent: String,
+        result: OfferResult,
+    },
+    AgentPaused {
+        agent: String,
+        reason: Option<String>,
+    },
+    AgentUnpaused {
+        agent: String,
+    },
+    AgentOnline {
+        agent: String,
+    },
+    AgentOffline {
+        agent: String,
+    },
+    WrapUpEnded {
+        agent: String,
+    },
+    CallFinished {
+        call: CallId,
+        disposition: Disposition,
+    },
+    /// A fact for an unknown or finished call, or one that no longer fits
+    /// the call's state (e.g. an offer result from an agent not ringing).
+    Ignored {
+        call: CallId,
+        fact: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouterError {
+    #[error("no agent \"{0}\" is configured")]
+    UnknownAgent(String),
+}

@@ -1,0 +1,90 @@
+//! A read-only picture of agents and queues for `/metrics` and `/queues`.
+
+use serde::Serialize;
+
+use super::agent_state::{Agent, AgentStatus};
+use super::queue::CallState;
+use super::Router;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterSnapshot {
+    pub agents: Vec<AgentSnapshot>,
+    pub queues: Vec<QueueSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentSnapshot {
+    pub id: String,
+    pub status: AgentStatus,
+    pub paused_reason: Option<String>,
+    pub contacts: usize,
+    pub ringing: usize,
+    pub busy: usize,
+    pub max_calls: u32,
+    pub no_answer: u32,
+    pub answered: u64,
+    pub idle_since_ms: u64,
+    pub wrap_up_until_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSnapshot {
+    pub name: String,
+    pub waiting: usize,
+    pub ringing: usize,
+    pub talking: usize,
+    /// Longest current wait among unanswered calls.
+    pub longest_wait_ms: u64,
+    pub agents_online: usize,
+    pub agents_available: usize,
+}
+
+impl Router {
+    pub fn snapshot(&self, now_ms: u64) -> RouterSnapshot {
+        let agents = self
+            .agents_in_config_order()
+            .map(|a| AgentSnapshot {
+                id: a.id.clone(),
+                status: a.status(),
+                paused_reason: a.paused.as_ref().and_then(|p| p.reason.clone()),
+                contacts: a.contacts.len(),
+                ringing: a.ringing.len(),
+                busy: a.busy.len(),
+                max_calls: a.max_calls,
+                no_answer: a.no_answer,
+                answered: a.answered,
+                idle_since_ms: a.idle_since,
+                wrap_up_until_ms: a.wrap_up_until,
+            })
+            .collect();
+        let queues = self
+            .queues
+            .keys()
+            .map(|name| {
+                let mine = || self.calls.values().filter(move |c| &c.queue == name);
+                let count = |f: fn(&CallState) -> bool| mine().filter(|c| f(&c.state)).count();
+                let serving = || self.members[name].iter().filter_map(|m| self.agents.get(m));
+                QueueSnapshot {
+                    name: name.clone(),
+                    waiting: count(|s| matches!(s, CallState::Waiting)),
+                    ringing: count(|s| matches!(s, CallState::Ringing { .. })),
+                    talking: count(|s| matches!(s, CallState::Talking { .. })),
+                    longest_wait_ms: mine()
+                        .filter(|c| c.unanswered())
+                        .map(|c| now_ms.saturating_sub(c.arrived_ms))
+                        .max()
+                        .unwrap_or(0),
+                    agents_online: serving().filter(|a| a.online()).count(),
+                    agents_available: serving().filter(|a| a.free()).count(),
+                }
+            })
+            .collect();
+        RouterSnapshot { agents, queues }
+    }
+
+    fn agents_in_config_order(&self) -> impl Iterator<Item = &Agent> {
+        let mut v: Vec<&Agent> = self.agents.values().collect();
+        v.sort_by_key(|a| a.order);
+        v.into_iter()
+    }
+}

@@ -1,0 +1,281 @@
+//! The agent leg: the INVITE for an `Offer`, its responses (bridge on 2xx,
+//! `OfferResult` otherwise), our ACKs of 2xx (§13.2.2.4), re-INVITE
+//! responses, and late answers to INVITEs we gave up on.
+
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::call::{Agent, Side};
+use super::dialog::Dialog;
+use super::msg::{self, Hdrs};
+use super::sdp;
+use super::table::{offer_result, CliRole, Orphan, Timer};
+use super::{CallTable, MediaControl};
+use crate::acd::facts::{CallFact, CallId, OfferResult};
+use crate::media::sdp::Direction;
+use crate::sip::{ClientTxId, Endpoint};
+
+impl CallTable {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer(
+        &mut self,
+        ep: &mut Endpoint,
+        id: CallId,
+        agent: String,
+        targets: Vec<(String, SocketAddr)>,
+        ring_timeout_ms: u64,
+        now: Instant,
+        wall_ms: u64,
+    ) {
+        let domain = ep.config().domain.clone();
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let busy = call.agent.is_some() || call.cust.final_sent.is_some_and(|s| s >= 300);
+        let Some((uri, dest)) = targets.into_iter().next().filter(|_| !busy) else {
+            self.fact(CallFact::OfferResult {
+                call: id,
+                agent,
+                result: OfferResult::Failed { status: None },
+                at_ms: wall_ms,
+            });
+            return;
+        };
+        let uri = uri.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
+        let tag = self.ids.tag();
+        let call_id = self.ids.call_id(&domain);
+        let display = format!("{} ({})", msg::quote(&call.caller_display), msg::quote(&call.queue));
+        let contact = format!("sip:{}@{}", call.queue, ep.config().local_addr);
+        let mut dialog = Dialog {
+            call_id: call_id.clone(),
+            local_tag: tag.clone(),
+            local: format!("\"{display}\" <sip:{}@{domain}>;tag={tag}", call.queue),
+            remote: format!("<sip:{agent}@{domain}>"),
+            target: uri,
+            routes: Vec::new(),
+            dest,
+            cseq: 0,
+            remote_cseq: None,
+            contact,
+        };
+        let version = 1;
+        let body = sdp::offer(
+            &call.chosen,
+            call.legs.1.rtp.ip(),
+            call.legs.1.rtp.port(),
+            Direction::SendRecv,
+            call.ptime,
+            call.session_id.wrapping_add(1),
+            version,
+        );
+        let Some(req) = dialog.request("INVITE", Some(&body)) else {
+            self.fact(CallFact::OfferResult {
+                call: id,
+                agent,
+                result: OfferResult::Failed { status: None },
+                at_ms: wall_ms,
+            });
+            return;
+        };
+        let tx = ep.send_request(req, dest, now);
+        call.offers += 1;
+        let seq = call.offers;
+        let ring_at = now + Duration::from_millis(ring_timeout_ms);
+        call.agent = Some(Agent {
+            name: agent,
+            tx,
+            invite_cseq: dialog.cseq,
+            dialog,
+            answered: false,
+            seq,
+            sdp_version: version,
+            reinvite: None,
+            queued_dir: None,
+        });
+        call.cli.push(tx);
+        self.cli.insert(tx, (id, CliRole::AgentInvite));
+        self.timers.push(Reverse((ring_at, Timer::Ring(id, seq))));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_response(
+        &mut self,
+        ep: &mut Endpoint,
+        media: &mut dyn MediaControl,
+        id: CallId,
+        role: CliRole,
+        tx: ClientTxId,
+        resp: &rsip::Response,
+        now: Instant,
+        wall_ms: u64,
+    ) {
+        let status = resp.status_code.code();
+        if status < 200 {
+            return;
+        }
+        self.cli.remove(&tx);
+        let h = Hdrs::of(&resp.headers);
+        match role {
+            CliRole::AgentInvite if status < 300 => {
+                self.agent_answered(ep, media, id, tx, &h, resp.body(), now, wall_ms)
+            }
+            CliRole::AgentInvite => self.offer_failed(id, tx, offer_result(status), wall_ms),
+            CliRole::ReInvite(side) => {
+                let queued = self.reinvite_done(id, side);
+                if status < 300 {
+                    self.reinvite_answered(ep, media, id, side, tx, &h, resp.body(), now);
+                }
+                // (a non-2xx was ACKed by the transaction)
+                if let Some(dir) = queued {
+                    self.send_reinvite(ep, id, side, dir, now);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reinvite_answered(
+        &mut self,
+        ep: &mut Endpoint,
+        media: &mut dyn MediaControl,
+        id: CallId,
+        side: Side,
+        tx: ClientTxId,
+        h: &Hdrs,
+        body: &[u8],
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let leg = call.leg(side).id;
+        let chosen = call.chosen.clone();
+        let Some(d) = call.dialog_mut(side) else { return };
+        let cseq = h.cseq().map_or(d.cseq, |c| c.0);
+        if let Some(t) = h.get("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
+            d.target = t;
+        }
+        let (ack, dest) = (d.ack(cseq), d.dest);
+        if let Some(ack) = ack {
+            self.send_ack(ep, tx, ack, dest, now);
+        }
+        if let Ok(a) = sdp::read_answer(body, &chosen) {
+            if a.rtp.is_some() {
+                media.set_peer(leg, a.rtp, a.rtcp);
+            }
+        }
+    }
+
+    pub(super) fn send_ack(
+        &mut self,
+        ep: &mut Endpoint,
+        tx: ClientTxId,
+        ack: rsip::Request,
+        dest: SocketAddr,
+        now: Instant,
+    ) {
+        ep.send_stateless(ack.clone(), dest);
+        let until = now + ep.config().timers.t1x64() + Duration::from_millis(1);
+        self.acks.insert(tx, (ack, dest, until));
+        self.timers.push(Reverse((until, Timer::AckExpiry(tx))));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn agent_answered(
+        &mut self,
+        ep: &mut Endpoint,
+        media: &mut dyn MediaControl,
+        id: CallId,
+        tx: ClientTxId,
+        h: &Hdrs,
+        body: &[u8],
+        now: Instant,
+        wall_ms: u64,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(agent) = call.agent.as_mut().filter(|a| a.tx == tx && !a.answered) else {
+            return;
+        };
+        agent.dialog.confirm_uac(h);
+        let (ack, dest) = (agent.dialog.ack(agent.invite_cseq), agent.dialog.dest);
+        let answer = sdp::read_answer(body, &call.chosen);
+        if let Some(ack) = ack {
+            self.send_ack(ep, tx, ack, dest, now);
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(agent) = call.agent.as_mut() else { return };
+        let a = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(call = %id, error = %e, "agent answer unusable; hanging up the agent leg");
+                let name = agent.name.clone();
+                if let Some(agent) = call.agent.take() {
+                    let mut d = agent.dialog;
+                    if let Some(bye) = d.request("BYE", None) {
+                        let t = ep.send_request(bye, d.dest, now);
+                        self.orphan_cli.insert(t, Orphan::Plain);
+                    }
+                }
+                self.fact(CallFact::OfferResult {
+                    call: id,
+                    agent: name,
+                    result: OfferResult::Failed {
+                        status: Some(e.sip_status()),
+                    },
+                    at_ms: wall_ms,
+                });
+                return;
+            }
+        };
+        agent.answered = true;
+        let name = agent.name.clone();
+        let key = (agent.dialog.call_id.clone(), agent.dialog.local_tag.clone());
+        call.dialog_keys.push(key.clone());
+        self.dialogs.insert(key, (id, Side::Agent));
+        if call.hold_on {
+            media.stop_hold(call.legs.0.id);
+            call.hold_on = false;
+        }
+        media.set_peer(call.legs.1.id, a.rtp, a.rtcp);
+        media.bridge(call.legs.0.id, call.legs.1.id);
+        self.fact(CallFact::OfferResult {
+            call: id,
+            agent: name,
+            result: OfferResult::Answered,
+            at_ms: wall_ms,
+        });
+        self.answer_customer(ep, id, now);
+    }
+
+    /// The current offer ended without a bridge.
+    pub(super) fn offer_failed(&mut self, id: CallId, tx: ClientTxId, result: OfferResult, wall_ms: u64) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.agent.as_ref().is_some_and(|a| a.tx == tx && !a.answered) {
+            if let Some(a) = call.agent.take() {
+                self.fact(CallFact::OfferResult {
+                    call: id,
+                    agent: a.name,
+                    result,
+                    at_ms: wall_ms,
+                });
+            }
+        }
+    }
+
+    pub(super) fn orphan_response(&mut self, ep: &mut Endpoint, tx: ClientTxId, resp: &rsip::Response, now: Instant) {
+        let status = resp.status_code.code();
+        if status < 200 {
+            return;
+        }
+        let Some(o) = self.orphan_cli.remove(&tx) else { return };
+        if let (Orphan::Invite { mut dialog, cseq, bye }, 200..=299) = (o, status) {
+            dialog.confirm_uac(&Hdrs::of(&resp.headers));
+            if let Some(ack) = dialog.ack(cseq) {
+                self.send_ack(ep, tx, ack, dialog.dest, now);
+            }
+            if bye {
+                if let Some(req) = dialog.request("BYE", None) {
+                    let t = ep.send_request(req, dialog.dest, now);
+                    self.orphan_cli.insert(t, Orphan::Plain);
+                }
+            }
+        }
+    }
+}

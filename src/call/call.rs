@@ -1,0 +1,109 @@
+//! One call's state: the customer leg, the current agent leg, relay legs,
+//! the agreed codec. The transitions live in `table.rs`, which owns the
+//! indexes that find a call from a transaction, dialog or relay leg.
+
+use crate::acd::facts::Party;
+use crate::config::AnswerMode;
+use crate::media::sdp::{Chosen, Direction};
+use crate::media::LegPorts;
+use crate::sip::{ClientTxId, ServerTxId};
+
+use super::dialog::Dialog;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Customer,
+    Agent,
+}
+
+impl Side {
+    pub fn party(self) -> Party {
+        match self {
+            Side::Customer => Party::Caller,
+            Side::Agent => Party::Agent,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Customer {
+    /// The INVITE server transaction, until it is answered finally.
+    pub invite_tx: ServerTxId,
+    /// Final status sent on the INVITE.
+    pub final_sent: Option<u16>,
+    pub ringing_sent: bool,
+    pub dialog: Dialog,
+    pub sdp_version: u64,
+    /// Our re-INVITE on this leg, pending.
+    pub reinvite: Option<ClientTxId>,
+    /// A direction to offer once `reinvite` ends (it changed meanwhile).
+    pub queued_dir: Option<Direction>,
+}
+
+#[derive(Debug)]
+pub struct Agent {
+    pub name: String,
+    /// The INVITE client transaction.
+    pub tx: ClientTxId,
+    pub invite_cseq: u32,
+    pub dialog: Dialog,
+    /// 2xx received: the dialog is confirmed and bridged.
+    pub answered: bool,
+    /// Offer number, to match the ring timer.
+    pub seq: u64,
+    pub sdp_version: u64,
+    pub reinvite: Option<ClientTxId>,
+    pub queued_dir: Option<Direction>,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub queue: String,
+    pub mode: AnswerMode,
+    pub caller_display: String,
+    pub cust: Customer,
+    pub agent: Option<Agent>,
+    /// (customer side, agent side).
+    pub legs: (LegPorts, LegPorts),
+    /// The agreed codecs: one audio codec, maybe telephone-event.
+    pub chosen: Vec<Chosen>,
+    pub ptime: u32,
+    /// Our SDP answer to the customer's offer.
+    pub cust_sdp: String,
+    pub session_id: u64,
+    pub hold_on: bool,
+    pub queued: bool,
+    pub offers: u64,
+    /// Every transaction and dialog key this call ever indexed (cleanup).
+    pub srv: Vec<ServerTxId>,
+    pub cli: Vec<ClientTxId>,
+    pub dialog_keys: Vec<(String, String)>,
+}
+
+impl Call {
+    pub fn bridged(&self) -> bool {
+        self.agent.as_ref().is_some_and(|a| a.answered)
+    }
+
+    pub fn ringing(&self) -> bool {
+        self.agent.as_ref().is_some_and(|a| !a.answered)
+    }
+
+    pub fn audio_pt(&self) -> u8 {
+        self.chosen.iter().find(|c| !c.codec.is_dtmf()).map_or(0, |c| c.pt)
+    }
+
+    pub fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::Customer => Some(&mut self.cust.dialog),
+            Side::Agent => self.agent.as_mut().filter(|a| a.answered).map(|a| &mut a.dialog),
+        }
+    }
+
+    pub fn leg(&self, side: Side) -> LegPorts {
+        match side {
+            Side::Customer => self.legs.0,
+            Side::Agent => self.legs.1,
+        }
+    }
+}

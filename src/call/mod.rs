@@ -1,0 +1,150 @@
+//! The B2BUA: per-shard, sans-IO call layer (DESIGN.md, "One call, end to
+//! end").
+//!
+//! A call is two SIP dialogs (customer leg, agent leg) and two relay legs.
+//! [`CallTable`] sits between the shard's [`Endpoint`](crate::sip::Endpoint)
+//! and the router: it consumes endpoint outputs, router
+//! [`Decision`](crate::acd::facts::Decision)s and relay events, drives the
+//! endpoint (`respond`, `send_request`, `cancel`, `send_stateless`) and a
+//! [`MediaControl`], and emits [`CallFact`](crate::acd::facts::CallFact)s.
+//! Time is passed in; nothing here does I/O.
+//!
+//! ```text
+//! shell: while let Some(o) = ep.poll_output() {
+//!            match calls.on_output(&mut ep, &mut media, o, now, wall_ms) {
+//!                Handled::Done => {}
+//!                Handled::NotMine(o) => /* Transmit, Forward, REGISTER… as before */
+//!            }
+//!        }
+//!        calls.on_decision(..) / on_media_event(..) / handle_timeout(..),
+//!        then drain ep again and forward calls.poll_fact() to the router;
+//!        sleep until min(ep.poll_timeout(), calls.poll_timeout()).
+//! relay: for ev in relay.try_event(): stats.on_event(&ev);
+//!        calls.on_media_event(&mut ep, &mut media, &ev, now, wall_ms);
+//!        every few seconds: request_stats for calls.bridged_legs().
+//! media: RelayMedia { relay: &mut relay, hold: &hold_library, stats: &stats }
+//! ```
+//!
+//! Choices worth knowing:
+//! - An INVITE whose Request-URI user is not a configured queue is answered
+//!   404 here, without relay ports or a fact: the router never hears of it.
+//! - An INVITE without an SDP offer gets 488 (late offer is not supported).
+//! - One audio codec end to end (the relay does not transcode): the first
+//!   codec in common with the customer, plus telephone-event.
+//! - The 2xx retransmission of our answers (§13.3.1.4) lives in the
+//!   endpoint's server transaction (RFC 6026 Accepted); we get `Ack` or
+//!   `AckTimeout`. We ACK the agent's 2xx ourselves (§13.2.2.4) and re-send
+//!   that ACK for every retransmitted 2xx for 64·T1.
+//! - Re-INVITEs are answered at once from the relay (the direction mirrored)
+//!   and passed on to the other leg as a re-INVITE with that direction; a
+//!   re-INVITE arriving while ours on that leg is pending gets 491, and a
+//!   direction change while ours on the other leg is pending waits for it.
+//! - In-dialog requests go to the peer's source address (customer) or the
+//!   router's target address (agent), with the Route set from Record-Route.
+
+mod agent_leg;
+#[allow(clippy::module_inception)]
+mod call;
+mod customer_leg;
+mod dialog;
+mod msg;
+mod relay;
+mod sdp;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::acd::facts::RtpCounts;
+use crate::config::{AnswerMode, Config};
+use crate::media::sdp::Codec;
+use crate::media::{LegConfig, LegId, LegPorts};
+
+pub use relay::{HoldLibrary, LegStats, RelayMedia};
+pub use table::CallTable;
+
+/// What the call layer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// Configured queues and their answer mode.
+    pub queues: HashMap<String, AnswerMode>,
+    /// Codecs we accept, in preference order.
+    pub codecs: Vec<Codec>,
+    /// Relay legs report `MediaTimeout` after this long without RTP.
+    pub media_timeout: Option<Duration>,
+}
+
+impl CallConfig {
+    pub fn from_config(cfg: &Config) -> CallConfig {
+        CallConfig {
+            queues: cfg.queues.iter().map(|q| (q.name.clone(), q.answer)).collect(),
+            codecs: cfg.media.codecs.iter().map(|c| Codec::new(c, 8000)).collect(),
+            media_timeout: (cfg.media.media_timeout_s > 0)
+                .then(|| Duration::from_secs(u64::from(cfg.media.media_timeout_s))),
+        }
+    }
+}
+
+/// The relay as the call layer drives it. The shell implements it over
+/// `media::RelayHandle`; tests implement it with a fake.
+pub trait MediaControl {
+    /// Reserve and open the customer-side and agent-side legs (all or
+    /// nothing). `Err(reason)` → the caller gets 503.
+    fn open_pair(&mut self, customer: LegConfig, agent: LegConfig) -> Result<(LegPorts, LegPorts), String>;
+    /// Where the leg's peer wants media (from its SDP).
+    fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>);
+    /// Play `queue`'s hold audio to the leg, encoded for payload type `pt`
+    /// (0 = PCMU, 8 = PCMA).
+    fn start_hold(&mut self, leg: LegId, queue: &str, pt: u8);
+    fn stop_hold(&mut self, leg: LegId);
+    /// customer ⇄ agent (stops hold on both).
+    fn bridge(&mut self, a: LegId, b: LegId);
+    fn close(&mut self, leg: LegId);
+    /// Best known RTP packets forwarded customer → agent and back (the
+    /// shell may answer from the relay's last `Event::Stats`).
+    fn rtp_counts(&mut self, customer: LegId, agent: LegId) -> RtpCounts;
+}
+
+/// What `CallTable::on_output` did with an endpoint output.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Handled {
+    Done,
+    /// Not the call layer's: the shell handles it as before (Transmit,
+    /// Forward, REGISTER, out-of-dialog non-INVITE requests…).
+    NotMine(crate::sip::Output),
+}
+
+/// Live state, for metrics and leak checks. All zero when idle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: usize,
+    /// Waiting for the router's first decision.
+    pub arrived: usize,
+    /// Queued, no agent leg.
+    pub waiting: usize,
+    /// Agent leg ringing.
+    pub ringing: usize,
+    pub bridged: usize,
+    /// Index entries: dialogs, transactions, relay legs.
+    pub dialogs: usize,
+    pub transactions: usize,
+    pub legs: usize,
+    /// Transactions of ended calls still finishing (BYE, CANCEL, late 2xx).
+    pub orphans: usize,
+    /// ACKs kept to answer 2xx retransmissions.
+    pub acks: usize,
+    pub timers: usize,
+}
+
+impl CallCounts {
+    /// No call and no index entry left (timers may be stale heap entries
+    /// and are not counted).
+    pub fn is_idle(&self) -> bool {
+        CallCounts { timers: 0, ..*self } == CallCounts::default()
+    }
+}
