@@ -95,7 +95,7 @@ gen_config "$AGENTS" > "$OUT/bench.toml"
 {
   echo SEQUENTIAL
   for ((i = 1; i <= AGENTS; i++)); do
-    printf 'agent%04d;[authentication username=agent%04d password=pw-agent%04d]\n' "$i" "$i" "$i"
+    printf 'agent%04d;pw-agent%04d;[authentication username=agent%04d password=pw-agent%04d]\n' "$i" "$i" "$i" "$i"
   done
 } > "$OUT/agents.csv"
 
@@ -183,65 +183,28 @@ else
       --json "$OUT/relay-200.json" --hgrm-dir "$OUT/relay-200" --svg "$OUT/relay-200.svg" --quiet
     bench "1,000 bridged calls with RTP (RSS per call)" 120 relay --streams 1000 --pps 50 --duration 10 --setup-rate 200 \
       --json "$OUT/relay-1000.json" --quiet
+    # Memory: 10,000 calls waiting at once in an on-agent queue (180).
+    stop_engine
+    start_engine
+    bench "10,000 waiting calls (RSS per call)" 120 hold --calls 10000 --rate 1000 --talk 15 --queue waiting \
+      --json "$OUT/hold-10000.json" --quiet
   else
     echo "   queued calls are not bridged by this engine yet (probe: $(jq -c .failures "$OUT/probe.json" 2> /dev/null)); call figures skipped"
     echo "Queued calls: not measured — this engine does not bridge queued calls yet (probe call: \`$(jq -c .failures "$OUT/probe.json" 2> /dev/null)\`)." >> "$MD"
     echo >> "$MD"
   fi
-  # 3. Memory: 10,000 calls waiting at once in an on-agent queue (180).
-  stop_engine
-  start_engine
-  bench "10,000 waiting calls (RSS per call)" 120 hold --calls 10000 --rate 1000 --talk 15 --queue waiting \
-    --json "$OUT/hold-10000.json" --quiet
 
-  # 4. SIPp registrations at high rate (its latency has ~4 ms resolution
+  # 3. SIPp registrations at high rate (its latency has ~4 ms resolution
   # here: only its rate and failure counts are reported).
   stop_engine
   start_engine
-  scen=sipp/register.xml
-  if [ ! -f "$scen" ]; then
-    scen="$OUT/sipp-register.xml"
-    cat > "$scen" <<'EOF'
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="register with digest">
-  <send retrans="500"><![CDATA[
-REGISTER sip:[remote_ip] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-From: <sip:[field0]@[remote_ip]>;tag=[call_number]
-To: <sip:[field0]@[remote_ip]>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Expires: 3600
-Max-Forwards: 70
-Content-Length: 0
-
-  ]]></send>
-  <recv response="401" auth="true"/>
-  <send retrans="500"><![CDATA[
-REGISTER sip:[remote_ip] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-From: <sip:[field0]@[remote_ip]>;tag=[call_number]
-To: <sip:[field0]@[remote_ip]>
-Call-ID: [call_id]
-CSeq: 2 REGISTER
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-[field1]
-Expires: 3600
-Max-Forwards: 70
-Content-Length: 0
-
-  ]]></send>
-  <recv response="200"/>
-</scenario>
-EOF
-  fi
+  scen=sipp/register_load.xml # fields: user;password;[authentication …]
   for rate in 2000 4000; do
     echo "== SIPp register $rate/s"
     c0=$(awk '{print $1}' /proc/"$ENGINE_PID"/task/*/schedstat | paste -sd+ | bc)
     n=$((rate * 5))
     timeout 60 taskset -c "$LOAD_CPUS" sipp -sf "$scen" -inf "$OUT/agents.csv" -r "$rate" -m "$n" -l 5000 \
-      -trace_stat -stf "$OUT/sipp-$rate.csv" -i 127.0.0.1 "127.0.0.1:$SIP_PORT" -nostdin > "$OUT/sipp-$rate.log" 2>&1 || true
+      -trace_stat -fd 1 -stf "$OUT/sipp-$rate.csv" -i 127.0.0.1 "127.0.0.1:$SIP_PORT" -nostdin > "$OUT/sipp-$rate.log" 2>&1 || true
     c1=$(awk '{print $1}' /proc/"$ENGINE_PID"/task/*/schedstat | paste -sd+ | bc)
     col() { # value of the named column in the last line of SIPp's stat CSV
       awk -F';' -v name="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i } END { print $c }' "$OUT/sipp-$rate.csv" 2> /dev/null
