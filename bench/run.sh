@@ -155,7 +155,7 @@ done
 if [ -n "$best" ]; then
   j="$OUT/register-$best.json"
   {
-    echo "**Registrations (issue 2): $best digest-authenticated registrations (401+200) per second with zero failures** (highest clean step of: $REG_RATES), engine \`--shards $SHARDS\` on CPU $ENGINE_CPUS: engine CPU $(jq -r '.engine.cpu_us_per_registration | floor' "$j") µs per registration at that rate ($(jq -r '.engine.cpu_us_per_REGISTER_request | floor' "$j") µs per REGISTER request), registration p99 $(jq -r '.histograms.registration.p99_us' "$j") µs. Command: \`cc-bench register --agents $AGENTS --rate $best --duration 5 --engine-pid PID\`."
+    echo "**Registrations (issue 2): $best digest-authenticated registrations (401+200) per second with zero failures** (highest clean step of: $REG_RATES), engine \`--shards $SHARDS\` on CPU $ENGINE_CPUS: engine CPU $(jq -r '.engine.cpu_us_per_registration | floor' "$j") µs per registration at that rate ($(jq -r '.engine.cpu_us_per_REGISTER_request | floor' "$j") µs per REGISTER request), registration p99 $(jq -r '.histograms.registration.p99_us / 1000 | . * 10 | floor / 10' "$j") ms. Command: \`cc-bench register --agents $AGENTS --rate $best --duration 5 --engine-pid PID\`."
     echo
   } >> "$MD"
 fi
@@ -211,11 +211,12 @@ else
     }
     ok=$(col 'SuccessfulCall(C)')
     fail=$(col 'FailedCall(C)')
+    retr=$(col 'Retransmissions(C)')
     {
       echo "### SIPp: $n digest registrations at $rate/s"
       echo
       echo "\`sipp -sf $scen -inf agents.csv -r $rate -m $n -l 5000 127.0.0.1:$SIP_PORT\` (load on CPU $LOAD_CPUS)  "
-      echo "Successful: ${ok:-?}, failed: ${fail:-?}; engine CPU $(( (c1 - c0) / 1000 / (n > 0 ? n : 1) )) µs per registration (schedstat, incl. SIPp's retransmissions if any)."
+      echo "Successful: ${ok:-?}, failed: ${fail:-?}, SIPp retransmissions: ${retr:-?} (SIPp resends after 500 ms; cc-bench never resends, so a datagram lost anywhere is a cc-bench failure); engine CPU $(( (c1 - c0) / 1000 / (n > 0 ? n : 1) )) µs per registration (schedstat, incl. SIPp's retransmissions if any)."
       echo
     } >> "$MD"
   done
