@@ -339,10 +339,7 @@ pub fn agents_report(
     let path = state_dir.join(DB_FILE);
     let mut bindings = if path.exists() {
         // Fails with DatabaseAlreadyOpen while the engine runs; the message says which file.
-        let db = ReadOnlyDatabase::open(&path)
-            .ctx("open database read-only (is the engine running?)", &path)?;
-        let tx = db.begin_read().ctx("begin read transaction", &path)?;
-        read_bindings(&tx, &path)?
+        with_report_tx(&path, |tx| read_bindings(tx, &path))?
     } else {
         Vec::new()
     };
@@ -443,10 +440,26 @@ pub fn cdrs_report(state_dir: &Path, since_ms: Option<u64>) -> Result<Vec<Value>
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let db = ReadOnlyDatabase::open(&path).ctx("open database read-only (is the engine running?)", &path)?;
-    let tx = db.begin_read().ctx("begin read transaction", &path)?;
-    let cdrs = read_cdrs(&tx, &path, since_ms)?;
+    let cdrs = with_report_tx(&path, |tx| read_cdrs(tx, &path, since_ms))?;
     Ok(cdrs.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect())
+}
+
+/// Runs `f` in a read transaction of the stopped engine's database. After a
+/// crash (`kill -9`) redb wants a repair, which a read-only open cannot do;
+/// the read-write open does it, and still fails while the engine runs
+/// because the engine holds the file lock.
+fn with_report_tx<R>(
+    path: &Path,
+    f: impl Fn(&redb::ReadTransaction) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    match ReadOnlyDatabase::open(path) {
+        Ok(db) => f(&db.begin_read().ctx("begin read transaction", path)?),
+        Err(redb::DatabaseError::RepairAborted) => {
+            let db = Database::open(path).ctx("open database to repair it after a crash", path)?;
+            f(&db.begin_read().ctx("begin read transaction", path)?)
+        }
+        Err(e) => Err(e).ctx("open database read-only (is the engine running?)", path),
+    }
 }
 
 /// What a `GroupCommit` can buffer: registrar `Change`s alone (the

@@ -3,6 +3,7 @@
 //! Everything protocol-shaped lives in the sans-IO modules (`sip`, `acd`);
 //! this module only moves bytes and messages between them and the world.
 
+mod core;
 mod messages;
 pub mod notify;
 mod register;

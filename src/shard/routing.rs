@@ -44,7 +44,10 @@ fn now_ms() -> u64 {
 struct State {
     registrar: Registrar,
     router: Router,
-    store: Store,
+    /// `None` once closed at shutdown: the detached tasks that share this
+    /// state may outlive the executor's main future, and redb marks a
+    /// database that is never dropped as needing repair.
+    store: Option<Store>,
     /// Changes decided but not yet committed.
     pending: GroupCommit<StoreOp>,
     /// Decisions waiting to be sent: (shard, message).
@@ -158,7 +161,10 @@ impl State {
         if self.pending.is_empty() {
             return;
         }
-        match self.pending.flush(&self.store) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        match self.pending.flush(store) {
             Ok(_) => self.commits += 1,
             Err(e) => {
                 self.commit_errors += 1;
@@ -269,7 +275,7 @@ pub async fn run(ctx: Context) {
     let mut state = State {
         registrar,
         router,
-        store,
+        store: Some(store),
         pending: GroupCommit::new(cfg.engine.group_commit_ms, 4096),
         outbox: Vec::new(),
         registers: [0; 10],
@@ -366,8 +372,11 @@ pub async fn run(ctx: Context) {
         samples
     })
     .await;
-    // Shutdown: whatever is decided reaches the disk before we return.
-    state.borrow_mut().commit();
+    // Shutdown: whatever is decided reaches the disk, and the database is
+    // closed, before we return.
+    let mut s = state.borrow_mut();
+    s.commit();
+    drop(s.store.take());
     tracing::debug!("routing shard stopped");
 }
 

@@ -16,6 +16,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::messages::{Forwarded, FromRouting, ToRouting};
 use super::{notify, routing, signalling, signals};
 use crate::acd::{Store, StoreError};
+use crate::call::HoldLibrary;
+use crate::media::{RelayConfig, RelayHandle};
 use crate::config::Config;
 use crate::mgmt::{self, Board};
 
@@ -39,6 +41,12 @@ pub enum RunError {
     Executor { name: String, reason: String },
     #[error("executor {0} did not become ready within {START_TIMEOUT:?}")]
     StartTimeout(String),
+    #[error("cannot start the RTP relay of shard {shard} (ports {range}): {source}")]
+    Relay { shard: u16, range: String, source: std::io::Error },
+    #[error("media.rtp_port_min..rtp_port_max has no port pair for shard {0}")]
+    NoPorts(u16),
+    #[error("hold audio of queue {queue}: {reason}")]
+    HoldAudio { queue: String, reason: String },
 }
 
 /// Everything an executor shares with the main thread.
@@ -99,6 +107,28 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         })?);
     }
 
+    let hold = load_hold_audio(&cfg)?;
+    let ranges = crate::media::ports::split_range(cfg.media.rtp_port_min, cfg.media.rtp_port_max, shards as usize);
+    let mut relays = Vec::with_capacity(shards as usize);
+    for (i, range) in ranges.into_iter().enumerate() {
+        if range.pairs() == 0 {
+            return Err(RunError::NoPorts(i as u16));
+        }
+        let rc = RelayConfig {
+            bind_ip: cfg.media.address,
+            range,
+            // Same CPU as its shard: the shard's control messages and the
+            // relay's packets stay in one core's cache.
+            cpu: (cfg.engine.pin_cpus && !cpus.is_empty()).then(|| cpus[i % cpus.len()]),
+            ..RelayConfig::default()
+        };
+        let relay = RelayHandle::spawn(rc).map_err(|source| RunError::Relay {
+            shard: i as u16,
+            range: range.to_string(),
+            source,
+        })?;
+        relays.push(relay);
+    }
     let (ready_tx, ready_rx) = mpsc::channel();
     let (exited_tx, exited_rx) = mpsc::channel();
     let shared = Shared {
@@ -168,8 +198,9 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             .map_err(|e| RunError::Executor { name: name.clone(), reason: e.to_string() })?;
         handles.push(h);
     }
-    for (i, ((sock, to_r), (from_r, (m_tx, m_rx)))) in sockets
+    for (i, (((sock, relay), to_r), (from_r, (m_tx, m_rx)))) in sockets
         .into_iter()
+        .zip(relays)
         .zip(to_routing_tx)
         .zip(from_routing_rx.into_iter().zip(mesh_tx.into_iter().zip(mesh_rx)))
         .enumerate()
@@ -180,6 +211,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             shards,
             cfg: cfg.clone(),
             socket: sock,
+            relay,
+            hold: hold.clone(),
             to_routing: to_r,
             from_routing: from_r,
             mesh_tx: m_tx,
@@ -277,4 +310,20 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let _ = s.set_send_buffer_size(4 << 20);
     s.bind(&addr.into())?;
     Ok(s)
+}
+
+/// Hold audio for every queue that names a file, plus the generated default
+/// tone for the others. Read once at start: a bad file stops the engine
+/// here rather than leaving callers in silence.
+fn load_hold_audio(cfg: &Config) -> Result<HoldLibrary, RunError> {
+    let mut lib = HoldLibrary::default();
+    lib.insert("", &crate::media::wav::default_hold_pcm());
+    for q in &cfg.queues {
+        if let Some(path) = &q.hold_audio {
+            let pcm = crate::media::wav::load(path)
+                .map_err(|e| RunError::HoldAudio { queue: q.name.clone(), reason: e.to_string() })?;
+            lib.insert(&q.name, &pcm);
+        }
+    }
+    Ok(lib)
 }
