@@ -40,6 +40,9 @@ else
   LOAD_CPUS=0
 fi
 
+# RTP relay ports 10000-60999: room for 10,000 waiting calls and for the
+# quarantine of released ports; cc-bench binds its own sockets above the
+# ephemeral range (61000+), so it never takes one of them.
 # Bench config: agents agent0001… (password pw-agent0001…) serving queue
 # `support` (answered at once, no wrap-up); queue `waiting` answers 180
 # and has no agents, for the waiting-calls memory run.
@@ -68,8 +71,8 @@ algorithms = ["MD5", "SHA-256"]
 
 [media]
 address = "127.0.0.1"
-rtp_port_min = 20000
-rtp_port_max = 59999
+rtp_port_min = 10000
+rtp_port_max = 60999
 codecs = ["PCMU", "PCMA", "telephone-event"]
 media_timeout_s = 60
 

@@ -132,7 +132,7 @@ impl Worker {
         self.send_sip(sock, msg.as_bytes(), self.p.engine);
         self.stats.inc("calls attempted", 1);
         self.events.push(Event::CustInvite { token, t });
-        self.live_tokens.insert(token);
+        self.live_tokens.insert(token, cid.clone());
         self.sh.active_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.sh.open_legs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let customer_hangs_up = self.p.wait_only || n % 2 == 0;
@@ -241,8 +241,19 @@ impl Worker {
                         }
                     }
                     if hangs {
-                        let extra = if self.p.wait_only { 0 } else { self.p.answer_delay_ns };
-                        self.arm(ts + extra + self.p.talk_ns, Timer::CustHangup(cid));
+                        // Without RTP the customer cannot tell when the agent
+                        // answered: it hangs up --talk after 200 (+ the
+                        // agent's answer delay). With RTP it hangs up --talk
+                        // after it first hears the agent (relay.rs), and this
+                        // timer only ends a call no agent ever took.
+                        let at = if self.p.wait_only {
+                            ts + self.p.talk_ns
+                        } else if self.p.rtp {
+                            ts + self.p.timeout_ns + self.p.answer_delay_ns + self.p.talk_ns
+                        } else {
+                            ts + self.p.answer_delay_ns + self.p.talk_ns
+                        };
+                        self.arm(at, Timer::CustHangup(cid));
                     }
                     return;
                 }

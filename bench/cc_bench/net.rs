@@ -100,6 +100,26 @@ impl RecvBatch {
 }
 
 impl Sock {
+    /// Binds a port above the kernel's ephemeral range (61000–65535 by
+    /// default), so the bench never takes a port the engine's RTP relay
+    /// range (and anyone's ephemeral sockets) may need. Falls back to any
+    /// port when that range is full.
+    pub fn bind_high(ip: std::net::IpAddr) -> io::Result<Sock> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let lo = high_range_start();
+        let span = 65536 - lo as u32;
+        let seed = std::process::id().wrapping_mul(2654435761);
+        for _ in 0..span {
+            let k = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = lo as u32 + (seed.wrapping_add(k)) % span;
+            if let Ok(s) = Sock::bind(SocketAddr::new(ip, port as u16)) {
+                return Ok(s);
+            }
+        }
+        Sock::bind(SocketAddr::new(ip, 0))
+    }
+
     /// Binds `addr` (port 0 = any) with a large receive buffer and kernel
     /// receive timestamps, non-blocking.
     pub fn bind(addr: SocketAddr) -> io::Result<Sock> {
@@ -171,6 +191,15 @@ impl Sock {
         b.n = n as usize;
         Ok(b.n)
     }
+}
+
+/// First port above the ephemeral range (`ip_local_port_range`).
+fn high_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()))
+        .map(|hi| (hi + 1).min(65000) as u16)
+        .unwrap_or(61000)
 }
 
 /// Waits until one of `fds` is readable or `timeout_ns` passes.

@@ -130,6 +130,9 @@ impl Worker {
                     let Some((dir, token, akey, seq, sent)) = parse(d.data) else {
                         if agent_side {
                             self.stats.inc("non-bench RTP at agent", 1);
+                            if std::env::var_os("CC_BENCH_TRACE").is_some() {
+                                eprintln!("non-bench RTP at agent from {}: {} bytes {:02x?}", d.from, d.data.len(), &d.data[..d.data.len().min(20)]);
+                            }
                         } else {
                             self.stats.inc("hold audio packets", 1);
                             self.sh.hold_rx.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +145,7 @@ impl Worker {
                         self.stats.fail("rtp misrouted (arrived at the sending side)");
                         continue;
                     }
-                    let mine = if agent_side { self.agent_tokens.contains(&token) } else { self.live_tokens.contains(&token) };
+                    let mine = if agent_side { self.agent_tokens.contains(&token) } else { self.live_tokens.contains_key(&token) };
                     if !mine && token != 0 {
                         self.stats.inc("rtp for a call this side no longer holds", 1);
                         continue;
@@ -150,6 +153,14 @@ impl Worker {
                     self.stats.record("relay", ts.saturating_sub(sent));
                     if dir == 1 && self.heard_agent.insert(akey) {
                         self.events.push(Event::FirstAgentRtp { akey, t: ts });
+                        // The customer talks for --talk from when it hears
+                        // the agent (with answer = "immediate" the 200 came
+                        // long before, while it was on hold).
+                        if let Some(cid) = self.live_tokens.get(&token).cloned() {
+                            if self.cust.get(&cid).is_some_and(|c| c.customer_hangs_up && c.state == crate::calls::CState::Up) {
+                                self.arm(ts + self.p.talk_ns, Timer::CustHangup(cid));
+                            }
+                        }
                     }
                     let key = (dir, if dir == 1 { akey } else { token });
                     let r = self.rx.entry(key).or_insert_with(|| RxStream { first: seq, max: seq, ..Default::default() });

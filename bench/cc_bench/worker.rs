@@ -121,7 +121,7 @@ pub struct Worker {
     pub rx: HashMap<(u8, u64), crate::relay::RxStream>,
     pub heard_agent: HashSet<u64>,
     /// Tokens of customer calls alive here / of agent legs alive here.
-    pub live_tokens: HashSet<u64>,
+    pub live_tokens: HashMap<u64, String>,
     pub agent_tokens: HashSet<u64>,
     pub seq: u64,
     pub unregistering: bool,
@@ -130,10 +130,9 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(id: usize, p: Arc<Params>, sh: Arc<Shared>) -> std::io::Result<Worker> {
-        let any = SocketAddr::new(p.local_ip, 0);
         let mut sip = Vec::new();
         for _ in 0..p.sockets_per_worker.max(1) {
-            sip.push(Sock::bind(any)?);
+            sip.push(Sock::bind_high(p.local_ip)?);
         }
         let mut agents = Vec::new();
         let mut by_user = HashMap::new();
@@ -155,8 +154,8 @@ impl Worker {
             id,
             sh,
             sip,
-            rtp_cust: Sock::bind(any)?,
-            rtp_agent: Sock::bind(any)?,
+            rtp_cust: Sock::bind_high(p.local_ip)?,
+            rtp_agent: Sock::bind_high(p.local_ip)?,
             batch: RecvBatch::new(),
             stats: Stats::default(),
             events: Vec::new(),
@@ -172,7 +171,7 @@ impl Worker {
             streams: Vec::new(),
             rx: HashMap::new(),
             heard_agent: HashSet::new(),
-            live_tokens: HashSet::new(),
+            live_tokens: HashMap::new(),
             agent_tokens: HashSet::new(),
             seq: 0,
             unregistering: false,
