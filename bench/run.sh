@@ -102,12 +102,19 @@ gen_config "$AGENTS" > "$OUT/bench.toml"
   done
 } > "$OUT/agents.csv"
 
+# As systemd/cc-engine.service (LimitNOFILE=1048576): a call holds up to
+# four relay sockets, so 10,000 waiting calls need more than the shell's
+# default limit.
+ulimit -n 1048576 2> /dev/null || ulimit -n "$(ulimit -Hn)" || true
+
 ENGINE_PID=
+ENGINE_RUNS=0
 start_engine() {
   rm -rf "$OUT/state"
+  ENGINE_RUNS=$((ENGINE_RUNS + 1))
   taskset -c "$ENGINE_CPUS" "$ENGINE_BIN" --config "$OUT/bench.toml" \
     --listen "127.0.0.1:$SIP_PORT" --state-dir "$OUT/state" \
-    --mgmt "127.0.0.1:$MGMT_PORT" --shards "$SHARDS" > "$OUT/engine.log" 2>&1 &
+    --mgmt "127.0.0.1:$MGMT_PORT" --shards "$SHARDS" > "$OUT/engine-$ENGINE_RUNS.log" 2>&1 &
   ENGINE_PID=$!
   for _ in $(seq 100); do
     if sipsak -s "sip:127.0.0.1:$SIP_PORT" > /dev/null 2>&1; then return 0; fi
@@ -136,7 +143,9 @@ bench() { # title, timeout seconds, cc-bench args…
   echo "## cc-bench"
   echo
   echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), kernel $(uname -r)."
-  echo "Engine \`--shards $SHARDS\` pinned to CPU $ENGINE_CPUS, load (cc-bench, SIPp) on CPU $LOAD_CPUS."
+  echo "Engine \`--shards $SHARDS\` pinned to CPU $ENGINE_CPUS (open files limit $(ulimit -n), as the systemd unit), load (cc-bench, SIPp) on CPU $LOAD_CPUS."
+  echo "Machine load average when the suite started: $(cut -d' ' -f1-3 /proc/loadavg) (a shared VM: other builds and benchmarks ran at the same time; tails are noisy)."
+  echo "The engine is restarted (fresh state) before each memory figure, so RSS per call is measured from that engine's own baseline."
   echo "Latency: kernel receive timestamps (SO_TIMESTAMPNS) minus send time, µs. Engine CPU: /proc/PID/task/*/schedstat over the measured run, divided by the operations."
   echo "Per-run JSON, .hgrm and SVG files: \`$OUT/\` (not committed)."
   echo
@@ -184,6 +193,8 @@ else
       --json "$OUT/find-max.json" --md "$MD" --title "find-max (5 s steps, talk 1 s, x1.5)" || true
     bench "RTP relay: 200 streams x 50 pps both ways" 90 relay --streams 200 --pps 50 --duration 10 \
       --json "$OUT/relay-200.json" --hgrm-dir "$OUT/relay-200" --svg "$OUT/relay-200.svg" --quiet
+    stop_engine
+    start_engine
     bench "1,000 bridged calls with RTP (RSS per call)" 120 relay --streams 1000 --pps 50 --duration 10 --setup-rate 200 \
       --json "$OUT/relay-1000.json" --quiet
     # Memory: 10,000 calls waiting at once in an on-agent queue (180).

@@ -271,14 +271,32 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
         engine.insert("cpu_ms".into(), json!(cpu as f64 / 1e6));
         // Where the time went, per engine thread (name/tid: ms).
         let mut per = serde_json::Map::new();
+        let (mut media_ns, mut sig_ns) = (0u64, 0u64);
         for (tid, comm, ns) in &threads1 {
             let before = threads0.iter().find(|t| t.0 == *tid).map(|t| t.2).unwrap_or(0);
             let d = ns.saturating_sub(before);
+            if comm.starts_with("media") {
+                media_ns += d;
+            } else {
+                sig_ns += d;
+            }
             if d > 0 {
                 per.insert(format!("{comm}/{tid}"), json!((d as f64 / 1e4).round() / 100.0));
             }
         }
         engine.insert("cpu_ms_by_thread".into(), Value::Object(per));
+        if mode == Mode::Calls {
+            // Split by thread name: media-relay threads vs the rest
+            // (signalling shards, routing, management).
+            let calls = stats.get("calls attempted");
+            let pkts = stats.get("rtp received") + stats.get("hold audio packets");
+            if calls > 0 {
+                engine.insert("cpu_us_per_call_without_media_threads".into(), json!(sig_ns as f64 / 1000.0 / calls as f64));
+            }
+            if pkts > 0 && media_ns > 0 {
+                engine.insert("media_thread_cpu_us_per_packet_received".into(), json!(media_ns as f64 / 1000.0 / pkts as f64));
+            }
+        }
         engine.insert("cpu_share_of_one_core".into(), json!(cpu as f64 / (t_end - t0) as f64));
         if let (Some(i0), Some(i1)) = (idle0, idle1) {
             engine.insert("idle_cpu_us_per_s".into(), json!((i1.cpu_ns - i0.cpu_ns) as f64 / 1000.0 / 0.3));
@@ -580,12 +598,13 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
         );
         for st in &steps {
             md.push_str(&format!(
-                "- {:.1}/s: failures {}, INVITE->200 p99 {} us, INVITE->agent INVITE p99 {} us, engine CPU {} us/call\n",
+                "- {:.1}/s: failures {}, INVITE->200 p99 {:.1} ms, INVITE->agent INVITE p99 {:.1} ms, engine CPU {:.0} µs/call ({:.0} µs without media threads)\n",
                 st["rate"].as_f64().unwrap_or(0.0),
                 st["failures_total"],
-                st["histograms"]["invite_200"]["p99_us"],
-                st["histograms"]["invite_agent_invite"]["p99_us"],
-                st["engine"]["cpu_us_per_call"]
+                st["histograms"]["invite_200"]["p99_us"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+                st["histograms"]["invite_agent_invite"]["p99_us"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+                st["engine"]["cpu_us_per_call"].as_f64().unwrap_or(f64::NAN),
+                st["engine"]["cpu_us_per_call_without_media_threads"].as_f64().unwrap_or(f64::NAN)
             ));
         }
         md.push('\n');

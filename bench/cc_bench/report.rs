@@ -121,7 +121,7 @@ pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
     }
     let fails: Vec<String> = s.fail.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "Failures: {}{}  ", s.failures(), if fails.is_empty() { String::new() } else { format!(" ({})", fails.join(", ")) });
-    let pick = ["achieved_registrations_per_s", "achieved_calls_per_s", "cpu_us_per_registration", "cpu_us_per_REGISTER_request", "cpu_us_per_call", "cpu_share_of_one_core", "idle_cpu_us_per_s", "peak_concurrent_calls", "peak_bridged_calls", "rss_base_kib", "rss_peak_kib", "rss_kib_per_concurrent_call"];
+    let pick = ["achieved_registrations_per_s", "achieved_calls_per_s", "cpu_us_per_registration", "cpu_us_per_REGISTER_request", "cpu_us_per_call", "cpu_us_per_call_without_media_threads", "media_thread_cpu_us_per_packet_received", "cpu_share_of_one_core", "idle_cpu_us_per_s", "peak_concurrent_calls", "peak_bridged_calls", "rss_base_kib", "rss_peak_kib", "rss_kib_per_concurrent_call"];
     let mut parts = Vec::new();
     for k in pick {
         if let Some(v) = engine.get(k) {
