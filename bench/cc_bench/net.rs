@@ -150,6 +150,52 @@ impl Sock {
         self.sock.send_to(data, to)
     }
 
+    /// Sends `pkts[i]` to `dsts[i]` with sendmmsg (one syscall per 64).
+    /// Returns how many were handed to the kernel.
+    pub fn send_batch(&self, pkts: &[Vec<u8>], dsts: &[SocketAddr]) -> usize {
+        let mut sent = 0;
+        for (pc, dc) in pkts.chunks(64).zip(dsts.chunks(64)) {
+            let mut addrs: Vec<libc::sockaddr_in> = dc
+                .iter()
+                .map(|d| {
+                    let mut a: libc::sockaddr_in = unsafe { zeroed() };
+                    a.sin_family = libc::AF_INET as libc::sa_family_t;
+                    a.sin_port = d.port().to_be();
+                    if let std::net::IpAddr::V4(v4) = d.ip() {
+                        a.sin_addr.s_addr = u32::from(v4).to_be();
+                    }
+                    a
+                })
+                .collect();
+            let mut iov: Vec<libc::iovec> = pc
+                .iter()
+                .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+                .collect();
+            let mut hdrs: Vec<libc::mmsghdr> = (0..pc.len())
+                .map(|i| {
+                    let mut h: libc::mmsghdr = unsafe { zeroed() };
+                    h.msg_hdr.msg_name = &mut addrs[i] as *mut _ as *mut libc::c_void;
+                    h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                    h.msg_hdr.msg_iov = &mut iov[i];
+                    h.msg_hdr.msg_iovlen = 1;
+                    h
+                })
+                .collect();
+            let mut off = 0;
+            while off < hdrs.len() {
+                let n = unsafe {
+                    libc::sendmmsg(self.sock.as_raw_fd(), hdrs[off..].as_mut_ptr(), (hdrs.len() - off) as libc::c_uint, 0)
+                };
+                if n <= 0 {
+                    break;
+                }
+                off += n as usize;
+            }
+            sent += off;
+        }
+        sent
+    }
+
     /// Receives up to [`BATCH`] datagrams without blocking; 0 when none.
     pub fn recv_batch(&self, b: &mut RecvBatch) -> io::Result<usize> {
         for i in 0..BATCH {

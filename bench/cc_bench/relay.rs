@@ -32,7 +32,6 @@ pub struct Stream {
     pub token: u64,
     pub akey: u64,
     pub active: bool,
-    pub interval: u64,
 }
 
 #[derive(Default)]
@@ -82,37 +81,77 @@ pub fn parse(d: &[u8]) -> Option<(u8, u64, u64, u32, u64)> {
 }
 
 impl Worker {
+    /// Starts a stream: its first packet leaves now (so "agent 200 →
+    /// customer hears agent" starts at the 200), the next ones on the 1 ms
+    /// tick of its wheel slot, every round(1000 / pps) ms.
     pub fn start_stream(&mut self, dst: SocketAddr, from_agent: bool, token: u64, akey: u64) -> usize {
         let i = self.streams.len();
         let ssrc = (token as u32) ^ (akey as u32).rotate_left(16) ^ (from_agent as u32) << 31;
         let interval = 1_000_000_000 / self.p.pps.max(1) as u64;
-        self.streams.push(Stream { dst, from_agent, ssrc, seq: 0, token, akey, active: true, interval });
-        self.arm(now_ns(), Timer::Rtp(i));
+        self.streams.push(Stream { dst, from_agent, ssrc, seq: 0, token, akey, active: true });
+        if self.wheel.is_empty() {
+            let len = ((interval as f64 / 1e6).round() as usize).max(1);
+            self.wheel = vec![Vec::new(); len];
+        }
+        let now = now_ns();
+        self.send_one(i, now);
+        // Same phase as now: the next packet is one interval later.
+        let slot = (now / 1_000_000) as usize % self.wheel.len();
+        self.wheel[slot].push(i);
+        if !self.wheel_armed {
+            self.wheel_armed = true;
+            self.arm((now / 1_000_000 + 1) * 1_000_000, Timer::RtpTick);
+        }
         i
     }
 
-    pub(crate) fn on_rtp_timer(&mut self, at: u64, i: usize) {
+    fn send_one(&mut self, i: usize, t: u64) {
         let s = &mut self.streams[i];
-        if !s.active {
-            return;
-        }
-        let t = now_ns();
         packet(&mut self.tx_buf, s, t);
         s.seq += 1;
-        let (dst, interval, from_agent) = (s.dst, s.interval, s.from_agent);
-        let sock = if from_agent { &self.rtp_agent } else { &self.rtp_cust };
-        if sock.send_to(&self.tx_buf, dst).is_err() {
+        let sock = if s.from_agent { &self.rtp_agent } else { &self.rtp_cust };
+        if sock.send_to(&self.tx_buf, s.dst).is_err() {
             self.stats.inc("rtp send errors", 1);
         }
         self.stats.inc("rtp sent", 1);
-        // Keep the cadence; if the worker fell more than 100 ms behind,
-        // say so and skip ahead instead of bursting.
-        let mut next = at + interval;
-        if t > next + 100_000_000 {
-            self.stats.inc("rtp send slots skipped (bench overloaded)", 1);
-            next = t + interval;
+    }
+
+    pub(crate) fn on_rtp_tick(&mut self, at: u64) {
+        let now = now_ns();
+        let mut at = at;
+        if now > at + 100_000_000 {
+            // Fell behind by more than 100 ms: say so, skip to now instead
+            // of bursting.
+            self.stats.inc("rtp ticks skipped (bench overloaded)", (now - at) / 1_000_000);
+            at = now / 1_000_000 * 1_000_000;
         }
-        self.arm(next, Timer::Rtp(i));
+        let slot = (at / 1_000_000) as usize % self.wheel.len();
+        let mut ids = std::mem::take(&mut self.wheel[slot]);
+        ids.retain(|&i| self.streams[i].active);
+        let mut pk: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+        let mut dst: [Vec<SocketAddr>; 2] = [Vec::new(), Vec::new()];
+        let t = now_ns();
+        for &i in &ids {
+            let s = &mut self.streams[i];
+            let mut b = Vec::with_capacity(12 + PAYLOAD);
+            packet(&mut b, s, t);
+            s.seq += 1;
+            let k = s.from_agent as usize;
+            pk[k].push(b);
+            dst[k].push(s.dst);
+        }
+        let n = (pk[0].len() + pk[1].len()) as u64;
+        let sent = self.rtp_cust.send_batch(&pk[0], &dst[0]) + self.rtp_agent.send_batch(&pk[1], &dst[1]);
+        self.stats.inc("rtp sent", n);
+        if (sent as u64) < n {
+            self.stats.inc("rtp send errors", n - sent as u64);
+        }
+        self.wheel[slot] = ids;
+        if self.wheel.iter().any(|w| !w.is_empty()) {
+            self.arm(at + 1_000_000, Timer::RtpTick);
+        } else {
+            self.wheel_armed = false;
+        }
     }
 
     pub(crate) fn poll_rtp(&mut self) {
@@ -199,7 +238,7 @@ mod tests {
 
     #[test]
     fn packet_round_trip() {
-        let s = Stream { dst: "127.0.0.1:1".parse().unwrap(), from_agent: true, ssrc: 7, seq: 42, token: 9, akey: 11, active: true, interval: 1 };
+        let s = Stream { dst: "127.0.0.1:1".parse().unwrap(), from_agent: true, ssrc: 7, seq: 42, token: 9, akey: 11, active: true };
         let mut b = Vec::new();
         packet(&mut b, &s, 123456789);
         assert_eq!(b.len(), 172);

@@ -86,7 +86,8 @@ pub enum Timer {
     AgentAnswer(String),
     AgentHangup(String),
     AgentByeTimeout(String),
-    Rtp(usize),
+    /// 1 ms tick of the RTP timing wheel (relay.rs).
+    RtpTick,
 }
 
 pub struct Agent {
@@ -118,6 +119,10 @@ pub struct Worker {
     pub cust: HashMap<String, crate::calls::CustCall>,
     pub acalls: HashMap<String, crate::calls::AgentCall>,
     pub streams: Vec<crate::relay::Stream>,
+    /// RTP timing wheel: slot k (1 ms each) holds the streams that send at
+    /// k, k + len, k + 2·len… ms; one sendmmsg per socket per tick.
+    pub wheel: Vec<Vec<usize>>,
+    pub wheel_armed: bool,
     pub rx: HashMap<(u8, u64), crate::relay::RxStream>,
     pub heard_agent: HashSet<u64>,
     /// Tokens of customer calls alive here / of agent legs alive here.
@@ -169,6 +174,8 @@ impl Worker {
             cust: HashMap::new(),
             acalls: HashMap::new(),
             streams: Vec::new(),
+            wheel: Vec::new(),
+            wheel_armed: false,
             rx: HashMap::new(),
             heard_agent: HashSet::new(),
             live_tokens: HashMap::new(),
@@ -312,7 +319,7 @@ impl Worker {
             Timer::AgentAnswer(c) => self.on_agent_answer(&c),
             Timer::AgentHangup(c) => self.on_agent_hangup(&c),
             Timer::AgentByeTimeout(c) => self.on_agent_bye_timeout(&c),
-            Timer::Rtp(i) => self.on_rtp_timer(at, i),
+            Timer::RtpTick => self.on_rtp_tick(at),
         }
     }
 }
