@@ -26,11 +26,19 @@ const BENCH: &str = env!("CARGO_BIN_EXE_cc-bench");
 const ENGINE: &str = env!("CARGO_BIN_EXE_cc-engine");
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Engine {
@@ -66,16 +74,30 @@ fn bench_config(n: usize, answer: &str) -> String {
 }
 
 fn start_engine(agents: usize, answer: &str) -> Engine {
-    let dir = std::env::temp_dir().join(format!("cc-bench-smoke-{}-{}", std::process::id(), free_udp_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "cc-bench-smoke-{}-{}",
+        std::process::id(),
+        free_udp_port()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bench.toml");
     std::fs::write(&cfg, bench_config(agents, answer)).unwrap();
     let port = free_udp_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Command::new(ENGINE)
-        .args(["--config", cfg.to_str().unwrap(), "--listen", &addr.to_string()])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+        ])
         .args(["--state-dir", dir.join("state").to_str().unwrap()])
-        .args(["--mgmt", &format!("127.0.0.1:{}", free_tcp_port()), "--shards", "1"])
+        .args([
+            "--mgmt",
+            &format!("127.0.0.1:{}", free_tcp_port()),
+            "--shards",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -87,7 +109,8 @@ fn start_engine(agents: usize, answer: &str) -> Engine {
 /// Waits until the engine answers OPTIONS (bounded).
 fn wait_options(addr: SocketAddr) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let local = s.local_addr().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -108,12 +131,24 @@ fn wait_options(addr: SocketAddr) {
 }
 
 /// Runs cc-bench (bounded in time) and returns its JSON and exit code.
-fn bench(args: &[&str], engine: &Engine, target: SocketAddr, json: &Path) -> (serde_json::Value, i32) {
+fn bench(
+    args: &[&str],
+    engine: &Engine,
+    target: SocketAddr,
+    json: &Path,
+) -> (serde_json::Value, i32) {
     bench_pid(args, Some(engine.child.id()), target, json)
 }
 
-fn bench_pid(args: &[&str], pid: Option<u32>, target: SocketAddr, json: &Path) -> (serde_json::Value, i32) {
-    let pid_args: Vec<String> = pid.map(|p| vec!["--engine-pid".to_string(), p.to_string()]).unwrap_or_default();
+fn bench_pid(
+    args: &[&str],
+    pid: Option<u32>,
+    target: SocketAddr,
+    json: &Path,
+) -> (serde_json::Value, i32) {
+    let pid_args: Vec<String> = pid
+        .map(|p| vec!["--engine-pid".to_string(), p.to_string()])
+        .unwrap_or_default();
     let mut child = Command::new(BENCH)
         .args(args)
         .args(["--engine", &target.to_string()])
@@ -134,7 +169,10 @@ fn bench_pid(args: &[&str], pid: Option<u32>, target: SocketAddr, json: &Path) -
         std::thread::sleep(Duration::from_millis(50));
     };
     let text = std::fs::read_to_string(json).expect("cc-bench wrote its JSON");
-    (serde_json::from_str(&text).unwrap(), status.code().unwrap_or(-1))
+    (
+        serde_json::from_str(&text).unwrap(),
+        status.code().unwrap_or(-1),
+    )
 }
 
 fn hist_count(j: &serde_json::Value, k: &str) -> u64 {
@@ -145,17 +183,38 @@ fn hist_count(j: &serde_json::Value, k: &str) -> u64 {
 fn register_smoke() {
     let e = start_engine(20, "immediate");
     let json = e.dir.join("register.json");
-    let (j, code) = bench(&["register", "--agents", "20", "--rate", "40", "--duration", "2", "--workers", "2"], &e, e.addr, &json);
+    let (j, code) = bench(
+        &[
+            "register",
+            "--agents",
+            "20",
+            "--rate",
+            "40",
+            "--duration",
+            "2",
+            "--workers",
+            "2",
+        ],
+        &e,
+        e.addr,
+        &json,
+    );
     assert_eq!(j["failures_total"], 0, "{j:#}");
     assert_eq!(code, 0);
-    assert_eq!(j["counts"]["registrations"], 80, "open loop: 40/s for 2 s, {j:#}");
+    assert_eq!(
+        j["counts"]["registrations"], 80,
+        "open loop: 40/s for 2 s, {j:#}"
+    );
     for k in ["register_rtt", "registration"] {
         assert!(hist_count(&j, k) > 0, "histogram {k} empty: {j:#}");
         assert!(j["histograms"][k]["p50_us"].as_f64().unwrap() > 0.0);
     }
     // 401 + 200 per registration.
     assert_eq!(hist_count(&j, "register_rtt"), 160);
-    assert!(j["engine"]["cpu_us_per_registration"].as_f64().unwrap() > 0.0, "{j:#}");
+    assert!(
+        j["engine"]["cpu_us_per_registration"].as_f64().unwrap() > 0.0,
+        "{j:#}"
+    );
     assert!(j["engine"]["rss_base_kib"].as_u64().unwrap() > 0);
     assert_eq!(j["engine"]["shards"], "1");
 }
@@ -165,10 +224,29 @@ fn unknown_agent_registrations_are_counted_exactly() {
     // agent0003 does not exist in a 2-agent config: its REGISTERs get 404.
     let e = start_engine(2, "immediate");
     let json = e.dir.join("reg404.json");
-    let (j, code) = bench(&["register", "--agents", "3", "--rate", "30", "--duration", "1", "--workers", "1"], &e, e.addr, &json);
+    let (j, code) = bench(
+        &[
+            "register",
+            "--agents",
+            "3",
+            "--rate",
+            "30",
+            "--duration",
+            "1",
+            "--workers",
+            "1",
+        ],
+        &e,
+        e.addr,
+        &json,
+    );
     assert_eq!(code, 1);
     // 30 operations round-robin over 3 agents: exactly 10 for agent0003.
-    assert_eq!(j["failures"], serde_json::json!({"REGISTER 404": 10}), "{j:#}");
+    assert_eq!(
+        j["failures"],
+        serde_json::json!({"REGISTER 404": 10}),
+        "{j:#}"
+    );
     assert_eq!(j["counts"]["registrations"], 20);
 }
 
@@ -189,8 +267,11 @@ impl Drop for LossyLink {
 fn lossy_link(engine: SocketAddr, nth: u64) -> LossyLink {
     let front = UdpSocket::bind("127.0.0.1:0").unwrap();
     let back = UdpSocket::bind("127.0.0.1:0").unwrap();
-    front.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-    back.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    front
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    back.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
     let addr = front.local_addr().unwrap();
     let dropped = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -204,7 +285,7 @@ fn lossy_link(engine: SocketAddr, nth: u64) -> LossyLink {
                 client = Some(from);
                 if b[..n].starts_with(b"INVITE ") {
                     invites += 1;
-                    if invites % nth == 0 {
+                    if invites.is_multiple_of(nth) {
                         d.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
@@ -218,7 +299,11 @@ fn lossy_link(engine: SocketAddr, nth: u64) -> LossyLink {
             }
         }
     });
-    LossyLink { addr, dropped, stop }
+    LossyLink {
+        addr,
+        dropped,
+        stop,
+    }
 }
 
 #[test]
@@ -229,7 +314,23 @@ fn rejected_and_dropped_calls_are_counted_exactly() {
     // 20 calls/s for 2 s to a queue that does not exist: the engine answers
     // 404; the link drops calls 4, 8, 12… before the engine sees them.
     let (j, code) = bench(
-        &["calls", "--agents", "2", "--rate", "20", "--duration", "2", "--queue", "nosuchqueue", "--workers", "1", "--sockets", "1", "--timeout-ms", "1500"],
+        &[
+            "calls",
+            "--agents",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "2",
+            "--queue",
+            "nosuchqueue",
+            "--workers",
+            "1",
+            "--sockets",
+            "1",
+            "--timeout-ms",
+            "1500",
+        ],
         &e,
         link.addr,
         &json,
@@ -255,7 +356,22 @@ fn calls_smoke_full_path() {
     let e = start_engine(4, "immediate");
     let json = e.dir.join("calls.json");
     let (j, _code) = bench(
-        &["calls", "--agents", "4", "--rate", "4", "--duration", "2", "--talk", "1", "--rtp", "--workers", "2", "--timeout-ms", "3000"],
+        &[
+            "calls",
+            "--agents",
+            "4",
+            "--rate",
+            "4",
+            "--duration",
+            "2",
+            "--talk",
+            "1",
+            "--rtp",
+            "--workers",
+            "2",
+            "--timeout-ms",
+            "3000",
+        ],
         &e,
         e.addr,
         &json,
@@ -263,7 +379,12 @@ fn calls_smoke_full_path() {
     let attempted = j["counts"]["calls attempted"].as_u64().unwrap();
     assert_eq!(attempted, 8, "{j:#}");
     assert_eq!(j["failures_total"], 0, "{j:#}");
-    for k in ["invite_200", "invite_agent_invite", "answer_to_media", "relay"] {
+    for k in [
+        "invite_200",
+        "invite_agent_invite",
+        "answer_to_media",
+        "relay",
+    ] {
         assert!(hist_count(&j, k) > 0, "histogram {k} empty: {j:#}");
     }
     assert_eq!(hist_count(&j, "invite_200"), attempted);
@@ -291,10 +412,13 @@ mod fake {
     }
 
     fn hdr<'a>(m: &'a str, name: &str) -> Option<&'a str> {
-        m.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+        m.split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
     }
     fn vias(m: &str) -> String {
         m.split("\r\n")
@@ -305,14 +429,28 @@ mod fake {
             .collect()
     }
     fn uri_addr(v: &str) -> Option<SocketAddr> {
-        let u = v.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or(v);
-        u.strip_prefix("sip:")?.rsplit('@').next()?.split(';').next()?.parse().ok()
+        let u = v
+            .split('<')
+            .nth(1)
+            .and_then(|r| r.split('>').next())
+            .unwrap_or(v);
+        u.strip_prefix("sip:")?
+            .rsplit('@')
+            .next()?
+            .split(';')
+            .next()?
+            .parse()
+            .ok()
     }
     fn body(m: &str) -> &str {
         m.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("")
     }
     fn sdp_addr(b: &str) -> Option<SocketAddr> {
-        let port = b.lines().find_map(|l| l.strip_prefix("m=audio "))?.split(' ').next()?;
+        let port = b
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))?
+            .split(' ')
+            .next()?;
         format!("127.0.0.1:{port}").parse().ok()
     }
     fn sdp(port: u16) -> String {
@@ -320,7 +458,11 @@ mod fake {
     }
     fn resp(req: &str, code: &str, tag: &str, extra: &str, body: &str) -> String {
         let to = hdr(req, "to").unwrap_or("");
-        let to = if to.contains("tag=") { to.to_string() } else { format!("{to};tag={tag}") };
+        let to = if to.contains("tag=") {
+            to.to_string()
+        } else {
+            format!("{to};tag={tag}")
+        };
         format!(
             "SIP/2.0 {code}\r\n{}From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             vias(req),
@@ -373,7 +515,9 @@ mod fake {
                         }
                     }
                 }
-                let Ok((k, from)) = s.recv_from(&mut b) else { continue };
+                let Ok((k, from)) = s.recv_from(&mut b) else {
+                    continue;
+                };
                 let m = String::from_utf8_lossy(&b[..k]).to_string();
                 let cid = hdr(&m, "call-id").unwrap_or("").to_string();
                 n += 1;
@@ -382,7 +526,13 @@ mod fake {
                         let r = resp(&m, "401 Unauthorized", "r", "WWW-Authenticate: Digest realm=\"fake\", nonce=\"n0nce\", algorithm=MD5, qop=\"auth\"\r\n", "");
                         let _ = s.send_to(r.as_bytes(), from);
                     } else {
-                        let uri = hdr(&m, "contact").map(|v| v.trim_start_matches('<').split('>').next().unwrap_or("").to_string());
+                        let uri = hdr(&m, "contact").map(|v| {
+                            v.trim_start_matches('<')
+                                .split('>')
+                                .next()
+                                .unwrap_or("")
+                                .to_string()
+                        });
                         if let (Some(c), Some(uri)) = (hdr(&m, "contact").and_then(uri_addr), uri) {
                             contacts.retain(|x| x.1 != uri);
                             if hdr(&m, "expires") != Some("0") {
@@ -394,7 +544,10 @@ mod fake {
                 } else if m.starts_with("INVITE ") && !by_cid.contains_key(&cid) {
                     invites += 1;
                     if f.reject_nth > 0 && invites % f.reject_nth == 0 {
-                        let _ = s.send_to(resp(&m, "503 Service Unavailable", "x", "", "").as_bytes(), from);
+                        let _ = s.send_to(
+                            resp(&m, "503 Service Unavailable", "x", "", "").as_bytes(),
+                            from,
+                        );
                         continue;
                     }
                     let rc = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -402,13 +555,24 @@ mod fake {
                     rc.set_nonblocking(true).unwrap();
                     ra.set_nonblocking(true).unwrap();
                     let tag = format!("f{n}");
-                    let extra = format!("Contact: <sip:fake@{me}>\r\nContent-Type: application/sdp\r\n");
-                    let r = resp(&m, "200 OK", &tag, &extra, &sdp(rc.local_addr().unwrap().port()));
+                    let extra =
+                        format!("Contact: <sip:fake@{me}>\r\nContent-Type: application/sdp\r\n");
+                    let r = resp(
+                        &m,
+                        "200 OK",
+                        &tag,
+                        &extra,
+                        &sdp(rc.local_addr().unwrap().port()),
+                    );
                     let _ = s.send_to(r.as_bytes(), from);
                     let (agent, agent_uri) = contacts[rr % contacts.len()].clone();
                     rr += 1;
                     let from_hdr = hdr(&m, "from").unwrap_or("").to_string();
-                    let caller = from_hdr.split(';').next().unwrap_or("").replace("@127.0.0.1", &format!("@{me}"));
+                    let caller = from_hdr
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .replace("@127.0.0.1", &format!("@{me}"));
                     let agent_cid = format!("fa{n}@fake");
                     let agent_from = format!("{caller};tag=fa{n}");
                     let body = sdp(ra.local_addr().unwrap().port());
@@ -436,7 +600,9 @@ mod fake {
                     });
                     by_cid.insert(cid, i);
                     by_cid.insert(agent_cid, i);
-                } else if m.starts_with("SIP/2.0 200") && hdr(&m, "cseq").map_or(false, |c| c.ends_with("INVITE")) {
+                } else if m.starts_with("SIP/2.0 200")
+                    && hdr(&m, "cseq").is_some_and(|c| c.ends_with("INVITE"))
+                {
                     let Some(&i) = by_cid.get(&cid) else { continue };
                     let c = &mut calls[i];
                     c.agent_to = hdr(&m, "to").map(str::to_string);
@@ -493,10 +659,28 @@ fn tmp_json(name: &str) -> PathBuf {
 /// figure non-empty, nothing failed, nothing lost.
 #[test]
 fn calls_and_rtp_through_fake_b2bua() {
-    let (addr, stop) = fake::start(fake::Faults { reject_nth: 0, lose_bye_nth: 0 });
+    let (addr, stop) = fake::start(fake::Faults {
+        reject_nth: 0,
+        lose_bye_nth: 0,
+    });
     let json = tmp_json("fake-ok");
     let (j, code) = bench_pid(
-        &["calls", "--agents", "4", "--rate", "10", "--duration", "2", "--talk", "1", "--rtp", "--workers", "2", "--timeout-ms", "1000"],
+        &[
+            "calls",
+            "--agents",
+            "4",
+            "--rate",
+            "10",
+            "--duration",
+            "2",
+            "--talk",
+            "1",
+            "--rtp",
+            "--workers",
+            "2",
+            "--timeout-ms",
+            "1000",
+        ],
         None,
         addr,
         &json,
@@ -506,7 +690,12 @@ fn calls_and_rtp_through_fake_b2bua() {
     assert_eq!(j["failures_total"], 0, "{j:#}");
     assert_eq!(code, 0);
     assert_eq!(j["counts"]["calls attempted"], 20);
-    for k in ["invite_200", "invite_agent_invite", "answer_to_media", "relay"] {
+    for k in [
+        "invite_200",
+        "invite_agent_invite",
+        "answer_to_media",
+        "relay",
+    ] {
         assert!(hist_count(&j, k) > 0, "histogram {k} empty: {j:#}");
     }
     assert_eq!(hist_count(&j, "invite_200"), 20);
@@ -519,8 +708,14 @@ fn calls_and_rtp_through_fake_b2bua() {
     // Every customer heard its agent (answer_to_media has 20 samples); the
     // other direction depends on the fake's relay keeping up on a loaded
     // machine, so it is not counted here. Every received packet was timed.
-    assert!(j["counts"]["rtp streams received"].as_u64().unwrap() >= 20, "{j:#}");
-    assert_eq!(j["histograms"]["relay"]["count"], j["counts"]["rtp received"], "{j:#}");
+    assert!(
+        j["counts"]["rtp streams received"].as_u64().unwrap() >= 20,
+        "{j:#}"
+    );
+    assert_eq!(
+        j["histograms"]["relay"]["count"], j["counts"]["rtp received"],
+        "{j:#}"
+    );
     let _ = std::fs::remove_file(json);
 }
 
@@ -528,10 +723,29 @@ fn calls_and_rtp_through_fake_b2bua() {
 /// exactly, by reason: every 5th INVITE → 503, every 4th BYE not passed on.
 #[test]
 fn fake_faults_are_counted_exactly() {
-    let (addr, stop) = fake::start(fake::Faults { reject_nth: 5, lose_bye_nth: 4 });
+    let (addr, stop) = fake::start(fake::Faults {
+        reject_nth: 5,
+        lose_bye_nth: 4,
+    });
     let json = tmp_json("fake-faults");
     let (j, code) = bench_pid(
-        &["calls", "--agents", "4", "--rate", "10", "--duration", "2", "--talk", "1", "--workers", "1", "--sockets", "1", "--timeout-ms", "1000"],
+        &[
+            "calls",
+            "--agents",
+            "4",
+            "--rate",
+            "10",
+            "--duration",
+            "2",
+            "--talk",
+            "1",
+            "--workers",
+            "1",
+            "--sockets",
+            "1",
+            "--timeout-ms",
+            "1000",
+        ],
         None,
         addr,
         &json,
@@ -540,8 +754,16 @@ fn fake_faults_are_counted_exactly() {
     assert_eq!(code, 1);
     assert_eq!(j["counts"]["calls attempted"], 20);
     let f = j["failures"].as_object().unwrap();
-    assert_eq!(f.get("INVITE 503").and_then(|v| v.as_u64()), Some(4), "{j:#}");
-    let lost: u64 = f.iter().filter(|(k, _)| k.starts_with("lost BYE")).map(|(_, v)| v.as_u64().unwrap()).sum();
+    assert_eq!(
+        f.get("INVITE 503").and_then(|v| v.as_u64()),
+        Some(4),
+        "{j:#}"
+    );
+    let lost: u64 = f
+        .iter()
+        .filter(|(k, _)| k.starts_with("lost BYE"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
     // 16 calls connected, 16 hang-ups, every 4th not passed on.
     assert_eq!(lost, 4, "{j:#}");
     assert_eq!(j["failures_total"], 8, "nothing else counted: {j:#}");

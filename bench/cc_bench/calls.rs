@@ -94,24 +94,35 @@ impl Worker {
         let interval = 1e9 / rate_per_worker.max(1e-9);
         // Stagger workers so arrivals interleave evenly.
         let offset = (interval / self.p.workers as f64 * self.id as f64).round() as u64;
-        self.call_plan = CallPlan { active: true, interval_ns: interval, start: t0 + offset, k: 0, end };
+        self.call_plan = CallPlan {
+            active: true,
+            interval_ns: interval,
+            start: t0 + offset,
+            k: 0,
+            end,
+        };
         if t0 + offset < end {
             self.arm(t0 + offset, Timer::CallArrival);
         } else {
             self.call_plan.active = false;
-            self.sh.senders_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.sh
+                .senders_done
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     pub(crate) fn on_call_arrival(&mut self, at: u64) {
         let _ = at;
         self.call_plan.k += 1;
-        let next = self.call_plan.start + (self.call_plan.k as f64 * self.call_plan.interval_ns).round() as u64;
+        let next = self.call_plan.start
+            + (self.call_plan.k as f64 * self.call_plan.interval_ns).round() as u64;
         if next < self.call_plan.end {
             self.arm(next, Timer::CallArrival);
         } else {
             self.call_plan.active = false;
-            self.sh.senders_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.sh
+                .senders_done
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let n = self.next_id();
         let token = ((self.id as u64) << 40) | n;
@@ -133,9 +144,13 @@ impl Worker {
         self.stats.inc("calls attempted", 1);
         self.events.push(Event::CustInvite { token, t });
         self.live_tokens.insert(token, cid.clone());
-        self.sh.active_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.sh.open_legs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let customer_hangs_up = self.p.wait_only || n % 2 == 0;
+        self.sh
+            .active_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sh
+            .open_legs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let customer_hangs_up = self.p.wait_only || n.is_multiple_of(2);
         self.cust.insert(
             cid.clone(),
             CustCall {
@@ -161,13 +176,23 @@ impl Worker {
             if let Some(s) = c.stream {
                 self.streams[s].active = false;
             }
-            self.sh.active_calls.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            self.sh.open_legs.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.sh
+                .active_calls
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.sh
+                .open_legs
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// In-dialog request from the customer (ACK, BYE, CANCEL).
-    fn cust_request(&mut self, cid: &str, method: &str, cseq: u32, branch: Option<&str>) -> Vec<u8> {
+    fn cust_request(
+        &mut self,
+        cid: &str,
+        method: &str,
+        cseq: u32,
+        branch: Option<&str>,
+    ) -> Vec<u8> {
         let c = &self.cust[cid];
         let local = self.sip[c.sock].local;
         let d = &self.p.domain;
@@ -179,10 +204,13 @@ impl Worker {
             Some(t) => format!("{};tag={t}", c.to_hdr),
             None => c.to_hdr.clone(),
         };
-        let cseq_method = if method == "ACK" || method == "CANCEL" { method } else { method };
-        let ruri = if method == "CANCEL" { format!("sip:{}@{}", self.p.queue, d) } else { c.target.clone() };
+        let ruri = if method == "CANCEL" {
+            format!("sip:{}@{}", self.p.queue, d)
+        } else {
+            c.target.clone()
+        };
         format!(
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={br};rport\r\nMax-Forwards: 70\r\nFrom: \"ccbk{t:x}x\" <sip:ccbk{t:x}x@{d}>;tag={ft}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {cseq_method}\r\nUser-Agent: cc-bench\r\nContent-Length: 0\r\n\r\n",
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={br};rport\r\nMax-Forwards: 70\r\nFrom: \"ccbk{t:x}x\" <sip:ccbk{t:x}x@{d}>;tag={ft}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nUser-Agent: cc-bench\r\nContent-Length: 0\r\n\r\n",
             t = c.token,
             ft = c.from_tag
         )
@@ -193,7 +221,9 @@ impl Worker {
         let cid = m.call_id().to_string();
         let code = m.code();
         let (_, method) = m.cseq();
-        let Some(c) = self.cust.get_mut(&cid) else { return };
+        let Some(c) = self.cust.get_mut(&cid) else {
+            return;
+        };
         match method {
             "INVITE" => {
                 if code < 200 {
@@ -209,7 +239,10 @@ impl Worker {
                     return;
                 }
                 if code < 300 {
-                    let first = matches!(c.state, CState::Inviting | CState::Early | CState::Cancelling);
+                    let first = matches!(
+                        c.state,
+                        CState::Inviting | CState::Early | CState::Cancelling
+                    );
                     c.to_tag = m.to_tag().map(str::to_string);
                     if let Some(t) = m.contact_uri() {
                         c.target = t.to_string();
@@ -317,7 +350,9 @@ impl Worker {
     }
 
     pub(crate) fn on_cust_timeout(&mut self, cid: &str) {
-        let Some(c) = self.cust.get_mut(cid) else { return };
+        let Some(c) = self.cust.get_mut(cid) else {
+            return;
+        };
         match c.state {
             CState::Inviting => {
                 self.stats.fail("INVITE timeout");
@@ -334,7 +369,10 @@ impl Worker {
                 let cancel = self.cust_cancel(cid);
                 let sock = self.cust[cid].sock;
                 self.send_sip(sock, &cancel, self.p.engine);
-                self.arm(now_ns() + self.p.timeout_ns, Timer::CustByeTimeout(cid.to_string()));
+                self.arm(
+                    now_ns() + self.p.timeout_ns,
+                    Timer::CustByeTimeout(cid.to_string()),
+                );
             }
             _ => {}
         }
@@ -350,7 +388,9 @@ impl Worker {
     }
 
     pub(crate) fn on_cust_hangup(&mut self, cid: &str) {
-        let Some(c) = self.cust.get_mut(cid) else { return };
+        let Some(c) = self.cust.get_mut(cid) else {
+            return;
+        };
         match c.state {
             CState::Up => {
                 c.state = CState::Byeing;
@@ -360,14 +400,20 @@ impl Worker {
                 let sock = c.sock;
                 let bye = self.cust_request(cid, "BYE", 2, None);
                 self.send_sip(sock, &bye, self.p.engine);
-                self.arm(now_ns() + self.p.timeout_ns, Timer::CustByeTimeout(cid.to_string()));
+                self.arm(
+                    now_ns() + self.p.timeout_ns,
+                    Timer::CustByeTimeout(cid.to_string()),
+                );
             }
             CState::Early => {
                 c.state = CState::Cancelling;
                 let sock = c.sock;
                 let cancel = self.cust_cancel(cid);
                 self.send_sip(sock, &cancel, self.p.engine);
-                self.arm(now_ns() + self.p.timeout_ns, Timer::CustByeTimeout(cid.to_string()));
+                self.arm(
+                    now_ns() + self.p.timeout_ns,
+                    Timer::CustByeTimeout(cid.to_string()),
+                );
             }
             _ => {}
         }
@@ -410,11 +456,14 @@ impl Worker {
                     let a = self.acalls.get_mut(&cid).unwrap();
                     if a.state == AState::Ringing {
                         a.state = AState::Ended;
-                        self.sh.open_legs.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        self.sh
+                            .open_legs
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         let inv = a.invite.clone();
                         let tag = a.to_tag.clone();
                         let im = Msg::parse(&inv).unwrap();
-                        let r = sip_ua::response(&im, 487, "Request Terminated", Some(&tag), "", b"");
+                        let r =
+                            sip_ua::response(&im, 487, "Request Terminated", Some(&tag), "", b"");
                         self.send_sip(sock, &r, from);
                         self.stats.inc("agent legs cancelled", 1);
                     }
@@ -433,14 +482,25 @@ impl Worker {
             "INVITE" => self.on_agent_invite(sock, m, from, ts),
             "ACK" => {}
             _ => {
-                let r = sip_ua::response(m, 481, "Call/Transaction Does Not Exist", Some("ccb"), "", b"");
+                let r = sip_ua::response(
+                    m,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    Some("ccb"),
+                    "",
+                    b"",
+                );
                 self.send_sip(sock, &r, from);
             }
         }
     }
 
     fn on_agent_invite(&mut self, sock: usize, m: &Msg, from: SocketAddr, ts: u64) {
-        let user = m.ruri().strip_prefix("sip:").and_then(|r| r.split('@').next()).unwrap_or("");
+        let user = m
+            .ruri()
+            .strip_prefix("sip:")
+            .and_then(|r| r.split('@').next())
+            .unwrap_or("");
         let Some(&agent) = self.by_user.get(user) else {
             self.stats.inc("INVITEs for unknown agent", 1);
             let r = sip_ua::response(m, 404, "Not Found", Some("ccb"), "", b"");
@@ -448,7 +508,9 @@ impl Worker {
             return;
         };
         self.stats.inc("agent INVITEs", 1);
-        self.sh.open_legs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sh
+            .open_legs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = find_token(m.text);
         match token {
             Some(t) => self.events.push(Event::AgentInvite { token: t, t: ts }),
@@ -461,7 +523,14 @@ impl Worker {
             agent,
             sock,
             from,
-            invite: m.text.as_bytes().iter().chain(b"\r\n\r\n").chain(m.body).copied().collect(),
+            invite: m
+                .text
+                .as_bytes()
+                .iter()
+                .chain(b"\r\n\r\n")
+                .chain(m.body)
+                .copied()
+                .collect(),
             to_tag: to_tag.clone(),
             token,
             akey,
@@ -484,7 +553,9 @@ impl Worker {
     }
 
     pub(crate) fn on_agent_answer(&mut self, cid: &str) {
-        let Some(a) = self.acalls.get(cid) else { return };
+        let Some(a) = self.acalls.get(cid) else {
+            return;
+        };
         if a.state != AState::Ringing {
             return;
         }
@@ -494,13 +565,22 @@ impl Worker {
         let local = self.sip[a.sock].local;
         let body = sip_ua::sdp(self.rtp_agent.local, a.akey);
         let extra = format!("Contact: <sip:{user}@{local}>\r\nContent-Type: application/sdp\r\n");
-        let r = sip_ua::response(&m, 200, "OK", Some(&a.to_tag.clone()), &extra, body.as_bytes());
+        let r = sip_ua::response(
+            &m,
+            200,
+            "OK",
+            Some(&a.to_tag.clone()),
+            &extra,
+            body.as_bytes(),
+        );
         let (sock, from, akey, token, media) = (a.sock, a.from, a.akey, a.token, a.media);
         let t = now_ns();
         self.send_sip(sock, &r, from);
         self.events.push(Event::Agent200 { akey, t });
         self.stats.inc("agent answers (200)", 1);
-        self.sh.bridged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sh
+            .bridged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let a = self.acalls.get_mut(cid).unwrap();
         a.last_response = r;
         a.state = AState::Answered;
@@ -526,7 +606,9 @@ impl Worker {
     }
 
     fn agent_end(&mut self, cid: &str, by_remote: bool) {
-        let Some(a) = self.acalls.get_mut(cid) else { return };
+        let Some(a) = self.acalls.get_mut(cid) else {
+            return;
+        };
         let was_bridged = matches!(a.state, AState::Answered | AState::Up | AState::Byeing);
         if a.state == AState::Ended {
             return;
@@ -547,14 +629,20 @@ impl Worker {
         // Keep the entry (state Ended) to absorb retransmissions; drop the
         // bulky INVITE copy.
         a.invite = Vec::new();
-        self.sh.open_legs.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.sh
+            .open_legs
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if was_bridged {
-            self.sh.bridged.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.sh
+                .bridged
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     pub(crate) fn on_agent_hangup(&mut self, cid: &str) {
-        let Some(a) = self.acalls.get_mut(cid) else { return };
+        let Some(a) = self.acalls.get_mut(cid) else {
+            return;
+        };
         if !matches!(a.state, AState::Answered | AState::Up) {
             return;
         }
@@ -574,7 +662,10 @@ impl Worker {
         );
         let dst = sip_ua::uri_addr(&target).unwrap_or(from);
         self.send_sip(sock, msg.as_bytes(), dst);
-        self.arm(now_ns() + self.p.timeout_ns, Timer::AgentByeTimeout(cid.to_string()));
+        self.arm(
+            now_ns() + self.p.timeout_ns,
+            Timer::AgentByeTimeout(cid.to_string()),
+        );
     }
 
     pub(crate) fn on_agent_response(&mut self, m: &Msg, _ts: u64) {
@@ -582,7 +673,9 @@ impl Worker {
         if m.cseq().1 != "BYE" || m.code() < 200 {
             return;
         }
-        let Some(a) = self.acalls.get(&cid) else { return };
+        let Some(a) = self.acalls.get(&cid) else {
+            return;
+        };
         if a.state != AState::Byeing {
             return;
         }
@@ -636,7 +729,10 @@ fn m_source(w: &Worker) -> SocketAddr {
 mod tests {
     #[test]
     fn token_found_anywhere() {
-        assert_eq!(super::find_token("From: \"ccbk1a2x\" <sip:x@y>"), Some(0x1a2));
+        assert_eq!(
+            super::find_token("From: \"ccbk1a2x\" <sip:x@y>"),
+            Some(0x1a2)
+        );
         assert_eq!(super::find_token("From: <sip:ccbkx@y>"), None);
         assert_eq!(super::find_token("nothing"), None);
     }

@@ -9,16 +9,26 @@ use hdrhistogram::Histogram;
 
 /// The figures, in report order: key, human label.
 pub const FIGURES: &[(&str, &str)] = &[
-    ("register_rtt", "REGISTER round trip (each request -> response)"),
+    (
+        "register_rtt",
+        "REGISTER round trip (each request -> response)",
+    ),
     ("registration", "registration REGISTER->401->REGISTER->200"),
     ("invite_200", "customer INVITE -> 200"),
-    ("invite_agent_invite", "customer INVITE -> agent INVITE (queue+routing)"),
+    (
+        "invite_agent_invite",
+        "customer INVITE -> agent INVITE (queue+routing)",
+    ),
     ("answer_to_media", "agent 200 -> customer hears agent RTP"),
     ("relay", "RTP relay one-way latency"),
 ];
 
 pub fn label(key: &str) -> &str {
-    FIGURES.iter().find(|(k, _)| *k == key).map(|(_, l)| *l).unwrap_or(key)
+    FIGURES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, l)| *l)
+        .unwrap_or(key)
 }
 
 pub fn new_hist() -> Histogram<u64> {
@@ -79,20 +89,52 @@ impl Stats {
 /// HdrHistogram's `outputPercentileDistribution` text, values in ms.
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     let ms = |v: u64| v as f64 / 1e6;
     let mut total = 0u64;
     for v in h.iter_quantiles(5) {
         total += v.count_since_last_iteration();
         let q = v.quantile_iterated_to();
         if q < 1.0 {
-            let _ = writeln!(s, "{:12.4} {:2.12} {:10} {:14.2}", ms(v.value_iterated_to()), q, total, 1.0 / (1.0 - q));
+            let _ = writeln!(
+                s,
+                "{:12.4} {:2.12} {:10} {:14.2}",
+                ms(v.value_iterated_to()),
+                q,
+                total,
+                1.0 / (1.0 - q)
+            );
         } else {
-            let _ = writeln!(s, "{:12.4} {:2.12} {:10}", ms(v.value_iterated_to()), q, total);
+            let _ = writeln!(
+                s,
+                "{:12.4} {:2.12} {:10}",
+                ms(v.value_iterated_to()),
+                q,
+                total
+            );
         }
     }
-    let _ = writeln!(s, "#[Mean    = {:12.4}, StdDeviation   = {:12.4}]", h.mean() / 1e6, h.stdev() / 1e6);
-    let _ = writeln!(s, "#[Max     = {:12.4}, Total count    = {:12}]", ms(h.max()), h.len());
-    let _ = writeln!(s, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), h.distinct_values());
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:12.4}, StdDeviation   = {:12.4}]",
+        h.mean() / 1e6,
+        h.stdev() / 1e6
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:12.4}, Total count    = {:12}]",
+        ms(h.max()),
+        h.len()
+    );
+    let _ = writeln!(
+        s,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
     s
 }

@@ -105,13 +105,21 @@ struct RunResult {
 
 fn engine_shards(pid: u32) -> Option<String> {
     let c = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = c.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    let args: Vec<String> = c
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
     let i = args.iter().position(|a| a == "--shards")?;
     args.get(i + 1).cloned()
 }
 
 /// Runs one load phase with `p.workers` pinned worker threads.
-fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: Option<usize>) -> Result<RunResult, String> {
+fn run_load(
+    p: Arc<Params>,
+    mode: Mode,
+    engine_pid: Option<u32>,
+    relay_streams: Option<usize>,
+) -> Result<RunResult, String> {
     let cores = net::allowed_cores();
     let sh = Arc::new(Shared::default());
     let barrier = Arc::new(Barrier::new(p.workers + 1));
@@ -120,7 +128,11 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
     for id in 0..p.workers {
         let mut w = Worker::new(id, p.clone(), sh.clone()).map_err(|e| format!("socket: {e}"))?;
         let p = p.clone();
-        let (barrier, start, core) = (barrier.clone(), start.clone(), cores.get(id % cores.len().max(1)).copied());
+        let (barrier, start, core) = (
+            barrier.clone(),
+            start.clone(),
+            cores.get(id % cores.len().max(1)).copied(),
+        );
         handles.push(std::thread::spawn(move || {
             if let Some(c) = core {
                 net::pin(c);
@@ -144,18 +156,29 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
                     let offset = (1e9 / p.rate * id as f64).round() as u64;
                     w.start_registrations(
                         t0 + offset,
-                        register::RegPlan { next: 0, remaining: None, interval_ns: interval, start: 0, k: 0, end },
+                        register::RegPlan {
+                            next: 0,
+                            remaining: None,
+                            interval_ns: interval,
+                            start: 0,
+                            k: 0,
+                            end,
+                        },
                     );
-                    w.run_until(end + 2 * p.timeout_ns + 500_000_000, |w| !w.reg_plan_active && w.reg_outstanding() == 0);
+                    w.run_until(end + 2 * p.timeout_ns + 500_000_000, |w| {
+                        !w.reg_plan_active && w.reg_outstanding() == 0
+                    });
                     w.count_unfinished_registrations();
                 }
                 Mode::Calls => {
                     w.start_calls(t0, p.rate / per, end);
                     let shc = w.sh.clone();
                     let workers = p.workers as u64;
-                    let deadline = end + p.answer_delay_ns + 2 * p.talk_ns + 3 * p.timeout_ns + 2_000_000_000;
+                    let deadline =
+                        end + p.answer_delay_ns + 2 * p.talk_ns + 3 * p.timeout_ns + 2_000_000_000;
                     w.run_until(deadline, move |_| {
-                        shc.senders_done.load(Ordering::Relaxed) >= workers && shc.open_legs.load(Ordering::Relaxed) <= 0
+                        shc.senders_done.load(Ordering::Relaxed) >= workers
+                            && shc.open_legs.load(Ordering::Relaxed) <= 0
                     });
                     w.count_unfinished();
                     w.count_rtp();
@@ -273,7 +296,11 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
         let mut per = serde_json::Map::new();
         let (mut media_ns, mut sig_ns) = (0u64, 0u64);
         for (tid, comm, ns) in &threads1 {
-            let before = threads0.iter().find(|t| t.0 == *tid).map(|t| t.2).unwrap_or(0);
+            let before = threads0
+                .iter()
+                .find(|t| t.0 == *tid)
+                .map(|t| t.2)
+                .unwrap_or(0);
             let d = ns.saturating_sub(before);
             if comm.starts_with("media") {
                 media_ns += d;
@@ -281,7 +308,10 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
                 sig_ns += d;
             }
             if d > 0 {
-                per.insert(format!("{comm}/{tid}"), json!((d as f64 / 1e4).round() / 100.0));
+                per.insert(
+                    format!("{comm}/{tid}"),
+                    json!((d as f64 / 1e4).round() / 100.0),
+                );
             }
         }
         engine.insert("cpu_ms_by_thread".into(), Value::Object(per));
@@ -291,21 +321,45 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
             let calls = stats.get("calls attempted");
             let pkts = stats.get("rtp received") + stats.get("hold audio packets");
             if calls > 0 {
-                engine.insert("cpu_us_per_call_without_media_threads".into(), json!(sig_ns as f64 / 1000.0 / calls as f64));
+                engine.insert(
+                    "cpu_us_per_call_without_media_threads".into(),
+                    json!(sig_ns as f64 / 1000.0 / calls as f64),
+                );
             }
             if pkts > 0 && media_ns > 0 {
-                engine.insert("media_thread_cpu_us_per_packet_received".into(), json!(media_ns as f64 / 1000.0 / pkts as f64));
+                engine.insert(
+                    "media_thread_cpu_us_per_packet_received".into(),
+                    json!(media_ns as f64 / 1000.0 / pkts as f64),
+                );
             }
         }
-        engine.insert("cpu_share_of_one_core".into(), json!(cpu as f64 / (t_end - t0) as f64));
+        engine.insert(
+            "cpu_share_of_one_core".into(),
+            json!(cpu as f64 / (t_end - t0) as f64),
+        );
         if let (Some(i0), Some(i1)) = (idle0, idle1) {
-            engine.insert("idle_cpu_us_per_s".into(), json!((i1.cpu_ns - i0.cpu_ns) as f64 / 1000.0 / 0.3));
+            engine.insert(
+                "idle_cpu_us_per_s".into(),
+                json!((i1.cpu_ns - i0.cpu_ns) as f64 / 1000.0 / 0.3),
+            );
         }
-        let per = |n: u64| if n > 0 { json!(cpu as f64 / 1000.0 / n as f64) } else { Value::Null };
+        let per = |n: u64| {
+            if n > 0 {
+                json!(cpu as f64 / 1000.0 / n as f64)
+            } else {
+                Value::Null
+            }
+        };
         match mode {
             Mode::Register => {
-                engine.insert("cpu_us_per_registration".into(), per(stats.get("registrations")));
-                engine.insert("cpu_us_per_REGISTER_request".into(), per(stats.get("REGISTER sent")));
+                engine.insert(
+                    "cpu_us_per_registration".into(),
+                    per(stats.get("registrations")),
+                );
+                engine.insert(
+                    "cpu_us_per_REGISTER_request".into(),
+                    per(stats.get("REGISTER sent")),
+                );
             }
             Mode::Calls => {
                 engine.insert("cpu_us_per_call".into(), per(stats.get("calls attempted")));
@@ -319,7 +373,10 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
             if peak_active > 0 {
                 engine.insert(
                     "rss_kib_per_concurrent_call".into(),
-                    json!((rss_at_peak_active.max(peak_rss) as f64 - b.rss_kib as f64) / peak_active as f64),
+                    json!(
+                        (rss_at_peak_active.max(peak_rss) as f64 - b.rss_kib as f64)
+                            / peak_active as f64
+                    ),
                 );
             }
         }
@@ -330,13 +387,22 @@ fn run_load(p: Arc<Params>, mode: Mode, engine_pid: Option<u32>, relay_streams: 
     let secs = p.duration_s;
     match mode {
         Mode::Register => {
-            engine.insert("achieved_registrations_per_s".into(), json!(stats.get("registrations") as f64 / secs));
+            engine.insert(
+                "achieved_registrations_per_s".into(),
+                json!(stats.get("registrations") as f64 / secs),
+            );
         }
         Mode::Calls => {
-            engine.insert("achieved_calls_per_s".into(), json!(stats.get("calls attempted") as f64 / secs));
+            engine.insert(
+                "achieved_calls_per_s".into(),
+                json!(stats.get("calls attempted") as f64 / secs),
+            );
         }
     }
-    Ok(RunResult { stats, engine: Value::Object(engine) })
+    Ok(RunResult {
+        stats,
+        engine: Value::Object(engine),
+    })
 }
 
 /// Joins the cross-side events into the two figures that span both sides.
@@ -377,7 +443,10 @@ fn join_events(stats: &mut Stats, events: &[Event], wait_only: bool) {
         }
     }
     if !wait_only {
-        let never = inv.keys().filter(|t| !ainv.contains_key(t) && !failed.contains(t)).count() as u64;
+        let never = inv
+            .keys()
+            .filter(|t| !ainv.contains_key(t) && !failed.contains(t))
+            .count() as u64;
         for _ in 0..never {
             stats.fail("call never reached an agent");
         }
@@ -390,11 +459,16 @@ fn params(o: &Opts, mode_agents: usize, rate: f64) -> Result<Params, String> {
     let cores = net::allowed_cores().len().max(1);
     let alg = match o.str("alg") {
         None => None,
-        Some(a) => Some(cc_engine::sip::auth::Algorithm::parse(a).ok_or(format!("--alg: unknown `{a}`"))?),
+        Some(a) => {
+            Some(cc_engine::sip::auth::Algorithm::parse(a).ok_or(format!("--alg: unknown `{a}`"))?)
+        }
     };
     Ok(Params {
         engine,
-        domain: o.str("domain").map(str::to_string).unwrap_or_else(|| engine.ip().to_string()),
+        domain: o
+            .str("domain")
+            .map(str::to_string)
+            .unwrap_or_else(|| engine.ip().to_string()),
         local_ip: engine.ip(),
         agents: mode_agents,
         workers: o.get("workers", cores)?.max(1),
@@ -423,14 +497,20 @@ fn write_outputs(o: &Opts, res: &RunResult, header: &str, extra: Value) -> Resul
         print!("{}", report::table(&res.stats, header, &res.engine));
     }
     if let Some(f) = o.str("json") {
-        std::fs::write(f, serde_json::to_string_pretty(&j).unwrap()).map_err(|e| format!("{f}: {e}"))?;
+        std::fs::write(f, serde_json::to_string_pretty(&j).unwrap())
+            .map_err(|e| format!("{f}: {e}"))?;
     }
     if let Some(f) = o.str("md") {
         use std::io::Write as _;
         let title = o.str("title").unwrap_or(header);
         let md = report::markdown(title, &res.stats, &res.engine, &j["run"]);
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(f).map_err(|e| format!("{f}: {e}"))?;
-        file.write_all(md.as_bytes()).map_err(|e| format!("{f}: {e}"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+            .map_err(|e| format!("{f}: {e}"))?;
+        file.write_all(md.as_bytes())
+            .map_err(|e| format!("{f}: {e}"))?;
     }
     if let Some(d) = o.str("hgrm-dir") {
         std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
@@ -486,7 +566,10 @@ fn real_main() -> Result<bool, String> {
             let rate = o.get("rate", 100.0)?;
             let p = Arc::new(params(&o, agents, rate)?);
             let res = run_load(p.clone(), Mode::Register, pid, None)?;
-            let head = format!("cc-bench register: {agents} agents, {rate}/s for {}s", p.duration_s);
+            let head = format!(
+                "cc-bench register: {agents} agents, {rate}/s for {}s",
+                p.duration_s
+            );
             write_outputs(&o, &res, &head, run_info(&o, "register", &p))?;
             Ok(res.stats.failures() == 0)
         }
@@ -496,7 +579,12 @@ fn real_main() -> Result<bool, String> {
             let rate = o.get("rate", 10.0)?;
             let p = Arc::new(params(&o, agents, rate)?);
             let res = run_load(p.clone(), Mode::Calls, pid, None)?;
-            let head = format!("cc-bench calls: {agents} agents, {rate} calls/s for {}s, talk {}s{}", p.duration_s, p.talk_ns as f64 / 1e9, if p.rtp { ", RTP" } else { "" });
+            let head = format!(
+                "cc-bench calls: {agents} agents, {rate} calls/s for {}s, talk {}s{}",
+                p.duration_s,
+                p.talk_ns as f64 / 1e9,
+                if p.rtp { ", RTP" } else { "" }
+            );
             write_outputs(&o, &res, &head, run_info(&o, "calls", &p))?;
             Ok(res.stats.failures() == 0)
         }
@@ -509,7 +597,10 @@ fn real_main() -> Result<bool, String> {
             p.duration_s = n as f64 / rate;
             let p = Arc::new(p);
             let res = run_load(p.clone(), Mode::Calls, pid, None)?;
-            let head = format!("cc-bench hold: {n} waiting calls at {rate}/s, each waits {}s", p.talk_ns as f64 / 1e9);
+            let head = format!(
+                "cc-bench hold: {n} waiting calls at {rate}/s, each waits {}s",
+                p.talk_ns as f64 / 1e9
+            );
             write_outputs(&o, &res, &head, run_info(&o, "hold", &p))?;
             Ok(res.stats.failures() == 0)
         }
@@ -523,7 +614,10 @@ fn real_main() -> Result<bool, String> {
             p.talk_ns = ((dur + p.duration_s) * 1e9) as u64;
             let p = Arc::new(p);
             let res = run_load(p.clone(), Mode::Calls, pid, Some(n))?;
-            let head = format!("cc-bench relay: {n} streams x {} pps both ways, ~{dur}s all bridged", p.pps);
+            let head = format!(
+                "cc-bench relay: {n} streams x {} pps both ways, ~{dur}s all bridged",
+                p.pps
+            );
             write_outputs(&o, &res, &head, run_info(&o, "relay", &p))?;
             Ok(res.stats.failures() == 0)
         }
@@ -550,14 +644,23 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
     while rate <= max_rate {
         let p = Arc::new(params(o, agents, rate)?);
         let res = run_load(p.clone(), Mode::Calls, pid, None)?;
-        let p99 = |k: &str| res.stats.hist.get(k).map(|h| h.value_at_quantile(0.99) as f64 / 1e6);
-        let worst = p99("invite_200").unwrap_or(0.0).max(p99("invite_agent_invite").unwrap_or(0.0));
+        let p99 = |k: &str| {
+            res.stats
+                .hist
+                .get(k)
+                .map(|h| h.value_at_quantile(0.99) as f64 / 1e6)
+        };
+        let worst = p99("invite_200")
+            .unwrap_or(0.0)
+            .max(p99("invite_agent_invite").unwrap_or(0.0));
         let fails = res.stats.failures();
         let mut sj = report::stats_json(&res.stats);
         sj["engine"] = res.engine.clone();
         sj["rate"] = json!(rate);
         if !o.flag("quiet") {
-            println!("find-max step {rate:.1} calls/s: failures {fails}, worst setup p99 {worst:.3} ms");
+            println!(
+                "find-max step {rate:.1} calls/s: failures {fails}, worst setup p99 {worst:.3} ms"
+            );
         }
         steps.push(sj.clone());
         if fails > 0 {
@@ -608,11 +711,17 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
             ));
         }
         md.push('\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(f).map_err(|e| format!("{f}: {e}"))?;
-        file.write_all(md.as_bytes()).map_err(|e| format!("{f}: {e}"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+            .map_err(|e| format!("{f}: {e}"))?;
+        file.write_all(md.as_bytes())
+            .map_err(|e| format!("{f}: {e}"))?;
     }
     if let Some(f) = o.str("json") {
-        std::fs::write(f, serde_json::to_string_pretty(&out).unwrap()).map_err(|e| format!("{f}: {e}"))?;
+        std::fs::write(f, serde_json::to_string_pretty(&out).unwrap())
+            .map_err(|e| format!("{f}: {e}"))?;
     }
     Ok(last_clean.is_some())
 }

@@ -85,7 +85,8 @@ impl RecvBatch {
             let mut c = libc::CMSG_FIRSTHDR(mh);
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const _);
+                    let t: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const _);
                     ts = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
                 }
                 c = libc::CMSG_NXTHDR(mh, c);
@@ -95,7 +96,11 @@ impl RecvBatch {
             self.no_kernel_ts += 1;
             ts = now_ns();
         }
-        Dgram { data: &self.bufs[i][..len], from, ts }
+        Dgram {
+            data: &self.bufs[i][..len],
+            from,
+            ts,
+        }
     }
 }
 
@@ -169,7 +174,10 @@ impl Sock {
                 .collect();
             let mut iov: Vec<libc::iovec> = pc
                 .iter()
-                .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+                .map(|p| libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                })
                 .collect();
             let mut hdrs: Vec<libc::mmsghdr> = (0..pc.len())
                 .map(|i| {
@@ -184,7 +192,12 @@ impl Sock {
             let mut off = 0;
             while off < hdrs.len() {
                 let n = unsafe {
-                    libc::sendmmsg(self.sock.as_raw_fd(), hdrs[off..].as_mut_ptr(), (hdrs.len() - off) as libc::c_uint, 0)
+                    libc::sendmmsg(
+                        self.sock.as_raw_fd(),
+                        hdrs[off..].as_mut_ptr(),
+                        (hdrs.len() - off) as libc::c_uint,
+                        0,
+                    )
                 };
                 if n <= 0 {
                     break;
@@ -243,20 +256,37 @@ impl Sock {
 fn high_range_start() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u32>().ok())
+        })
         .map(|hi| (hi + 1).min(65000) as u16)
         .unwrap_or(61000)
 }
 
 /// Waits until one of `fds` is readable or `timeout_ns` passes.
 pub fn wait_readable(fds: &[i32], timeout_ns: u64) {
-    let mut p: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ts = libc::timespec {
         tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
     };
-    unsafe { libc::ppoll(p.as_mut_ptr(), p.len() as libc::nfds_t, &ts, std::ptr::null()) };
+    unsafe {
+        libc::ppoll(
+            p.as_mut_ptr(),
+            p.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
 }
 
 /// Raises RLIMIT_NOFILE to its hard limit (many sockets per worker).
@@ -272,7 +302,11 @@ pub fn raise_nofile() {
 
 /// The cores this process may run on (respects `taskset`).
 pub fn allowed_cores() -> Vec<usize> {
-    core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect()
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
 }
 
 pub fn pin(core: usize) {

@@ -57,7 +57,8 @@ impl Worker {
         self.send_register(a, at, None);
         let _ = at;
         self.reg_plan.k += 1;
-        let next = self.reg_plan.start + (self.reg_plan.k as f64 * self.reg_plan.interval_ns).round() as u64;
+        let next = self.reg_plan.start
+            + (self.reg_plan.k as f64 * self.reg_plan.interval_ns).round() as u64;
         if self.reg_plan.remaining != Some(0) && next < self.reg_plan.end {
             self.arm(next, Timer::RegOp);
         } else {
@@ -94,7 +95,16 @@ impl Worker {
         if !self.unregistering {
             self.stats.inc("REGISTER sent", 1);
         }
-        self.reg_txn.insert(branch.clone(), RegTxn { agent: a, op_start, sent, stage, done: false });
+        self.reg_txn.insert(
+            branch.clone(),
+            RegTxn {
+                agent: a,
+                op_start,
+                sent,
+                stage,
+                done: false,
+            },
+        );
         self.arm(sent + self.p.timeout_ns, Timer::RegTimeout(branch));
     }
 
@@ -132,7 +142,8 @@ impl Worker {
                 self.agents[a].registered = false;
             }
             (2, 200..=299) => {
-                self.stats.record("registration", ts.saturating_sub(op_start));
+                self.stats
+                    .record("registration", ts.saturating_sub(op_start));
                 self.stats.inc("registrations", 1);
                 self.agents[a].registered = true;
             }
@@ -171,7 +182,17 @@ impl Worker {
         let interval = 1e9 / rate_per_worker.max(1.0);
         let t0 = now_ns();
         self.reg_plan_active = true;
-        self.start_registrations(t0, RegPlan { next: 0, remaining: Some(n), interval_ns: interval, start: 0, k: 0, end: u64::MAX });
+        self.start_registrations(
+            t0,
+            RegPlan {
+                next: 0,
+                remaining: Some(n),
+                interval_ns: interval,
+                start: 0,
+                k: 0,
+                end: u64::MAX,
+            },
+        );
         self.run_until(deadline, |w| !w.reg_plan_active && w.reg_outstanding() == 0);
         self.reg_txn.clear();
         self.agents.iter().all(|a| a.registered)

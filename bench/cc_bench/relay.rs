@@ -77,18 +77,38 @@ pub fn parse(d: &[u8]) -> Option<(u8, u64, u64, u32, u64)> {
         return None;
     }
     let u64at = |i: usize| u64::from_be_bytes(p[i..i + 8].try_into().unwrap());
-    Some((p[4], u64at(8), u64at(16), u32::from_be_bytes(p[24..28].try_into().unwrap()), u64at(28)))
+    Some((
+        p[4],
+        u64at(8),
+        u64at(16),
+        u32::from_be_bytes(p[24..28].try_into().unwrap()),
+        u64at(28),
+    ))
 }
 
 impl Worker {
     /// Starts a stream: its first packet leaves now (so "agent 200 →
     /// customer hears agent" starts at the 200), the next ones on the 1 ms
     /// tick of its wheel slot, every round(1000 / pps) ms.
-    pub fn start_stream(&mut self, dst: SocketAddr, from_agent: bool, token: u64, akey: u64) -> usize {
+    pub fn start_stream(
+        &mut self,
+        dst: SocketAddr,
+        from_agent: bool,
+        token: u64,
+        akey: u64,
+    ) -> usize {
         let i = self.streams.len();
         let ssrc = (token as u32) ^ (akey as u32).rotate_left(16) ^ (from_agent as u32) << 31;
         let interval = 1_000_000_000 / self.p.pps.max(1) as u64;
-        self.streams.push(Stream { dst, from_agent, ssrc, seq: 0, token, akey, active: true });
+        self.streams.push(Stream {
+            dst,
+            from_agent,
+            ssrc,
+            seq: 0,
+            token,
+            akey,
+            active: true,
+        });
         if self.wheel.is_empty() {
             let len = ((interval as f64 / 1e6).round() as usize).max(1);
             self.wheel = vec![Vec::new(); len];
@@ -109,7 +129,11 @@ impl Worker {
         let s = &mut self.streams[i];
         packet(&mut self.tx_buf, s, t);
         s.seq += 1;
-        let sock = if s.from_agent { &self.rtp_agent } else { &self.rtp_cust };
+        let sock = if s.from_agent {
+            &self.rtp_agent
+        } else {
+            &self.rtp_cust
+        };
         if sock.send_to(&self.tx_buf, s.dst).is_err() {
             self.stats.inc("rtp send errors", 1);
         }
@@ -122,7 +146,10 @@ impl Worker {
         if now > at + 100_000_000 {
             // Fell behind by more than 100 ms: say so, skip to now instead
             // of bursting.
-            self.stats.inc("rtp ticks skipped (bench overloaded)", (now - at) / 1_000_000);
+            self.stats.inc(
+                "rtp ticks skipped (bench overloaded)",
+                (now - at) / 1_000_000,
+            );
             at = now / 1_000_000 * 1_000_000;
         }
         let slot = (at / 1_000_000) as usize % self.wheel.len();
@@ -141,7 +168,8 @@ impl Worker {
             dst[k].push(s.dst);
         }
         let n = (pk[0].len() + pk[1].len()) as u64;
-        let sent = self.rtp_cust.send_batch(&pk[0], &dst[0]) + self.rtp_agent.send_batch(&pk[1], &dst[1]);
+        let sent =
+            self.rtp_cust.send_batch(&pk[0], &dst[0]) + self.rtp_agent.send_batch(&pk[1], &dst[1]);
         self.stats.inc("rtp sent", n);
         if (sent as u64) < n {
             self.stats.inc("rtp send errors", n - sent as u64);
@@ -157,7 +185,11 @@ impl Worker {
     pub(crate) fn poll_rtp(&mut self) {
         for agent_side in [false, true] {
             loop {
-                let sock = if agent_side { &self.rtp_agent } else { &self.rtp_cust };
+                let sock = if agent_side {
+                    &self.rtp_agent
+                } else {
+                    &self.rtp_cust
+                };
                 let n = sock.recv_batch(&mut self.batch).unwrap_or(0);
                 if n == 0 {
                     break;
@@ -170,7 +202,12 @@ impl Worker {
                         if agent_side {
                             self.stats.inc("non-bench RTP at agent", 1);
                             if std::env::var_os("CC_BENCH_TRACE").is_some() {
-                                eprintln!("non-bench RTP at agent from {}: {} bytes {:02x?}", d.from, d.data.len(), &d.data[..d.data.len().min(20)]);
+                                eprintln!(
+                                    "non-bench RTP at agent from {}: {} bytes {:02x?}",
+                                    d.from,
+                                    d.data.len(),
+                                    &d.data[..d.data.len().min(20)]
+                                );
                             }
                         } else {
                             self.stats.inc("hold audio packets", 1);
@@ -181,12 +218,18 @@ impl Worker {
                     bench += 1;
                     // Sent by the agent must arrive at a customer, and back.
                     if (dir == 1) == agent_side {
-                        self.stats.fail("rtp misrouted (arrived at the sending side)");
+                        self.stats
+                            .fail("rtp misrouted (arrived at the sending side)");
                         continue;
                     }
-                    let mine = if agent_side { self.agent_tokens.contains(&token) } else { self.live_tokens.contains_key(&token) };
+                    let mine = if agent_side {
+                        self.agent_tokens.contains(&token)
+                    } else {
+                        self.live_tokens.contains_key(&token)
+                    };
                     if !mine && token != 0 {
-                        self.stats.inc("rtp for a call this side no longer holds", 1);
+                        self.stats
+                            .inc("rtp for a call this side no longer holds", 1);
                         continue;
                     }
                     self.stats.record("relay", ts.saturating_sub(sent));
@@ -196,13 +239,19 @@ impl Worker {
                         // the agent (with answer = "immediate" the 200 came
                         // long before, while it was on hold).
                         if let Some(cid) = self.live_tokens.get(&token).cloned() {
-                            if self.cust.get(&cid).is_some_and(|c| c.customer_hangs_up && c.state == crate::calls::CState::Up) {
+                            if self.cust.get(&cid).is_some_and(|c| {
+                                c.customer_hangs_up && c.state == crate::calls::CState::Up
+                            }) {
                                 self.arm(ts + self.p.talk_ns, Timer::CustHangup(cid));
                             }
                         }
                     }
                     let key = (dir, if dir == 1 { akey } else { token });
-                    let r = self.rx.entry(key).or_insert_with(|| RxStream { first: seq, max: seq, ..Default::default() });
+                    let r = self.rx.entry(key).or_insert_with(|| RxStream {
+                        first: seq,
+                        max: seq,
+                        ..Default::default()
+                    });
                     if seq < r.first {
                         r.first = seq;
                     }
@@ -238,7 +287,15 @@ mod tests {
 
     #[test]
     fn packet_round_trip() {
-        let s = Stream { dst: "127.0.0.1:1".parse().unwrap(), from_agent: true, ssrc: 7, seq: 42, token: 9, akey: 11, active: true };
+        let s = Stream {
+            dst: "127.0.0.1:1".parse().unwrap(),
+            from_agent: true,
+            ssrc: 7,
+            seq: 42,
+            token: 9,
+            akey: 11,
+            active: true,
+        };
         let mut b = Vec::new();
         packet(&mut b, &s, 123456789);
         assert_eq!(b.len(), 172);
@@ -249,7 +306,12 @@ mod tests {
 
     #[test]
     fn loss_is_counted_between_first_and_highest() {
-        let r = RxStream { first: 10, max: 19, count: 8, reordered: 1 };
+        let r = RxStream {
+            first: 10,
+            max: 19,
+            count: 8,
+            reordered: 1,
+        };
         assert_eq!(r.lost(), 2);
     }
 }

@@ -47,7 +47,11 @@ fn fmt_us(ns: u64) -> String {
 pub fn table(s: &Stats, header: &str, engine: &Value) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{header}");
-    let _ = writeln!(o, "{:<50} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency", "count", "p50", "p90", "p99", "p99.9", "max");
+    let _ = writeln!(
+        o,
+        "{:<50} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
     for (k, _) in hist::FIGURES {
         if let Some(h) = s.hist.get(*k) {
             let _ = writeln!(
@@ -120,26 +124,76 @@ pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
         o.push('\n');
     }
     let fails: Vec<String> = s.fail.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let _ = writeln!(o, "Failures: {}{}  ", s.failures(), if fails.is_empty() { String::new() } else { format!(" ({})", fails.join(", ")) });
-    let pick = ["achieved_registrations_per_s", "achieved_calls_per_s", "cpu_us_per_registration", "cpu_us_per_REGISTER_request", "cpu_us_per_call", "cpu_us_per_call_without_media_threads", "media_thread_cpu_us_per_packet_received", "cpu_share_of_one_core", "idle_cpu_us_per_s", "peak_concurrent_calls", "peak_bridged_calls", "rss_base_kib", "rss_peak_kib", "rss_kib_per_concurrent_call"];
+    let _ = writeln!(
+        o,
+        "Failures: {}{}  ",
+        s.failures(),
+        if fails.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", fails.join(", "))
+        }
+    );
+    let pick = [
+        "achieved_registrations_per_s",
+        "achieved_calls_per_s",
+        "cpu_us_per_registration",
+        "cpu_us_per_REGISTER_request",
+        "cpu_us_per_call",
+        "cpu_us_per_call_without_media_threads",
+        "media_thread_cpu_us_per_packet_received",
+        "cpu_share_of_one_core",
+        "idle_cpu_us_per_s",
+        "peak_concurrent_calls",
+        "peak_bridged_calls",
+        "rss_base_kib",
+        "rss_peak_kib",
+        "rss_kib_per_concurrent_call",
+    ];
     let mut parts = Vec::new();
     for k in pick {
         if let Some(v) = engine.get(k) {
             if let Some(f) = v.as_f64() {
-                parts.push(format!("{k} = {}", if f.fract() == 0.0 { format!("{f:.0}") } else { format!("{f:.2}") }));
+                parts.push(format!(
+                    "{k} = {}",
+                    if f.fract() == 0.0 {
+                        format!("{f:.0}")
+                    } else {
+                        format!("{f:.2}")
+                    }
+                ));
             }
         }
     }
     if let Some(w) = engine.get("relay_window") {
-        for k in ["packets_per_s", "engine_cpu_us_per_relayed_packet", "engine_cpu_share_of_one_core", "window_s"] {
+        for k in [
+            "packets_per_s",
+            "engine_cpu_us_per_relayed_packet",
+            "engine_cpu_share_of_one_core",
+            "window_s",
+        ] {
             if let Some(f) = w.get(k).and_then(Value::as_f64) {
                 parts.push(format!("relay {k} = {f:.2}"));
             }
         }
     }
     let _ = writeln!(o, "Engine: {}  ", parts.join(", "));
-    let keys = ["calls attempted", "calls answered (200)", "calls offered to an agent", "agent answers (200)", "rtp sent", "rtp received", "rtp lost (gaps)", "rtp reordered", "hold audio packets", "registrations"];
-    let counts: Vec<String> = keys.iter().filter_map(|k| s.count.get(*k).map(|v| format!("{k}: {v}"))).collect();
+    let keys = [
+        "calls attempted",
+        "calls answered (200)",
+        "calls offered to an agent",
+        "agent answers (200)",
+        "rtp sent",
+        "rtp received",
+        "rtp lost (gaps)",
+        "rtp reordered",
+        "hold audio packets",
+        "registrations",
+    ];
+    let counts: Vec<String> = keys
+        .iter()
+        .filter_map(|k| s.count.get(*k).map(|v| format!("{k}: {v}")))
+        .collect();
     let _ = writeln!(o, "Counts: {}\n", counts.join(", "));
     o
 }

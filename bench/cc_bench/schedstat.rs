@@ -13,7 +13,11 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     for e in dir.flatten() {
         let p = e.path().join("schedstat");
         if let Ok(s) = fs::read_to_string(p) {
-            if let Some(v) = s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+            if let Some(v) = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
                 total += v;
             }
         }
@@ -24,14 +28,21 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
 /// On-CPU ns per thread: (tid, thread name, ns).
 pub fn per_thread(pid: u32) -> Vec<(u32, String, u64)> {
     let mut v = Vec::new();
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return v };
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return v;
+    };
     for e in dir.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         let ns = fs::read_to_string(e.path().join("schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
             .unwrap_or(0);
-        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_string();
+        let comm = fs::read_to_string(e.path().join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         v.push((tid, comm, ns));
     }
     v
@@ -63,7 +74,10 @@ pub struct Sample {
 
 pub fn sample(pid: Option<u32>) -> Option<Sample> {
     let pid = pid?;
-    Some(Sample { cpu_ns: cpu_ns(pid)?, rss_kib: rss_kib(pid)? })
+    Some(Sample {
+        cpu_ns: cpu_ns(pid)?,
+        rss_kib: rss_kib(pid)?,
+    })
 }
 
 #[cfg(test)]

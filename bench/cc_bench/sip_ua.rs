@@ -40,7 +40,12 @@ impl<'a> Msg<'a> {
             let (n, v) = l.split_once(':')?;
             headers.push((n.trim(), v.trim()));
         }
-        Some(Msg { first, headers, body, text: head })
+        Some(Msg {
+            first,
+            headers,
+            body,
+            text: head,
+        })
     }
 
     pub fn is_response(&self) -> bool {
@@ -48,7 +53,10 @@ impl<'a> Msg<'a> {
     }
 
     pub fn code(&self) -> u16 {
-        self.first.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0)
+        self.first
+            .get(8..11)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn method(&self) -> &'a str {
@@ -87,7 +95,9 @@ impl<'a> Msg<'a> {
 
     /// Branch of the top Via.
     pub fn branch(&self) -> &'a str {
-        self.header("via").and_then(|v| param(v, "branch")).unwrap_or("")
+        self.header("via")
+            .and_then(|v| param(v, "branch"))
+            .unwrap_or("")
     }
 
     pub fn to_tag(&self) -> Option<&'a str> {
@@ -119,7 +129,7 @@ pub fn param<'a>(v: &'a str, name: &str) -> Option<&'a str> {
     tail.split(';').skip(1).find_map(|p| {
         let (k, val) = p.split_once('=')?;
         if k.trim().eq_ignore_ascii_case(name) {
-            Some(val.trim().split(|c: char| c == ',' || c == ' ').next().unwrap_or(""))
+            Some(val.trim().split([',', ' ']).next().unwrap_or(""))
         } else {
             None
         }
@@ -134,7 +144,7 @@ pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 pub fn uri_addr(uri: &str) -> Option<std::net::SocketAddr> {
     let rest = uri.strip_prefix("sip:")?;
     let rest = rest.rsplit('@').next()?;
-    let hp = rest.split(|c| c == ';' || c == '?' || c == '>').next()?;
+    let hp = rest.split([';', '?', '>']).next()?;
     hp.parse().ok()
 }
 
@@ -196,12 +206,21 @@ pub fn parse_challenge(v: &str) -> Option<Challenge> {
             _ => {}
         }
     }
-    Some(Challenge { realm: realm?, nonce: nonce?, algorithm: alg, qop_auth, opaque })
+    Some(Challenge {
+        realm: realm?,
+        nonce: nonce?,
+        algorithm: alg,
+        qop_auth,
+        opaque,
+    })
 }
 
 /// Picks the challenge to answer: `prefer` if offered, else the first we know.
 pub fn pick_challenge<'a>(m: &Msg<'a>, prefer: Option<Algorithm>) -> Option<Challenge> {
-    let all: Vec<Challenge> = m.all("www-authenticate").filter_map(parse_challenge).collect();
+    let all: Vec<Challenge> = m
+        .all("www-authenticate")
+        .filter_map(parse_challenge)
+        .collect();
     if let Some(p) = prefer {
         if let Some(c) = all.iter().find(|c| c.algorithm == p) {
             return Some(c.clone());
@@ -211,7 +230,14 @@ pub fn pick_challenge<'a>(m: &Msg<'a>, prefer: Option<Algorithm>) -> Option<Chal
 }
 
 /// The `Authorization` value answering `ch` for `method uri`.
-pub fn authorization(ch: &Challenge, user: &str, password: &str, method: &str, uri: &str, cnonce: &str) -> String {
+pub fn authorization(
+    ch: &Challenge,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> String {
     let mut r = DigestResponse {
         username: user.to_string(),
         realm: ch.realm.clone(),
@@ -230,7 +256,14 @@ pub fn authorization(ch: &Challenge, user: &str, password: &str, method: &str, u
 
 /// A response to request `req`, echoing Via/From/Call-ID/CSeq and `To` with
 /// `to_tag` added when the request had none.
-pub fn response(req: &Msg, code: u16, reason: &str, to_tag: Option<&str>, extra: &str, body: &[u8]) -> Vec<u8> {
+pub fn response(
+    req: &Msg,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut s = format!("SIP/2.0 {code} {reason}\r\n");
     for v in req.all("via") {
         s.push_str("Via: ");
@@ -301,7 +334,13 @@ mod tests {
 
     #[test]
     fn authorization_verifies_with_engine_code() {
-        let ch = Challenge { realm: "r".into(), nonce: "n".into(), algorithm: Algorithm::Sha256, qop_auth: true, opaque: None };
+        let ch = Challenge {
+            realm: "r".into(),
+            nonce: "n".into(),
+            algorithm: Algorithm::Sha256,
+            qop_auth: true,
+            opaque: None,
+        };
         let h = authorization(&ch, "agent0001", "pw", "REGISTER", "sip:h", "cn");
         let parsed = auth::parse_authorization(&h).unwrap();
         assert!(auth::verify(&parsed, "REGISTER", "pw", "r"));
@@ -312,6 +351,9 @@ mod tests {
     fn sdp_round_trip() {
         let a: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert_eq!(sdp_addr(sdp(a, 1).as_bytes()), Some(a));
-        assert_eq!(uri_addr("sip:agent0001@127.0.0.1:5070;transport=udp"), Some("127.0.0.1:5070".parse().unwrap()));
+        assert_eq!(
+            uri_addr("sip:agent0001@127.0.0.1:5070;transport=udp"),
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
     }
 }

@@ -12,7 +12,9 @@ const L: f64 = 80.0;
 const R: f64 = 260.0;
 const T: f64 = 40.0;
 const B: f64 = 60.0;
-const COLORS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+const COLORS: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
 
 pub fn plot(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
     let max_x = 5.0f64; // up to 99.999%
@@ -39,7 +41,10 @@ pub fn plot(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
         L,
         esc(title)
     );
-    for (i, lab) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"].iter().enumerate() {
+    for (i, lab) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
         let x = px(i as f64);
         let _ = writeln!(s, "<line x1=\"{x}\" y1=\"{T}\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{lab}</text>", H - B, H - B + 16.0);
     }
@@ -59,7 +64,12 @@ pub fn plot(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
         let _ = writeln!(s, "<line x1=\"{L}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{lab}</text>", W - R, L - 6.0, y + 4.0);
         e += 1.0;
     }
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>", (L + W - R) / 2.0, H - 20.0);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>",
+        (L + W - R) / 2.0,
+        H - 20.0
+    );
     for (i, (name, h)) in series.iter().enumerate() {
         if h.is_empty() {
             continue;
@@ -68,10 +78,22 @@ pub fn plot(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
         let mut pts = String::new();
         for v in h.iter_quantiles(5) {
             let q = v.quantile_iterated_to();
-            let x = if q >= 1.0 { max_x } else { (1.0 / (1.0 - q)).log10() };
-            let _ = write!(pts, "{:.1},{:.1} ", px(x), py(v.value_iterated_to() as f64 / 1000.0));
+            let x = if q >= 1.0 {
+                max_x
+            } else {
+                (1.0 / (1.0 - q)).log10()
+            };
+            let _ = write!(
+                pts,
+                "{:.1},{:.1} ",
+                px(x),
+                py(v.value_iterated_to() as f64 / 1000.0)
+            );
         }
-        let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{pts}\"/>");
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{pts}\"/>"
+        );
         let ly = T + 10.0 + 18.0 * i as f64;
         let _ = writeln!(
             s,
@@ -89,5 +111,7 @@ pub fn plot(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

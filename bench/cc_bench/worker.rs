@@ -236,8 +236,15 @@ impl Worker {
                 return;
             }
             let now = now_ns();
-            let next = self.timers.peek().map(|Reverse((at, _))| *at).unwrap_or(u64::MAX);
-            let wait = next.saturating_sub(now).min(deadline.saturating_sub(now)).min(50_000_000);
+            let next = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| *at)
+                .unwrap_or(u64::MAX);
+            let wait = next
+                .saturating_sub(now)
+                .min(deadline.saturating_sub(now))
+                .min(50_000_000);
             if wait > 0 {
                 wait_readable(&fds, wait);
             }
@@ -247,10 +254,7 @@ impl Worker {
     fn poll_sockets(&mut self) {
         for s in 0..self.sip.len() {
             loop {
-                let n = match self.sip[s].recv_batch(&mut self.batch) {
-                    Ok(n) => n,
-                    Err(_) => 0,
-                };
+                let n = self.sip[s].recv_batch(&mut self.batch).unwrap_or_default();
                 if n == 0 {
                     break;
                 }
@@ -301,7 +305,14 @@ impl Worker {
                     }
                 }
                 _ => {
-                    let r = crate::sip_ua::response(&m, 405, "Method Not Allowed", Some("ccb"), "", b"");
+                    let r = crate::sip_ua::response(
+                        &m,
+                        405,
+                        "Method Not Allowed",
+                        Some("ccb"),
+                        "",
+                        b"",
+                    );
                     self.send_sip(sock, &r, from);
                 }
             }
