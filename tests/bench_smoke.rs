@@ -67,6 +67,7 @@ fn bench_config(n: usize, answer: &str) -> String {
     s.push_str(&format!(
         "[[queue]]\nname = \"support\"\nstrategy = \"longest-idle\"\nanswer = \"{answer}\"\nmax_waiting = 10000\nring_timeout_s = 15\nwrap_up_s = 0\n\n"
     ));
+    s.push_str("[[queue]]\nname = \"waiting\"\nanswer = \"on-agent\"\nmax_waiting = 10000\n\n");
     for i in 1..=n {
         s.push_str(&format!("[[agent]]\nid = \"agent{i:04}\"\npassword = \"pw-agent{i:04}\"\nqueues = [\"support\"]\n\n"));
     }
@@ -768,4 +769,40 @@ fn fake_faults_are_counted_exactly() {
     assert_eq!(lost, 4, "{j:#}");
     assert_eq!(j["failures_total"], 8, "nothing else counted: {j:#}");
     let _ = std::fs::remove_file(json);
+}
+
+/// Calls waiting in an on-agent queue with no agents (180), cancelled by
+/// the customers after --talk: all 20 are cancelled cleanly (CANCEL → 200,
+/// INVITE → 487), none counted as failed; RSS per waiting call reported.
+#[test]
+fn waiting_calls_smoke() {
+    let e = start_engine(2, "immediate");
+    let json = e.dir.join("hold.json");
+    let (j, code) = bench(
+        &[
+            "hold",
+            "--calls",
+            "20",
+            "--rate",
+            "20",
+            "--talk",
+            "1",
+            "--queue",
+            "waiting",
+            "--workers",
+            "1",
+            "--timeout-ms",
+            "3000",
+        ],
+        &e,
+        e.addr,
+        &json,
+    );
+    assert_eq!(j["failures_total"], 0, "{j:#}");
+    assert_eq!(code, 0);
+    assert_eq!(j["counts"]["calls attempted"], 20);
+    assert_eq!(j["counts"]["calls ringing (18x)"], 20, "{j:#}");
+    assert_eq!(j["counts"]["calls cancelled while waiting"], 20, "{j:#}");
+    assert!(j["engine"]["peak_concurrent_calls"].as_i64().unwrap() > 0);
+    assert!(j["engine"]["rss_kib_per_concurrent_call"].is_number());
 }
