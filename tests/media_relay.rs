@@ -286,3 +286,23 @@ fn media_timeout_reported() {
     assert!(got, "media timeout event");
     h.shutdown();
 }
+
+#[test]
+fn hold_address_means_no_destination_then_resume() {
+    // the agent put the call on hold with c=0.0.0.0: its leg has no destination
+    let mut h = relay(24130, 4);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::default()).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
+    stats_until(&h, la.id, |s, _| s.dropped(DropReason::NoDestination) == 1);
+    // re-INVITE off hold: the SDP address is known again
+    h.set_peer(lb.id, Some(addr(&b)), None, false);
+    barrier(&h);
+    a.send_to(&rtp(2, 160, 1, 100), la.rtp).unwrap();
+    let (got, from) = recv(&b).expect("flows after resume");
+    assert_eq!(&got[2..4], &2u16.to_be_bytes());
+    assert_eq!(from, lb.rtp);
+    h.shutdown();
+}

@@ -473,7 +473,7 @@ impl Relay {
                 && Instant::now() < self.next_tick
             {
                 idle_spins += 1;
-                if idle_spins % 64 == 0 {
+                if idle_spins.is_multiple_of(64) {
                     // let same-priority threads (e.g. SCHED_FIFO control thread) run
                     std::thread::yield_now();
                 }
@@ -939,11 +939,9 @@ impl Relay {
                 (self.socks.len() - 1) as u32
             }
         };
-        if (i as usize) < self.files {
-            if self.ring.submitter().register_files_update(i, &[fd]).is_ok() {
-                if let Some(Some(sk)) = self.socks.get_mut(i as usize) {
-                    sk.fixed = true;
-                }
+        if (i as usize) < self.files && self.ring.submitter().register_files_update(i, &[fd]).is_ok() {
+            if let Some(Some(sk)) = self.socks.get_mut(i as usize) {
+                sk.fixed = true;
             }
         }
         i
