@@ -56,6 +56,11 @@ fn both_directions_multishot() {
 }
 
 #[test]
+fn both_directions_own_buffers() {
+    both_directions_in(RecvMode::OwnBuffer, false, 24140);
+}
+
+#[test]
 fn both_directions_send_zc() {
     both_directions_in(RecvMode::OneShot, true, 24020);
 }

@@ -85,6 +85,9 @@ pub enum RecvMode {
     OneShot,
     /// One multishot `RECVMSG` per socket, buffers from the provided ring.
     Multishot,
+    /// Comparison point without the provided ring: every socket owns one
+    /// buffer, receives into it and sends from it, re-arming after the send.
+    OwnBuffer,
 }
 
 /// Relay configuration (one relay per shard).
