@@ -47,27 +47,27 @@ fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
 
 #[test]
 fn both_directions_oneshot() {
-    both_directions_in(RecvMode::OneShot, false, 24000);
+    both_directions_in(RecvMode::OneShot, false, 28000);
 }
 
 #[test]
 fn both_directions_multishot() {
-    both_directions_in(RecvMode::Multishot, false, 24010);
+    both_directions_in(RecvMode::Multishot, false, 28010);
 }
 
 #[test]
 fn both_directions_own_buffers() {
-    both_directions_in(RecvMode::OwnBuffer, false, 24140);
+    both_directions_in(RecvMode::OwnBuffer, false, 28140);
 }
 
 #[test]
 fn both_directions_send_zc() {
-    both_directions_in(RecvMode::OneShot, true, 24020);
+    both_directions_in(RecvMode::OneShot, true, 28020);
 }
 
 #[test]
 fn latching_to_new_source_port() {
-    let mut h = relay(24030, 4);
+    let mut h = relay(28030, 4);
     let (sdp_a, real_a, b) = (client(), client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&sdp_a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -90,7 +90,7 @@ fn latching_to_new_source_port() {
 
 #[test]
 fn strict_mode_drops_other_sources() {
-    let mut h = relay(24040, 4);
+    let mut h = relay(28040, 4);
     let (sdp_a, other, b) = (client(), client(), client());
     let mut ca = LegConfig::peer(addr(&sdp_a));
     ca.strict = true;
@@ -114,7 +114,7 @@ fn strict_mode_drops_other_sources() {
 
 #[test]
 fn rtcp_relayed_on_port_plus_one() {
-    let mut h = relay(24050, 4);
+    let mut h = relay(28050, 4);
     let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
     let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), ..Default::default() };
     let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
@@ -143,7 +143,7 @@ fn rtcp_relayed_on_port_plus_one() {
 
 #[test]
 fn ssrc_change_and_gaps_counted() {
-    let mut h = relay(24060, 4);
+    let mut h = relay(28060, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -161,7 +161,7 @@ fn ssrc_change_and_gaps_counted() {
 
 #[test]
 fn junk_dropped_and_counted() {
-    let mut h = relay(24070, 4);
+    let mut h = relay(28070, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -192,7 +192,7 @@ fn junk_dropped_and_counted() {
 
 #[test]
 fn unbridged_leg_drops_and_counts() {
-    let mut h = relay(24080, 4);
+    let mut h = relay(28080, 4);
     let a = client();
     let la = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
     barrier(&h);
@@ -205,14 +205,14 @@ fn unbridged_leg_drops_and_counts() {
 
 #[test]
 fn port_exhaustion_refuses_with_503() {
-    let mut h = relay(24090, 2);
+    let mut h = relay(28090, 2);
     let a = h.open_leg(LegConfig::default()).unwrap();
     let b = h.open_leg(LegConfig::default()).unwrap();
     assert_ne!(a.rtp, b.rtp);
     let e = h.open_leg(LegConfig::default()).unwrap_err();
     assert_eq!(e.sip_status(), 503);
     let msg = e.to_string();
-    assert!(msg.contains("24090-24093"), "names the range: {msg}");
+    assert!(msg.contains("28090-28093"), "names the range: {msg}");
     assert!(matches!(e, OpenError::Ports(PortError::Exhausted { .. })));
     assert_eq!(h.ports().exhausted_count, 1);
     assert!(h.open_pair(LegConfig::default(), LegConfig::default()).is_err());
@@ -222,7 +222,7 @@ fn port_exhaustion_refuses_with_503() {
 
 #[test]
 fn quarantine_respected() {
-    let mut h = relay(24100, 1); // quarantine 300 ms
+    let mut h = relay(28100, 1); // quarantine 300 ms
     let a = client();
     let l1 = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
     let t_close = Instant::now();
@@ -260,7 +260,7 @@ fn quarantine_respected() {
 
 #[test]
 fn close_bridged_leg_then_traffic_is_safe() {
-    let mut h = relay(24110, 4);
+    let mut h = relay(28110, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -274,7 +274,7 @@ fn close_bridged_leg_then_traffic_is_safe() {
 
 #[test]
 fn media_timeout_reported() {
-    let mut h = relay(24120, 4);
+    let mut h = relay(28120, 4);
     let a = client();
     let cfg = LegConfig { media_timeout: Some(Duration::from_millis(100)), ..LegConfig::peer(addr(&a)) };
     let la = h.open_leg(cfg).unwrap();
@@ -295,7 +295,7 @@ fn media_timeout_reported() {
 #[test]
 fn hold_address_means_no_destination_then_resume() {
     // the agent put the call on hold with c=0.0.0.0: its leg has no destination
-    let mut h = relay(24130, 4);
+    let mut h = relay(28130, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::default()).unwrap();
     h.bridge(la.id, lb.id);
