@@ -331,14 +331,21 @@ impl Relay {
         };
         let size = cfg.buf_size.max(MS_PAYLOAD_OFF + 256);
         let mut pool = Pool::new(cfg.pool_buffers, size)?;
-        // provided buffer ring
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(pool.ring as u64, pool.entries(), BGID, 0)?;
+        // provided buffer ring; without it (old kernel, or refused), every
+        // socket gets its own buffer instead
+        let mut cfg = cfg;
+        match unsafe { ring.submitter().register_buf_ring_with_flags(pool.ring as u64, pool.entries(), BGID, 0) } {
+            Ok(()) => {
+                for bid in 0..pool.count as u16 {
+                    pool.recycle(bid);
+                }
+                pool.publish();
+            }
+            Err(e) => {
+                tracing::warn!("provided buffer ring unavailable ({e}); relay falls back to one buffer per socket");
+                cfg.recv_mode = RecvMode::OwnBuffer;
+            }
         }
-        for bid in 0..pool.count as u16 {
-            pool.recycle(bid);
-        }
-        pool.publish();
         // fixed buffer registration (locked memory) for SEND_ZC: optional
         if cfg.register_buffers {
             let iov = libc::iovec { iov_base: pool.mem as *mut libc::c_void, iov_len: pool.mem_len };
