@@ -131,6 +131,21 @@ pub struct SipSection {
     /// RFC 3261 T1 in milliseconds (RTT estimate).
     #[serde(default = "default_t1")]
     pub t1_ms: u64,
+    /// Datagrams per second accepted from one source IP before parsing
+    /// (bursts of twice that); the rest are dropped and counted. 0 = off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_ip: u32,
+    /// Loopback sources (local load generators, a co-located proxy) are
+    /// not rate limited.
+    #[serde(default = "default_true")]
+    pub rate_limit_exempt_loopback: bool,
+}
+
+fn default_rate_limit() -> u32 {
+    2000
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_realm() -> String {
