@@ -202,6 +202,14 @@ else
     start_engine
     bench "10,000 waiting calls (RSS per call)" 120 hold --calls 10000 --rate 1000 --talk 15 --queue waiting \
       --json "$OUT/hold-10000.json" --quiet
+    refused=$(jq -r '.failures["INVITE 503"] // 0' "$OUT/hold-10000.json" 2> /dev/null || echo 0)
+    if [ "$refused" != 0 ]; then
+      {
+        echo "Why the 503s: the engine log says \`$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/engine-$ENGINE_RUNS.log" | grep -o 'relay refused a call reason=[^(]*' | sort | uniq -c | sort -rn | head -2 | xargs)\`."
+        echo "Open-files limit here: soft $(ulimit -n), hard $(ulimit -Hn) (the unit sets LimitNOFILE=1048576; this VM does not let root raise it)."
+        echo
+      } >> "$MD"
+    fi
   else
     echo "   queued calls are not bridged by this engine yet (probe: $(jq -c .failures "$OUT/probe.json" 2> /dev/null)); call figures skipped"
     echo "Queued calls: not measured — this engine does not bridge queued calls yet (probe call: \`$(jq -c .failures "$OUT/probe.json" 2> /dev/null)\`)." >> "$MD"

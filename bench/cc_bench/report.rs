@@ -194,6 +194,14 @@ pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
         .iter()
         .filter_map(|k| s.count.get(*k).map(|v| format!("{k}: {v}")))
         .collect();
-    let _ = writeln!(o, "Counts: {}\n", counts.join(", "));
+    let _ = writeln!(o, "Counts: {}  ", counts.join(", "));
+    let skipped = s.count.get("rtp ticks skipped (bench overloaded)").copied().unwrap_or(0);
+    if skipped > 0 {
+        let _ = writeln!(
+            o,
+            "Note: the load generator fell behind for {skipped} ms of 1 ms RTP ticks (its core was saturated), so the offered RTP load was below nominal; the engine's CPU per packet is still exact."
+        );
+    }
+    o.push('\n');
     o
 }
