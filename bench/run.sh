@@ -143,7 +143,8 @@ bench() { # title, timeout seconds, cc-bench args…
   echo "## cc-bench"
   echo
   echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), kernel $(uname -r)."
-  echo "Engine \`--shards $SHARDS\` pinned to CPU $ENGINE_CPUS (open files limit $(ulimit -n), as the systemd unit), load (cc-bench, SIPp) on CPU $LOAD_CPUS."
+  echo "Engine \`--shards $SHARDS\` pinned to CPU $ENGINE_CPUS (open files limit $(ulimit -n); the systemd unit sets 1048576), load (cc-bench, SIPp) on CPU $LOAD_CPUS."
+  echo "Engine command: \`taskset -c $ENGINE_CPUS target/release/cc-engine --config $OUT/bench.toml --listen 127.0.0.1:$SIP_PORT --state-dir $OUT/state --mgmt 127.0.0.1:$MGMT_PORT --shards $SHARDS\` ($AGENTS generated agents agent0001… with passwords pw-agent0001…, queue \`support\` answer immediate and no wrap-up, queue \`waiting\` answer on-agent with no agents; see gen_config in bench/run.sh)."
   echo "Machine load average when the suite started: $(cut -d' ' -f1-3 /proc/loadavg) (a shared VM: other builds and benchmarks ran at the same time; tails are noisy)."
   echo "The engine is restarted (fresh state) before each memory figure, so RSS per call is measured from that engine's own baseline."
   echo "Latency: kernel receive timestamps (SO_TIMESTAMPNS) minus send time, µs. Engine CPU: /proc/PID/task/*/schedstat over the measured run, divided by the operations."
