@@ -40,9 +40,11 @@ else
   LOAD_CPUS=0
 fi
 
-# RTP relay ports 10000-60999: room for 10,000 waiting calls and for the
-# quarantine of released ports; cc-bench binds its own sockets above the
-# ephemeral range (61000+), so it never takes one of them.
+# RTP relay ports 2000-32767: below the kernel's ephemeral range (32768+),
+# where every other process on this shared VM binds its sockets (binds
+# there failed with EADDRINUSE and the engine refused calls with 503), and
+# large enough for find-max's released ports in their 10 s quarantine.
+# cc-bench binds its own sockets above the ephemeral range (61000+).
 # Bench config: agents agent0001… (password pw-agent0001…) serving queue
 # `support` (answered at once, no wrap-up); queue `waiting` answers 180
 # and has no agents, for the waiting-calls memory run.
@@ -71,8 +73,8 @@ algorithms = ["MD5", "SHA-256"]
 
 [media]
 address = "127.0.0.1"
-rtp_port_min = 10000
-rtp_port_max = 60999
+rtp_port_min = 2000
+rtp_port_max = 32767
 codecs = ["PCMU", "PCMA", "telephone-event"]
 media_timeout_s = 60
 
