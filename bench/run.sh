@@ -40,7 +40,8 @@ else
   LOAD_CPUS=0
 fi
 
-# RTP relay ports 2000-32767: below the kernel's ephemeral range (32768+),
+# RTP relay ports 7000-32767 (above SIPp's default media ports 6000+, which other
+# tests on this VM use) and below the kernel's ephemeral range (32768+),
 # where every other process on this shared VM binds its sockets (binds
 # there failed with EADDRINUSE and the engine refused calls with 503), and
 # large enough for find-max's released ports in their 10 s quarantine.
@@ -73,7 +74,7 @@ algorithms = ["MD5", "SHA-256"]
 
 [media]
 address = "127.0.0.1"
-rtp_port_min = 2000
+rtp_port_min = 7000
 rtp_port_max = 32767
 codecs = ["PCMU", "PCMA", "telephone-event"]
 media_timeout_s = 60

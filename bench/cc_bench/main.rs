@@ -41,7 +41,7 @@ const USAGE: &str = "\
 usage:
   cc-bench register --agents N --rate R --duration S
   cc-bench calls --agents N --rate R --duration S [--talk S] [--answer-delay MS] [--rtp] [--pps P]
-  cc-bench calls --find-max --agents N [--start-rate R] [--step 1.5] [--max-rate R] [--p99-bound-ms MS] [--duration S]
+  cc-bench calls --find-max --agents N [--start-rate R] [--step 1.5] [--max-rate R] [--p99-bound-ms MS] [--duration S] [--retries 1]
   cc-bench relay --streams N [--pps P] [--duration S] [--setup-rate R]
   cc-bench hold --calls N [--rate R] [--talk S]     (customers wait in the queue, no agents)
 common options:
@@ -641,6 +641,8 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
     let mut last_clean: Option<(f64, Value)> = None;
     let mut steps = Vec::new();
     let mut stop_reason = String::from("reached --max-rate");
+    let retries = o.get("retries", 1u32)?;
+    let mut retried = 0;
     while rate <= max_rate {
         let p = Arc::new(params(o, agents, rate)?);
         let res = run_load(p.clone(), Mode::Calls, pid, None)?;
@@ -668,9 +670,20 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
             break;
         }
         if worst > bound_ms {
+            // On a shared machine one step's p99 can be a neighbour's
+            // burst: a latency-only miss is re-run once (--retries) before
+            // it stops the search. A failed call stops it at once.
+            if retried < retries {
+                retried += 1;
+                if !o.flag("quiet") {
+                    println!("  p99 over the bound: re-running {rate:.1} calls/s once");
+                }
+                continue;
+            }
             stop_reason = format!("setup p99 {worst:.3} ms > {bound_ms} ms at {rate:.1}/s");
             break;
         }
+        retried = 0;
         last_clean = Some((rate, sj));
         rate *= step;
     }
@@ -683,7 +696,7 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
         "steps": steps,
     });
     println!(
-        "find-max: last clean rate {} calls/s (bound: zero failures, setup p99 <= {bound_ms} ms); stopped: {stop_reason}",
+        "find-max: last clean rate {} calls/s (bound: zero failures, setup p99 <= {bound_ms} ms, a latency miss re-run once); stopped: {stop_reason}",
         last_clean.as_ref().map(|(r, _)| format!("{r:.1}")).unwrap_or("none".into())
     );
     if let Some((_, s)) = &last_clean {
@@ -694,7 +707,7 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
     if let Some(f) = o.str("md") {
         use std::io::Write as _;
         let mut md = format!(
-            "### {}\n\n`{}`  \nLast clean rate: **{}** calls/s (zero failures and setup p99 <= {bound_ms} ms); stopped: {stop_reason}.\n\n",
+            "### {}\n\n`{}`  \nLast clean rate: **{}** calls/s (zero failures and setup p99 <= {bound_ms} ms; a step over the p99 bound is re-run once before it counts); stopped: {stop_reason}.\n\n",
             o.str("title").unwrap_or("find-max"),
             out["command"].as_str().unwrap_or(""),
             last_clean.as_ref().map(|(r, _)| format!("{r:.1}")).unwrap_or("none".into())

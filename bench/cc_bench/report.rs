@@ -195,7 +195,11 @@ pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
         .filter_map(|k| s.count.get(*k).map(|v| format!("{k}: {v}")))
         .collect();
     let _ = writeln!(o, "Counts: {}  ", counts.join(", "));
-    let skipped = s.count.get("rtp ticks skipped (bench overloaded)").copied().unwrap_or(0);
+    let skipped = s
+        .count
+        .get("rtp ticks skipped (bench overloaded)")
+        .copied()
+        .unwrap_or(0);
     if skipped > 0 {
         let _ = writeln!(
             o,
