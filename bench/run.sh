@@ -20,7 +20,7 @@ SECONDS=0
 SHARDS=${SHARDS:-1}
 AGENTS=${AGENTS:-2000}
 OUT=${OUT:-target/bench-run}
-SIP_PORT=${SIP_PORT:-25060}
+SIP_PORT=${SIP_PORT:-6060}
 MGMT_PORT=${MGMT_PORT:-28080}
 RESULTS=bench/RESULTS.md
 rm -rf "$OUT"
@@ -40,8 +40,9 @@ else
   LOAD_CPUS=0
 fi
 
-# RTP relay ports 7000-32767 (above SIPp's default media ports 6000+, which other
-# tests on this VM use) and below the kernel's ephemeral range (32768+),
+# RTP relay ports 7000-25999 (above SIPp's default media ports 6000+, which other
+# tests on this VM use, below another relay benchmark's 26000+ and below
+# the ephemeral range 32768+; the SIP port 6060 is outside it too),
 # where every other process on this shared VM binds its sockets (binds
 # there failed with EADDRINUSE and the engine refused calls with 503), and
 # large enough for find-max's released ports in their 10 s quarantine.
@@ -75,7 +76,7 @@ algorithms = ["MD5", "SHA-256"]
 [media]
 address = "127.0.0.1"
 rtp_port_min = 7000
-rtp_port_max = 32767
+rtp_port_max = 25999
 codecs = ["PCMU", "PCMA", "telephone-event"]
 media_timeout_s = 60
 
