@@ -123,6 +123,7 @@ wrap_up_s = 0
     );
     let cdrs = e.stop_and_cdrs();
     let ctx = || explain(&e, &[&alice, &bob], &show_cdrs(&cdrs));
+    eprintln!("INVITEs: alice {na}, bob {nb}\n{}", show_cdrs(&cdrs));
     assert_eq!(cdrs.len(), 5, "{}", ctx());
     assert_eq!(by_disposition(&cdrs, "answered").len(), 5, "{}", ctx());
     let of = |a: &str| cdrs.iter().filter(|c| c["agent"] == a).count();
