@@ -339,6 +339,15 @@ pub async fn run(ctx: Context) {
         let board = shared.board.clone();
         glommio::spawn_local(async move {
             let mut out = Vec::new();
+            // Publish the restored bindings now: after a restart nothing may
+            // be due for an hour, and /agents must not read empty till then.
+            {
+                let mut s = state.borrow_mut();
+                if s.agents_dirty {
+                    s.agents_dirty = false;
+                    board.publish_agents(s.agents_lines());
+                }
+            }
             loop {
                 let now = now_ms();
                 let next = state.borrow().next_deadline().map(|t| instant_at(t, now));
