@@ -121,6 +121,20 @@ wrap_up_s = 0
         "{}",
         explain(&e, &[&alice, &bob], &format!("INVITEs: alice {na}, bob {nb}; want 3/2"))
     );
+    // Metrics agree, and every call and relay port is released.
+    for (a, n) in [("alice", na), ("bob", nb)] {
+        let (v, m) = e.wait_metric("cc_agent_answered_total", &[("agent", a)], n as f64);
+        assert_eq!(v, Some(n as f64), "cc_agent_answered_total{{agent={a}}}\n{}", m.0);
+    }
+    let released = poll(Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.sum("cc_calls_active") == 0.0 && m.sum("cc_rtp_ports_in_use") == 0.0).then_some(())
+    });
+    assert!(
+        released.is_some(),
+        "{}",
+        explain(&e, &[&alice, &bob], &format!("calls/ports not released:\n{}", e.metrics().0))
+    );
     let cdrs = e.stop_and_cdrs();
     let ctx = || explain(&e, &[&alice, &bob], &show_cdrs(&cdrs));
     eprintln!("INVITEs: alice {na}, bob {nb}\n{}", show_cdrs(&cdrs));
