@@ -372,10 +372,9 @@ pub async fn run(ctx: Context) {
         })
         .detach();
     }
-    let _ = shared.ready.send("routing".into());
     let samples_state = state.clone();
     let board = shared.board.clone();
-    housekeeping(slot, &shared, || {
+    housekeeping(slot, &shared, "routing".into(), || {
         let (samples, queues) = samples_state.borrow().samples(now_ms());
         board.publish_queues(queues);
         samples

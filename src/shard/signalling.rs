@@ -226,9 +226,8 @@ pub async fn run(ctx: Context) {
         .detach();
     }
 
-    let _ = shared.ready.send(format!("shard {id}"));
     tracing::debug!(shard = id, %local_addr, "signalling shard running");
-    housekeeping(id as usize, &shared, || core.borrow().samples()).await;
+    housekeeping(id as usize, &shared, format!("shard {id}"), || core.borrow().samples()).await;
     // Hang up what is still up, and give the BYEs a moment on the wire.
     let mut effects = Vec::new();
     step(&core, &io, &wake, &mut effects, |c, now, wall| c.hangup_all(now, wall)).await;
@@ -236,7 +235,11 @@ pub async fn run(ctx: Context) {
 }
 
 /// Heartbeat, metrics publication and the shutdown check, every 100 ms.
-pub async fn housekeeping(slot: usize, shared: &Shared, samples: impl Fn() -> Vec<Sample>) {
+/// The first snapshot is published before the executor reports `ready`, so
+/// /metrics and /queues are never empty once the engine is up.
+pub async fn housekeeping(slot: usize, shared: &Shared, ready: String, samples: impl Fn() -> Vec<Sample>) {
+    shared.board.publish(slot, samples());
+    let _ = shared.ready.send(ready);
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(100)).await;
         if let Some(b) = shared.heartbeats.get(slot) {
