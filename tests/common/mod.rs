@@ -1174,6 +1174,27 @@ pub fn free_udp_ports(n: usize) -> Vec<u16> {
     socks.iter().map(|s| s.local_addr().unwrap().port()).collect()
 }
 
+/// An even port P with P..=P+3 free (SIPp binds `-mp` and `-mp`+2 for audio
+/// and video, each with its RTCP port beside).
+pub fn free_media_port() -> u16 {
+    for _ in 0..200 {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind udp 0");
+        let x = a.local_addr().unwrap().port();
+        let p = x & !1;
+        if !(1024..=65530).contains(&p) {
+            continue;
+        }
+        let held: Vec<_> = (p..p + 4)
+            .filter(|q| *q != x)
+            .map(|q| UdpSocket::bind(("127.0.0.1", q)))
+            .collect();
+        if held.iter().all(|h| h.is_ok()) {
+            return p;
+        }
+    }
+    panic!("no 4 consecutive free UDP ports found");
+}
+
 fn sipp_command(engine: &Engine, scenario: &str, port: u16, dir: &Path, extra: &[&str]) -> Command {
     require_tool("sipp");
     let mut cmd = Command::new("sipp");
@@ -1183,7 +1204,7 @@ fn sipp_command(engine: &Engine, scenario: &str, port: u16, dir: &Path, extra: &
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
         .arg(port.to_string())
         .arg("-mp")
-        .arg(free_udp_port().to_string())
+        .arg(free_media_port().to_string())
         .args(["-nostdin", "-trace_err", "-trace_msg", "-max_recv_loops", "1000"])
         .arg("-error_file")
         .arg(dir.join("errors.log"))
