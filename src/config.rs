@@ -131,6 +131,21 @@ pub struct SipSection {
     /// RFC 3261 T1 in milliseconds (RTT estimate).
     #[serde(default = "default_t1")]
     pub t1_ms: u64,
+    /// Datagrams per second accepted from one source IP before parsing
+    /// (bursts of twice that); the rest are dropped and counted. 0 = off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_ip: u32,
+    /// Loopback sources (local load generators, a co-located proxy) are
+    /// not rate limited.
+    #[serde(default = "default_true")]
+    pub rate_limit_exempt_loopback: bool,
+}
+
+fn default_rate_limit() -> u32 {
+    2000
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_realm() -> String {
@@ -472,6 +487,13 @@ impl Config {
             if q.max_no_answer == 0 {
                 return err(&key("max_no_answer"), "must be at least 1".into());
             }
+            // Read the file now: a caller must never wait in silence because
+            // of a typo found only when the first call arrives.
+            if let Some(path) = &q.hold_audio {
+                if let Err(e) = crate::media::wav::load(path) {
+                    return err(&key("hold_audio"), e.to_string());
+                }
+            }
         }
         for (i, q) in self.queues.iter().enumerate() {
             if let Some(o) = &q.overflow {
@@ -605,6 +627,23 @@ mod tests {
             Shards::Count(3)
         );
         assert_eq!(key_of(&SHIPPED.replace("shards = \"auto\"", "shards = \"many\"")), "engine.shards");
+    }
+
+    #[test]
+    fn hold_audio_must_be_a_readable_8khz_wav() {
+        let dir = std::env::temp_dir().join(format!("cc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("not.wav");
+        std::fs::write(&bad, b"RIFF????WAVEjunk").unwrap();
+        let good = dir.join("ok.wav");
+        std::fs::write(&good, crate::media::wav::to_wav_bytes(&[0i16; 160])).unwrap();
+        let with = |p: &Path| {
+            SHIPPED.replace("wrap_up_s = 10", &format!("wrap_up_s = 10\nhold_audio = {:?}", p.display().to_string()))
+        };
+        assert_eq!(key_of(&with(&bad)), "queue[0].hold_audio");
+        assert_eq!(key_of(&with(&dir.join("missing.wav"))), "queue[0].hold_audio");
+        assert!(parse(&with(&good)).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::flood::FloodGuard;
 use super::messages::{Forwarded, FromRouting, ToRouting};
 use super::register;
 use crate::call::{CallTable, Handled, HoldLibrary, LegStats, RelayMedia};
@@ -31,6 +32,9 @@ pub fn wall_ms() -> u64 {
 
 pub struct Core {
     pub id: u16,
+    flood: FloodGuard,
+    flood_exempt_loopback: bool,
+    rate_limited: u64,
     pub ep: Endpoint,
     pub calls: CallTable,
     pub relay: RelayHandle,
@@ -57,9 +61,19 @@ fn reply(status: u16, reason: &str) -> ResponseSpec {
 }
 
 impl Core {
-    pub fn new(id: u16, ep: Endpoint, calls: CallTable, relay: RelayHandle, hold: HoldLibrary) -> Core {
+    pub fn new(
+        id: u16,
+        ep: Endpoint,
+        calls: CallTable,
+        relay: RelayHandle,
+        hold: HoldLibrary,
+        flood: (FloodGuard, bool),
+    ) -> Core {
         Core {
             id,
+            flood: flood.0,
+            flood_exempt_loopback: flood.1,
+            rate_limited: 0,
             ep,
             calls,
             relay,
@@ -109,6 +123,16 @@ impl Core {
             self.facts_sent += 1;
             out.push(Effect::Route(ToRouting::Call(f)));
         }
+    }
+
+    /// A datagram from the socket: rate limited per source before parsing.
+    pub fn on_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        let exempt = self.flood_exempt_loopback && src.ip().is_loopback();
+        if !exempt && !self.flood.allow(src.ip(), now) {
+            self.rate_limited += 1;
+            return;
+        }
+        self.ep.handle_datagram(data, src, now);
     }
 
     /// Requests the call table did not take: REGISTER, and out-of-dialog
@@ -199,6 +223,7 @@ impl Core {
         for (code, n) in self.statuses.iter().enumerate().filter(|(_, n)| **n > 0) {
             v.push(Sample::new("cc_sip_responses_total", format!("code=\"{code}\""), *n));
         }
+        v.push(Sample::new("cc_sip_dropped_total", "reason=\"rate_limited\"", self.rate_limited));
         v.push(Sample::new("cc_sip_keepalives_total", "", c.keepalives));
         v.push(Sample::new("cc_sip_forwarded_total", "", c.forwarded));
         v.push(Sample::new("cc_sip_requests_total", "", c.requests_in));

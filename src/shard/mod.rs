@@ -4,6 +4,7 @@
 //! this module only moves bytes and messages between them and the world.
 
 mod core;
+mod flood;
 mod messages;
 pub mod notify;
 mod register;

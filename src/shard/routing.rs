@@ -339,15 +339,6 @@ pub async fn run(ctx: Context) {
         let board = shared.board.clone();
         glommio::spawn_local(async move {
             let mut out = Vec::new();
-            // Publish the restored bindings now: after a restart nothing may
-            // be due for an hour, and /agents must not read empty till then.
-            {
-                let mut s = state.borrow_mut();
-                if s.agents_dirty {
-                    s.agents_dirty = false;
-                    board.publish_agents(s.agents_lines());
-                }
-            }
             loop {
                 let now = now_ms();
                 let next = state.borrow().next_deadline().map(|t| instant_at(t, now));
@@ -372,9 +363,17 @@ pub async fn run(ctx: Context) {
         })
         .detach();
     }
+    {
+        let s = state.borrow();
+        let (samples, queues) = s.samples(now_ms());
+        shared.board.publish(slot, samples);
+        shared.board.publish_queues(queues);
+        shared.board.publish_agents(s.agents_lines());
+    }
+    let _ = shared.ready.send("routing".into());
     let samples_state = state.clone();
     let board = shared.board.clone();
-    housekeeping(slot, &shared, "routing".into(), || {
+    housekeeping(slot, &shared, || {
         let (samples, queues) = samples_state.borrow().samples(now_ms());
         board.publish_queues(queues);
         samples

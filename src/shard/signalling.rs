@@ -15,6 +15,7 @@ use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedS
 use glommio::net::UdpSocket;
 
 use super::core::{wall_ms, Core, Effect};
+use super::flood::FloodGuard;
 use super::messages::{Forwarded, FromRouting, ToRouting};
 use super::runtime::Shared;
 use super::wake::{self, Wake};
@@ -115,7 +116,8 @@ pub async fn run(ctx: Context) {
         rng_seed: seed,
     });
     let calls = CallTable::new(CallConfig::from_config(&cfg), id, seed.rotate_left(17));
-    let core = Rc::new(RefCell::new(Core::new(id, ep, calls, relay, hold)));
+    let flood = (FloodGuard::new(cfg.sip.rate_limit_per_ip), cfg.sip.rate_limit_exempt_loopback);
+    let core = Rc::new(RefCell::new(Core::new(id, ep, calls, relay, hold, flood)));
 
     // A channel end's connect() waits for its peer's, so every end is
     // connected from its own task: sequential connects would deadlock.
@@ -157,7 +159,7 @@ pub async fn run(ctx: Context) {
                 };
                 tracing::trace!(shard = id, %src, len = n, "datagram in");
                 let data = buf.get(..n).unwrap_or(&[]);
-                step(&core, &io, &wake, &mut effects, |c, now, _| c.ep.handle_datagram(data, src, now)).await;
+                step(&core, &io, &wake, &mut effects, |c, now, _| c.on_datagram(data, src, now)).await;
             }
         })
         .detach();
@@ -226,8 +228,11 @@ pub async fn run(ctx: Context) {
         .detach();
     }
 
+    // Metrics exist from the moment the engine says it is ready.
+    shared.board.publish(id as usize, core.borrow().samples());
+    let _ = shared.ready.send(format!("shard {id}"));
     tracing::debug!(shard = id, %local_addr, "signalling shard running");
-    housekeeping(id as usize, &shared, format!("shard {id}"), || core.borrow().samples()).await;
+    housekeeping(id as usize, &shared, || core.borrow().samples()).await;
     // Hang up what is still up, and give the BYEs a moment on the wire.
     let mut effects = Vec::new();
     step(&core, &io, &wake, &mut effects, |c, now, wall| c.hangup_all(now, wall)).await;
@@ -235,11 +240,7 @@ pub async fn run(ctx: Context) {
 }
 
 /// Heartbeat, metrics publication and the shutdown check, every 100 ms.
-/// The first snapshot is published before the executor reports `ready`, so
-/// /metrics and /queues are never empty once the engine is up.
-pub async fn housekeeping(slot: usize, shared: &Shared, ready: String, samples: impl Fn() -> Vec<Sample>) {
-    shared.board.publish(slot, samples());
-    let _ = shared.ready.send(ready);
+pub async fn housekeeping(slot: usize, shared: &Shared, samples: impl Fn() -> Vec<Sample>) {
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(100)).await;
         if let Some(b) = shared.heartbeats.get(slot) {
