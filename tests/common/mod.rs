@@ -1285,14 +1285,20 @@ impl SippUa {
             .stdout(fs::File::create(dir.path().join("stdout")).unwrap())
             .stderr(fs::File::create(dir.path().join("stderr")).unwrap());
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn sipp for {name}: {e}"));
-        let ua = SippUa {
+        let mut ua = SippUa {
             name: name.into(),
             port,
             dir,
             child: Guard(Some(child)),
         };
-        // SIPp binds its port at once; give it a moment and check it lives.
-        std::thread::sleep(Duration::from_millis(200));
+        // Ready = SIPp holds its port (a loaded machine can take a while to
+        // start it; an INVITE sent before would hit a closed port).
+        let up = poll(Duration::from_secs(10), || {
+            UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
+        });
+        if up.is_none() || ua.exited().is_some() {
+            panic!("SIPp {name} did not start listening on 127.0.0.1:{port}\n{}", ua.describe());
+        }
         ua
     }
     pub fn messages(&self) -> String {
