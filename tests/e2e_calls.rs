@@ -391,7 +391,7 @@ queues = ["support"]
     );
     for (q, code) in [("tiny", "486"), ("tiny503", "503")] {
         std::thread::scope(|s| {
-            let first = s.spawn(|| customer(&e, "customer_call.xml", q, &["-m", "1", "-d", "2500"]));
+            let first = s.spawn(|| customer(&e, "customer_call.xml", q, &["-m", "1", "-d", "4000"]));
             wait_waiting(&e, q, 1);
             let second = customer(&e, "customer_reject.xml", q, &["-m", "1"]);
             assert_customer_ok(&e, &second, &[], &format!("{q} full: second caller refused"));

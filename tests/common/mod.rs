@@ -1146,16 +1146,35 @@ pub fn sipp(engine: &Engine, scenario: &str, extra: &[&str], timeout: Duration) 
 
 /// Writes `cc-engine.toml` into `dir`: the shipped config's sections before
 /// its first `[[queue]]` (engine, sip, registrar, mgmt, media), with
-/// `algorithms = ["MD5"]` (SIPp and baresip 1.0 answer MD5 only), followed by
+/// `algorithms = ["MD5"]` (SIPp and baresip 1.0 answer MD5 only) and an RTP
+/// range of its own, followed by
 /// `queues_and_agents` (the test's own `[[queue]]` / `[[agent]]` tables).
 pub fn calls_config(dir: &Path, queues_and_agents: &str) -> PathBuf {
     let text = fs::read_to_string(shipped_config()).expect("read config/cc-engine.toml");
+    // Each engine gets its own 400-port RTP window in 10000..19999 (below the
+    // kernel's ephemeral ports and the shipped 20000..29999 other test
+    // engines use): every engine allocates from the bottom of its range and
+    // gives up (503) after 8 unbindable pairs, so engines sharing a range on
+    // one busy machine refuse calls.
+    let rtp_min = {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+        let r = (t ^ (std::process::id() as u64) << 7) ^ SEQ.fetch_add(1, Ordering::SeqCst) * 7919;
+        10000 + (r % 24) * 400
+    };
     let head: Vec<String> = text
         .lines()
         .take_while(|l| l.trim() != "[[queue]]")
         .map(|l| {
-            if l.trim_start().starts_with("algorithms") {
+            let t = l.trim_start();
+            if t.starts_with("algorithms") {
                 r#"algorithms = ["MD5"]"#.to_string()
+            } else if t.starts_with("rtp_port_min") {
+                format!("rtp_port_min = {rtp_min}")
+            } else if t.starts_with("rtp_port_max") {
+                format!("rtp_port_max = {}", rtp_min + 399)
             } else {
                 l.to_string()
             }
