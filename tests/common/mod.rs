@@ -1151,18 +1151,18 @@ pub fn sipp(engine: &Engine, scenario: &str, extra: &[&str], timeout: Duration) 
 /// `queues_and_agents` (the test's own `[[queue]]` / `[[agent]]` tables).
 pub fn calls_config(dir: &Path, queues_and_agents: &str) -> PathBuf {
     let text = fs::read_to_string(shipped_config()).expect("read config/cc-engine.toml");
-    // Each engine gets its own 400-port RTP window in 10000..19999 (below the
-    // kernel's ephemeral ports and the shipped 20000..29999 other test
-    // engines use): every engine allocates from the bottom of its range and
-    // gives up (503) after 8 unbindable pairs, so engines sharing a range on
-    // one busy machine refuse calls.
+    // Each engine gets its own 400-port RTP window in 61000..65399: above
+    // the kernel's ephemeral ports (32768..60999), away from the shipped
+    // 20000..29999 and the bench's 10000..19999. Every engine allocates from
+    // the bottom of its range and gives up (503) after 8 unbindable pairs,
+    // so engines sharing a range on one busy machine refuse calls.
     let rtp_min = {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos() as u64;
         let r = (t ^ (std::process::id() as u64) << 7) ^ SEQ.fetch_add(1, Ordering::SeqCst) * 7919;
-        10000 + (r % 24) * 400
+        61000 + (r % 11) * 400
     };
     let head: Vec<String> = text
         .lines()
