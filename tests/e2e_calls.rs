@@ -418,3 +418,64 @@ queues = ["support"]
         assert!(r["reason"].to_string().contains(code), "{}", ctx());
     }
 }
+
+#[test]
+fn on_agent_answer_mode_rings_the_caller_until_the_agent_answers() {
+    let (mut e, _cfg) = start(
+        r#"
+[[queue]]
+name = "support"
+answer = "on-agent"
+ring_timeout_s = 2
+wrap_up_s = 0
+"#,
+        AGENTS,
+    );
+    let alice = agent(&e, "alice", "agent_answer.xml", free_udp_port(), &[]);
+    let run = customer(&e, "customer_call.xml", "support", &["-m", "1", "-d", "2000"]);
+    assert_customer_ok(&e, &run, &[&alice], "on-agent: 180, then 200 when alice answers");
+    // The customer's 200 comes after alice's 200: 180 first, one 200 to the INVITE.
+    let trace = &run.messages;
+    let first_180 = trace.find("SIP/2.0 180 ");
+    let first_200 = trace.find("SIP/2.0 200 ");
+    assert!(
+        matches!((first_180, first_200), (Some(a), Some(b)) if a < b),
+        "want 180 before 200\n{}",
+        run.describe()
+    );
+    wait_idle(&e, &[&alice]);
+    let cdrs = e.stop_and_cdrs();
+    let ctx = || explain(&e, &[&alice], &show_cdrs(&cdrs));
+    assert_eq!(cdrs.len(), 1, "{}", ctx());
+    assert_eq!(cdrs[0]["disposition"], "answered", "{}", ctx());
+    assert_eq!(cdrs[0]["agent"], "alice", "{}", ctx());
+    assert_eq!(cdrs[0]["hangup"], "caller", "{}", ctx());
+}
+
+#[test]
+fn max_wait_expires_engine_hangs_up_cdr_timed_out() {
+    let (mut e, _cfg) = start(
+        r#"
+[[queue]]
+name = "support"
+max_wait_s = 2
+ring_timeout_s = 2
+wrap_up_s = 0
+"#,
+        AGENTS,
+    );
+    // Nobody logged in: the caller waits (answered, hold audio) until the
+    // engine gives up after max_wait_s and sends BYE.
+    let run = customer(&e, "customer_wait_bye.xml", "support", &["-m", "1"]);
+    assert_customer_ok(&e, &run, &[], "the engine must BYE the caller after max_wait_s = 2");
+    wait_idle(&e, &[]);
+    let cdrs = e.stop_and_cdrs();
+    let ctx = || explain(&e, &[], &show_cdrs(&cdrs));
+    assert_eq!(cdrs.len(), 1, "{}", ctx());
+    let c = &cdrs[0];
+    assert_eq!(c["disposition"], "timed-out", "{}", ctx());
+    assert_eq!(c["hangup"], "engine", "{}", ctx());
+    assert!(c["agent"].is_null(), "{}", ctx());
+    let w = c["wait_s"].as_u64().unwrap_or(0);
+    assert!((2..=4).contains(&w), "wait_s {w} for max_wait_s = 2\n{}", ctx());
+}
