@@ -46,7 +46,13 @@ fn relay(args: &[String]) {
     let cpu: i64 = arg(args, "--cpu", -1);
     let cfg = RelayConfig {
         range: PortRange { start: base, end: base + 4 * streams as u16 },
-        recv_mode: if flag(args, "--oneshot") { RecvMode::OneShot } else { RecvMode::Multishot },
+        recv_mode: if flag(args, "--oneshot") {
+            RecvMode::OneShot
+        } else if flag(args, "--own-buffers") {
+            RecvMode::OwnBuffer
+        } else {
+            RecvMode::Multishot
+        },
         send_zc: flag(args, "--zc"),
         register_buffers: flag(args, "--register") || flag(args, "--zc"),
         busy_poll: flag(args, "--busy"),

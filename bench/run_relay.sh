@@ -4,7 +4,7 @@
 set -e
 IMPL=$1; N=$2; RATE=$3; shift 3
 BIN=target/release
-BASE=${BASE:-20000}; RX=${RX:-19000}; SECS=${SECS:-5}
+BASE=${BASE:-26000}; RX=${RX:-19000}; SECS=${SECS:-5}
 if [ "$IMPL" = baseline ]; then
   $PRIO taskset -c 0 $BIN/relay-baseline --streams $N --base $BASE --peer 127.0.0.1:$RX --secs 600 2>/tmp/relay.log &
 else

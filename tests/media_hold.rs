@@ -226,7 +226,7 @@ fn playout_cadence_and_stall_catch_up() {
 
 #[test]
 fn hold_through_relay_cadence_and_continuity() {
-    let mut h = relay(24200, 4);
+    let mut h = relay(28200, 4);
     let a = client();
     let la = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
     h.start_hold(la.id, HoldAudio::new(Law::Alaw, &wav::default_hold_pcm()), 8);

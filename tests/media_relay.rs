@@ -47,22 +47,27 @@ fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
 
 #[test]
 fn both_directions_oneshot() {
-    both_directions_in(RecvMode::OneShot, false, 24000);
+    both_directions_in(RecvMode::OneShot, false, 28000);
 }
 
 #[test]
 fn both_directions_multishot() {
-    both_directions_in(RecvMode::Multishot, false, 24010);
+    both_directions_in(RecvMode::Multishot, false, 28010);
+}
+
+#[test]
+fn both_directions_own_buffers() {
+    both_directions_in(RecvMode::OwnBuffer, false, 28140);
 }
 
 #[test]
 fn both_directions_send_zc() {
-    both_directions_in(RecvMode::OneShot, true, 24020);
+    both_directions_in(RecvMode::OneShot, true, 28020);
 }
 
 #[test]
 fn latching_to_new_source_port() {
-    let mut h = relay(24030, 4);
+    let mut h = relay(28030, 4);
     let (sdp_a, real_a, b) = (client(), client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&sdp_a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -85,7 +90,7 @@ fn latching_to_new_source_port() {
 
 #[test]
 fn strict_mode_drops_other_sources() {
-    let mut h = relay(24040, 4);
+    let mut h = relay(28040, 4);
     let (sdp_a, other, b) = (client(), client(), client());
     let mut ca = LegConfig::peer(addr(&sdp_a));
     ca.strict = true;
@@ -102,15 +107,14 @@ fn strict_mode_drops_other_sources() {
     other.send_to(&rtp(3, 320, 0xA, 100), la.rtp).unwrap();
     b.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
     assert!(recv(&b).is_none(), "strict after latching: other source dropped");
-    let (sa, _, _) = stats(&h, la.id);
-    assert_eq!(sa.dropped(DropReason::WrongSource), 2);
+    let (sa, _) = stats_until(&h, la.id, |s, _| s.dropped(DropReason::WrongSource) == 2);
     assert_eq!(sa.rx_packets, 1);
     h.shutdown();
 }
 
 #[test]
 fn rtcp_relayed_on_port_plus_one() {
-    let mut h = relay(24050, 4);
+    let mut h = relay(28050, 4);
     let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
     let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), ..Default::default() };
     let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
@@ -131,7 +135,7 @@ fn rtcp_relayed_on_port_plus_one() {
     a_rtcp.send_to(&rtp(1, 0, 1, 100), la.rtcp).unwrap();
     b_rtcp.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
     assert!(recv(&b_rtcp).is_none());
-    let (_, ra, _) = stats(&h, la.id);
+    let (_, ra) = stats_until(&h, la.id, |_, r| r.dropped(DropReason::NotRtp) == 1);
     assert_eq!(ra.rx_packets, 1);
     assert_eq!(ra.dropped(DropReason::NotRtp), 1);
     h.shutdown();
@@ -139,7 +143,7 @@ fn rtcp_relayed_on_port_plus_one() {
 
 #[test]
 fn ssrc_change_and_gaps_counted() {
-    let mut h = relay(24060, 4);
+    let mut h = relay(28060, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -157,7 +161,7 @@ fn ssrc_change_and_gaps_counted() {
 
 #[test]
 fn junk_dropped_and_counted() {
-    let mut h = relay(24070, 4);
+    let mut h = relay(28070, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -188,27 +192,27 @@ fn junk_dropped_and_counted() {
 
 #[test]
 fn unbridged_leg_drops_and_counts() {
-    let mut h = relay(24080, 4);
+    let mut h = relay(28080, 4);
     let a = client();
     let la = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    let (sa, _, _) = stats(&h, la.id);
-    assert_eq!(sa.rx_packets + sa.dropped(DropReason::NotBridged), 2);
+    let (sa, _) = stats_until(&h, la.id, |s, _| s.rx_packets > 0);
+    assert_eq!(sa.rx_packets, 1, "valid, counted as received");
+    assert_eq!(sa.dropped(DropReason::NotBridged), 1, "and as not forwarded");
     h.shutdown();
 }
 
 #[test]
 fn port_exhaustion_refuses_with_503() {
-    let mut h = relay(24090, 2);
+    let mut h = relay(28090, 2);
     let a = h.open_leg(LegConfig::default()).unwrap();
     let b = h.open_leg(LegConfig::default()).unwrap();
     assert_ne!(a.rtp, b.rtp);
     let e = h.open_leg(LegConfig::default()).unwrap_err();
     assert_eq!(e.sip_status(), 503);
     let msg = e.to_string();
-    assert!(msg.contains("24090-24093"), "names the range: {msg}");
+    assert!(msg.contains("28090-28093"), "names the range: {msg}");
     assert!(matches!(e, OpenError::Ports(PortError::Exhausted { .. })));
     assert_eq!(h.ports().exhausted_count, 1);
     assert!(h.open_pair(LegConfig::default(), LegConfig::default()).is_err());
@@ -218,7 +222,7 @@ fn port_exhaustion_refuses_with_503() {
 
 #[test]
 fn quarantine_respected() {
-    let mut h = relay(24100, 1); // quarantine 300 ms
+    let mut h = relay(28100, 1); // quarantine 300 ms
     let a = client();
     let l1 = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
     let t_close = Instant::now();
@@ -256,7 +260,7 @@ fn quarantine_respected() {
 
 #[test]
 fn close_bridged_leg_then_traffic_is_safe() {
-    let mut h = relay(24110, 4);
+    let mut h = relay(28110, 4);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
     h.bridge(la.id, lb.id);
@@ -264,15 +268,13 @@ fn close_bridged_leg_then_traffic_is_safe() {
     h.close(lb.id);
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    let (sa, _, _) = stats(&h, la.id);
-    assert_eq!(sa.dropped(DropReason::NotBridged), 1);
+    stats_until(&h, la.id, |s, _| s.dropped(DropReason::NotBridged) == 1);
     h.shutdown();
 }
 
 #[test]
 fn media_timeout_reported() {
-    let mut h = relay(24120, 4);
+    let mut h = relay(28120, 4);
     let a = client();
     let cfg = LegConfig { media_timeout: Some(Duration::from_millis(100)), ..LegConfig::peer(addr(&a)) };
     let la = h.open_leg(cfg).unwrap();
@@ -287,5 +289,25 @@ fn media_timeout_reported() {
         }
     }
     assert!(got, "media timeout event");
+    h.shutdown();
+}
+
+#[test]
+fn hold_address_means_no_destination_then_resume() {
+    // the agent put the call on hold with c=0.0.0.0: its leg has no destination
+    let mut h = relay(28130, 4);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::default()).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
+    stats_until(&h, la.id, |s, _| s.dropped(DropReason::NoDestination) == 1);
+    // re-INVITE off hold: the SDP address is known again
+    h.set_peer(lb.id, Some(addr(&b)), None, false);
+    barrier(&h);
+    a.send_to(&rtp(2, 160, 1, 100), la.rtp).unwrap();
+    let (got, from) = recv(&b).expect("flows after resume");
+    assert_eq!(&got[2..4], &2u16.to_be_bytes());
+    assert_eq!(from, lb.rtp);
     h.shutdown();
 }

@@ -124,7 +124,7 @@ fn paced(c: &Calls, first_seq: u16, rounds: u16) -> u64 {
 #[test]
 fn thousand_streams_no_loss_at_50pps() {
     // 500 calls × 2 directions = 1,000 streams, 50 packets/s each, ~2 s.
-    let c = setup(20000, 500);
+    let c = setup(29200, 500);
     let stop = Arc::new(AtomicBool::new(false));
     let rx = spawn_receiver(&c, stop.clone(), 0);
     let sent = paced(&c, 0, 100);
@@ -141,7 +141,7 @@ fn thousand_streams_no_loss_at_50pps() {
 
 #[test]
 fn overload_then_every_stream_recovers() {
-    overload_case(23000, RelayConfig::default(), false);
+    overload_case(28240, RelayConfig::default(), false);
 }
 
 /// One-shot receives and a pool of only 8 buffers for 200 streams: buffer
@@ -150,7 +150,7 @@ fn overload_then_every_stream_recovers() {
 #[test]
 fn overload_with_tiny_pool_starves_no_socket() {
     let cfg = RelayConfig { recv_mode: RecvMode::OneShot, pool_buffers: 8, ..Default::default() };
-    overload_case(25000, cfg, true);
+    overload_case(28720, cfg, true);
 }
 
 fn overload_case(start: u16, cfg: RelayConfig, expect_starvation: bool) {

@@ -38,6 +38,21 @@
 //! from its SDP. A customer⇄agent call is two legs bridged. While the
 //! customer waits, its leg is not bridged and `start_hold` plays audio to it.
 //!
+//! # The hot path (measured; see bench/RESULTS.md "Media relay")
+//! One ring per relay; every socket has one multishot `RECVMSG` armed with
+//! buffers from a provided buffer ring (an armed receive holds no buffer);
+//! the received buffer is sent on as is with `IORING_OP_SEND` + destination;
+//! buffers return to the ring on send completion; sockets are in the ring's
+//! registered file table; one `io_uring_enter` per loop turn (plus one per
+//! 128 completions in long turns). No allocation or lock per packet. Sockets
+//! that hit an empty pool go to a FIFO and are re-armed first when buffers
+//! return, so none is left unread under overload. `SEND_ZC`, busy-polling and
+//! kernel batch waits are options that lost at RTP sizes.
+//!
+//! # Ports
+//! Keep the RTP range outside `net.ipv4.ip_local_port_range`. A freed pair is
+//! quarantined (`RelayConfig::quarantine`, 10 s by default) before reuse.
+//!
 //! # Locked memory
 //! The relay buffer pool (`pool_buffers × buf_size`, 1.5 MiB by default) is
 //! registered as a fixed buffer (for `SEND_ZC`) when `register_buffers` is
@@ -70,6 +85,9 @@ pub enum RecvMode {
     OneShot,
     /// One multishot `RECVMSG` per socket, buffers from the provided ring.
     Multishot,
+    /// Comparison point without the provided ring: every socket owns one
+    /// buffer, receives into it and sends from it, re-arming after the send.
+    OwnBuffer,
 }
 
 /// Relay configuration (one relay per shard).

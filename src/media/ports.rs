@@ -107,7 +107,7 @@ impl PortAllocator {
     }
 
     fn idx(&self, port: u16) -> Option<usize> {
-        if port < self.range.start || port >= self.range.end || (port - self.range.start) % 2 != 0 {
+        if port < self.range.start || port >= self.range.end || !(port - self.range.start).is_multiple_of(2) {
             return None;
         }
         Some(((port - self.range.start) / 2) as usize)

@@ -87,3 +87,18 @@ pub fn stats(h: &RelayHandle, leg: LegId) -> (StreamStats, StreamStats, Option<S
     }
     panic!("no stats for {leg:?}");
 }
+
+/// Poll the stats of `leg` until `pred` holds (or panic after 5 s).
+pub fn stats_until(h: &RelayHandle, leg: LegId, pred: impl Fn(&StreamStats, &StreamStats) -> bool) -> (StreamStats, StreamStats) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (a, b, _) = stats(h, leg);
+        if pred(&a, &b) {
+            return (a, b);
+        }
+        if Instant::now() > deadline {
+            panic!("stats of {leg:?} never matched: rtp {a:?} rtcp {b:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -37,6 +37,7 @@ const TAG_HOLD: u64 = 3;
 const TAG_WAKE: u64 = 4;
 const TAG_CANCEL: u64 = 5;
 const TAG_TIMER: u64 = 6;
+const TAG_SEND_OWN: u64 = 7;
 const NONE: u32 = u32::MAX;
 const BGID: u16 = 7;
 /// Offset of the payload in a multishot buffer: io_uring_recvmsg_out (16) + name (128).
@@ -255,6 +256,16 @@ struct Sock {
     inflight: u32,
     meta: Box<MsgMeta>,
     hold: Option<Box<HoldTx>>,
+    /// `RecvMode::OwnBuffer`: this socket's single receive buffer.
+    own: Option<Box<OwnBuf>>,
+}
+
+/// A socket's own buffer (`RecvMode::OwnBuffer`, the comparison point for
+/// the provided buffer ring): one datagram in flight per socket.
+struct OwnBuf {
+    buf: Vec<u8>,
+    dest: libc::sockaddr_storage,
+    out_sock: u32,
 }
 
 struct Leg {
@@ -320,14 +331,21 @@ impl Relay {
         };
         let size = cfg.buf_size.max(MS_PAYLOAD_OFF + 256);
         let mut pool = Pool::new(cfg.pool_buffers, size)?;
-        // provided buffer ring
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(pool.ring as u64, pool.entries(), BGID, 0)?;
+        // provided buffer ring; without it (old kernel, or refused), every
+        // socket gets its own buffer instead
+        let mut cfg = cfg;
+        match unsafe { ring.submitter().register_buf_ring_with_flags(pool.ring as u64, pool.entries(), BGID, 0) } {
+            Ok(()) => {
+                for bid in 0..pool.count as u16 {
+                    pool.recycle(bid);
+                }
+                pool.publish();
+            }
+            Err(e) => {
+                tracing::warn!("provided buffer ring unavailable ({e}); relay falls back to one buffer per socket");
+                cfg.recv_mode = RecvMode::OwnBuffer;
+            }
         }
-        for bid in 0..pool.count as u16 {
-            pool.recycle(bid);
-        }
-        pool.publish();
         // fixed buffer registration (locked memory) for SEND_ZC: optional
         if cfg.register_buffers {
             let iov = libc::iovec { iov_base: pool.mem as *mut libc::c_void, iov_len: pool.mem_len };
@@ -417,6 +435,14 @@ impl Relay {
                 let hdr = &mut sock.meta.hdr as *mut libc::msghdr;
                 on_fd!(sock, s, |f| opcode::RecvMsg::new(f, hdr).buf_group(BGID).build()).flags(squeue::Flags::BUFFER_SELECT)
             }
+            RecvMode::OwnBuffer => {
+                let Some(own) = sock.own.as_mut() else { return };
+                sock.meta.link(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+                sock.meta.iov.iov_base = own.buf.as_mut_ptr() as *mut libc::c_void;
+                sock.meta.iov.iov_len = own.buf.len();
+                let hdr = &mut sock.meta.hdr as *mut libc::msghdr;
+                on_fd!(sock, s, |f| opcode::RecvMsg::new(f, hdr).build())
+            }
             RecvMode::Multishot => {
                 sock.meta.link(MS_NAME_LEN as libc::socklen_t);
                 sock.meta.hdr.msg_iov = std::ptr::null_mut();
@@ -473,7 +499,7 @@ impl Relay {
                 && Instant::now() < self.next_tick
             {
                 idle_spins += 1;
-                if idle_spins % 64 == 0 {
+                if idle_spins.is_multiple_of(64) {
                     // let same-priority threads (e.g. SCHED_FIFO control thread) run
                     std::thread::yield_now();
                 }
@@ -558,7 +584,9 @@ impl Relay {
     fn on_cqe(&mut self, u: u64, res: i32, flags: u32, now: Instant) {
         let (tag, s, bid) = ud_split(u);
         match tag {
+            TAG_RECV if self.cfg.recv_mode == RecvMode::OwnBuffer => self.on_recv_own(s, res, now),
             TAG_RECV => self.on_recv(s, res, flags, now),
+            TAG_SEND_OWN => self.on_send_own(s, res),
             TAG_SEND => self.on_send(s, bid, res, flags),
             TAG_HOLD => {
                 if let Some(Some(sock)) = self.socks.get_mut(s as usize) {
@@ -619,6 +647,97 @@ impl Relay {
         if let Some(Some(sock)) = self.socks.get_mut(s as usize) {
             sock.inflight = sock.inflight.saturating_sub(1);
         }
+        self.maybe_free(s);
+    }
+
+    /// `RecvMode::OwnBuffer`: the datagram is in socket `s`'s own buffer;
+    /// forward it from there and re-arm the receive when the send completes.
+    fn on_recv_own(&mut self, s: u32, res: i32, now: Instant) {
+        let Some(Some(sock)) = self.socks.get_mut(s as usize) else { return };
+        sock.armed = false;
+        sock.inflight = sock.inflight.saturating_sub(1);
+        if sock.closing || res < 0 {
+            if res < 0 && -res != libc::ECANCELED {
+                self.counters.recv_errors += 1;
+                self.arm_recv(s);
+            }
+            self.maybe_free(s);
+            return;
+        }
+        self.counters.rx += 1;
+        let (leg_idx, kind) = (sock.leg, sock.kind);
+        let src = from_storage(&sock.meta.addr, sock.meta.hdr.msg_namelen);
+        let trunc = sock.meta.hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let Some(own) = sock.own.as_mut() else { return };
+        let len = (res as usize).min(own.buf.len());
+        let ptr = own.buf.as_ptr();
+        let verdict = match (self.legs.get_mut(leg_idx as usize), src) {
+            (Some(Some(leg)), Some(src)) if !trunc => {
+                // SAFETY: len ≤ buffer length
+                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+                let v = leg.streams[kind].on_receive(src, data, now);
+                if v != Verdict::Accept {
+                    None
+                } else if let Some(o) = leg.bridged {
+                    Some(o)
+                } else {
+                    leg.streams[kind].stats.drop(DropReason::NotBridged);
+                    None
+                }
+            }
+            (Some(Some(leg)), _) => {
+                leg.streams[kind].stats.drop(if trunc { DropReason::Truncated } else { DropReason::NotRtp });
+                None
+            }
+            _ => None,
+        };
+        let target = verdict.and_then(|o| match self.legs.get(o as usize) {
+            Some(Some(ol)) => Some((ol.streams[kind].destination(), ol.socks[kind])),
+            _ => None,
+        });
+        let Some((Some(dest), out)) = target else {
+            if let (Some(_), Some(Some(leg))) = (target, self.legs.get_mut(leg_idx as usize)) {
+                leg.streams[kind].stats.drop(DropReason::NoDestination);
+            }
+            self.arm_recv(s);
+            return;
+        };
+        let (out_fixed, out_fd) = match self.socks.get(out as usize) {
+            Some(Some(o)) if !o.closing => (o.fixed, o.fd),
+            _ => {
+                self.arm_recv(s);
+                return;
+            }
+        };
+        let Some(Some(sock)) = self.socks.get_mut(s as usize) else { return };
+        let Some(own) = sock.own.as_mut() else { return };
+        let nl = to_storage(&dest, &mut own.dest);
+        own.out_sock = out;
+        let addr = &own.dest as *const _ as *const libc::sockaddr;
+        sock.inflight += 1;
+        let e = if out_fixed {
+            opcode::Send::new(types::Fixed(out), ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build()
+        } else {
+            opcode::Send::new(types::Fd(out_fd), ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build()
+        };
+        self.counters.tx += 1;
+        self.push(e.user_data(ud(TAG_SEND_OWN, s, 0)));
+    }
+
+    fn on_send_own(&mut self, s: u32, res: i32) {
+        let out = match self.socks.get_mut(s as usize) {
+            Some(Some(sock)) => {
+                sock.inflight = sock.inflight.saturating_sub(1);
+                sock.own.as_ref().map(|o| o.out_sock).unwrap_or(NONE)
+            }
+            _ => return,
+        };
+        if res < 0 {
+            self.count_tx_error(out);
+        } else {
+            self.count_tx(out, res as u64);
+        }
+        self.arm_recv(s);
         self.maybe_free(s);
     }
 
@@ -928,7 +1047,10 @@ impl Relay {
 
     fn add_sock(&mut self, sock: UdpSocket, leg: u32, kind: usize) -> u32 {
         let fd = sock.as_raw_fd();
-        let entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, fixed: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None };
+        let mut entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, fixed: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None, own: None };
+        if self.cfg.recv_mode == RecvMode::OwnBuffer {
+            entry.own = Some(Box::new(OwnBuf { buf: vec![0u8; self.pool.size], dest: unsafe { std::mem::zeroed() }, out_sock: NONE }));
+        }
         let i = match self.free_socks.pop() {
             Some(i) => {
                 self.socks[i as usize] = Some(entry);
@@ -939,11 +1061,9 @@ impl Relay {
                 (self.socks.len() - 1) as u32
             }
         };
-        if (i as usize) < self.files {
-            if self.ring.submitter().register_files_update(i, &[fd]).is_ok() {
-                if let Some(Some(sk)) = self.socks.get_mut(i as usize) {
-                    sk.fixed = true;
-                }
+        if (i as usize) < self.files && self.ring.submitter().register_files_update(i, &[fd]).is_ok() {
+            if let Some(Some(sk)) = self.socks.get_mut(i as usize) {
+                sk.fixed = true;
             }
         }
         i
