@@ -363,6 +363,13 @@ pub async fn run(ctx: Context) {
         })
         .detach();
     }
+    {
+        let s = state.borrow();
+        let (samples, queues) = s.samples(now_ms());
+        shared.board.publish(slot, samples);
+        shared.board.publish_queues(queues);
+        shared.board.publish_agents(s.agents_lines());
+    }
     let _ = shared.ready.send("routing".into());
     let samples_state = state.clone();
     let board = shared.board.clone();

@@ -228,6 +228,8 @@ pub async fn run(ctx: Context) {
         .detach();
     }
 
+    // Metrics exist from the moment the engine says it is ready.
+    shared.board.publish(id as usize, core.borrow().samples());
     let _ = shared.ready.send(format!("shard {id}"));
     tracing::debug!(shard = id, %local_addr, "signalling shard running");
     housekeeping(id as usize, &shared, || core.borrow().samples()).await;
