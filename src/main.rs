@@ -176,7 +176,13 @@ fn agents(args: &[String]) -> ExitCode {
             Ok(c) => c
                 .agents
                 .iter()
-                .map(|a| cc_engine::acd::AgentDef::new(a.id.clone(), a.password.clone()))
+                .map(|a| {
+                    let mut d = cc_engine::acd::AgentDef::new(a.id.clone(), a.password.clone());
+                    d.max_calls = a.max_calls;
+                    d.queues = a.queues.clone();
+                    d.skills = a.skills.keys().cloned().collect();
+                    d
+                })
                 .collect(),
             Err(e) => {
                 eprintln!("cc-engine: {e}");
