@@ -416,6 +416,8 @@ struct Sim {
     violations: Vec<String>,
     stats: BTreeMap<&'static str, u64>,
     events: u64,
+    /// Wall time spent per input kind: engine, agents, customers, router.
+    cpu: [Duration; 4],
 }
 
 fn cust_addr(i: u32) -> SocketAddr {
@@ -537,6 +539,7 @@ impl Sim {
             violations: Vec::new(),
             stats: BTreeMap::new(),
             events: 0,
+            cpu: [Duration::ZERO; 4],
         };
         // Open-loop arrivals.
         let mean = sc.arrival_span as f64 / f64::from(sc.calls.max(1));
@@ -1093,6 +1096,18 @@ impl Sim {
             assert!(same_instant < 5_000_000, "livelock at t={} ns", item.t);
             self.now = item.t;
             self.events += 1;
+            let kind = match &item.ev {
+                Ev::Datagram { dst, .. } if *dst == engine_addr() => 0,
+                Ev::Datagram { dst, .. } if self.is_agent(*dst) => 1,
+                Ev::Datagram { .. } => 2,
+                Ev::Mesh { .. } | Ev::Decision(..) => 0,
+                Ev::Fact(_) => 3,
+                Ev::Timer(Node::Shard(_), _) => 0,
+                Ev::Timer(Node::Router, _) => 3,
+                Ev::Timer(Node::Agent(_), _) | Ev::Agent(..) => 1,
+                Ev::Timer(Node::Cust(_), _) | Ev::Cust(..) => 2,
+            };
+            let t0 = Instant::now();
             match item.ev {
                 Ev::Datagram { dst, src, data } => {
                     if dst == engine_addr() {
@@ -1137,6 +1152,7 @@ impl Sim {
                 Ev::Cust(i, act) => self.cust_step(i, |sim, i, now| sim.cust_act(i, act, now)),
                 Ev::Agent(i, cid, act) => self.agent_step(i, |sim, i, now| sim.agent_act(i, &cid, act, now)),
             }
+            self.cpu[kind] += t0.elapsed();
         }
     }
 }
@@ -1308,9 +1324,10 @@ impl Sim {
             *stats.entry("legs_opened").or_default() += sh.relay.opened;
         }
         let summary = format!(
-            "sim {} seed={} calls={} virtual={}s events={} cdrs={} dispositions={disp:?} answered/not-abandoned={answered}/{not_abandoned} \
+            "sim {} cpu(engine,agents,customers,router)={:?} seed={} calls={} virtual={}s events={} cdrs={} dispositions={disp:?} answered/not-abandoned={answered}/{not_abandoned} \
              answered-per-agent min={} max={} stats={stats:?}",
             self.sc.name,
+            self.cpu,
             self.seed,
             self.custs.len(),
             self.now / SEC,
