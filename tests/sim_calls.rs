@@ -418,6 +418,8 @@ struct Sim {
     events: u64,
     /// Wall time spent per input kind: engine, agents, customers, router.
     cpu: [Duration; 4],
+    /// `SIM_TRACE=c42` / `a07`: print that UA's datagrams.
+    trace: Option<SocketAddr>,
 }
 
 fn cust_addr(i: u32) -> SocketAddr {
@@ -540,6 +542,10 @@ impl Sim {
             stats: BTreeMap::new(),
             events: 0,
             cpu: [Duration::ZERO; 4],
+            trace: std::env::var("SIM_TRACE").ok().and_then(|t| {
+                let n: u32 = t.get(1..)?.parse().ok()?;
+                Some(if t.starts_with('a') { agent_addr(n) } else { cust_addr(n) })
+            }),
         };
         // Open-loop arrivals.
         let mean = sc.arrival_span as f64 / f64::from(sc.calls.max(1));
@@ -1108,6 +1114,14 @@ impl Sim {
                 Ev::Timer(Node::Cust(_), _) | Ev::Cust(..) => 2,
             };
             let t0 = Instant::now();
+            if let (Some(tr), Ev::Datagram { dst, src, data }) = (self.trace, &item.ev) {
+                if *dst == tr || *src == tr {
+                    let first = String::from_utf8_lossy(data);
+                    let cid = first.lines().find(|l| l.starts_with("Call-ID") || l.starts_with("CSeq") ).unwrap_or("");
+                    eprintln!("t={:.3} {src} -> {dst}: {} | {cid} | via {}", self.now as f64 / SEC as f64, first.lines().next().unwrap_or(""),
+                        first.lines().find(|l| l.starts_with("Via")).unwrap_or(""));
+                }
+            }
             match item.ev {
                 Ev::Datagram { dst, src, data } => {
                     if dst == engine_addr() {
