@@ -701,9 +701,15 @@ impl Sim {
         }
     }
 
-    /// A FIFO channel (glommio mesh): small delay, order kept.
+    /// A FIFO channel (glommio mesh): small delay, order kept; now and then
+    /// the receiving executor is busy for a while (a commit, a burst), which
+    /// lets callers hang up before the router's first decision.
     fn chan(&mut self, from: Node, to: Node, ev: Ev) {
-        let d = self.rng.range(0, 2 * MS);
+        let d = if self.rng.chance(0.05) {
+            self.rng.range(50 * MS, 400 * MS)
+        } else {
+            self.rng.range(0, 2 * MS)
+        };
         let last = self.chan_last.entry((from, to)).or_insert(0);
         let t = (self.now + d).max(*last);
         *last = t;
@@ -777,7 +783,7 @@ impl Sim {
                     // Where the caller hung up (coverage of every stage).
                     let st = self.stage.remove(&call).unwrap_or(0);
                     if disposition == Disposition::Abandoned {
-                        self.bump(["abandoned_before_queued", "abandoned_waiting", "abandoned_ringing", "abandoned_talking?"][st]);
+                        self.bump(["abandoned_arrived?", "abandoned_waiting", "abandoned_ringing", "abandoned_talking?"][st]);
                     }
                 }
                 RouterOutput::Event(_) => {}
@@ -1172,9 +1178,18 @@ impl Sim {
                     self.shard_input(shard, |sh, now, _| sh.ep.handle_forwarded(&data, src, now))
                 }
                 Ev::Fact(f) => self.router_input(|r, ms| r.call_fact(f, ms)),
-                Ev::Decision(s, d) => self.shard_input(s, |sh, now, wall| {
-                    sh.calls.on_decision(&mut sh.ep, &mut sh.relay, d, now, wall)
-                }),
+                Ev::Decision(s, d) => {
+                    if !self.shards[usize::from(s)].calls.contains(d.call()) {
+                        // The caller hung up before this decision arrived.
+                        self.bump(match d {
+                            Decision::Queued { .. } => "decision_late_queued",
+                            Decision::Offer { .. } => "decision_late_offer",
+                            Decision::Rejected { .. } => "decision_late_rejected",
+                            Decision::TimedOut { .. } => "decision_late_timed_out",
+                        });
+                    }
+                    self.shard_input(s, |sh, now, wall| sh.calls.on_decision(&mut sh.ep, &mut sh.relay, d, now, wall))
+                }
                 Ev::Timer(node, t) => {
                     if self.armed.get(&node) != Some(&t) {
                         continue;
