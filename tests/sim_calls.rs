@@ -8,6 +8,9 @@
 //! events, time jumps to the next one; no sockets, no sleeping, no wall
 //! clock.
 //!
+//! Besides packet chaos, every 5 virtual seconds the relay reports a media
+//! timeout on a random open leg (the engine then hangs up both sides).
+//!
 //! Invariants checked once every timer has drained:
 //! - every customer call has exactly one CDR (matched by SIP Call-ID);
 //! - the customer's view agrees with its CDR (on-agent mode: got 2xx ⇔
@@ -177,6 +180,8 @@ enum Ev {
     Timer(Node, u64),
     Cust(u32, CustAct),
     Agent(u32, String, AgentAct),
+    /// The relay reports a media timeout on some open leg.
+    MediaTimeout,
 }
 
 struct Item {
@@ -556,6 +561,9 @@ impl Sim {
                 Some(if t.starts_with('a') { agent_addr(n) } else { cust_addr(n) })
             }),
         };
+        if !sc.disciplined {
+            sim.push(5 * SEC, Ev::MediaTimeout);
+        }
         // Open-loop arrivals.
         let mean = sc.arrival_gap as f64;
         let mut t = 0u64;
@@ -1147,6 +1155,7 @@ impl Sim {
                 Ev::Timer(Node::Router, _) => 3,
                 Ev::Timer(Node::Agent(_), _) | Ev::Agent(..) => 1,
                 Ev::Timer(Node::Cust(_), _) | Ev::Cust(..) => 2,
+                Ev::MediaTimeout => 0,
             };
             let t0 = Instant::now();
             if let (Some(tr), Ev::Datagram { dst, src, data }) = (self.trace, &item.ev) {
@@ -1209,6 +1218,24 @@ impl Sim {
                 }
                 Ev::Cust(i, act) => self.cust_step(i, |sim, i, now| sim.cust_act(i, act, now)),
                 Ev::Agent(i, cid, act) => self.agent_step(i, |sim, i, now| sim.agent_act(i, &cid, act, now)),
+                Ev::MediaTimeout => {
+                    let s = (self.rng.u64() % u64::from(self.sc.shards)) as u16;
+                    let open = &self.shards[usize::from(s)].relay.open;
+                    if !open.is_empty() {
+                        let k = (self.rng.u64() % open.len() as u64) as usize;
+                        let leg = *open.keys().nth(k).expect("k < len");
+                        self.bump("media_timeouts_injected");
+                        let ev = cc_engine::media::Event::MediaTimeout { leg, idle: Duration::from_secs(30) };
+                        self.shard_input(s, |sh, now, wall| {
+                            sh.calls.on_media_event(&mut sh.ep, &mut sh.relay, &ev, now, wall);
+                        });
+                    }
+                    let end = u64::from(self.sc.calls) * self.sc.arrival_gap;
+                    if self.now < end {
+                        let t = self.now + 5 * SEC;
+                        self.push(t, Ev::MediaTimeout);
+                    }
+                }
             }
             self.cpu[kind] += t0.elapsed();
         }
