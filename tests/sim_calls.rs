@@ -992,11 +992,10 @@ impl Sim {
                         a.dialogs.insert(call_id.clone(), d);
                         let r = &mut self.rng;
                         let mut plan: Vec<(u64, AgentAct)> = Vec::new();
-                        let talk;
-                        if self.sc.disciplined {
+                        let talk = if self.sc.disciplined {
                             plan.push((0, AgentAct::Ring));
                             plan.push((self.sc.fixed_answer, AgentAct::Answer));
-                            talk = self.sc.fixed_talk;
+                            self.sc.fixed_talk
                         } else {
                             let x = r.f();
                             let ring = r.range(10 * MS, 200 * MS);
@@ -1010,8 +1009,8 @@ impl Sim {
                             } else if x < 0.95 {
                                 plan.push((ring, AgentAct::Ring)); // never answers
                             } // else: silent phone (only the 100 Trying)
-                            talk = r.range(2 * SEC, 18 * SEC);
-                        }
+                            r.range(2 * SEC, 18 * SEC)
+                        };
                         // A phone stops ringing by itself after a minute.
                         plan.push((60 * SEC, AgentAct::Reject));
                         if let Some(d) = self.agents[i as usize].dialogs.get_mut(&call_id) {
@@ -1121,11 +1120,7 @@ impl Sim {
                 d.ended = true;
                 a.ep.respond(d.tx, ResponseSpec::new(486), now);
             }
-            AgentAct::Bye => {
-                if d.confirmed && !d.ended {
-                    self.agent_bye(i, cid, now);
-                }
-            }
+            AgentAct::Bye if d.confirmed && !d.ended => self.agent_bye(i, cid, now),
             _ => {}
         }
     }
