@@ -1350,6 +1350,9 @@ impl Sim {
                 }
                 _ => {}
             }
+            if cdr.ended_ms < cdr.answered_ms.unwrap_or(cdr.arrived_ms) || cdr.arrived_ms < WALL0 || cdr.ended_ms > wall {
+                v.push(format!("{who}: CDR times out of order or outside the run: {cdr:?}"));
+            }
             if is_answered != cdr.agent.is_some() {
                 v.push(format!("{who}: CDR disposition and agent disagree: {cdr:?}"));
             }
