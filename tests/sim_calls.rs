@@ -8,6 +8,8 @@
 //! events, time jumps to the next one; no sockets, no sleeping, no wall
 //! clock.
 //!
+//! A fifth of the answered callers put the agent on hold (re-INVITE
+//! `a=sendonly`), which the engine answers and passes on to the agent.
 //! Besides packet chaos, every 5 virtual seconds the relay reports a media
 //! timeout on a random open leg (the engine then hangs up both sides).
 //!
@@ -180,6 +182,8 @@ enum CustAct {
     GiveUp,
     /// Talk time over after an answer: BYE.
     Hangup,
+    /// Put the agent on hold: re-INVITE with `a=sendonly` (CSeq 2).
+    Hold,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -386,6 +390,9 @@ struct Cust {
     invite_timeout: bool,
     bye_sent: bool,
     bye_tx: Option<ClientTxId>,
+    /// Sends a hold re-INVITE this long after the answer.
+    hold_after: Option<u64>,
+    reinvite_tx: Option<ClientTxId>,
     bye_done: bool,
     bye_received: bool,
     /// After an answer, hang up after this long; `None`: wait for the agent.
@@ -628,6 +635,7 @@ impl Sim {
                 }
             }
         }
+        let hold_after = (!self.sc.disciplined && r.chance(0.2)).then(|| r.range(200 * MS, 3 * SEC));
         let c = Cust {
             ep: ua_endpoint(addr, r.u64()),
             addr,
@@ -643,6 +651,8 @@ impl Sim {
             invite_timeout: false,
             bye_sent: false,
             bye_tx: None,
+            hold_after,
+            reinvite_tx: None,
             bye_done: false,
             bye_received: false,
             talk,
@@ -877,6 +887,23 @@ impl Sim {
                 }
             }
             CustAct::Hangup => self.cust_bye(i, now),
+            CustAct::Hold => {
+                if c.bye_sent || c.bye_received || c.reinvite_tx.is_some() {
+                    return;
+                }
+                let Some((to, contact)) = c.dialog.clone() else { return };
+                let body = sdp(c.addr.ip(), 40000 + (i % 10000) as u16 * 2).replace("a=sendrecv", "a=sendonly");
+                let text = format!(
+                    "INVITE {contact} SIP/2.0\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 2 INVITE\r\n\
+                     Contact: <sip:c{i}@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+                    from = c.from,
+                    cid = c.call_id,
+                    addr = c.addr,
+                    len = body.len()
+                );
+                c.reinvite_tx = Some(c.ep.send_request(parse_req(&text), engine_addr(), now));
+                self.bump("cust_hold_reinvites");
+            }
         }
     }
 
@@ -887,7 +914,7 @@ impl Sim {
         }
         let Some((to, contact)) = c.dialog.clone() else { return };
         let text = format!(
-            "BYE {contact} SIP/2.0\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            "BYE {contact} SIP/2.0\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n",
             from = c.from,
             cid = c.call_id
         );
@@ -922,9 +949,16 @@ impl Sim {
                                 // Our CANCEL crossed the answer: ACK and BYE.
                                 self.bump("cancel_crossed_2xx");
                                 self.cust_bye(i, now);
-                            } else if let Some(t) = c.talk {
-                                let at = self.now + t;
-                                self.push(at, Ev::Cust(i, CustAct::Hangup));
+                            } else {
+                                let (talk, hold) = (c.talk, c.hold_after);
+                                if let Some(t) = talk {
+                                    let at = self.now + t;
+                                    self.push(at, Ev::Cust(i, CustAct::Hangup));
+                                }
+                                if let Some(t) = hold {
+                                    let at = self.now + t;
+                                    self.push(at, Ev::Cust(i, CustAct::Hold));
+                                }
                             }
                         }
                     } else if c.final_status.is_none() {
@@ -932,6 +966,8 @@ impl Sim {
                     }
                 } else if Some(tx) == c.bye_tx && code >= 200 {
                     c.bye_done = true;
+                } else if Some(tx) == c.reinvite_tx && (200..300).contains(&code) {
+                    c.ep.send_ack_2xx(&response, engine_addr());
                 }
             }
             Output::ClientTimeout { tx } => {
@@ -1038,6 +1074,18 @@ impl Sim {
                             self.push(t0 + dt, Ev::Agent(i, call_id.clone(), act));
                         }
                     }
+                    rsip::Method::Invite => match a.dialogs.get(&call_id).filter(|d| !d.ended) {
+                        // A re-INVITE from the engine (the caller's hold):
+                        // accepted with our usual SDP.
+                        Some(_) => {
+                            let body = Bytes::from(sdp(a.addr.ip(), 30000 + 2 * (i as u16)));
+                            let contact = format!("<sip:{}@{}>", a.name, a.addr);
+                            let r = ResponseSpec::new(200).header("Contact", contact).body("application/sdp", body);
+                            a.ep.respond(tx, r, now);
+                            self.bump("agent_reinvites_answered");
+                        }
+                        None => a.ep.respond(tx, ResponseSpec::new(481), now),
+                    },
                     rsip::Method::Bye => match a.dialogs.get_mut(&call_id) {
                         Some(d) => {
                             d.ended = true;
