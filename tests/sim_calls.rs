@@ -41,9 +41,10 @@
 //! gone); datagrams to the engine land on the shard picked by a hash of the
 //! source address, like SO_REUSEPORT, so the cross-shard forward path runs.
 //!
-//! Runtime (debug, `cargo test --test sim_calls`): ≈ 80 s of CPU over six
-//! tests (the 10,000-call run ≈ 40 s), so ≈ 45 s wall on two idle cores;
-//! most of it is the core's own parsing in a debug build.
+//! Runtime (debug, `cargo test --test sim_calls`): ≈ 70 s of CPU over six
+//! tests (the 10,000-call run ≈ 40 s, the long pole), 68 s wall measured on
+//! the shared 2-core VM at load average 6; most of it is the core's own SIP
+//! parsing (scan + rsip) in a debug build, not the harness.
 //!
 //! Env: `SIM_SEEDS=1,2,3` (seed list), `SIM_SEED_COUNT=N` (seeds 1..=N),
 //! `SIM_CALLS=N` (calls per run; 10,000 when seeds are given), `SIM_VERBOSE=1`
