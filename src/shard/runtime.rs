@@ -39,7 +39,7 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("cannot start executor {name}: {reason}")]
     Executor { name: String, reason: String },
-    #[error("executor {0} did not become ready within {START_TIMEOUT:?}")]
+    #[error("not ready within {START_TIMEOUT:?}: {0}")]
     StartTimeout(String),
     #[error("cannot start the RTP relay of shard {shard} (ports {range}): {source}")]
     Relay { shard: u16, range: String, source: std::io::Error },
@@ -250,14 +250,15 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 
     // Wait until every executor has connected its channels and sockets.
     let deadline = Instant::now() + START_TIMEOUT;
-    let mut pending = shards as usize + 1;
-    while pending > 0 {
+    let mut pending: Vec<String> = (0..shards).map(|i| format!("shard {i}")).collect();
+    pending.push("routing".into());
+    while !pending.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         match ready_rx.recv_timeout(left) {
-            Ok(_) => pending -= 1,
+            Ok(name) => pending.retain(|p| *p != name),
             Err(_) => {
                 shared.shutdown.store(true, Ordering::Relaxed);
-                return Err(RunError::StartTimeout(format!("{pending} executor(s)")));
+                return Err(RunError::StartTimeout(pending.join(", ")));
             }
         }
     }
