@@ -176,7 +176,13 @@ fn agents(args: &[String]) -> ExitCode {
             Ok(c) => c
                 .agents
                 .iter()
-                .map(|a| cc_engine::acd::AgentDef::new(a.id.clone(), a.password.clone()))
+                .map(|a| {
+                    let mut d = cc_engine::acd::AgentDef::new(a.id.clone(), a.password.clone());
+                    d.max_calls = a.max_calls;
+                    d.queues = a.queues.clone();
+                    d.skills = a.skills.keys().cloned().collect();
+                    d
+                })
                 .collect(),
             Err(e) => {
                 eprintln!("cc-engine: {e}");
@@ -189,18 +195,7 @@ fn agents(args: &[String]) -> ExitCode {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    match cc_engine::acd::agents_report(&dir, &defs, now) {
-        Ok(lines) => {
-            for l in lines {
-                println!("{l}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cc-engine: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    print_json_lines(cc_engine::acd::agents_report(&dir, &defs, now))
 }
 
 fn cdrs(args: &[String]) -> ExitCode {
@@ -221,7 +216,12 @@ fn cdrs(args: &[String]) -> ExitCode {
         Some(Ok(ms)) => Some(ms),
         Some(Err(e)) => return usage_error(&format!("--since: {e}")),
     };
-    match cc_engine::acd::cdrs_report(&dir, since_ms) {
+    print_json_lines(cc_engine::acd::cdrs_report(&dir, since_ms))
+}
+
+/// Prints a report as JSON lines, or its error (exit 1).
+fn print_json_lines(report: Result<Vec<serde_json::Value>, cc_engine::acd::StoreError>) -> ExitCode {
+    match report {
         Ok(lines) => {
             for l in lines {
                 println!("{l}");

@@ -318,7 +318,8 @@ fn probe(e: &Engine, sock: &UdpSocket, bad: &[u8]) -> (Vec<Msg>, bool) {
 #[test]
 fn malformed_datagrams_get_rfc_answer_or_counted_drop() {
     let e = Engine::start();
-    let m0 = e.metrics();
+    // the shards publish their first counters ~100 ms after start
+    let (_, m0) = e.wait_metric("cc_sip_dropped_total", &[], 0.0);
     assert!(
         m0.0.contains("cc_sip_dropped_total"),
         "/metrics must expose cc_sip_dropped_total{{reason=...}} (possibly only after a drop); got:\n{}",

@@ -118,9 +118,30 @@ fn sipp_wrong_password_gets_403() {
     );
 }
 
+/// The engine offering both algorithms (the default offers MD5 only, for
+/// older phones).
+fn engine_with_sha256() -> (TempDir, Engine) {
+    let dir = TempDir::new("sha256");
+    let config = derived_config(dir.path(), "registrar", "algorithms", r#"["MD5", "SHA-256"]"#);
+    let e = Engine::start_with(EngineOpts { config, ..EngineOpts::default() });
+    (dir, e)
+}
+
+#[test]
+fn default_offers_md5_only() {
+    let e = Engine::start();
+    let r = register(&e, "alice", "alice-pass", Some(600), "MD5");
+    let first = r.first.expect("no answer to REGISTER");
+    let chs = first.headers("WWW-Authenticate");
+    assert_eq!(chs.len(), 1, "{chs:?}");
+    assert!(chs[0].contains("algorithm=MD5"), "{chs:?}");
+    let last = r.last.expect("no answer to the authenticated REGISTER");
+    assert_eq!(last.status(), Some(200), "{}", last.text);
+}
+
 #[test]
 fn wrong_password_gets_403_with_either_algorithm() {
-    let e = Engine::start();
+    let (_dir, e) = engine_with_sha256();
     for alg in ["MD5", "SHA-256"] {
         let r = register(&e, "alice", "not-alice-pass", Some(3600), alg);
         assert_eq!(
@@ -165,7 +186,7 @@ fn expires_below_minimum_gets_423_with_min_expires() {
 
 #[test]
 fn sha256_digest_registers() {
-    let e = Engine::start();
+    let (_dir, e) = engine_with_sha256();
     let r = register(&e, "bob", "bob-pass", Some(600), "SHA-256");
     let first = r.first.expect("no answer to REGISTER");
     assert_eq!(first.status(), Some(401), "{}", first.text);

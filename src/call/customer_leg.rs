@@ -239,6 +239,10 @@ impl CallTable {
                                 s = s.header("Record-Route", r.clone());
                             }
                             ep.respond(call.cust.invite_tx, s, now);
+                            self.timers.push(std::cmp::Reverse((
+                                now + super::table::PROVISIONAL_REFRESH,
+                                super::table::Timer::Provisional(id),
+                            )));
                         }
                     }
                 }

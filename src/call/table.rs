@@ -54,7 +54,14 @@ pub(super) enum Orphan {
 pub(super) enum Timer {
     Ring(CallId, u64),
     AckExpiry(ClientTxId),
+    /// Re-send the 180 to a caller still waiting unanswered (§13.3.1.1).
+    Provisional(CallId),
 }
+
+/// §13.3.1.1: a UAS that cannot answer at once sends a provisional at least
+/// every minute; else the caller's INVITE transaction gives up (Timer C,
+/// > 3 min) while the call is still queued here.
+pub(super) const PROVISIONAL_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct CallTable {
     pub(super) cfg: CallConfig,
@@ -341,6 +348,18 @@ impl CallTable {
                     if self.acks.get(&tx).is_some_and(|(_, _, until)| *until <= now) {
                         self.acks.remove(&tx);
                     }
+                }
+                Timer::Provisional(id) => {
+                    let Some(call) = self.calls.get(&id) else { continue };
+                    if call.cust.final_sent.is_some() {
+                        continue;
+                    }
+                    let mut s = ResponseSpec::new(180).header("Contact", format!("<{}>", call.cust.dialog.contact));
+                    for r in &call.cust.dialog.routes {
+                        s = s.header("Record-Route", r.clone());
+                    }
+                    ep.respond(call.cust.invite_tx, s, now);
+                    self.timers.push(Reverse((now + PROVISIONAL_REFRESH, Timer::Provisional(id))));
                 }
                 Timer::Ring(id, seq) => {
                     let Some(call) = self.calls.get_mut(&id) else { continue };

@@ -434,6 +434,34 @@ fn queued_immediate_answers_and_plays_hold_then_caller_hangs_up() {
 }
 
 #[test]
+fn on_agent_caller_waiting_gets_a_180_every_minute() {
+    // §13.3.1.1 (found by tests/sim_calls.rs): without a fresh provisional
+    // the caller's INVITE gives up at Timer C while still queued.
+    let mut h = H::new(AnswerMode::OnAgent);
+    let call = h.arrive();
+    h.decide(Decision::Queued {
+        call,
+        queue: "support".into(),
+        position: 1,
+    });
+    assert_eq!(h.sent_to(CUSTOMER, "SIP/2.0 180").len(), 1);
+    h.take_sent();
+    h.advance(Duration::from_secs(59));
+    assert!(h.sent_to(CUSTOMER, "SIP/2.0 180").is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.sent_to(CUSTOMER, "SIP/2.0 180").len(), 1);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.sent_to(CUSTOMER, "SIP/2.0 180").len(), 2);
+    // Answered: no more 180s.
+    h.take_sent();
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    assert_eq!(h.sent_to(CUSTOMER, "SIP/2.0 200").len(), 1);
+    h.advance(Duration::from_secs(130));
+    assert!(h.sent_to(CUSTOMER, "SIP/2.0 180").is_empty());
+}
+
+#[test]
 fn on_agent_rings_then_answers_when_agent_does() {
     let mut h = H::new(AnswerMode::OnAgent);
     let call = h.arrive();

@@ -312,6 +312,7 @@ pub async fn run(ctx: Context) {
         senders.push(tx.await);
     }
     let senders = Rc::new(senders);
+    tracing::debug!("routing senders connected");
     let (wake, wake_rx) = Wake::new();
     let wake = Rc::new(wake);
     for rx in inbox {

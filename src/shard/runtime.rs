@@ -39,7 +39,7 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("cannot start executor {name}: {reason}")]
     Executor { name: String, reason: String },
-    #[error("executor {0} did not become ready within {START_TIMEOUT:?}")]
+    #[error("not ready within {START_TIMEOUT:?}: {0}")]
     StartTimeout(String),
     #[error("cannot start the RTP relay of shard {shard} (ports {range}): {source}")]
     Relay { shard: u16, range: String, source: std::io::Error },
@@ -96,10 +96,20 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let mut sockets = Vec::with_capacity(shards as usize);
     // SO_REUSEPORT would let us share the port with another engine run by
     // the same user; a plain bind first makes "address in use" an error.
-    drop(std::net::UdpSocket::bind(cfg.sip.listen).map_err(|source| RunError::Bind {
-        addr: cfg.sip.listen,
-        source,
-    })?);
+    // After a `kill -9` the dead process's sockets live on for a moment
+    // (io_uring tears its rings down asynchronously; ~200 ms measured here),
+    // so an immediate restart (systemd's RestartSec is 100 ms) retries for
+    // up to 2 s before calling the port taken.
+    let probe_deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match std::net::UdpSocket::bind(cfg.sip.listen) {
+            Ok(s) => break drop(s),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < probe_deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(source) => return Err(RunError::Bind { addr: cfg.sip.listen, source }),
+        }
+    }
     for _ in 0..shards {
         sockets.push(bind_reuseport(cfg.sip.listen).map_err(|source| RunError::Bind {
             addr: cfg.sip.listen,
@@ -240,14 +250,15 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 
     // Wait until every executor has connected its channels and sockets.
     let deadline = Instant::now() + START_TIMEOUT;
-    let mut pending = shards as usize + 1;
-    while pending > 0 {
+    let mut pending: Vec<String> = (0..shards).map(|i| format!("shard {i}")).collect();
+    pending.push("routing".into());
+    while !pending.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         match ready_rx.recv_timeout(left) {
-            Ok(_) => pending -= 1,
+            Ok(name) => pending.retain(|p| *p != name),
             Err(_) => {
                 shared.shutdown.store(true, Ordering::Relaxed);
-                return Err(RunError::StartTimeout(format!("{pending} executor(s)")));
+                return Err(RunError::StartTimeout(pending.join(", ")));
             }
         }
     }

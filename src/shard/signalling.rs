@@ -126,6 +126,7 @@ pub async fn run(ctx: Context) {
     let mesh_tx: Vec<_> =
         mesh_tx.into_iter().map(|t| t.map(|t| glommio::spawn_local(t.connect()))).collect();
     let mesh_rx: Vec<_> = mesh_rx.into_iter().map(|r| glommio::spawn_local(r.connect())).collect();
+    tracing::debug!(shard = id, "connecting channels");
     let mut mesh = Vec::with_capacity(mesh_tx.len());
     for t in mesh_tx {
         mesh.push(match t {
@@ -139,6 +140,7 @@ pub async fn run(ctx: Context) {
         <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(socket))
     };
     let io = Rc::new(Io { socket, to_routing: to_routing.await, mesh });
+    tracing::debug!(shard = id, "mesh and routing senders connected");
     let (wake, wake_rx) = Wake::new();
     let wake = Rc::new(wake);
 

@@ -177,6 +177,10 @@ struct ServerTx {
     retransmit_at: Option<Instant>,
     interval: Duration,
     timeout_at: Option<Instant>,
+    /// Accepted and ACKed: kept until Timer L only to absorb late
+    /// retransmissions of the INVITE (RFC 6026 §7.1), which must not
+    /// start a second transaction (and a second call).
+    acked: bool,
 }
 
 #[derive(Debug)]
@@ -382,6 +386,7 @@ impl Transactions {
             retransmit_at: None,
             interval: self.timers.t1,
             timeout_at: guard,
+            acked: false,
         };
         self.schedule(guard, TxRef::Server(id));
         if invite {
@@ -491,10 +496,21 @@ impl Transactions {
     }
 
     /// An ACK that matched no transaction: the ACK of one of our 2xx?
-    /// Stops the 2xx retransmission and ends the transaction.
+    /// Stops the 2xx retransmission. The transaction stays in Accepted
+    /// until Timer L (RFC 6026 §7.1) so that a retransmission of the INVITE
+    /// delayed past the ACK is absorbed instead of starting a new call;
+    /// further copies of the ACK no longer match.
     pub fn ack_2xx(&mut self, call_id: &str, cseq: u32) -> Option<ServerTxId> {
         let id = self.accepted.remove(&(call_id.to_owned(), cseq))?;
-        self.remove_server(id);
+        let at = match self.server.get_mut(&id) {
+            Some(tx) => {
+                tx.acked = true;
+                tx.retransmit_at = None;
+                tx.timeout_at
+            }
+            None => return None,
+        };
+        self.schedule(at, TxRef::Server(id));
         Some(ServerTxId(id))
     }
 
@@ -531,9 +547,10 @@ impl Transactions {
         if tx.timeout_at.is_some_and(|t| t <= now) {
             // H, I, J or L: the transaction ends. L without an ACK is
             // reported: the TU must tear the dialog down (§13.3.1.4).
-            let (state, invite) = (tx.state, tx.invite);
+            let (state, invite, acked) = (tx.state, tx.invite, tx.acked);
             self.remove_server(id);
             match state {
+                ServerState::Accepted if acked => {}
                 ServerState::Accepted => out.push_back(Output::AckTimeout { tx: ServerTxId(id) }),
                 ServerState::Completed if invite => counters.server_timeouts += 1, // H
                 ServerState::Trying | ServerState::Proceeding => counters.server_unanswered += 1,

@@ -289,9 +289,15 @@ fn invite_flow_with_2xx_retransmission_and_ack() {
         );
     e.handle_datagram(ack.as_bytes(), addr(UA), t0 + Duration::from_millis(600));
     assert!(matches!(&outputs(&mut e)[..], [Output::Ack { tx: t, .. }] if *t == tx));
-    assert_eq!(e.transactions(), (0, 0));
+    // RFC 6026: Accepted lasts until Timer L, so an INVITE retransmission
+    // delayed past the ACK is absorbed, not taken for a new call.
+    assert_eq!(e.transactions(), (1, 0));
+    let invite = req_with("INVITE", "z9hG4bKinv", "Content-Type: application/sdp\r\n", sdp);
+    e.handle_datagram(&invite, addr(UA), t0 + Duration::from_millis(700));
+    assert!(outputs(&mut e).is_empty());
     e.handle_timeout(t0 + Duration::from_secs(100));
     assert!(outputs(&mut e).is_empty());
+    assert_eq!(e.transactions(), (0, 0));
 }
 
 #[test]

@@ -330,8 +330,15 @@ fn server_invite_2xx_retransmitted_until_ack() {
     assert!(r.out.is_empty());
     assert_eq!(r.txs.ack_2xx("cid-1", 41), None);
     assert_eq!(r.txs.ack_2xx("cid-1", 42), Some(id));
-    assert!(r.txs.is_empty());
+    // Stays until Timer L (RFC 6026 §7.1), absorbing late INVITE copies,
+    // sending nothing and reporting no AckTimeout.
+    assert_eq!(r.txs.ack_2xx("cid-1", 42), None);
+    r.txs
+        .server_request(id, false, r.at(9_000), &mut r.out, &mut r.c);
+    assert!(r.out.is_empty());
+    assert_eq!(r.txs.len(), 1);
     assert!(r.run(100_000).is_empty());
+    assert!(r.txs.is_empty());
 }
 
 #[test]
