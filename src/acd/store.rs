@@ -83,6 +83,9 @@ impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
     }
 }
 
+/// Page cache of the engine's database.
+const CACHE_BYTES: usize = 32 << 20;
+
 pub struct Store {
     db: Database,
     path: PathBuf,
@@ -96,7 +99,12 @@ impl Store {
             source,
         })?;
         let path = state_dir.join(DB_FILE);
-        let db = Database::create(&path).ctx("open database", &path)?;
+        // redb's default cache is 1 GiB; the engine's working set (bindings,
+        // live calls, router state) is small and CDRs are written, not read.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .ctx("open database", &path)?;
         let store = Store { db, path };
         store.init_schema()?;
         Ok(store)

@@ -174,9 +174,10 @@ impl State {
     }
 
     fn agents_lines(&self) -> Vec<serde_json::Value> {
-        let mut v: Vec<serde_json::Value> = self
-            .registrar
-            .all_bindings()
+        let mut bindings: Vec<_> = self.registrar.all_bindings().collect();
+        bindings.sort_by(|a, b| (&a.agent, &a.contact_uri).cmp(&(&b.agent, &b.contact_uri)));
+        bindings
+            .into_iter()
             .map(|b| {
                 serde_json::json!({
                     "agent": b.agent,
@@ -187,9 +188,7 @@ impl State {
                     "user_agent": b.user_agent,
                 })
             })
-            .collect();
-        v.sort_by_cached_key(|j| j.to_string());
-        v
+            .collect()
     }
 
     fn samples(&self, now: u64) -> (Vec<Sample>, serde_json::Value) {
@@ -337,7 +336,6 @@ pub async fn run(ctx: Context) {
     // the group commit deadline, whichever is first.
     {
         let (state, senders, wake) = (state.clone(), senders.clone(), wake.clone());
-        let board = shared.board.clone();
         glommio::spawn_local(async move {
             let mut out = Vec::new();
             loop {
@@ -354,10 +352,6 @@ pub async fn run(ctx: Context) {
                     let mut s = state.borrow_mut();
                     s.on_timer(now);
                     std::mem::swap(&mut out, &mut s.outbox);
-                    if s.agents_dirty {
-                        s.agents_dirty = false;
-                        board.publish_agents(s.agents_lines());
-                    }
                 }
                 send_all(&senders, &mut out).await;
             }
@@ -374,8 +368,16 @@ pub async fn run(ctx: Context) {
     let _ = shared.ready.send("routing".into());
     let samples_state = state.clone();
     let board = shared.board.clone();
+    // Snapshots for the management plane every housekeeping tick: the
+    // agents list is rebuilt only when a registration changed, never per
+    // REGISTER (it is O(bindings)).
     housekeeping(slot, &shared, || {
-        let (samples, queues) = samples_state.borrow().samples(now_ms());
+        let mut s = samples_state.borrow_mut();
+        if s.agents_dirty {
+            s.agents_dirty = false;
+            board.publish_agents(s.agents_lines());
+        }
+        let (samples, queues) = s.samples(now_ms());
         board.publish_queues(queues);
         samples
     })
