@@ -120,6 +120,16 @@ pub struct RelayConfig {
     /// is ready. 0 = wake on the first completion.
     pub batch_wait_us: u32,
     pub batch: usize,
+    /// One `io_uring_enter` per loop turn: wait for one completion beyond
+    /// the sends submitted in the same call (UDP sends complete inline, so
+    /// their CQEs are already posted when the wait starts). Off: the send
+    /// CQEs satisfy the wait and every packet costs a second enter.
+    pub wait_past_sends: bool,
+    /// After a turn that forwarded packets, poll the ring's shared
+    /// `IORING_SQ_TASKRUN` flag (no syscall) for up to this many µs before
+    /// sleeping, when the recent packet gap is shorter than that. 0 = off.
+    /// The spin is on-CPU time and is counted as such.
+    pub spin_us: u32,
     /// Register relay sockets in the ring's file table (saves fget/fput per op).
     pub fixed_files: bool,
     /// Pin the relay thread to this CPU.
@@ -147,6 +157,8 @@ impl Default for RelayConfig {
             busy_poll: false,
             batch_wait_us: 0,
             batch: 16,
+            wait_past_sends: true,
+            spin_us: 0,
             fixed_files: true,
             cpu: None,
             tick: Duration::from_millis(100),
@@ -221,6 +233,10 @@ pub struct RelayCounters {
     pub send_errors: u64,
     pub sq_full_flushes: u64,
     pub mid_turn_submits: u64,
+    /// Adaptive spin (`spin_us`): completions found while spinning / spins
+    /// that ended in a sleep.
+    pub spin_hits: u64,
+    pub spin_misses: u64,
     pub buffers_out: usize,
     pub starved_now: usize,
     pub registered_buffers: bool,

@@ -309,6 +309,9 @@ pub struct Relay {
     ms_payload_off: usize,
     /// Size of the registered (sparse) file table; 0 if unavailable.
     files: usize,
+    /// Sends pushed since the last submit: they complete inline, so their
+    /// CQEs are posted by the same `io_uring_enter` that submits them.
+    inline_sends: u32,
 }
 
 impl Relay {
@@ -316,7 +319,9 @@ impl Relay {
         let entries = cfg.ring_entries.max(64).next_power_of_two();
         let ring = {
             let mut b = IoUring::builder();
-            b.setup_single_issuer().setup_coop_taskrun().setup_cqsize(entries * 4);
+            // TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN in shared memory
+            // when completions wait to be run (polled by the adaptive spin)
+            b.setup_single_issuer().setup_coop_taskrun().setup_taskrun_flag().setup_cqsize(entries * 4);
             if !cfg.busy_poll {
                 // completions are posted only when we enter to wait: batches
                 b.setup_defer_taskrun();
@@ -380,6 +385,7 @@ impl Relay {
             counters: RelayCounters::default(),
             ms_payload_off: MS_PAYLOAD_OFF,
             files: 0,
+            inline_sends: 0,
             cfg,
         };
         for m in r.send_meta.iter_mut() {
@@ -404,6 +410,7 @@ impl Relay {
                 return;
             }
             self.counters.sq_full_flushes += 1;
+            self.inline_sends = 0;
             if let Err(err) = self.ring.submit() {
                 tracing::error!("io_uring submit: {err}");
             }
@@ -467,22 +474,43 @@ impl Relay {
         let e = opcode::Timeout::new(&*period).count(0).flags(types::TimeoutFlags::MULTISHOT).build().user_data(ud(TAG_TIMER, 0, 0));
         self.push(e);
         let mut idle_spins = 0u64;
+        // adaptive spin: gap between turns that received packets (EWMA, ns)
+        let spin = Duration::from_micros(self.cfg.spin_us as u64);
+        let mut last_rx_turn = Instant::now();
+        let mut gap_ewma_ns: u64 = u64::MAX / 2;
+        let mut rx_before = 0u64;
         loop {
-            let now = Instant::now();
+            let mut now = Instant::now();
+            if self.cfg.spin_us > 0 && !self.cfg.busy_poll && self.next_hold.is_none() {
+                let got = self.counters.rx != rx_before;
+                rx_before = self.counters.rx;
+                if got {
+                    let g = now.saturating_duration_since(last_rx_turn).as_nanos().min(u64::MAX as u128 / 4) as u64;
+                    gap_ewma_ns = if gap_ewma_ns >= u64::MAX / 4 { g } else { (gap_ewma_ns * 7 + g) / 8 };
+                    last_rx_turn = now;
+                }
+                if got && gap_ewma_ns <= spin.as_nanos() as u64 {
+                    now = self.spin_wait(now + spin);
+                }
+            }
+            // one enter per turn: the sends submitted now post their CQEs
+            // inline, so wait for one completion beyond them
+            let extra = if self.cfg.wait_past_sends { self.inline_sends as usize + self.ring.completion().len() } else { 0 };
+            self.inline_sends = 0;
             let r = if self.cfg.busy_poll {
                 self.ring.submit()
             } else if let Some(h) = self.next_hold {
                 // hold playout: wake exactly when the next frame is due
                 let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
                 let args = types::SubmitArgs::new().timespec(&wait);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(1 + extra, &args)
             } else if self.cfg.batch_wait_us > 0 {
                 // kernel-side batching (6.12+): return once `batch` CQEs are
                 // ready, or after batch_wait_us if at least one is
                 let args = types::SubmitArgs::new().min_wait_usec(self.cfg.batch_wait_us);
-                self.ring.submitter().submit_with_args(self.cfg.batch.max(1), &args)
+                self.ring.submitter().submit_with_args(self.cfg.batch.max(1) + extra, &args)
             } else {
-                self.ring.submit_and_wait(1)
+                self.ring.submit_and_wait(1 + extra)
             };
             match r {
                 Ok(_) => {}
@@ -532,6 +560,7 @@ impl Relay {
                 self.pool.publish();
                 if !self.ring.submission().is_empty() {
                     self.counters.mid_turn_submits += 1;
+                    self.inline_sends = 0;
                     if let Err(e) = self.ring.submit() {
                         tracing::error!("io_uring submit: {e}");
                     }
@@ -579,6 +608,45 @@ impl Relay {
                 self.on_cqe(u, r, f, now);
             }
         }
+    }
+
+    /// Adaptive spin: hand the queued SQEs to the kernel, reap their inline
+    /// completions, then poll the shared `IORING_SQ_TASKRUN` flag (set by
+    /// the kernel when a completion is waiting to be run) until `deadline`,
+    /// without a syscall. Returns the current time.
+    fn spin_wait(&mut self, deadline: Instant) -> Instant {
+        if !self.ring.submission().is_empty() {
+            self.inline_sends = 0;
+            if let Err(e) = self.ring.submit() {
+                tracing::error!("io_uring submit: {e}");
+            }
+        }
+        let mut now = Instant::now();
+        let mut k = 0;
+        loop {
+            let c = self.ring.completion().next().map(|c| (c.user_data(), c.result(), c.flags()));
+            let Some((u, res, fl)) = c else { break };
+            self.on_cqe(u, res, fl, now);
+            k += 1;
+        }
+        if k > 0 {
+            self.counters.cqes += k;
+            self.pool.publish();
+        }
+        let mut i = 0u32;
+        while !self.ring.submission().taskrun() {
+            std::hint::spin_loop();
+            i += 1;
+            if i.is_multiple_of(32) {
+                now = Instant::now();
+                if now >= deadline {
+                    self.counters.spin_misses += 1;
+                    return now;
+                }
+            }
+        }
+        self.counters.spin_hits += 1;
+        Instant::now()
     }
 
     fn on_cqe(&mut self, u: u64, res: i32, flags: u32, now: Instant) {
@@ -721,6 +789,7 @@ impl Relay {
             opcode::Send::new(types::Fd(out_fd), ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build()
         };
         self.counters.tx += 1;
+        self.inline_sends += 1;
         self.push(e.user_data(ud(TAG_SEND_OWN, s, 0)));
     }
 
@@ -892,6 +961,7 @@ impl Relay {
             on_fd!(sock, s, |f| opcode::Send::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build())
         };
         self.counters.tx += 1;
+        self.inline_sends += 1;
         self.push(e.user_data(ud(TAG_SEND, s, bid)));
     }
 
