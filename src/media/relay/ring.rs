@@ -39,6 +39,9 @@ const TAG_CANCEL: u64 = 5;
 const TAG_TIMER: u64 = 6;
 const TAG_SEND_OWN: u64 = 7;
 const NONE: u32 = u32::MAX;
+/// Adaptive spin budget (`RelayConfig::spin_us`): share of each window.
+const SPIN_WINDOW: Duration = Duration::from_millis(10);
+const SPIN_SHARE: f32 = 0.5;
 const BGID: u16 = 7;
 /// Offset of the payload in a multishot buffer: io_uring_recvmsg_out (16) + name (128).
 const MS_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
@@ -479,6 +482,10 @@ impl Relay {
         let mut last_rx_turn = Instant::now();
         let mut gap_ewma_ns: u64 = u64::MAX / 2;
         let mut rx_before = 0u64;
+        // spin budget: at most SPIN_SHARE of each 10 ms window, so a busy
+        // SCHED_FIFO relay never runs into RT throttling or starves ksoftirqd
+        let mut window = Instant::now();
+        let mut spun = Duration::ZERO;
         loop {
             let mut now = Instant::now();
             if self.cfg.spin_us > 0 && !self.cfg.busy_poll && self.next_hold.is_none() {
@@ -489,8 +496,14 @@ impl Relay {
                     gap_ewma_ns = if gap_ewma_ns >= u64::MAX / 4 { g } else { (gap_ewma_ns * 7 + g) / 8 };
                     last_rx_turn = now;
                 }
-                if got && gap_ewma_ns <= spin.as_nanos() as u64 {
-                    now = self.spin_wait(now + spin);
+                if now.saturating_duration_since(window) >= SPIN_WINDOW {
+                    window = now;
+                    spun = Duration::ZERO;
+                }
+                if got && gap_ewma_ns <= spin.as_nanos() as u64 && spun < SPIN_WINDOW.mul_f32(SPIN_SHARE) {
+                    let t = self.spin_wait(now + spin);
+                    spun += t.saturating_duration_since(now);
+                    now = t;
                 }
             }
             // one enter per turn: the sends submitted now post their CQEs
