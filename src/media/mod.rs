@@ -115,9 +115,11 @@ pub struct RelayConfig {
     pub register_buffers: bool,
     /// Spin instead of sleeping in `io_uring_enter`.
     pub busy_poll: bool,
-    /// Kernel-side batching of wake-ups (`min_wait_usec`, Linux 6.12+): wait
-    /// for `batch` completions, but return after this many µs if at least one
-    /// is ready. 0 = wake on the first completion.
+    /// Kernel-side batching of wake-ups (`min_wait_usec`, Linux 6.12+),
+    /// adaptive: while the recent packet gap fills this window with at least
+    /// two packets, wait for the packets expected in it (at most `batch`),
+    /// but return after this many µs if at least one is ready. At lower
+    /// rates, and always when idle, wake on the first completion. 0 = off.
     pub batch_wait_us: u32,
     pub batch: usize,
     /// One `io_uring_enter` per loop turn: wait for one completion beyond
@@ -237,6 +239,8 @@ pub struct RelayCounters {
     /// that ended in a sleep.
     pub spin_hits: u64,
     pub spin_misses: u64,
+    /// Waits that used the kernel batch window (`batch_wait_us`).
+    pub batched_waits: u64,
     pub buffers_out: usize,
     pub starved_now: usize,
     pub registered_buffers: bool,

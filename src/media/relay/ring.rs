@@ -488,14 +488,18 @@ impl Relay {
         let mut spun = Duration::ZERO;
         loop {
             let mut now = Instant::now();
+            let got = self.counters.rx != rx_before;
+            if got {
+                // mean gap per received packet since the last turn with packets
+                let k = (self.counters.rx - rx_before).max(1);
+                let g = (now.saturating_duration_since(last_rx_turn).as_nanos().min(u64::MAX as u128 / 4) as u64) / k;
+                gap_ewma_ns = if gap_ewma_ns >= u64::MAX / 4 { g } else { (gap_ewma_ns * 7 + g) / 8 };
+                last_rx_turn = now;
+            } else if now.saturating_duration_since(last_rx_turn) > Duration::from_millis(1) {
+                gap_ewma_ns = u64::MAX / 2; // idle: no batching, no spin
+            }
+            rx_before = self.counters.rx;
             if self.cfg.spin_us > 0 && !self.cfg.busy_poll && self.next_hold.is_none() {
-                let got = self.counters.rx != rx_before;
-                rx_before = self.counters.rx;
-                if got {
-                    let g = now.saturating_duration_since(last_rx_turn).as_nanos().min(u64::MAX as u128 / 4) as u64;
-                    gap_ewma_ns = if gap_ewma_ns >= u64::MAX / 4 { g } else { (gap_ewma_ns * 7 + g) / 8 };
-                    last_rx_turn = now;
-                }
                 if now.saturating_duration_since(window) >= SPIN_WINDOW {
                     window = now;
                     spun = Duration::ZERO;
@@ -517,11 +521,15 @@ impl Relay {
                 let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
                 let args = types::SubmitArgs::new().timespec(&wait);
                 self.ring.submitter().submit_with_args(1 + extra, &args)
-            } else if self.cfg.batch_wait_us > 0 {
-                // kernel-side batching (6.12+): return once `batch` CQEs are
-                // ready, or after batch_wait_us if at least one is
+            } else if self.cfg.batch_wait_us > 0 && gap_ewma_ns.saturating_mul(2) <= self.cfg.batch_wait_us as u64 * 1000 {
+                // kernel-side batching (6.12+), only while the recent rate
+                // fills the window with ≥ 2 packets: return once the packets
+                // expected in batch_wait_us are ready, or after batch_wait_us
+                // if at least one is
+                let want = ((self.cfg.batch_wait_us as u64 * 1000) / gap_ewma_ns.max(1)).clamp(2, self.cfg.batch.max(2) as u64) as usize;
                 let args = types::SubmitArgs::new().min_wait_usec(self.cfg.batch_wait_us);
-                self.ring.submitter().submit_with_args(self.cfg.batch.max(1) + extra, &args)
+                self.counters.batched_waits += 1;
+                self.ring.submitter().submit_with_args(want + extra, &args)
             } else {
                 self.ring.submit_and_wait(1 + extra)
             };
