@@ -58,6 +58,8 @@ fn relay(args: &[String]) {
         busy_poll: flag(args, "--busy"),
         batch_wait_us: arg(args, "--batch-wait-us", 0),
         batch: arg(args, "--batch", 16),
+        wait_past_sends: !flag(args, "--wait-sends"),
+        spin_us: arg(args, "--spin-us", 0),
         fixed_files: !flag(args, "--no-fixed-files"),
         cpu: if cpu >= 0 { Some(cpu as usize) } else { None },
         pool_buffers: arg(args, "--buffers", 1024),

@@ -311,3 +311,51 @@ fn hold_address_means_no_destination_then_resume() {
     assert_eq!(from, lb.rtp);
     h.shutdown();
 }
+
+/// The wait variants of the relay loop (RelayConfig::wait_past_sends,
+/// spin_us, batch_wait_us) forward everything, in order, both one packet at
+/// a time and in bursts (bursts make the recent gap short enough to engage
+/// the spin and the batch window). No timing is asserted.
+fn wait_variant(cfg: RelayConfig) {
+    let mut h = relay_cfg(cfg);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    for i in 0..20u16 {
+        let p = rtp(i, i as u32 * 160, 0xA, 172);
+        a.send_to(&p, la.rtp).unwrap();
+        assert_eq!(recv(&b).expect("a→b forwarded").0, p);
+        let q = rtp(i, i as u32 * 160, 0xB, 200);
+        b.send_to(&q, lb.rtp).unwrap();
+        assert_eq!(recv(&a).expect("b→a forwarded").0, q);
+    }
+    for burst in 0..5u16 {
+        let sent: Vec<Vec<u8>> = (0..40u16).map(|i| rtp(100 + burst * 40 + i, 0, 0xA, 172)).collect();
+        for p in &sent {
+            a.send_to(p, la.rtp).unwrap();
+        }
+        for p in &sent {
+            assert_eq!(&recv(&b).expect("burst forwarded").0, p);
+        }
+    }
+    let (sa, _, _) = stats(&h, la.id);
+    assert_eq!(sa.rx_packets, 220);
+    assert_eq!(sa.drops_total(), 0);
+    h.shutdown();
+}
+
+#[test]
+fn wait_for_send_completions_too() {
+    wait_variant(RelayConfig { range: PortRange { start: 28300, end: 28308 }, wait_past_sends: false, ..Default::default() });
+}
+
+#[test]
+fn adaptive_spin_forwards_everything() {
+    wait_variant(RelayConfig { range: PortRange { start: 28310, end: 28318 }, spin_us: 50, ..Default::default() });
+}
+
+#[test]
+fn adaptive_batch_window_forwards_everything() {
+    wait_variant(RelayConfig { range: PortRange { start: 28320, end: 28328 }, batch_wait_us: 50, batch: 8, ..Default::default() });
+}

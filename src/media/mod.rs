@@ -115,11 +115,23 @@ pub struct RelayConfig {
     pub register_buffers: bool,
     /// Spin instead of sleeping in `io_uring_enter`.
     pub busy_poll: bool,
-    /// Kernel-side batching of wake-ups (`min_wait_usec`, Linux 6.12+): wait
-    /// for `batch` completions, but return after this many µs if at least one
-    /// is ready. 0 = wake on the first completion.
+    /// Kernel-side batching of wake-ups (`min_wait_usec`, Linux 6.12+),
+    /// adaptive: while the recent packet gap fills this window with at least
+    /// two packets, wait for the packets expected in it (at most `batch`),
+    /// but return after this many µs if at least one is ready. At lower
+    /// rates, and always when idle, wake on the first completion. 0 = off.
     pub batch_wait_us: u32,
     pub batch: usize,
+    /// One `io_uring_enter` per loop turn: wait for one completion beyond
+    /// the sends submitted in the same call (UDP sends complete inline, so
+    /// their CQEs are already posted when the wait starts). Off: the send
+    /// CQEs satisfy the wait and every packet costs a second enter.
+    pub wait_past_sends: bool,
+    /// After a turn that forwarded packets, poll the ring's shared
+    /// `IORING_SQ_TASKRUN` flag (no syscall) for up to this many µs before
+    /// sleeping, when the recent packet gap is shorter than that. 0 = off.
+    /// The spin is on-CPU time and is counted as such.
+    pub spin_us: u32,
     /// Register relay sockets in the ring's file table (saves fget/fput per op).
     pub fixed_files: bool,
     /// Pin the relay thread to this CPU.
@@ -147,6 +159,8 @@ impl Default for RelayConfig {
             busy_poll: false,
             batch_wait_us: 0,
             batch: 16,
+            wait_past_sends: true,
+            spin_us: 0,
             fixed_files: true,
             cpu: None,
             tick: Duration::from_millis(100),
@@ -221,6 +235,12 @@ pub struct RelayCounters {
     pub send_errors: u64,
     pub sq_full_flushes: u64,
     pub mid_turn_submits: u64,
+    /// Adaptive spin (`spin_us`): completions found while spinning / spins
+    /// that ended in a sleep.
+    pub spin_hits: u64,
+    pub spin_misses: u64,
+    /// Waits that used the kernel batch window (`batch_wait_us`).
+    pub batched_waits: u64,
     pub buffers_out: usize,
     pub starved_now: usize,
     pub registered_buffers: bool,

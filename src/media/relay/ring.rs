@@ -8,7 +8,12 @@
 //!   back to the provided ring when the send completes (for `SEND_ZC`, on
 //!   the notification).
 //! * All SQEs produced while handling a batch of completions are submitted by
-//!   one `io_uring_enter` per loop turn, which also waits.
+//!   one `io_uring_enter` per loop turn, which also waits: for one completion
+//!   beyond the sends it submits (they complete inline), so a forwarded
+//!   packet costs one enter, not two.
+//! * Optional, measured in bench/RESULTS.md: an adaptive spin on the shared
+//!   `IORING_SQ_TASKRUN` flag (`spin_us`) and an adaptive kernel batch
+//!   window (`batch_wait_us`).
 //! * No allocation and no lock per packet: sockets, legs, send headers and
 //!   buffers are preallocated; control commands arrive over an mpsc channel
 //!   plus an eventfd read kept armed in the ring.
@@ -39,6 +44,9 @@ const TAG_CANCEL: u64 = 5;
 const TAG_TIMER: u64 = 6;
 const TAG_SEND_OWN: u64 = 7;
 const NONE: u32 = u32::MAX;
+/// Adaptive spin budget (`RelayConfig::spin_us`): share of each window.
+const SPIN_WINDOW: Duration = Duration::from_millis(10);
+const SPIN_SHARE: f32 = 0.5;
 const BGID: u16 = 7;
 /// Offset of the payload in a multishot buffer: io_uring_recvmsg_out (16) + name (128).
 const MS_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
@@ -309,6 +317,9 @@ pub struct Relay {
     ms_payload_off: usize,
     /// Size of the registered (sparse) file table; 0 if unavailable.
     files: usize,
+    /// Sends pushed since the last submit: they complete inline, so their
+    /// CQEs are posted by the same `io_uring_enter` that submits them.
+    inline_sends: u32,
 }
 
 impl Relay {
@@ -316,7 +327,9 @@ impl Relay {
         let entries = cfg.ring_entries.max(64).next_power_of_two();
         let ring = {
             let mut b = IoUring::builder();
-            b.setup_single_issuer().setup_coop_taskrun().setup_cqsize(entries * 4);
+            // TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN in shared memory
+            // when completions wait to be run (polled by the adaptive spin)
+            b.setup_single_issuer().setup_coop_taskrun().setup_taskrun_flag().setup_cqsize(entries * 4);
             if !cfg.busy_poll {
                 // completions are posted only when we enter to wait: batches
                 b.setup_defer_taskrun();
@@ -380,6 +393,7 @@ impl Relay {
             counters: RelayCounters::default(),
             ms_payload_off: MS_PAYLOAD_OFF,
             files: 0,
+            inline_sends: 0,
             cfg,
         };
         for m in r.send_meta.iter_mut() {
@@ -404,6 +418,7 @@ impl Relay {
                 return;
             }
             self.counters.sq_full_flushes += 1;
+            self.inline_sends = 0;
             if let Err(err) = self.ring.submit() {
                 tracing::error!("io_uring submit: {err}");
             }
@@ -467,22 +482,61 @@ impl Relay {
         let e = opcode::Timeout::new(&*period).count(0).flags(types::TimeoutFlags::MULTISHOT).build().user_data(ud(TAG_TIMER, 0, 0));
         self.push(e);
         let mut idle_spins = 0u64;
+        // adaptive spin: gap between turns that received packets (EWMA, ns)
+        let spin = Duration::from_micros(self.cfg.spin_us as u64);
+        let mut last_rx_turn = Instant::now();
+        let mut gap_ewma_ns: u64 = u64::MAX / 2;
+        let mut rx_before = 0u64;
+        // spin budget: at most SPIN_SHARE of each 10 ms window, so a busy
+        // SCHED_FIFO relay never runs into RT throttling or starves ksoftirqd
+        let mut window = Instant::now();
+        let mut spun = Duration::ZERO;
         loop {
-            let now = Instant::now();
+            let mut now = Instant::now();
+            let got = self.counters.rx != rx_before;
+            if got {
+                // mean gap per received packet since the last turn with packets
+                let k = (self.counters.rx - rx_before).max(1);
+                let g = (now.saturating_duration_since(last_rx_turn).as_nanos().min(u64::MAX as u128 / 4) as u64) / k;
+                gap_ewma_ns = if gap_ewma_ns >= u64::MAX / 4 { g } else { (gap_ewma_ns * 7 + g) / 8 };
+                last_rx_turn = now;
+            } else if now.saturating_duration_since(last_rx_turn) > Duration::from_millis(1) {
+                gap_ewma_ns = u64::MAX / 2; // idle: no batching, no spin
+            }
+            rx_before = self.counters.rx;
+            if self.cfg.spin_us > 0 && !self.cfg.busy_poll && self.next_hold.is_none() {
+                if now.saturating_duration_since(window) >= SPIN_WINDOW {
+                    window = now;
+                    spun = Duration::ZERO;
+                }
+                if got && gap_ewma_ns <= spin.as_nanos() as u64 && spun < SPIN_WINDOW.mul_f32(SPIN_SHARE) {
+                    let t = self.spin_wait(now + spin);
+                    spun += t.saturating_duration_since(now);
+                    now = t;
+                }
+            }
+            // one enter per turn: the sends submitted now post their CQEs
+            // inline, so wait for one completion beyond them
+            let extra = if self.cfg.wait_past_sends { self.inline_sends as usize + self.ring.completion().len() } else { 0 };
+            self.inline_sends = 0;
             let r = if self.cfg.busy_poll {
                 self.ring.submit()
             } else if let Some(h) = self.next_hold {
                 // hold playout: wake exactly when the next frame is due
                 let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
                 let args = types::SubmitArgs::new().timespec(&wait);
-                self.ring.submitter().submit_with_args(1, &args)
-            } else if self.cfg.batch_wait_us > 0 {
-                // kernel-side batching (6.12+): return once `batch` CQEs are
-                // ready, or after batch_wait_us if at least one is
+                self.ring.submitter().submit_with_args(1 + extra, &args)
+            } else if self.cfg.batch_wait_us > 0 && gap_ewma_ns.saturating_mul(2) <= self.cfg.batch_wait_us as u64 * 1000 {
+                // kernel-side batching (6.12+), only while the recent rate
+                // fills the window with ≥ 2 packets: return once the packets
+                // expected in batch_wait_us are ready, or after batch_wait_us
+                // if at least one is
+                let want = ((self.cfg.batch_wait_us as u64 * 1000) / gap_ewma_ns.max(1)).clamp(2, self.cfg.batch.max(2) as u64) as usize;
                 let args = types::SubmitArgs::new().min_wait_usec(self.cfg.batch_wait_us);
-                self.ring.submitter().submit_with_args(self.cfg.batch.max(1), &args)
+                self.counters.batched_waits += 1;
+                self.ring.submitter().submit_with_args(want + extra, &args)
             } else {
-                self.ring.submit_and_wait(1)
+                self.ring.submit_and_wait(1 + extra)
             };
             match r {
                 Ok(_) => {}
@@ -532,6 +586,7 @@ impl Relay {
                 self.pool.publish();
                 if !self.ring.submission().is_empty() {
                     self.counters.mid_turn_submits += 1;
+                    self.inline_sends = 0;
                     if let Err(e) = self.ring.submit() {
                         tracing::error!("io_uring submit: {e}");
                     }
@@ -579,6 +634,45 @@ impl Relay {
                 self.on_cqe(u, r, f, now);
             }
         }
+    }
+
+    /// Adaptive spin: hand the queued SQEs to the kernel, reap their inline
+    /// completions, then poll the shared `IORING_SQ_TASKRUN` flag (set by
+    /// the kernel when a completion is waiting to be run) until `deadline`,
+    /// without a syscall. Returns the current time.
+    fn spin_wait(&mut self, deadline: Instant) -> Instant {
+        if !self.ring.submission().is_empty() {
+            self.inline_sends = 0;
+            if let Err(e) = self.ring.submit() {
+                tracing::error!("io_uring submit: {e}");
+            }
+        }
+        let mut now = Instant::now();
+        let mut k = 0;
+        loop {
+            let c = self.ring.completion().next().map(|c| (c.user_data(), c.result(), c.flags()));
+            let Some((u, res, fl)) = c else { break };
+            self.on_cqe(u, res, fl, now);
+            k += 1;
+        }
+        if k > 0 {
+            self.counters.cqes += k;
+            self.pool.publish();
+        }
+        let mut i = 0u32;
+        while !self.ring.submission().taskrun() {
+            std::hint::spin_loop();
+            i += 1;
+            if i.is_multiple_of(32) {
+                now = Instant::now();
+                if now >= deadline {
+                    self.counters.spin_misses += 1;
+                    return now;
+                }
+            }
+        }
+        self.counters.spin_hits += 1;
+        Instant::now()
     }
 
     fn on_cqe(&mut self, u: u64, res: i32, flags: u32, now: Instant) {
@@ -721,6 +815,7 @@ impl Relay {
             opcode::Send::new(types::Fd(out_fd), ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build()
         };
         self.counters.tx += 1;
+        self.inline_sends += 1;
         self.push(e.user_data(ud(TAG_SEND_OWN, s, 0)));
     }
 
@@ -892,6 +987,7 @@ impl Relay {
             on_fd!(sock, s, |f| opcode::Send::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build())
         };
         self.counters.tx += 1;
+        self.inline_sends += 1;
         self.push(e.user_data(ud(TAG_SEND, s, bid)));
     }
 
