@@ -132,6 +132,7 @@ impl Router {
                         .then(|| at_ms.saturating_add(u64::from(q.max_wait_s) * 1000)),
                 };
                 let live = live_call(&c);
+                self.hint_timer(c.deadline_ms);
                 self.calls.insert(call, c);
                 let position = self.position(call, now_ms);
                 if let Some(from) = overflowed_from {
@@ -282,10 +283,12 @@ impl Router {
             }
             CallState::Talking { agent, .. } => {
                 let wrap_up_s = self.queues.get(&c.queue).map_or(0, |q| q.wrap_up_s);
-                if let Some(a) = self.agents.get_mut(agent) {
+                let until = self.agents.get_mut(agent).and_then(|a| {
                     a.busy.remove(&c.id);
                     a.start_wrap_up(wrap_up_s, now_ms);
-                }
+                    a.wrap_up_until
+                });
+                self.hint_timer(until);
             }
         }
         let ended_ms = end

@@ -110,6 +110,11 @@ pub struct Router {
     finished: BTreeSet<CallId>,
     finished_order: VecDeque<CallId>,
     out: VecDeque<RouterOutput>,
+    /// Every deadline ever set (max wait, end of wrap-up), some stale: the
+    /// shell asks for the next timeout after every message, so it must not
+    /// scan all calls and agents. A stale hint only costs one early
+    /// `handle_timeout`, which scans and finds nothing due.
+    timer_hints: BTreeSet<u64>,
 }
 
 impl Router {
@@ -170,6 +175,7 @@ impl Router {
             finished: BTreeSet::new(),
             finished_order: VecDeque::new(),
             out: VecDeque::new(),
+            timer_hints: BTreeSet::new(),
         };
         (router, outputs)
     }
@@ -353,16 +359,19 @@ impl Router {
     /// The earliest time `handle_timeout` has work: a waiting call's max
     /// wait, or an agent's wrap-up end.
     pub fn next_timeout(&self) -> Option<u64> {
-        let calls = self
-            .calls
-            .values()
-            .filter(|c| c.state == CallState::Waiting)
-            .filter_map(|c| c.deadline_ms);
-        let agents = self.agents.values().filter_map(|a| a.wrap_up_until);
-        calls.chain(agents).min()
+        self.timer_hints.first().copied()
+    }
+
+    /// Remembers that something may be due at `at_ms`.
+    pub(super) fn hint_timer(&mut self, at_ms: Option<u64>) {
+        if let Some(t) = at_ms {
+            self.timer_hints.insert(t);
+        }
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        // Everything due by now is handled below; later hints stay.
+        self.timer_hints = self.timer_hints.split_off(&now_ms.saturating_add(1));
         let mut expired: Vec<(u64, u64, CallId)> = self
             .calls
             .values()
