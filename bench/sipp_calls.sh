@@ -20,6 +20,7 @@ AGENTS=${AGENTS:-1000}
 SIP_PORT=${SIP_PORT:-6160}
 UAS_PORT=${UAS_PORT:-6170}
 OUT=${OUT:-target/bench-sipp-calls}
+SIPP_DIR="$PWD/sipp"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cargo build --release --locked --bin cc-engine 2>&1 | tail -1
@@ -50,10 +51,10 @@ trap 'kill $ENGINE $UAS 2>/dev/null || true' EXIT
 UAS=
 sleep 1.5
 # Register every agent from the UAS port (Contact = 127.0.0.1:UAS_PORT).
-( cd "$OUT" && taskset -c 1 timeout 60 sipp -sf ../../sipp/register_load.xml -inf agents.csv \
+( cd "$OUT" && taskset -c 1 timeout 60 sipp -sf $SIPP_DIR/register_load.xml -inf agents.csv \
     -r 500 -m "$AGENTS" -p $UAS_PORT -i 127.0.0.1 127.0.0.1:$SIP_PORT -bg -trace_err >/dev/null 2>&1 ) || true
 sleep $((AGENTS / 500 + 3))
-( cd "$OUT" && exec taskset -c 1 sipp -sf ../../sipp/agent_answer.xml -p $UAS_PORT -i 127.0.0.1 \
+( cd "$OUT" && exec taskset -c 1 sipp -sf $SIPP_DIR/agent_answer.xml -p $UAS_PORT -i 127.0.0.1 \
     -mp 30000 -trace_err > uas.out 2>&1 ) &
 UAS=$!
 sleep 1
@@ -63,7 +64,7 @@ for r in $RATES; do
   n=$((r * DURATION))
   before=$(cpu_ns $ENGINE)
   start_ms=$(date +%s%3N)
-  ( cd "$OUT" && taskset -c 1 timeout $((DURATION + 60)) sipp -sf ../../sipp/customer_call.xml -s support \
+  ( cd "$OUT" && taskset -c 1 timeout $((DURATION + 60)) sipp -sf $SIPP_DIR/customer_call.xml -s support \
       -r "$r" -m "$n" -d "$TALK_MS" -i 127.0.0.1 -p $((UAS_PORT + 2)) -mp 31000 \
       -trace_stat -stf "calls-$r.csv" 127.0.0.1:$SIP_PORT > "customer-$r.out" 2>&1 ) || true
   after=$(cpu_ns $ENGINE)
