@@ -501,16 +501,9 @@ fn write_outputs(o: &Opts, res: &RunResult, header: &str, extra: Value) -> Resul
             .map_err(|e| format!("{f}: {e}"))?;
     }
     if let Some(f) = o.str("md") {
-        use std::io::Write as _;
         let title = o.str("title").unwrap_or(header);
         let md = report::markdown(title, &res.stats, &res.engine, &j["run"]);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(f)
-            .map_err(|e| format!("{f}: {e}"))?;
-        file.write_all(md.as_bytes())
-            .map_err(|e| format!("{f}: {e}"))?;
+        append_to(f, &md)?;
     }
     if let Some(d) = o.str("hgrm-dir") {
         std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
@@ -705,7 +698,6 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
         }
     }
     if let Some(f) = o.str("md") {
-        use std::io::Write as _;
         let mut md = format!(
             "### {}\n\n`{}`  \nLast clean rate: **{}** calls/s (zero failures and setup p99 <= {bound_ms} ms; a step over the p99 bound is re-run once before it counts); stopped: {stop_reason}.\n\n",
             o.str("title").unwrap_or("find-max"),
@@ -724,13 +716,7 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
             ));
         }
         md.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(f)
-            .map_err(|e| format!("{f}: {e}"))?;
-        file.write_all(md.as_bytes())
-            .map_err(|e| format!("{f}: {e}"))?;
+        append_to(f, &md)?;
     }
     if let Some(f) = o.str("json") {
         std::fs::write(f, serde_json::to_string_pretty(&out).unwrap())
@@ -748,4 +734,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Appends `text` to the file `f` (the `--md` report), creating it.
+fn append_to(f: &str, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(f)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| format!("{f}: {e}"))
 }

@@ -54,16 +54,12 @@ pub fn table(s: &Stats, header: &str, engine: &Value) -> String {
     );
     for (k, _) in hist::FIGURES {
         if let Some(h) = s.hist.get(*k) {
+            let [p50, p90, p99, p999, max] = row(h);
             let _ = writeln!(
                 o,
-                "{:<50} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "{:<50} {:>8} {p50:>9} {p90:>9} {p99:>9} {p999:>9} {max:>9}",
                 hist::label(k),
-                h.len(),
-                fmt_us(h.value_at_quantile(0.5)),
-                fmt_us(h.value_at_quantile(0.9)),
-                fmt_us(h.value_at_quantile(0.99)),
-                fmt_us(h.value_at_quantile(0.999)),
-                fmt_us(h.max())
+                h.len()
             );
         }
     }
@@ -108,17 +104,8 @@ pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
         let _ = writeln!(o, "| latency | count | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|");
         for (k, _) in hist::FIGURES {
             if let Some(h) = s.hist.get(*k) {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    hist::label(k),
-                    h.len(),
-                    fmt_us(h.value_at_quantile(0.5)),
-                    fmt_us(h.value_at_quantile(0.9)),
-                    fmt_us(h.value_at_quantile(0.99)),
-                    fmt_us(h.value_at_quantile(0.999)),
-                    fmt_us(h.max())
-                );
+                let [p50, p90, p99, p999, max] = row(h);
+                let _ = writeln!(o, "| {} | {} | {p50} | {p90} | {p99} | {p999} | {max} |", hist::label(k), h.len());
             }
         }
         o.push('\n');
@@ -208,4 +195,10 @@ pub fn markdown(title: &str, s: &Stats, engine: &Value, run: &Value) -> String {
     }
     o.push('\n');
     o
+}
+
+/// p50, p90, p99, p99.9 and max of a histogram, formatted, for both tables.
+fn row(h: &hdrhistogram::Histogram<u64>) -> [String; 5] {
+    let q = |x| fmt_us(h.value_at_quantile(x));
+    [q(0.5), q(0.9), q(0.99), q(0.999), fmt_us(h.max())]
 }
