@@ -100,6 +100,35 @@ pub struct EngineSection {
     pub group_commit_ms: u64,
     /// Pin executors to CPUs (off only for debugging on busy machines).
     pub pin_cpus: bool,
+    /// Where the routing shard runs: its own executor, or as tasks inside
+    /// the signalling shard that shares its CPU.
+    pub routing_executor: RoutingExecutor,
+}
+
+/// Placement of the routing shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingExecutor {
+    /// `shared` when the routing shard would share a CPU with a signalling
+    /// shard anyway (shards >= CPUs, or one allowed CPU), else `own`.
+    Auto,
+    /// A pinned executor (thread) of its own.
+    Own,
+    /// Tasks in the executor of the signalling shard on the same CPU: no
+    /// thread switch and no eventfd wake-up between them per message.
+    Shared,
+}
+
+impl RoutingExecutor {
+    /// Whether routing runs inside a signalling shard's executor, given the
+    /// shard count and the CPUs the process may use (empty: not pinned).
+    pub fn shared(self, shards: u16, cpus: usize) -> bool {
+        match self {
+            RoutingExecutor::Own => false,
+            RoutingExecutor::Shared => true,
+            RoutingExecutor::Auto => cpus > 0 && usize::from(shards) >= cpus,
+        }
+    }
 }
 
 impl Default for EngineSection {
@@ -111,6 +140,7 @@ impl Default for EngineSection {
             io_memory_kib: 256,
             group_commit_ms: 5,
             pin_cpus: true,
+            routing_executor: RoutingExecutor::Auto,
         }
     }
 }
@@ -620,6 +650,22 @@ mod tests {
             key_of(&SHIPPED.replace("queues = [\"support\"]", "queues = [\"nope\"]")),
             "agent[0].queues"
         );
+    }
+
+    #[test]
+    fn routing_executor_is_shared_only_when_a_cpu_is_shared_anyway() {
+        let with = |v: &str| SHIPPED.replace("[engine]", &format!("[engine]\nrouting_executor = \"{v}\""));
+        assert_eq!(parse(SHIPPED).unwrap().engine.routing_executor, RoutingExecutor::Auto);
+        assert_eq!(parse(&with("own")).unwrap().engine.routing_executor, RoutingExecutor::Own);
+        assert_eq!(parse(&with("shared")).unwrap().engine.routing_executor, RoutingExecutor::Shared);
+        assert_eq!(key_of(&with("elsewhere")), "engine.routing_executor");
+        // (shards, pinned CPUs): the routing CPU is a shard's when shards >= CPUs.
+        assert!(RoutingExecutor::Auto.shared(1, 1));
+        assert!(RoutingExecutor::Auto.shared(2, 2));
+        assert!(!RoutingExecutor::Auto.shared(1, 2));
+        assert!(!RoutingExecutor::Auto.shared(4, 0), "unpinned: the kernel places threads");
+        assert!(RoutingExecutor::Shared.shared(1, 8));
+        assert!(!RoutingExecutor::Own.shared(2, 1));
     }
 
     #[test]

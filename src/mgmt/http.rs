@@ -58,6 +58,10 @@ fn handle(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
     let head = String::from_utf8_lossy(&buf[..len]);
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method == "GET" && matches!(path, "/metrics" | "/agents" | "/queues") {
+        // Publishers tick every 100 ms; 500 ms covers a busy executor.
+        board.request(Duration::from_millis(500));
+    }
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", board.render_metrics()),
         ("GET", "/agents") => {

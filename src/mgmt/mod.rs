@@ -1,7 +1,8 @@
 //! Management plane: metrics and snapshots, off the hot cores.
 //!
-//! The shards publish into a [`Board`] every housekeeping tick (100 ms); the
-//! HTTP thread only reads it. A shard never waits for the management plane:
+//! The shards publish into a [`Board`] at the housekeeping tick (100 ms)
+//! after a reader asked; the HTTP thread asks, waits for the answers
+//! (bounded), and reads it. A shard never waits for the management plane:
 //! the board's locks are held for a copy, never across I/O.
 
 mod board;

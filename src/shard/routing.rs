@@ -368,9 +368,9 @@ pub async fn run(ctx: Context) {
     let _ = shared.ready.send("routing".into());
     let samples_state = state.clone();
     let board = shared.board.clone();
-    // Snapshots for the management plane every housekeeping tick: the
-    // agents list is rebuilt only when a registration changed, never per
-    // REGISTER (it is O(bindings)).
+    // Snapshots for the management plane when it asks: the agents list is
+    // rebuilt only when a registration changed too, never per REGISTER (it
+    // is O(bindings)).
     housekeeping(slot, &shared, || {
         let mut s = samples_state.borrow_mut();
         if s.agents_dirty {

@@ -186,18 +186,31 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let io_memory = cfg.engine.io_memory_kib as usize * 1024;
     let mut handles = Vec::new();
 
-    // The routing shard shares the last CPU: on small machines it is the
-    // least loaded one once the kernel spreads remote addresses over shards.
-    {
+    // The routing shard takes the next CPU after the shards'. When that
+    // CPU is a shard's anyway (shards >= CPUs), it runs as tasks in that
+    // shard's executor: a message to routing and its answer are then
+    // function calls between tasks, not two thread switches and two
+    // eventfd wake-ups (measured: bench/RESULTS.md, "Routing placement").
+    let pinned = if cfg.engine.pin_cpus { cpus.len() } else { 0 };
+    let routing_ctx = routing::Context {
+        cfg: cfg.clone(),
+        store,
+        inbox: to_routing_rx,
+        outbox: from_routing_tx,
+        shared: shared.clone(),
+        slot: shards as usize,
+    };
+    let mut routing_guest = None;
+    let host = match pinned {
+        0 => 0,
+        n => Some(shards as usize % n).filter(|h| *h < shards as usize).unwrap_or(0),
+    };
+    if cfg.engine.routing_executor.shared(shards, pinned) {
+        tracing::info!(shard = host, "routing shard runs in a signalling shard's executor");
+        routing_guest = Some(routing_ctx);
+    } else {
         let name = "cc-routing".to_string();
-        let ctx = routing::Context {
-            cfg: cfg.clone(),
-            store,
-            inbox: to_routing_rx,
-            outbox: from_routing_tx,
-            shared: shared.clone(),
-            slot: shards as usize,
-        };
+        let ctx = routing_ctx;
         let h = LocalExecutorBuilder::new(placement(shards as usize))
             .name(&name)
             .io_memory(io_memory)
@@ -229,12 +242,24 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             mesh_rx: m_rx,
             shared: shared.clone(),
         };
+        let guest = if i == host { routing_guest.take() } else { None };
         let h = LocalExecutorBuilder::new(placement(i))
             .name(&name)
             .io_memory(io_memory)
             .spawn(move || async move {
                 let _notice = ExitNotice::new(&format!("shard {i}"), &ctx.shared);
-                signalling::run(ctx).await
+                let routing = guest.map(|r| {
+                    glommio::spawn_local(async move {
+                        let _notice = ExitNotice::new("routing", &r.shared);
+                        routing::run(r).await
+                    })
+                });
+                signalling::run(ctx).await;
+                // The executor ends with its main future: the routing
+                // tasks' final commit and database close must run first.
+                if let Some(r) = routing {
+                    r.await;
+                }
             })
             .map_err(|e| RunError::Executor { name: name.clone(), reason: e.to_string() })?;
         handles.push(h);

@@ -241,13 +241,19 @@ pub async fn run(ctx: Context) {
     tracing::debug!(shard = id, "signalling shard stopped");
 }
 
-/// Heartbeat, metrics publication and the shutdown check, every 100 ms.
+/// Heartbeat and the shutdown check every 100 ms, and metrics publication
+/// when the management plane asked for them (see `mgmt::Board`).
 pub async fn housekeeping(slot: usize, shared: &Shared, samples: impl Fn() -> Vec<Sample>) {
+    let mut last = 0;
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(100)).await;
         if let Some(b) = shared.heartbeats.get(slot) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        shared.board.publish(slot, samples());
+        if let Some(r) = shared.board.wanted(last) {
+            shared.board.publish(slot, samples());
+            shared.board.answered(slot, r);
+            last = r;
+        }
     }
 }
