@@ -130,3 +130,67 @@ impl Agent {
         self.wrap_up_until = Some(self.wrap_up_until.map_or(until, |u| u.max(until)));
     }
 }
+
+/// The agents, indexed by config position (`Agent::order`) and by id.
+///
+/// Strategies walk a queue's members for every offer; with thousands of
+/// agents a lookup by id string per member (tree walk + memcmp) was most
+/// of the router's CPU (perf, 2026-11-24), so members are positions here.
+#[derive(Debug, Default)]
+pub(super) struct AgentTable {
+    list: Vec<Agent>,
+    by_id: std::collections::HashMap<String, usize>,
+}
+
+impl AgentTable {
+    /// `agents` in config order (ids unique: the config refuses duplicates;
+    /// a repeated id would keep the first).
+    pub fn new(agents: Vec<Agent>) -> AgentTable {
+        let mut t = AgentTable::default();
+        for a in agents {
+            if !t.by_id.contains_key(&a.id) {
+                t.by_id.insert(a.id.clone(), t.list.len());
+                t.list.push(a);
+            }
+        }
+        t
+    }
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+    pub fn get(&self, id: &str) -> Option<&Agent> {
+        self.list.get(self.position(id)?)
+    }
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Agent> {
+        let i = self.position(id)?;
+        self.list.get_mut(i)
+    }
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+    /// The agent at config position `i`.
+    pub fn at(&self, i: usize) -> Option<&Agent> {
+        self.list.get(i)
+    }
+    /// Config order.
+    pub fn values(&self) -> std::slice::Iter<'_, Agent> {
+        self.list.iter()
+    }
+    pub fn values_mut(&mut self) -> std::slice::IterMut<'_, Agent> {
+        self.list.iter_mut()
+    }
+}
+
+impl std::ops::Index<&str> for AgentTable {
+    type Output = Agent;
+    fn index(&self, id: &str) -> &Agent {
+        self.get(id).expect("indexing a known agent")
+    }
+}
+
+impl std::ops::Index<&String> for AgentTable {
+    type Output = Agent;
+    fn index(&self, id: &String) -> &Agent {
+        &self[id.as_str()]
+    }
+}

@@ -29,7 +29,7 @@ impl Router {
             |a: &Agent| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some();
         self.members.get(queue).is_some_and(|m| {
             m.iter()
-                .filter_map(|id| self.agents.get(id))
+                .filter_map(|i| self.agents.at(*i))
                 .any(|a| a.online() && qualified(a))
         })
     }

@@ -37,7 +37,7 @@ impl Router {
         let members = self.members.get(&c.queue)?;
         let mut cands: Vec<&Agent> = members
             .iter()
-            .filter_map(|m| self.agents.get(m))
+            .filter_map(|m| self.agents.at(*m))
             .filter(|a| a.free())
             .filter(|a| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some())
             .collect();
@@ -46,7 +46,7 @@ impl Router {
                 cands.retain(|a| &a.id != last);
             }
         }
-        let rr = self.rr_last.get(&c.queue).map(String::as_str);
+        let rr = self.rr_last.get(&c.queue).and_then(|l| self.agents.position(l));
         strategy::pick(q, &cands, members, rr).map(|i| cands[i].id.clone())
     }
 

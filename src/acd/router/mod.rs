@@ -84,7 +84,7 @@ pub use output::{RouterError, RouterEvent, RouterOutput};
 pub use queue::AGEING_MS_PER_LEVEL;
 pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
 
-use agent_state::Agent;
+use agent_state::{Agent, AgentTable};
 use calls::{end_reason_text, End};
 use queue::{Call, CallState};
 
@@ -101,9 +101,9 @@ pub const NO_ANSWER_REASON: &str = "no-answer";
 
 pub struct Router {
     queues: BTreeMap<String, QueueConfig>,
-    /// Queue → ids of the agents serving it, config order.
-    members: BTreeMap<String, Vec<String>>,
-    agents: BTreeMap<String, Agent>,
+    /// Queue → config positions of the agents serving it, ascending.
+    members: BTreeMap<String, Vec<usize>>,
+    agents: AgentTable,
     calls: BTreeMap<CallId, Call>,
     rr_last: BTreeMap<String, String>,
     next_seq: u64,
@@ -130,9 +130,9 @@ impl Router {
     ) -> (Router, Vec<RouterOutput>) {
         let queue_map: BTreeMap<String, QueueConfig> =
             queues.iter().map(|q| (q.name.clone(), q.clone())).collect();
-        let mut members: BTreeMap<String, Vec<String>> =
+        let mut members: BTreeMap<String, Vec<usize>> =
             queue_map.keys().map(|k| (k.clone(), Vec::new())).collect();
-        let mut agent_map = BTreeMap::new();
+        let mut agent_list = Vec::with_capacity(agents.len());
         for (i, cfg) in agents.iter().enumerate() {
             let mut a = Agent::new(i, cfg, now_ms);
             if let Some(p) = restored.agents.get(&cfg.id) {
@@ -141,12 +141,12 @@ impl Router {
             }
             for q in &cfg.queues {
                 if let Some(m) = members.get_mut(q) {
-                    if !m.contains(&cfg.id) {
-                        m.push(cfg.id.clone());
+                    if m.last() != Some(&i) {
+                        m.push(i);
                     }
                 }
             }
-            agent_map.insert(cfg.id.clone(), a);
+            agent_list.push(a);
         }
         let rr_last = restored
             .rr_last
@@ -168,7 +168,7 @@ impl Router {
         let router = Router {
             queues: queue_map,
             members,
-            agents: agent_map,
+            agents: AgentTable::new(agent_list),
             calls: BTreeMap::new(),
             rr_last,
             next_seq: 0,

@@ -63,7 +63,7 @@ impl Router {
             .map(|name| {
                 let mine = || self.calls.values().filter(move |c| &c.queue == name);
                 let count = |f: fn(&CallState) -> bool| mine().filter(|c| f(&c.state)).count();
-                let serving = || self.members[name].iter().filter_map(|m| self.agents.get(m));
+                let serving = || self.members[name].iter().filter_map(|m| self.agents.at(*m));
                 QueueSnapshot {
                     name: name.clone(),
                     waiting: count(|s| matches!(s, CallState::Waiting)),

@@ -14,13 +14,14 @@
 use super::agent_state::Agent;
 use crate::config::{QueueConfig, Strategy};
 
-/// `members`: ids of all agents serving the queue, config order (for
-/// round-robin). `rr_last`: the agent offered last from this queue.
+/// `candidates` ascending by `order`. `members`: config positions of all
+/// agents serving the queue, ascending (for round-robin). `rr_last`: config
+/// position of the agent offered last from this queue.
 pub(super) fn pick(
     q: &QueueConfig,
     candidates: &[&Agent],
-    members: &[String],
-    rr_last: Option<&str>,
+    members: &[usize],
+    rr_last: Option<usize>,
 ) -> Option<usize> {
     if candidates.is_empty() {
         return None;
@@ -28,14 +29,13 @@ pub(super) fn pick(
     let idle = |i: &usize| (candidates[*i].idle_since, candidates[*i].order);
     let all = 0..candidates.len();
     match q.strategy {
-        Strategy::RoundRobin => {
-            let start = rr_last
-                .and_then(|l| members.iter().position(|m| m == l))
-                .map_or(0, |p| p + 1);
-            (0..members.len())
-                .map(|k| &members[(start + k) % members.len()])
-                .find_map(|m| candidates.iter().position(|a| &a.id == m))
-        }
+        // Cycling through members from the one after `rr_last` and taking
+        // the first candidate is, with both in config order, the first
+        // candidate after `rr_last`, else the first: O(candidates).
+        Strategy::RoundRobin => match rr_last.filter(|l| members.binary_search(l).is_ok()) {
+            Some(last) => candidates.iter().position(|a| a.order > last).or(Some(0)),
+            None => Some(0),
+        },
         Strategy::LongestIdle | Strategy::Priority => all.min_by_key(idle),
         Strategy::FewestCalls => all.min_by_key(|i| (candidates[*i].answered, idle(i))),
         Strategy::Skills => all
