@@ -285,6 +285,18 @@ pub struct RelayHandle {
     next_id: u64,
     open: HashMap<LegId, u16>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Inside a batch (`begin_batch`..`end_batch`) commands are queued
+    /// and the relay is woken once at the end: one shard step sends up to
+    /// five commands for a call (open, hold, bridge…), and each eventfd
+    /// write woke the relay thread for a context switch of its own.
+    batch: std::cell::Cell<Batch>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Off,
+    Clean,
+    Dirty,
 }
 
 impl RelayHandle {
@@ -324,6 +336,7 @@ impl RelayHandle {
             next_id: 1,
             open: HashMap::new(),
             thread: Some(thread),
+            batch: std::cell::Cell::new(Batch::Off),
         })
     }
 
@@ -331,10 +344,30 @@ impl RelayHandle {
         if self.tx.send(c).is_err() {
             return false;
         }
+        if self.batch.get() != Batch::Off {
+            self.batch.set(Batch::Dirty);
+            return true;
+        }
+        self.wake_relay();
+        true
+    }
+
+    /// Defer waking the relay until [`end_batch`](Self::end_batch).
+    pub fn begin_batch(&self) {
+        self.batch.set(Batch::Clean);
+    }
+
+    /// Wake the relay once if a command was queued since `begin_batch`.
+    pub fn end_batch(&self) {
+        if self.batch.replace(Batch::Off) == Batch::Dirty {
+            self.wake_relay();
+        }
+    }
+
+    fn wake_relay(&self) {
         let one: u64 = 1;
         // SAFETY: writing 8 bytes to our eventfd
         unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
-        true
     }
 
     /// Reserve a port pair, bind it and hand it to the relay.

@@ -198,10 +198,12 @@ impl Core {
     /// Asks the relay for fresh counters of every bridged leg, so that a
     /// call's CDR carries RTP counts at most one poll interval old.
     pub fn request_stats(&self) {
+        self.relay.begin_batch();
         for (a, b) in self.calls.bridged_legs() {
             self.relay.request_stats(a);
             self.relay.request_stats(b);
         }
+        self.relay.end_batch();
     }
 
     /// Graceful stop: every call is hung up (BYE/CANCEL/5xx) so no leg is

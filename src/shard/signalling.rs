@@ -93,8 +93,10 @@ async fn step(core: &RefCell<Core>, io: &Io, wake: &Wake, effects: &mut Vec<Effe
     let (now, wall) = (Instant::now(), wall_ms());
     {
         let mut c = core.borrow_mut();
+        c.relay.begin_batch();
         f(&mut c, now, wall);
         c.drain(now, wall, effects);
+        c.relay.end_batch();
         wake.check(c.poll_timeout());
     }
     io.apply(core, effects).await;
