@@ -188,10 +188,14 @@ else
   probe=$(timeout 30 taskset -c "$LOAD_CPUS" "$BENCH_BIN" calls --agents 2 --rate 1 --duration 1 --talk 0.2 \
     --engine "127.0.0.1:$SIP_PORT" --json "$OUT/probe.json" --quiet > /dev/null 2>&1; jq -r '.failures_total' "$OUT/probe.json" 2> /dev/null || echo x)
   if [ "$probe" = "0" ]; then
-    for rate in 50 200; do
-      bench "calls at $rate/s (talk 2 s, RTP)" 90 calls --agents "$AGENTS" --rate "$rate" --duration 10 --talk 2 --rtp \
-        --json "$OUT/calls-$rate.json" --hgrm-dir "$OUT/calls-$rate" --svg "$OUT/calls-$rate.svg" --quiet
-    done
+    # Setup latency at the two rates RESULTS.md headlines (issue 5): 100/s
+    # with RTP both ways (so "agent 200 -> customer hears agent RTP" is
+    # measured), 1,000/s signalling only (2,000 RTP streams at 50 pps each
+    # way would measure the relay, which has its own figure below).
+    bench "calls at 100/s (talk 2 s, RTP)" 90 calls --agents "$AGENTS" --rate 100 --duration 10 --talk 2 --rtp \
+      --json "$OUT/calls-100.json" --hgrm-dir "$OUT/calls-100" --svg "$OUT/calls-100.svg" --quiet
+    bench "calls at 1000/s (talk 1 s, no RTP)" 90 calls --agents "$AGENTS" --rate 1000 --duration 10 --talk 1 \
+      --json "$OUT/calls-1000.json" --hgrm-dir "$OUT/calls-1000" --svg "$OUT/calls-1000.svg" --quiet
     echo "== find-max"
     timeout 200 taskset -c "$LOAD_CPUS" "$BENCH_BIN" calls --find-max --agents "$AGENTS" --start-rate 50 --step 1.5 \
       --max-rate 3000 --duration 5 --talk 1 --p99-bound-ms 50 --engine "127.0.0.1:$SIP_PORT" --engine-pid "$ENGINE_PID" \
