@@ -85,6 +85,10 @@ pub enum OfferResult {
     Declined,
     /// Any other final status, or a transport error (`status: None`).
     Failed { status: Option<u16> },
+    /// The shard could not open the agent-side relay leg (ports or sockets
+    /// exhausted), so the agent was never rung: the engine's shortage, not
+    /// the agent's doing. The call stays queued.
+    MediaUnavailable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
