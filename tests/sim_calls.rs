@@ -803,7 +803,7 @@ impl Sim {
             sh.drain(now, wall, &mut effects);
         }
         self.shard_inputs += 1;
-        if self.shard_inputs % 16 == 0 {
+        if self.shard_inputs.is_multiple_of(16) {
             self.audit_legs(s);
         }
         let next = self.shards[usize::from(s)].poll_timeout().map(|i| self.to_t(i));
