@@ -369,7 +369,7 @@ impl Router {
     }
 
     /// The earliest time `handle_timeout` has work: a waiting call's max
-    /// wait, or an agent's wrap-up end.
+    /// wait, an agent's wrap-up end, or a shard's `MEDIA_RETRY_MS` end.
     pub fn next_timeout(&self) -> Option<u64> {
         self.timer_hints.first().copied()
     }
