@@ -40,12 +40,17 @@ else
   LOAD_CPUS=0
 fi
 
-# RTP relay ports 7000-25999 (above SIPp's default media ports 6000+, which other
-# tests on this VM use, below another relay benchmark's 26000+ and below
-# the ephemeral range 32768+; the SIP port 6060 is outside it too),
-# where every other process on this shared VM binds its sockets (binds
-# there failed with EADDRINUSE and the engine refused calls with 503), and
-# large enough for find-max's released ports in their 10 s quarantine.
+# RTP relay ports 10000-32699: 11,350 pairs, so the 10,000 waiting calls
+# (one pair each: the agent leg opens only with an offer) fit with room to
+# spare. Above SIPp's default media ports 6000+, which other tests on this
+# VM use, and below the ephemeral range 32768+, where every other process
+# on this shared VM binds its sockets (the SIP port 6060 is outside it
+# too). It overlaps the relay benchmark's 26000+ (bench/run_relay.sh) and
+# the media tests' fixed ports (28000-31300): do not run those alongside.
+# A pair with a port some other socket holds is skipped, not refused
+# (cc_rtp_ports_bind_skipped_total), and when every free pair is still in
+# its 10 s quarantine (find-max) the oldest is reused early
+# (cc_rtp_ports_reused_early_total) instead of a 503.
 # cc-bench binds its own sockets above the ephemeral range (61000+).
 # Bench config: agents agent0001… (password pw-agent0001…) serving queue
 # `support` (answered at once, no wrap-up); queue `waiting` answers 180
@@ -75,8 +80,8 @@ algorithms = ["MD5", "SHA-256"]
 
 [media]
 address = "127.0.0.1"
-rtp_port_min = 7000
-rtp_port_max = 25999
+rtp_port_min = 10000
+rtp_port_max = 32699
 codecs = ["PCMU", "PCMA", "telephone-event"]
 media_timeout_s = 60
 
@@ -106,9 +111,10 @@ gen_config "$AGENTS" > "$OUT/bench.toml"
   done
 } > "$OUT/agents.csv"
 
-# As systemd/cc-engine.service (LimitNOFILE=1048576): a call holds up to
-# four relay sockets, so 10,000 waiting calls need more than the shell's
-# default limit.
+# As systemd/cc-engine.service (LimitNOFILE=1048576): a waiting call holds
+# one relay socket (RTP; its RTCP socket is bound when it is bridged), a
+# bridged call four, so 10,000 waiting calls need more than the shell's
+# default limit (1024; 20,000 on the benchmark VM is enough).
 ulimit -n 1048576 2> /dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 ENGINE_PID=

@@ -221,40 +221,115 @@ fn port_exhaustion_refuses_with_503() {
 }
 
 #[test]
-fn quarantine_respected() {
-    let mut h = relay(28100, 1); // quarantine 300 ms
+fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
+    let mut h = relay(28100, 2); // quarantine 300 ms
     let a = client();
     let l1 = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
-    let t_close = Instant::now();
     h.close(l1.id);
-    // immediately: the only pair is in quarantine
-    let e = h.open_leg(LegConfig::default());
-    if t_close.elapsed() < Duration::from_millis(300) {
-        assert!(e.is_err(), "pair reused during quarantine");
-    }
-    // a late packet of the old call is not delivered anywhere
+    // Another pair is free: l1's waits out its quarantine.
+    let l2 = h.open_leg(LegConfig::default()).unwrap();
+    assert_ne!(l2.rtp, l1.rtp, "pair reused during quarantine");
+    assert_eq!(h.ports().reused_early_count, 0);
+    // A late packet of the old call is not delivered anywhere.
     a.send_to(&rtp(1, 0, 1, 100), l1.rtp).unwrap();
-    std::thread::sleep(Duration::from_millis(350));
-    let l2 = h.open_leg(LegConfig::default()).expect("reusable after quarantine");
-    assert_eq!(l2.rtp, l1.rtp);
     barrier(&h);
-    let (s2, _, _) = stats(&h, l2.id);
-    assert_eq!(s2.rx_packets + s2.drops_total(), 0, "new leg saw nothing of the old call");
-    // time-passed-in variant
-    let t0 = Instant::now();
-    h.close_at(l2.id, t0);
-    barrier(&h);
-    assert!(h.open_leg_at(LegConfig::default(), t0 + Duration::from_millis(299)).is_err());
-    // the relay closes the old socket once its cancelled receive completes
-    let mut ok = false;
-    for i in 0..100 {
-        if h.open_leg_at(LegConfig::default(), t0 + Duration::from_millis(300) + Duration::from_secs(i)).is_ok() {
-            ok = true;
-            break;
+    // Nothing else left: l1's pair is reused early rather than refused. The
+    // relay closes l1's socket asynchronously; until it has, the bind fails
+    // with EADDRINUSE and the open is retried (bounded: 100 × 20 ms).
+    let mut l3 = None;
+    for _ in 0..100 {
+        match h.open_leg(LegConfig::default()) {
+            Ok(l) => {
+                l3 = Some(l);
+                break;
+            }
+            Err(e) => {
+                assert!(matches!(e, OpenError::Bind(_)), "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(ok, "pair usable again after quarantine");
+    let l3 = l3.expect("quarantined pair reused early");
+    assert_eq!(l3.rtp, l1.rtp);
+    assert!(h.ports().reused_early_count >= 1);
+    assert_eq!(h.ports().exhausted_count, 0);
+    barrier(&h);
+    let (s3, _, _) = stats(&h, l3.id);
+    assert_eq!(s3.rx_packets + s3.drops_total(), 0, "new leg saw nothing of the old call");
+    // Both pairs in use: now it is refused.
+    assert!(matches!(h.open_leg(LegConfig::default()), Err(OpenError::Ports(PortError::Exhausted { .. }))));
+    h.shutdown();
+}
+
+#[test]
+fn deferred_rtcp_is_bound_at_bridge_time() {
+    let mut h = relay(28150, 4);
+    let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
+    let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), defer_rtcp: true, ..Default::default() };
+    let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
+    let la = h.open_leg(ca).unwrap();
+    let lb = h.open_leg(cb).unwrap();
+    assert_eq!(la.rtcp.port(), la.rtp.port() + 1, "announced as usual");
+    // While waiting, only the RTP port is bound.
+    drop(std::net::UdpSocket::bind(la.rtcp).expect("RTCP port unbound before the bridge"));
+    assert!(std::net::UdpSocket::bind(lb.rtcp).is_err(), "an ordinary leg binds RTCP at once");
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    assert!(std::net::UdpSocket::bind(la.rtcp).is_err(), "bound by the bridge");
+    let sr = rtcp_sr(0xA);
+    a_rtcp.send_to(&sr, la.rtcp).unwrap();
+    let (got, from) = recv(&b_rtcp).expect("RTCP forwarded");
+    assert_eq!((got, from), (sr, lb.rtcp));
+    let rr = rtcp_sr(0xB);
+    b_rtcp.send_to(&rr, lb.rtcp).unwrap();
+    let (got, from) = recv(&a_rtcp).expect("RTCP forwarded back from the late socket");
+    assert_eq!((got, from), (rr, la.rtcp));
+    assert_eq!(h.rtcp_bind_failures(), 0);
+    h.shutdown();
+}
+
+#[test]
+fn deferred_rtcp_taken_meanwhile_bridges_without_rtcp() {
+    let mut h = relay(28160, 4);
+    let (a, b) = (client(), client());
+    let la = h.open_leg(LegConfig { defer_rtcp: true, ..LegConfig::peer(addr(&a)) }).unwrap();
+    let lb = h.open_leg(LegConfig::peer(addr(&b))).unwrap();
+    let _squatter = std::net::UdpSocket::bind(la.rtcp).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    assert_eq!(h.rtcp_bind_failures(), 1, "counted");
+    let p = rtp(1, 0, 0xA, 172);
+    a.send_to(&p, la.rtp).unwrap();
+    assert_eq!(recv(&b).expect("audio flows without RTCP").0, p);
+    h.close(la.id);
+    h.close(lb.id);
+    barrier(&h);
+    h.shutdown();
+}
+
+#[test]
+fn ports_bound_by_others_are_skipped_bounded_and_counted() {
+    let cfg = |start: u16, pairs: u16| RelayConfig {
+        range: PortRange { start, end: start + 2 * pairs },
+        first_pair: Some(0),
+        quarantine: Duration::from_millis(300),
+        ..Default::default()
+    };
+    // Pair 0's RTP port and pair 1's RTCP port belong to someone else.
+    let mut h = relay_cfg(cfg(28170, 4));
+    let _s0 = std::net::UdpSocket::bind("127.0.0.1:28170").unwrap();
+    let _s1 = std::net::UdpSocket::bind("127.0.0.1:28173").unwrap();
+    let l = h.open_leg(LegConfig::default()).unwrap();
+    assert_eq!(l.rtp.port(), 28174);
+    assert_eq!(h.ports().bind_skipped_count, 2);
+    h.shutdown();
+    // Every pair taken: the open gives up after BIND_ATTEMPTS tries.
+    let mut h = relay_cfg(cfg(28180, 2));
+    let _t: Vec<_> = [28180, 28182].iter().map(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).unwrap()).collect();
+    let e = h.open_leg(LegConfig::default()).unwrap_err();
+    assert!(matches!(&e, OpenError::Bind(io) if io.kind() == std::io::ErrorKind::AddrInUse), "{e}");
+    assert_eq!(h.ports().bind_skipped_count, cc_engine::media::BIND_ATTEMPTS as u64);
+    assert_eq!(h.ports().in_use(), 0);
     h.shutdown();
 }
 

@@ -22,6 +22,11 @@
 //! - no leaks: `CallTable::counts().is_idle()`, every endpoint (engine and
 //!   UAs) has no transaction, every relay leg closed, `PortAllocator`
 //!   in_use == 0, every UA dialog over;
+//! - all along (checked every few shard inputs): a shard's open relay legs
+//!   are one per call plus one per call with an agent leg (ringing or
+//!   bridged): a waiting call holds only its customer leg, a call back in
+//!   the queue has closed its agent leg; a customer leg's RTCP is bound
+//!   (deferred) only once bridged;
 //! - liveness: ≥ 90 % of the calls the caller did not abandon are answered;
 //! - round-robin fairness (separate lossless scenario, agents always answer
 //!   after the same delay, same talk time): answered counts per agent differ
@@ -134,6 +139,9 @@ struct Scenario {
     fixed_talk: u64,
     ring_timeout_s: u32,
     wrap_up_s: u32,
+    /// Chance that the relay has no leg for an offer (agent leg), as when
+    /// the port range runs out: the call must stay queued and be answered.
+    agent_leg_failure: f64,
 }
 
 impl Scenario {
@@ -161,6 +169,7 @@ impl Scenario {
             fixed_talk: 0,
             ring_timeout_s: 2,
             wrap_up_s: 1,
+            agent_leg_failure: 0.0,
         }
     }
 }
@@ -241,9 +250,17 @@ struct FakeRelay {
     ip: IpAddr,
     next: u64,
     open: BTreeMap<LegId, u16>,
+    /// Open legs whose RTCP is not bound yet (deferred until bridged).
+    rtcp_deferred: BTreeSet<LegId>,
     errors: Vec<String>,
     opened: u64,
+    /// Customer legs refused (a 503 to the caller: the scenario's range is
+    /// too small).
     refused: u64,
+    /// Agent legs refused on purpose (`Scenario::agent_leg_failure`).
+    agent_refused: u64,
+    agent_leg_failure: f64,
+    rng: Rng,
 }
 
 impl FakeRelay {
@@ -255,32 +272,28 @@ impl FakeRelay {
 }
 
 impl MediaControl for FakeRelay {
-    fn open_pair(&mut self, _c: LegConfig, _a: LegConfig) -> Result<(LegPorts, LegPorts), String> {
-        let p1 = self.ports.allocate(self.now).map_err(|e| {
+    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String> {
+        // Only customer legs defer RTCP: the others are offers' agent legs.
+        if !cfg.defer_rtcp && self.agent_leg_failure > 0.0 && self.rng.chance(self.agent_leg_failure) {
+            self.agent_refused += 1;
+            return Err("no relay leg (simulated)".into());
+        }
+        let port = self.ports.allocate(self.now).map_err(|e| {
             self.refused += 1;
             e.to_string()
         })?;
-        let p2 = match self.ports.allocate(self.now) {
-            Ok(p) => p,
-            Err(e) => {
-                self.ports.release(p1, self.now);
-                self.refused += 1;
-                return Err(e.to_string());
-            }
-        };
-        let mut leg = |port: u16| {
-            self.next += 1;
-            let id = LegId(self.next);
-            self.open.insert(id, port);
-            LegPorts {
-                id,
-                rtp: SocketAddr::new(self.ip, port),
-                rtcp: SocketAddr::new(self.ip, port + 1),
-            }
-        };
-        let pair = (leg(p1), leg(p2));
-        self.opened += 2;
-        Ok(pair)
+        self.next += 1;
+        let id = LegId(self.next);
+        self.open.insert(id, port);
+        if cfg.defer_rtcp {
+            self.rtcp_deferred.insert(id);
+        }
+        self.opened += 1;
+        Ok(LegPorts {
+            id,
+            rtp: SocketAddr::new(self.ip, port),
+            rtcp: SocketAddr::new(self.ip, port + 1),
+        })
     }
     fn set_peer(&mut self, leg: LegId, _rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {
         self.check(leg, "set_peer");
@@ -294,8 +307,11 @@ impl MediaControl for FakeRelay {
     fn bridge(&mut self, a: LegId, b: LegId) {
         self.check(a, "bridge");
         self.check(b, "bridge");
+        self.rtcp_deferred.remove(&a);
+        self.rtcp_deferred.remove(&b);
     }
     fn close(&mut self, leg: LegId) {
+        self.rtcp_deferred.remove(&leg);
         match self.open.remove(&leg) {
             Some(port) => self.ports.release(port, self.now),
             None => self.errors.push(format!("close of leg {leg:?} that is not open (double close?)")),
@@ -451,6 +467,9 @@ struct Sim {
     cdrs: Vec<Cdr>,
     offered: Vec<String>,
     violations: Vec<String>,
+    shard_inputs: u64,
+    /// The leg audit reported once; later checks would only repeat it.
+    legs_audit_failed: bool,
     stats: BTreeMap<&'static str, u64>,
     events: u64,
     /// Wall time spent per input kind: engine, agents, customers, router.
@@ -522,9 +541,14 @@ impl Sim {
                         ip: engine_addr().ip(),
                         next: u64::from(id) << 40,
                         open: BTreeMap::new(),
+                        rtcp_deferred: BTreeSet::new(),
                         errors: Vec::new(),
                         opened: 0,
                         refused: 0,
+                        agent_refused: 0,
+                        agent_leg_failure: sc.agent_leg_failure,
+                        // Its own stream: the other draws stay as they were.
+                        rng: Rng::new(seed ^ (0xA6E7_u64 << 32 | u64::from(id))),
                     },
                     ignored_outputs: 0,
                 }
@@ -578,6 +602,8 @@ impl Sim {
             cdrs: Vec::new(),
             offered: Vec::new(),
             violations: Vec::new(),
+            shard_inputs: 0,
+            legs_audit_failed: false,
             stats: BTreeMap::new(),
             events: 0,
             cpu: [Duration::ZERO; 4],
@@ -776,6 +802,10 @@ impl Sim {
             f(sh, now, wall);
             sh.drain(now, wall, &mut effects);
         }
+        self.shard_inputs += 1;
+        if self.shard_inputs.is_multiple_of(16) {
+            self.audit_legs(s);
+        }
         let next = self.shards[usize::from(s)].poll_timeout().map(|i| self.to_t(i));
         self.arm(Node::Shard(s), next);
         for e in effects {
@@ -787,6 +817,30 @@ impl Sim {
                 }
                 Effect::Route(f) => self.chan(Node::Shard(s), Node::Router, Ev::Fact(f)),
             }
+        }
+    }
+
+    /// A shard holds one relay leg per call plus one per agent leg (ringing
+    /// or bridged), and RTCP is bound only for bridged customer legs. Every
+    /// 16th shard input (a full check costs a scan of the shard's calls); a
+    /// leaked or early leg persists until the next check.
+    fn audit_legs(&mut self, s: u16) {
+        if self.legs_audit_failed {
+            return;
+        }
+        let sh = &self.shards[usize::from(s)];
+        let c = sh.calls.counts();
+        let want = c.calls + c.ringing + c.bridged;
+        let (open, deferred) = (sh.relay.open.len(), sh.relay.rtcp_deferred.len());
+        if open != want || c.legs != want || deferred != c.calls - c.bridged {
+            self.legs_audit_failed = true;
+            self.violation(format!(
+                "shard {s} at {} ms: {open} relay legs open, {} indexed, {deferred} with RTCP deferred for {c:?} \
+                 (want {want} legs, {} deferred)",
+                self.now / MS,
+                c.legs,
+                c.calls - c.bridged
+            ));
         }
     }
 
@@ -1311,6 +1365,7 @@ struct Outcome {
     summary: String,
     digest: u64,
     answered_per_agent: Vec<u64>,
+    agent_legs_refused: u64,
 }
 
 fn fnv(h: &mut u64, s: &str) {
@@ -1481,6 +1536,7 @@ impl Sim {
             *stats.entry("engine_retransmissions_sent").or_default() += sh.ep.counters().retransmissions_sent;
             *stats.entry("engine_client_timeouts").or_default() += sh.ep.counters().client_timeouts;
             *stats.entry("legs_opened").or_default() += sh.relay.opened;
+            *stats.entry("agent_legs_refused").or_default() += sh.relay.agent_refused;
         }
         let summary = format!(
             "sim {} cpu(engine,agents,customers,router)={:?} seed={} calls={} virtual={}s events={} cdrs={} dispositions={disp:?} answered/not-abandoned={answered}/{not_abandoned} \
@@ -1495,7 +1551,8 @@ impl Sim {
             answered_per_agent.iter().min().unwrap_or(&0),
             answered_per_agent.iter().max().unwrap_or(&0),
         );
-        Outcome { violations: v, summary, digest, answered_per_agent }
+        let agent_legs_refused = self.shards.iter().map(|sh| sh.relay.agent_refused).sum();
+        Outcome { violations: v, summary, digest, answered_per_agent, agent_legs_refused }
     }
 }
 
@@ -1592,6 +1649,20 @@ fn chaos_on_agent_round_robin_seeds() {
 fn chaos_immediate_longest_idle() {
     let sc = Scenario::chaos(0, AnswerMode::Immediate, Strategy::LongestIdle, "immediate/longest-idle");
     run_scenario(sc, &[(1, 1_000), (2, 1_000), (3, 1_000)]);
+}
+
+/// The relay has no agent leg for a third of the offers (as when the port
+/// range runs out while thousands wait): those calls stay queued and are
+/// offered again, the agents are not paused for it, and every invariant
+/// holds (one CDR per call, ≥ 90 % of the patient callers answered, no leg
+/// leaked or left open on a waiting call).
+#[test]
+fn offers_without_a_relay_leg_stay_queued() {
+    let mut sc = Scenario::chaos(0, AnswerMode::Immediate, Strategy::LongestIdle, "no-agent-leg/immediate");
+    sc.agent_leg_failure = 0.3;
+    for o in run_scenario(sc, &[(1, 1_000)]) {
+        assert!(o.agent_legs_refused > 50, "the scenario refused agent legs: {}", o.summary);
+    }
 }
 
 /// Round-robin fairness: agents always answer after 500 ms and hang up

@@ -85,6 +85,10 @@ pub enum OfferResult {
     Declined,
     /// Any other final status, or a transport error (`status: None`).
     Failed { status: Option<u16> },
+    /// The shard could not open the agent-side relay leg (ports or sockets
+    /// exhausted), so the agent was never rung: the engine's shortage, not
+    /// the agent's doing. The call stays queued.
+    MediaUnavailable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,9 +128,10 @@ pub enum Decision {
     Queued { call: CallId, queue: String, position: u32 },
     /// Refuse the caller with `status` (404, 480, 486, 503 + Retry-After).
     Rejected { call: CallId, status: u16, retry_after_s: Option<u32> },
-    /// Ring `agent`. The shard INVITEs the first target (the contact URI as
-    /// Request-URI, sent to the address), arms the ring timer and answers
-    /// with `OfferResult`.
+    /// Ring `agent`. The shard opens the agent's relay leg, INVITEs the
+    /// first target (the contact URI as Request-URI, sent to the address),
+    /// arms the ring timer and answers with `OfferResult` (at once
+    /// `MediaUnavailable` when it has no relay leg to offer).
     Offer {
         call: CallId,
         agent: String,

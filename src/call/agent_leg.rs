@@ -1,6 +1,7 @@
-//! The agent leg: the INVITE for an `Offer`, its responses (bridge on 2xx,
-//! `OfferResult` otherwise), our ACKs of 2xx (§13.2.2.4), re-INVITE
-//! responses, and late answers to INVITEs we gave up on.
+//! The agent leg: the INVITE for an `Offer` (with a relay leg opened for
+//! it), its responses (bridge on 2xx, `OfferResult` otherwise, closing the
+//! relay leg), our ACKs of 2xx (§13.2.2.4), re-INVITE responses, and late
+//! answers to INVITEs we gave up on.
 
 use std::cmp::Reverse;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use super::table::{offer_result, CliRole, Orphan, Timer};
 use super::{CallTable, MediaControl};
 use crate::acd::facts::{CallFact, CallId, OfferResult};
 use crate::media::sdp::Direction;
+use crate::media::LegConfig;
 use crate::sip::{ClientTxId, Endpoint};
 
 impl CallTable {
@@ -21,6 +23,7 @@ impl CallTable {
     pub(super) fn offer(
         &mut self,
         ep: &mut Endpoint,
+        media: &mut dyn MediaControl,
         id: CallId,
         agent: String,
         targets: Vec<(String, SocketAddr)>,
@@ -29,20 +32,28 @@ impl CallTable {
         wall_ms: u64,
     ) {
         let domain = ep.config().domain.clone();
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get(&id) else { return };
         let busy = call.agent.is_some() || call.cust.final_sent.is_some_and(|s| s >= 300);
         let Some((uri, dest)) = targets.into_iter().next().filter(|_| !busy) else {
-            self.fact(CallFact::OfferResult {
-                call: id,
-                agent,
-                result: OfferResult::Failed { status: None },
-                at_ms: wall_ms,
-            });
-            return;
+            return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
         };
+        // The agent-side relay leg exists only while an offer does.
+        let cfg = LegConfig {
+            media_timeout: self.cfg.media_timeout,
+            ..LegConfig::default()
+        };
+        let leg = match media.open_leg(cfg) {
+            Ok(l) => l,
+            Err(reason) => {
+                tracing::warn!(call = %id, %reason, "no relay leg for the agent; the call stays queued");
+                return self.offer_result(id, agent, OfferResult::MediaUnavailable, wall_ms);
+            }
+        };
+        self.legs.insert(leg.id, id);
         let uri = uri.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
         let tag = self.ids.tag();
         let call_id = self.ids.call_id(&domain);
+        let Some(call) = self.calls.get_mut(&id) else { return };
         let display = format!("{} ({})", msg::quote(&call.caller_display), msg::quote(&call.queue));
         let contact = format!("sip:{}@{}", call.queue, ep.config().local_addr);
         let mut dialog = Dialog {
@@ -60,21 +71,16 @@ impl CallTable {
         let version = 1;
         let body = sdp::offer(
             &call.chosen,
-            call.legs.1.rtp.ip(),
-            call.legs.1.rtp.port(),
+            leg.rtp.ip(),
+            leg.rtp.port(),
             Direction::SendRecv,
             call.ptime,
             call.session_id.wrapping_add(1),
             version,
         );
         let Some(req) = dialog.request("INVITE", Some(&body)) else {
-            self.fact(CallFact::OfferResult {
-                call: id,
-                agent,
-                result: OfferResult::Failed { status: None },
-                at_ms: wall_ms,
-            });
-            return;
+            self.close_leg(media, leg.id);
+            return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
         };
         let tx = ep.send_request(req, dest, now);
         call.offers += 1;
@@ -82,6 +88,7 @@ impl CallTable {
         let ring_at = now + Duration::from_millis(ring_timeout_ms);
         call.agent = Some(Agent {
             name: agent,
+            leg,
             tx,
             invite_cseq: dialog.cseq,
             dialog,
@@ -94,6 +101,15 @@ impl CallTable {
         call.cli.push(tx);
         self.cli.insert(tx, (id, CliRole::AgentInvite));
         self.timers.push(Reverse((ring_at, Timer::Ring(id, seq))));
+    }
+
+    fn offer_result(&mut self, call: CallId, agent: String, result: OfferResult, at_ms: u64) {
+        self.fact(CallFact::OfferResult {
+            call,
+            agent,
+            result,
+            at_ms,
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -118,7 +134,7 @@ impl CallTable {
             CliRole::AgentInvite if status < 300 => {
                 self.agent_answered(ep, media, id, tx, &h, resp.body(), now, wall_ms)
             }
-            CliRole::AgentInvite => self.offer_failed(id, tx, offer_result(status), wall_ms),
+            CliRole::AgentInvite => self.offer_failed(media, id, tx, offer_result(status), wall_ms),
             CliRole::ReInvite(side) => {
                 let queued = self.reinvite_done(id, side);
                 if status < 300 {
@@ -145,7 +161,7 @@ impl CallTable {
         now: Instant,
     ) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let leg = call.leg(side).id;
+        let Some(leg) = call.leg(side).map(|l| l.id) else { return };
         let chosen = call.chosen.clone();
         let Some(d) = call.dialog_mut(side) else { return };
         let cseq = h.cseq().map_or(d.cseq, |c| c.0);
@@ -199,42 +215,38 @@ impl CallTable {
         if let Some(ack) = ack {
             self.send_ack(ep, tx, ack, dest, now);
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(agent) = call.agent.as_mut() else { return };
         let a = match answer {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(call = %id, error = %e, "agent answer unusable; hanging up the agent leg");
-                let name = agent.name.clone();
-                if let Some(agent) = call.agent.take() {
+                if let Some(agent) = self.take_agent(media, id) {
                     let mut d = agent.dialog;
                     if let Some(bye) = d.request("BYE", None) {
                         let t = ep.send_request(bye, d.dest, now);
                         self.orphan_cli.insert(t, Orphan::Plain);
                     }
-                }
-                self.fact(CallFact::OfferResult {
-                    call: id,
-                    agent: name,
-                    result: OfferResult::Failed {
+                    let failed = OfferResult::Failed {
                         status: Some(e.sip_status()),
-                    },
-                    at_ms: wall_ms,
-                });
+                    };
+                    self.offer_result(id, agent.name, failed, wall_ms);
+                }
                 return;
             }
         };
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(agent) = call.agent.as_mut() else { return };
         agent.answered = true;
         let name = agent.name.clone();
         let key = (agent.dialog.call_id.clone(), agent.dialog.local_tag.clone());
         call.dialog_keys.push(key.clone());
         self.dialogs.insert(key, (id, Side::Agent));
+        let (cust_leg, agent_leg) = (call.leg.id, agent.leg.id);
         if call.hold_on {
-            media.stop_hold(call.legs.0.id);
+            media.stop_hold(cust_leg);
             call.hold_on = false;
         }
-        media.set_peer(call.legs.1.id, a.rtp, a.rtcp);
-        media.bridge(call.legs.0.id, call.legs.1.id);
+        media.set_peer(agent_leg, a.rtp, a.rtcp);
+        media.bridge(cust_leg, agent_leg);
         self.fact(CallFact::OfferResult {
             call: id,
             agent: name,
@@ -244,17 +256,20 @@ impl CallTable {
         self.answer_customer(ep, id, now);
     }
 
-    /// The current offer ended without a bridge.
-    pub(super) fn offer_failed(&mut self, id: CallId, tx: ClientTxId, result: OfferResult, wall_ms: u64) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+    /// The current offer ended without a bridge: the call is back to
+    /// waiting, with its customer leg only.
+    pub(super) fn offer_failed(
+        &mut self,
+        media: &mut dyn MediaControl,
+        id: CallId,
+        tx: ClientTxId,
+        result: OfferResult,
+        wall_ms: u64,
+    ) {
+        let Some(call) = self.calls.get(&id) else { return };
         if call.agent.as_ref().is_some_and(|a| a.tx == tx && !a.answered) {
-            if let Some(a) = call.agent.take() {
-                self.fact(CallFact::OfferResult {
-                    call: id,
-                    agent: a.name,
-                    result,
-                    at_ms: wall_ms,
-                });
+            if let Some(a) = self.take_agent(media, id) {
+                self.offer_result(id, a.name, result, wall_ms);
             }
         }
     }

@@ -43,6 +43,9 @@ pub struct Customer {
 #[derive(Debug)]
 pub struct Agent {
     pub name: String,
+    /// The agent-side relay leg, opened for this offer and closed with it
+    /// (`CallTable::take_agent`).
+    pub leg: LegPorts,
     /// The INVITE client transaction.
     pub tx: ClientTxId,
     pub invite_cseq: u32,
@@ -63,8 +66,8 @@ pub struct Call {
     pub caller_display: String,
     pub cust: Customer,
     pub agent: Option<Agent>,
-    /// (customer side, agent side).
-    pub legs: (LegPorts, LegPorts),
+    /// The customer-side relay leg (the agent's is in `agent`).
+    pub leg: LegPorts,
     /// The agreed codecs: one audio codec, maybe telephone-event.
     pub chosen: Vec<Chosen>,
     pub ptime: u32,
@@ -100,10 +103,10 @@ impl Call {
         }
     }
 
-    pub fn leg(&self, side: Side) -> LegPorts {
+    pub fn leg(&self, side: Side) -> Option<LegPorts> {
         match side {
-            Side::Customer => self.legs.0,
-            Side::Agent => self.legs.1,
+            Side::Customer => Some(self.leg),
+            Side::Agent => self.agent.as_ref().map(|a| a.leg),
         }
     }
 }

@@ -66,12 +66,11 @@ impl CallTable {
             peer_rtcp: offer.peer_rtcp,
             strict: false,
             media_timeout: self.cfg.media_timeout,
+            // Hold audio needs no RTCP: one socket while the caller waits.
+            defer_rtcp: true,
         };
-        let agent_cfg = LegConfig {
-            media_timeout: self.cfg.media_timeout,
-            ..LegConfig::default()
-        };
-        let legs = match media.open_pair(cust_cfg, agent_cfg) {
+        // The agent's leg waits for an offer (`offer`).
+        let leg = match media.open_leg(cust_cfg) {
             Ok(l) => l,
             Err(reason) => {
                 tracing::warn!(%reason, "relay refused a call");
@@ -86,23 +85,21 @@ impl CallTable {
         let n = match sdp::answer(
             &req.body,
             &self.cfg.codecs,
-            legs.0.rtp.ip(),
-            legs.0.rtp.port(),
+            leg.rtp.ip(),
+            leg.rtp.port(),
             session_id,
             1,
         ) {
             Ok(n) => n,
             Err(e) => {
-                media.close(legs.0.id);
-                media.close(legs.1.id);
+                media.close(leg.id);
                 return ep.respond(tx, sdp_error_spec(&e, &host), now);
             }
         };
         let contact = Self::contact(ep, &queue);
         let target = format!("sip:{src}");
         let Some(dialog) = Dialog::uas(h, &local_tag, src, contact, target) else {
-            media.close(legs.0.id);
-            media.close(legs.1.id);
+            media.close(leg.id);
             return ep.respond(tx, spec(400, Some("Missing From, To or Call-ID")), now);
         };
         self.next_seq += 1;
@@ -125,7 +122,7 @@ impl CallTable {
                 queued_dir: None,
             },
             agent: None,
-            legs,
+            leg,
             chosen: n.chosen.clone(),
             ptime: n.ptime.unwrap_or(20),
             cust_sdp: n.answer.build(),
@@ -146,8 +143,7 @@ impl CallTable {
             },
         );
         self.dialogs.insert(key, (id, Side::Customer));
-        self.legs.insert(legs.0.id, id);
-        self.legs.insert(legs.1.id, id);
+        self.legs.insert(leg.id, id);
         self.calls.insert(id, call);
         self.fact(CallFact::Arrived {
             call: id,
@@ -225,7 +221,7 @@ impl CallTable {
                 }
                 match mode {
                     AnswerMode::Immediate => {
-                        let (leg, q, pt) = (call.legs.0.id, call.queue.clone(), call.audio_pt());
+                        let (leg, q, pt) = (call.leg.id, call.queue.clone(), call.audio_pt());
                         call.hold_on = true;
                         self.answer_customer(ep, id, now);
                         media.start_hold(leg, &q, pt);
@@ -260,7 +256,7 @@ impl CallTable {
                 if !self.reject_customer(ep, id, s, now) {
                     self.bye(ep, id, Side::Customer, now);
                 }
-                self.drop_agent(ep, id, now);
+                self.drop_agent(ep, media, id, now);
                 self.finish(ep, media, id, now);
             }
             Decision::Offer {
@@ -269,7 +265,7 @@ impl CallTable {
                 ring_timeout_ms,
                 ..
             } => {
-                self.offer(ep, id, agent, targets, ring_timeout_ms, now, wall_ms);
+                self.offer(ep, media, id, agent, targets, ring_timeout_ms, now, wall_ms);
             }
             Decision::TimedOut { .. } => {
                 if self.calls.get(&id).is_some_and(Call::bridged) {
@@ -278,7 +274,7 @@ impl CallTable {
                 if !self.reject_customer(ep, id, spec(408, Some("Maximum Wait Reached")), now) {
                     self.bye(ep, id, Side::Customer, now);
                 }
-                self.drop_agent(ep, id, now);
+                self.drop_agent(ep, media, id, now);
                 self.finish(ep, media, id, now);
             }
         }
@@ -356,7 +352,9 @@ impl CallTable {
         if pending {
             return ep.respond(tx, spec(491, None).header("Retry-After", "1"), now);
         }
-        let leg = call.leg(side);
+        let Some(leg) = call.leg(side) else {
+            return ep.respond(tx, spec(481, None), now); // agent leg already gone
+        };
         let session = call.session_id.wrapping_add(if side == Side::Agent { 1 } else { 0 });
         let version = match side {
             Side::Customer => {
@@ -441,7 +439,7 @@ impl CallTable {
         if !call.bridged() {
             return;
         }
-        let leg = call.leg(side);
+        let Some(leg) = call.leg(side) else { return };
         let session = call.session_id.wrapping_add(if side == Side::Agent { 1 } else { 0 });
         let (chosen, ptime) = (call.chosen.clone(), call.ptime);
         let (pending, version, queued) = match side {

@@ -1,7 +1,11 @@
 //! The B2BUA: per-shard, sans-IO call layer (DESIGN.md, "One call, end to
 //! end").
 //!
-//! A call is two SIP dialogs (customer leg, agent leg) and two relay legs.
+//! A call is two SIP dialogs (customer leg, agent leg) and a relay leg for
+//! each. The customer's relay leg opens with its INVITE (the SDP answer and
+//! hold audio need it) with RTCP deferred to the bridge; the agent's opens
+//! with each offer (its INVITE carries the agent-side SDP offer) and closes
+//! when that offer fails, so a waiting call holds one relay socket.
 //! [`CallTable`] sits between the shard's [`Endpoint`](crate::sip::Endpoint)
 //! and the router: it consumes endpoint outputs, router
 //! [`Decision`](crate::acd::facts::Decision)s and relay events, drives the
@@ -31,6 +35,11 @@
 //! - An INVITE without an SDP offer gets 488 (late offer is not supported).
 //! - One audio codec end to end (the relay does not transcode): the first
 //!   codec in common with the customer, plus telephone-event.
+//! - No relay leg for an offer (ports or sockets exhausted): the offer
+//!   fails at once with `OfferResult::MediaUnavailable`, no agent is rung
+//!   and the call stays queued; the router does not hold it against the
+//!   agent. Every relay leg is closed exactly once, through
+//!   `CallTable::close_leg`.
 //! - The 2xx retransmission of our answers (§13.3.1.4) lives in the
 //!   endpoint's server transaction (RFC 6026 Accepted); we get `Ack` or
 //!   `AckTimeout`. We ACK the agent's 2xx ourselves (§13.2.2.4) and re-send
@@ -92,16 +101,16 @@ impl CallConfig {
 /// The relay as the call layer drives it. The shell implements it over
 /// `media::RelayHandle`; tests implement it with a fake.
 pub trait MediaControl {
-    /// Reserve and open the customer-side and agent-side legs (all or
-    /// nothing). `Err(reason)` → the caller gets 503.
-    fn open_pair(&mut self, customer: LegConfig, agent: LegConfig) -> Result<(LegPorts, LegPorts), String>;
+    /// Reserve and open one relay leg. `Err(reason)`: no port pair or
+    /// socket left (a new caller gets 503; an offer fails, see above).
+    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String>;
     /// Where the leg's peer wants media (from its SDP).
     fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>);
     /// Play `queue`'s hold audio to the leg, encoded for payload type `pt`
     /// (0 = PCMU, 8 = PCMA).
     fn start_hold(&mut self, leg: LegId, queue: &str, pt: u8);
     fn stop_hold(&mut self, leg: LegId);
-    /// customer ⇄ agent (stops hold on both).
+    /// customer ⇄ agent (stops hold on both; binds deferred RTCP).
     fn bridge(&mut self, a: LegId, b: LegId);
     fn close(&mut self, leg: LegId);
     /// Best known RTP packets forwarded customer → agent and back (the

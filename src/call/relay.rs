@@ -69,8 +69,8 @@ pub struct RelayMedia<'a> {
 }
 
 impl MediaControl for RelayMedia<'_> {
-    fn open_pair(&mut self, customer: LegConfig, agent: LegConfig) -> Result<(LegPorts, LegPorts), String> {
-        self.relay.open_pair(customer, agent).map_err(|e| e.to_string())
+    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String> {
+        self.relay.open_leg(cfg).map_err(|e| e.to_string())
     }
     fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
         self.relay.set_peer(leg, rtp, rtcp, false);

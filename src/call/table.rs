@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::call::{Call, Side};
+use super::call::{Agent, Call, Side};
 use super::dialog::Dialog;
 use super::msg::{self, Hdrs};
 use super::sdp;
@@ -153,7 +153,7 @@ impl CallTable {
         self.calls
             .values()
             .filter(|c| c.bridged())
-            .map(|c| (c.legs.0.id, c.legs.1.id))
+            .filter_map(|c| c.agent.as_ref().map(|a| (c.leg.id, a.leg.id)))
             .collect()
     }
 
@@ -249,8 +249,8 @@ impl CallTable {
                     if !request.body.is_empty() {
                         if let Some(call) = self.calls.get(&s.call) {
                             if let Ok(a) = sdp::read_answer(&request.body, &call.chosen) {
-                                if a.rtp.is_some() {
-                                    media.set_peer(call.leg(side).id, a.rtp, a.rtcp);
+                                if let (Some(leg), true) = (call.leg(side), a.rtp.is_some()) {
+                                    media.set_peer(leg.id, a.rtp, a.rtcp);
                                 }
                             }
                         }
@@ -293,7 +293,7 @@ impl CallTable {
                     return Handled::NotMine(Output::ClientTimeout { tx });
                 };
                 match role {
-                    CliRole::AgentInvite => self.offer_failed(call, tx, OfferResult::NoAnswer, wall_ms),
+                    CliRole::AgentInvite => self.offer_failed(media, call, tx, OfferResult::NoAnswer, wall_ms),
                     CliRole::ReInvite(side) => {
                         if let Some(dir) = self.reinvite_done(call, side) {
                             self.send_reinvite(ep, call, side, dir, now);
@@ -324,7 +324,7 @@ impl CallTable {
             return false;
         };
         let Some(call) = self.calls.get(&id) else { return false };
-        let is_customer = call.legs.0.id == *leg;
+        let is_customer = call.leg.id == *leg;
         // The agent leg is idle until bridged, and a caller may send nothing
         // before our 200: only a silence that matters ends the call.
         let relevant = call.bridged() || (is_customer && call.cust.final_sent == Some(200));
@@ -337,7 +337,6 @@ impl CallTable {
     // ------------------------------------------------------- timers
 
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, media: &mut dyn MediaControl, now: Instant, wall_ms: u64) {
-        let _ = media;
         while let Some(Reverse((at, t))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -366,7 +365,7 @@ impl CallTable {
                     if !call.agent.as_ref().is_some_and(|a| a.seq == seq && !a.answered) {
                         continue;
                     }
-                    if let Some(name) = self.drop_agent(ep, id, now) {
+                    if let Some(name) = self.drop_agent(ep, media, id, now) {
                         self.fact(CallFact::OfferResult {
                             call: id,
                             agent: name,
@@ -417,11 +416,32 @@ impl CallTable {
         }
     }
 
+    /// Close a relay leg and forget it. Every leg is closed through here,
+    /// and only while the index has it: so exactly once.
+    pub(super) fn close_leg(&mut self, media: &mut dyn MediaControl, leg: crate::media::LegId) {
+        if self.legs.remove(&leg).is_some() {
+            media.close(leg);
+        }
+    }
+
+    /// Detach the call's agent (offer or bridged) and close its relay leg;
+    /// the SIP side of it is the caller's business.
+    pub(super) fn take_agent(&mut self, media: &mut dyn MediaControl, id: CallId) -> Option<Agent> {
+        let a = self.calls.get_mut(&id)?.agent.take()?;
+        self.close_leg(media, a.leg.id);
+        Some(a)
+    }
+
     /// Cancel a ringing agent leg (its INVITE becomes an orphan that ACKs
     /// and BYEs a late 2xx) or BYE an answered one.
-    pub(super) fn drop_agent(&mut self, ep: &mut Endpoint, id: CallId, now: Instant) -> Option<String> {
-        let call = self.calls.get_mut(&id)?;
-        let mut a = call.agent.take()?;
+    pub(super) fn drop_agent(
+        &mut self,
+        ep: &mut Endpoint,
+        media: &mut dyn MediaControl,
+        id: CallId,
+        now: Instant,
+    ) -> Option<String> {
+        let mut a = self.take_agent(media, id)?;
         let name = a.name.clone();
         if a.answered {
             if let Some(req) = a.dialog.request("BYE", None) {
@@ -470,7 +490,7 @@ impl CallTable {
         wall_ms: u64,
     ) {
         self.reject_customer(ep, id, spec(487, None), now);
-        self.drop_agent(ep, id, now);
+        self.drop_agent(ep, media, id, now);
         self.fact(CallFact::Abandoned {
             call: id,
             at_ms: wall_ms,
@@ -493,13 +513,15 @@ impl CallTable {
     ) {
         let Some(call) = self.calls.get(&id) else { return };
         let bridged = call.bridged();
+        if bridged {
+            // Before the agent's relay leg closes: its counts go in `Ended`.
+            self.ended(media, id, Party::Engine, reason, wall_ms);
+        }
         if !self.reject_customer(ep, id, spec(500, Some(why)), now) {
             self.bye(ep, id, Side::Customer, now);
         }
-        self.drop_agent(ep, id, now);
-        if bridged {
-            self.ended(media, id, Party::Engine, reason, wall_ms);
-        } else {
+        self.drop_agent(ep, media, id, now);
+        if !bridged {
             self.fact(CallFact::Failed {
                 call: id,
                 at_ms: wall_ms,
@@ -518,7 +540,10 @@ impl CallTable {
         wall_ms: u64,
     ) {
         let Some(call) = self.calls.get(&id) else { return };
-        let rtp = media.rtp_counts(call.legs.0.id, call.legs.1.id);
+        let rtp = match call.agent.as_ref() {
+            Some(a) => media.rtp_counts(call.leg.id, a.leg.id),
+            None => crate::acd::facts::RtpCounts::default(),
+        };
         self.fact(CallFact::Ended {
             call: id,
             at_ms: wall_ms,
@@ -531,8 +556,7 @@ impl CallTable {
     /// Remove the call and every index entry; close its relay legs.
     /// Transactions still running become orphans so their ends are absorbed.
     pub(super) fn finish(&mut self, ep: &mut Endpoint, media: &mut dyn MediaControl, id: CallId, now: Instant) {
-        let Some(mut call) = self.calls.remove(&id) else { return };
-        if let Some(a) = call.agent.take() {
+        if let Some(a) = self.take_agent(media, id) {
             // Callers drop the agent first; this is the safety net.
             self.cli.remove(&a.tx);
             if !a.answered {
@@ -549,10 +573,8 @@ impl CallTable {
                 );
             }
         }
-        media.close(call.legs.0.id);
-        media.close(call.legs.1.id);
-        self.legs.remove(&call.legs.0.id);
-        self.legs.remove(&call.legs.1.id);
+        let Some(call) = self.calls.remove(&id) else { return };
+        self.close_leg(media, call.leg.id);
         for k in &call.dialog_keys {
             self.dialogs.remove(k);
         }

@@ -23,6 +23,9 @@ fn addr(s: &str) -> SocketAddr {
 struct FakeMedia {
     next: u64,
     open: HashSet<LegId>,
+    /// Legs opened with RTCP deferred (not yet bridged).
+    deferred_rtcp: HashSet<LegId>,
+    last: Option<LegPorts>,
     exhausted: bool,
     hold: HashSet<LegId>,
     bridged: Vec<(LegId, LegId)>,
@@ -32,22 +35,24 @@ struct FakeMedia {
 }
 
 impl MediaControl for FakeMedia {
-    fn open_pair(&mut self, _c: LegConfig, _a: LegConfig) -> Result<(LegPorts, LegPorts), String> {
+    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String> {
         if self.exhausted {
             return Err("ports exhausted".into());
         }
-        let mut leg = || {
-            self.next += 1;
-            let id = LegId(self.next);
-            self.open.insert(id);
-            let port = 30000 + 2 * self.next as u16;
-            LegPorts {
-                id,
-                rtp: SocketAddr::new(addr(ENGINE).ip(), port),
-                rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1),
-            }
+        self.next += 1;
+        let id = LegId(self.next);
+        self.open.insert(id);
+        if cfg.defer_rtcp {
+            self.deferred_rtcp.insert(id);
+        }
+        let port = 30000 + 2 * self.next as u16;
+        let leg = LegPorts {
+            id,
+            rtp: SocketAddr::new(addr(ENGINE).ip(), port),
+            rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1),
         };
-        Ok((leg(), leg()))
+        self.last = Some(leg);
+        Ok(leg)
     }
     fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {
         assert!(self.open.contains(&leg), "set_peer on closed leg");
@@ -63,13 +68,17 @@ impl MediaControl for FakeMedia {
         self.hold.remove(&leg);
     }
     fn bridge(&mut self, a: LegId, b: LegId) {
+        assert!(self.open.contains(&a) && self.open.contains(&b), "bridge of a closed leg");
         self.hold.remove(&a);
         self.hold.remove(&b);
+        self.deferred_rtcp.remove(&a);
+        self.deferred_rtcp.remove(&b);
         self.bridged.push((a, b));
     }
     fn close(&mut self, leg: LegId) {
         assert!(self.open.remove(&leg), "leg closed twice or never opened");
         self.hold.remove(&leg);
+        self.deferred_rtcp.remove(&leg);
         self.closed += 1;
     }
     fn rtp_counts(&mut self, _c: LegId, _a: LegId) -> RtpCounts {
@@ -369,7 +378,10 @@ impl H {
             "{inv}"
         );
         let b = body(&inv);
-        assert!(b.contains("m=audio 30004 RTP/AVP 0 101"), "{b}");
+        // The agent's relay leg is opened for this offer.
+        let leg = self.media.last.expect("agent leg opened");
+        assert!(self.media.open.contains(&leg.id));
+        assert!(b.contains(&format!("m=audio {} RTP/AVP 0 101", leg.rtp.port())), "{b}");
         assert!(!b.contains("PCMA"));
         assert!(hdr(&inv, "from").unwrap().contains("Alice (support)"));
         assert!(hdr(&inv, "call-id").unwrap().starts_with("cc0-"));
@@ -1117,7 +1129,7 @@ fn random_call_scripts_leave_nothing_behind() {
                 panic!("{facts:?}")
             };
             all_facts.extend(facts);
-            let legs = (LegId(h.media.next - 1), LegId(h.media.next));
+            let cust_leg = LegId(h.media.next);
             let mut cseq = 1u32;
             let mut acseq = 1u32;
             let our_to = |h: &H| {
@@ -1145,12 +1157,17 @@ fn random_call_scripts_leave_nothing_behind() {
                         queue: "support".into(),
                         position: 1,
                     }),
-                    1 => h.decide(Decision::Offer {
-                        call,
-                        agent: "1001".into(),
-                        targets: vec![(format!("sip:1001@{agent}"), addr(&agent))],
-                        ring_timeout_ms: 15_000,
-                    }),
+                    1 => {
+                        // Now and then the relay has no leg for the offer.
+                        h.media.exhausted = next(4) == 0;
+                        h.decide(Decision::Offer {
+                            call,
+                            agent: "1001".into(),
+                            targets: vec![(format!("sip:1001@{agent}"), addr(&agent))],
+                            ring_timeout_ms: 15_000,
+                        });
+                        h.media.exhausted = false;
+                    }
                     s @ 2..=4 => {
                         if let Some(inv) = last_agent_invite(&h) {
                             let status = [180, 200, 486][(s - 2) as usize];
@@ -1227,7 +1244,8 @@ fn random_call_scripts_leave_nothing_behind() {
                         retry_after_s: None,
                     }),
                     _ => {
-                        let leg = if next(2) == 0 { legs.0 } else { legs.1 };
+                        // The customer's leg, or the newest (maybe the agent's, maybe closed).
+                        let leg = if next(2) == 0 { cust_leg } else { LegId(h.media.next) };
                         let ev = crate::media::Event::MediaTimeout {
                             leg,
                             idle: Duration::from_secs(60),
@@ -1293,18 +1311,28 @@ fn random_call_scripts_leave_nothing_behind() {
         let abandoned = kinds(|f| matches!(f, CallFact::Abandoned { .. }));
         let failed = kinds(|f| matches!(f, CallFact::Failed { .. }));
         let offers = kinds(|f| matches!(f, CallFact::OfferResult { .. }));
+        let no_leg = kinds(|f| {
+            matches!(
+                f,
+                CallFact::OfferResult {
+                    result: OfferResult::MediaUnavailable,
+                    ..
+                }
+            )
+        });
         eprintln!(
-            "{mode:?}: answered {answered} ended {ended} abandoned {abandoned} failed {failed} offer results {offers}"
+            "{mode:?}: answered {answered} ended {ended} abandoned {abandoned} failed {failed} offer results {offers} (no relay leg {no_leg})"
         );
         assert!(
-            answered > 5 && ended > 5 && abandoned > 5 && offers > 20,
+            answered > 5 && ended > 5 && abandoned > 5 && offers > 20 && no_leg > 3,
             "the scripts reach every ending"
         );
         h.advance(Duration::from_secs(400));
         let c = h.calls.counts();
         assert!(c.is_idle(), "{c:?}");
         assert!(h.media.open.is_empty());
-        assert_eq!(h.media.closed, 300);
+        assert_eq!(h.media.closed as u64, h.media.next, "every leg opened was closed once");
+        assert!(h.media.next > 150, "agent legs were opened too");
         assert_eq!(h.ep.transactions(), (0, 0));
         assert!(h.unhandled.is_empty(), "{:?}", h.unhandled);
     }
@@ -1609,5 +1637,115 @@ fn hangup_all_on_shutdown() {
     h.one_sent(AGENT, "CANCEL ");
     assert!(matches!(&h.take_facts()[..], [CallFact::Failed { reason, .. }] if reason.contains("shutting down")));
     h.customer_ack(&hdr(&r, "to").unwrap());
+    h.assert_clean();
+}
+
+#[test]
+fn a_waiting_call_holds_only_its_customer_leg() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let cust = LegId(1);
+    assert_eq!(h.media.open, HashSet::from([cust]), "no agent leg before an offer");
+    assert!(h.media.deferred_rtcp.contains(&cust), "RTCP waits for the bridge");
+    let to = h.queued_immediate(call);
+    assert_eq!(h.media.hold, HashSet::from([cust]));
+    assert_eq!((h.calls.counts().waiting, h.calls.counts().legs), (1, 1));
+    let inv = h.offer(call);
+    assert_eq!(h.media.open.len(), 2);
+    assert_eq!(h.calls.counts().legs, 2);
+    h.agent_answers(&inv);
+    assert_eq!(h.media.bridged, vec![(cust, LegId(2))]);
+    assert!(h.media.deferred_rtcp.is_empty(), "bridged: RTCP bound");
+    h.take_sent();
+    h.customer_in_dialog("BYE", &to, 2, None);
+    answer_byes(&mut h, AGENT);
+    h.assert_clean();
+    assert_eq!(h.media.closed, 2);
+}
+
+#[test]
+fn a_call_back_in_the_queue_releases_its_agent_leg() {
+    // Each way an offer ends without a bridge closes the agent leg at once.
+    for how in ["486", "ring timeout", "408 timeout", "bad answer"] {
+        let mut h = H::new(AnswerMode::Immediate);
+        let call = h.arrive();
+        let to = h.queued_immediate(call);
+        let inv = h.offer(call);
+        let agent_leg = h.media.last.unwrap().id;
+        match how {
+            "486" => h.recv(AGENT, &reply(&inv, 486, Some("ag1"), None)),
+            "ring timeout" => h.advance(Duration::from_millis(15_000)),
+            "408 timeout" => h.advance(Duration::from_secs(14)), // still ringing; its 408 comes below
+            _ => {
+                let bad = reply(&inv, 200, Some("ag1"), Some(&sdp_body(50000, "18", "sendrecv")));
+                h.recv(AGENT, &bad);
+            }
+        }
+        if how == "408 timeout" {
+            // Still ringing: the leg is the offer's until it ends.
+            assert!(h.media.open.contains(&agent_leg), "{how}");
+            h.recv(AGENT, &reply(&inv, 408, Some("ag1"), None));
+        }
+        let facts = h.take_facts();
+        assert!(
+            matches!(&facts[..], [CallFact::OfferResult { result, .. }] if *result != OfferResult::Answered),
+            "{how}: {facts:?}"
+        );
+        assert_eq!(h.media.open, HashSet::from([LegId(1)]), "{how}: only the customer leg left");
+        assert_eq!(h.calls.counts().legs, 1, "{how}");
+        assert_eq!(h.calls.counts().waiting, 1, "{how}");
+        assert_eq!(h.media.hold.len(), 1, "{how}: hold audio goes on");
+        // Offered again: a fresh agent leg.
+        h.take_sent();
+        let inv2 = h.offer(call);
+        assert_ne!(h.media.last.unwrap().id, agent_leg);
+        h.agent_answers(&inv2);
+        assert_eq!(h.media.bridged.len(), 1, "{how}");
+        h.take_sent();
+        h.customer_in_dialog("BYE", &to, 2, None);
+        answer_byes(&mut h, AGENT);
+        for c in h.sent_to(AGENT, "CANCEL ") {
+            h.recv(AGENT, &reply(&c, 200, Some("ag1"), None));
+        }
+        if how == "ring timeout" {
+            h.recv(AGENT, &reply(&inv, 487, Some("ag1"), None));
+        }
+        h.assert_clean();
+    }
+}
+
+#[test]
+fn offer_without_a_relay_leg_keeps_the_call_queued() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    h.media.exhausted = true;
+    h.decide(Decision::Offer {
+        call,
+        agent: "1001".into(),
+        targets: vec![(format!("sip:1001@{AGENT}"), addr(AGENT))],
+        ring_timeout_ms: 15_000,
+    });
+    assert!(h.sent.is_empty(), "the agent is not rung: {:?}", h.sent);
+    assert_eq!(
+        h.take_facts(),
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::MediaUnavailable,
+            at_ms: h.wall
+        }]
+    );
+    let c = h.calls.counts();
+    assert_eq!((c.waiting, c.ringing, c.legs, c.transactions), (1, 0, 1, 0));
+    assert_eq!(h.media.hold.len(), 1, "the caller keeps hearing hold audio");
+    // Ports free again: the router's next offer goes through.
+    h.media.exhausted = false;
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    assert_eq!(h.media.bridged.len(), 1);
+    h.take_sent();
+    h.customer_in_dialog("BYE", &to, 2, None);
+    answer_byes(&mut h, AGENT);
     h.assert_clean();
 }

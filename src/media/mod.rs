@@ -24,9 +24,9 @@
 //! set_peer(&self, LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool)
 //! start_hold(&self, LegId, HoldAudio, pt: u8)   // 20 ms G.711 frames to the leg's peer
 //! stop_hold(&self, LegId)
-//! bridge(&self, a: LegId, b: LegId)             // a⇄b, stops hold on both
+//! bridge(&mut self, a: LegId, b: LegId)         // a⇄b, stops hold on both; binds deferred RTCP
 //! unbridge(&self, LegId)
-//! close(&mut self, LegId)                       // ports quarantined, Event::Closed
+//! close(&mut self, LegId)                       // pair released (quarantine), Event::Closed
 //! request_stats(&self, LegId)                   // answered by Event::Stats
 //! request_counters(&self)                       // answered by Event::Counters
 //! try_event(&self) -> Option<Event>             // MediaTimeout, Stats, Closed…
@@ -37,6 +37,15 @@
 //! port) and an RTCP socket (port + 1) on the relay, and the peer's address
 //! from its SDP. A customer⇄agent call is two legs bridged. While the
 //! customer waits, its leg is not bridged and `start_hold` plays audio to it.
+//!
+//! A leg opened with `LegConfig::defer_rtcp` binds only its RTP socket; the
+//! RTCP port stays reserved in the allocator and is bound when the leg is
+//! bridged. A waiting caller hears hold audio, which needs no RTCP, so a
+//! waiting call holds one socket instead of two: with the open-files limit
+//! (20,000 on the benchmark VM) that is what lets 10,000 callers wait. Until
+//! then the caller's RTCP gets ICMP port unreachable, which RTP stacks
+//! ignore. If the late bind fails (port taken meanwhile, no fd left) the
+//! call is bridged without RTCP and the failure counted.
 //!
 //! # The hot path (measured; see bench/RESULTS.md "Media relay")
 //! One ring per relay; every socket has one multishot `RECVMSG` armed with
@@ -51,7 +60,11 @@
 //!
 //! # Ports
 //! Keep the RTP range outside `net.ipv4.ip_local_port_range`. A freed pair is
-//! quarantined (`RelayConfig::quarantine`, 10 s by default) before reuse.
+//! quarantined (`RelayConfig::quarantine`, 10 s by default) before reuse,
+//! unless nothing else is left (see [`ports`]). A pair with a port bound by
+//! another socket (EADDRINUSE) is skipped and the next one tried, at most
+//! [`BIND_ATTEMPTS`] per leg; any other socket error (EMFILE…) fails the
+//! open at once and puts the untouched pair back.
 //!
 //! # Locked memory
 //! The relay buffer pool (`pool_buffers × buf_size`, 1.5 MiB by default) is
@@ -101,6 +114,9 @@ pub struct RelayConfig {
     pub range: PortRange,
     /// Time a freed port pair waits before reuse.
     pub quarantine: Duration,
+    /// Pair of the range handed out first (`None`: random, so engines
+    /// sharing a range do not all start at its lowest port).
+    pub first_pair: Option<usize>,
     /// Buffers in the pool (provided buffer ring). 1024 × 1.5 KiB = 1.5 MiB.
     /// A datagram larger than `buf_size` (minus 144 bytes in multishot mode)
     /// is dropped as truncated.
@@ -150,6 +166,7 @@ impl Default for RelayConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             range: PortRange { start: 30000, end: 40000 },
             quarantine: Duration::from_secs(10),
+            first_pair: None,
             pool_buffers: 1024,
             buf_size: 1536,
             ring_entries: 4096,
@@ -185,6 +202,9 @@ pub struct LegConfig {
     pub strict: bool,
     /// Report [`Event::MediaTimeout`] after this long without RTP.
     pub media_timeout: Option<Duration>,
+    /// Bind the RTCP socket only when the leg is bridged (see the module
+    /// docs): for a caller who waits with hold audio.
+    pub defer_rtcp: bool,
 }
 
 impl LegConfig {
@@ -263,7 +283,9 @@ pub enum Event {
 }
 
 pub(crate) enum Command {
-    Open { id: LegId, rtp: UdpSocket, rtcp: UdpSocket, cfg: LegConfig },
+    /// `rtcp` is `None` for a leg with deferred RTCP (`AttachRtcp` later).
+    Open { id: LegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: LegConfig },
+    AttachRtcp { id: LegId, rtcp: UdpSocket },
     SetPeer { id: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool },
     Bridge { a: LegId, b: LegId },
     Unbridge { id: LegId },
@@ -283,7 +305,8 @@ pub struct RelayHandle {
     ports: PortAllocator,
     cfg: RelayConfig,
     next_id: u64,
-    open: HashMap<LegId, u16>,
+    open: HashMap<LegId, OpenLeg>,
+    rtcp_bind_failures: u64,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Inside a batch (`begin_batch`..`end_batch`) commands are queued
     /// and the relay is woken once at the end: one shard step sends up to
@@ -298,6 +321,19 @@ enum Batch {
     Clean,
     Dirty,
 }
+
+/// A leg's port pair, as the handle tracks it.
+#[derive(Debug, Clone, Copy)]
+struct OpenLeg {
+    port: u16,
+    /// RTCP not bound yet (`LegConfig::defer_rtcp`).
+    rtcp_deferred: bool,
+}
+
+/// Pairs tried per `open_leg` when ports turn out to be bound by another
+/// socket (EADDRINUSE): enough to step over a few strangers in the range,
+/// bounded so a range full of them fails fast.
+pub const BIND_ATTEMPTS: usize = 8;
 
 impl RelayHandle {
     /// Start a relay on its own thread.
@@ -331,10 +367,15 @@ impl RelayHandle {
             tx,
             events: erx,
             wake,
-            ports: PortAllocator::new(cfg.range, cfg.quarantine),
+            ports: PortAllocator::starting_at(
+                cfg.range,
+                cfg.quarantine,
+                cfg.first_pair.unwrap_or_else(rand::random::<usize>),
+            ),
             cfg,
             next_id: 1,
             open: HashMap::new(),
+            rtcp_bind_failures: 0,
             thread: Some(thread),
             batch: std::cell::Cell::new(Batch::Off),
         })
@@ -377,35 +418,66 @@ impl RelayHandle {
 
     /// As [`open_leg`](Self::open_leg) with the time passed in (for quarantine tests).
     pub fn open_leg_at(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
-        // a pair taken by another process is skipped (quarantined) and the next tried
         let mut last_err = None;
-        for _ in 0..8 {
+        for _ in 0..BIND_ATTEMPTS {
             let port = self.ports.allocate(now)?;
-            let rtp = relay::ring::bind_udp(self.cfg.bind_ip, port, self.cfg.rcvbuf);
-            let rtcp = relay::ring::bind_udp(self.cfg.bind_ip, port.wrapping_add(1), self.cfg.rcvbuf);
-            match (rtp, rtcp) {
-                (Ok(rtp), Ok(rtcp)) => {
-                    let id = LegId(self.next_id);
-                    self.next_id += 1;
-                    if !self.send(Command::Open { id, rtp, rtcp, cfg }) {
-                        self.ports.release(port, now);
-                        return Err(OpenError::RelayGone);
-                    }
-                    self.open.insert(id, port);
-                    return Ok(LegPorts {
-                        id,
-                        rtp: SocketAddr::new(self.cfg.bind_ip, port),
-                        rtcp: SocketAddr::new(self.cfg.bind_ip, port.wrapping_add(1)),
-                    });
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!("relay port {port} unusable: {e}");
-                    self.ports.release(port, now);
+            let (rtp, rtcp) = match self.bind_pair(port, cfg.defer_rtcp) {
+                Ok(socks) => socks,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    tracing::debug!("relay port pair {port} taken by another socket: {e}; trying the next");
+                    self.ports.skip_taken(port, now);
                     last_err = Some(e);
+                    continue;
                 }
+                Err(e) => {
+                    // EMFILE and the like: another pair would fail the same
+                    // way, and this one was never on the wire.
+                    self.ports.unreserve(port);
+                    return Err(OpenError::Bind(e));
+                }
+            };
+            let id = LegId(self.next_id);
+            self.next_id += 1;
+            let rtcp_deferred = rtcp.is_none();
+            if !self.send(Command::Open { id, rtp, rtcp, cfg }) {
+                self.ports.release(port, now);
+                return Err(OpenError::RelayGone);
             }
+            self.open.insert(id, OpenLeg { port, rtcp_deferred });
+            return Ok(LegPorts {
+                id,
+                rtp: SocketAddr::new(self.cfg.bind_ip, port),
+                rtcp: SocketAddr::new(self.cfg.bind_ip, port.wrapping_add(1)),
+            });
         }
         Err(OpenError::Bind(last_err.unwrap_or_else(|| io::Error::other("no port"))))
+    }
+
+    /// The RTP socket of the pair, and its RTCP socket unless deferred.
+    fn bind_pair(&self, port: u16, defer_rtcp: bool) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
+        let rtp = relay::ring::bind_udp(self.cfg.bind_ip, port, self.cfg.rcvbuf)?;
+        if defer_rtcp {
+            return Ok((rtp, None));
+        }
+        let rtcp = relay::ring::bind_udp(self.cfg.bind_ip, port.wrapping_add(1), self.cfg.rcvbuf)?;
+        Ok((rtp, Some(rtcp)))
+    }
+
+    /// Bind a deferred RTCP socket (at bridge time). A failure leaves the
+    /// leg without RTCP: the audio path does not need it.
+    fn attach_rtcp(&mut self, leg: LegId) {
+        let Some(o) = self.open.get_mut(&leg).filter(|o| o.rtcp_deferred) else { return };
+        o.rtcp_deferred = false;
+        let port = o.port.wrapping_add(1);
+        match relay::ring::bind_udp(self.cfg.bind_ip, port, self.cfg.rcvbuf) {
+            Ok(rtcp) => {
+                self.send(Command::AttachRtcp { id: leg, rtcp });
+            }
+            Err(e) => {
+                self.rtcp_bind_failures += 1;
+                tracing::warn!("relay RTCP port {port} unusable at bridge time: {e}; the call goes on without RTCP");
+            }
+        }
     }
 
     /// Open two legs (e.g. customer side and agent side); all or nothing.
@@ -429,7 +501,10 @@ impl RelayHandle {
     pub fn stop_hold(&self, leg: LegId) {
         self.send(Command::StopHold { id: leg });
     }
-    pub fn bridge(&self, a: LegId, b: LegId) {
+    /// Also binds the legs' deferred RTCP sockets.
+    pub fn bridge(&mut self, a: LegId, b: LegId) {
+        self.attach_rtcp(a);
+        self.attach_rtcp(b);
         self.send(Command::Bridge { a, b });
     }
     pub fn unbridge(&self, leg: LegId) {
@@ -440,8 +515,8 @@ impl RelayHandle {
         self.close_at(leg, Instant::now())
     }
     pub fn close_at(&mut self, leg: LegId, now: Instant) {
-        if let Some(port) = self.open.remove(&leg) {
-            self.ports.release(port, now);
+        if let Some(o) = self.open.remove(&leg) {
+            self.ports.release(o.port, now);
         }
         self.send(Command::Close { id: leg });
     }
@@ -461,6 +536,10 @@ impl RelayHandle {
     /// The port allocator (for metrics: in use, quarantined, refusals).
     pub fn ports(&self) -> &PortAllocator {
         &self.ports
+    }
+    /// Deferred RTCP sockets that could not be bound at bridge time.
+    pub fn rtcp_bind_failures(&self) -> u64 {
+        self.rtcp_bind_failures
     }
     pub fn config(&self) -> &RelayConfig {
         &self.cfg

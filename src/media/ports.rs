@@ -2,9 +2,19 @@
 //!
 //! The configured range is split evenly across shards ([`split_range`]); each
 //! shard owns a [`PortAllocator`] over its slice. A call leg takes an even RTP
-//! port and the odd port above it for RTCP. A released pair goes into a
-//! quarantine FIFO and is handed out again only after `quarantine` has passed,
-//! so late packets of a finished call never reach the next one.
+//! port and the odd port above it for RTCP.
+//!
+//! Order of hand-out, and why:
+//! - Pairs never used yet come first, starting at an offset into the range
+//!   (random in the relay): two engines sharing one range on one host would
+//!   otherwise both start at the lowest port and collide on every call.
+//! - A released pair goes to the back of a FIFO, so the oldest released pair
+//!   is reused first: the quarantine (late packets of a finished call never
+//!   reaching the next one) lasts as long as the range allows.
+//! - When every pair not in use is still in quarantine, the oldest one is
+//!   reused early and counted (`reused_early`) rather than refusing the
+//!   call: a caller prefers a call with, at worst, a stray late packet to a
+//!   503. Only a range with every pair in use refuses (`Exhausted`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -58,10 +68,10 @@ pub fn split_range(start: u16, end: u16, shards: usize) -> Vec<PortRange> {
 /// Why a pair could not be allocated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
-    /// Every pair of the range is in use or in quarantine. The call is refused
-    /// with `503 Service Unavailable`.
-    #[error("RTP port range {range} exhausted ({in_use} pairs in use, {quarantined} in quarantine)")]
-    Exhausted { range: PortRange, in_use: usize, quarantined: usize },
+    /// Every pair of the range is in use (quarantined pairs are reused
+    /// early, so they never cause this). The call is refused with `503`.
+    #[error("RTP port range {range} exhausted ({in_use} pairs in use)")]
+    Exhausted { range: PortRange, in_use: usize },
 }
 
 impl PortError {
@@ -71,25 +81,43 @@ impl PortError {
     }
 }
 
-/// Allocator of even/odd port pairs with quarantine on release.
+/// Allocator of even/odd port pairs: FIFO reuse with quarantine, early
+/// reuse when nothing else is left (see the module docs).
 #[derive(Debug)]
 pub struct PortAllocator {
     range: PortRange,
     quarantine: Duration,
+    /// Ready pairs: never used ones first, then released ones whose
+    /// quarantine is over, in release order.
     free: VecDeque<u16>,
-    /// (released at, port), oldest first.
+    /// (released at, port), oldest first; all released after those in `free`.
     quarantined: VecDeque<(Instant, u16)>,
     in_use: Vec<bool>,
     in_use_count: usize,
-    /// Number of refusals because the range was exhausted.
+    /// Refusals because every pair was in use.
     pub exhausted_count: u64,
+    /// Pairs handed out before their quarantine was over.
+    pub reused_early_count: u64,
+    /// Pairs skipped because a port of theirs was bound by another socket
+    /// (EADDRINUSE: another process, or our own socket of a just-closed leg
+    /// that the relay thread has not closed yet).
+    pub bind_skipped_count: u64,
 }
 
 impl PortAllocator {
-    /// New allocator over `range`; released pairs wait `quarantine` before reuse.
+    /// New allocator over `range` handing out pairs from the start of the
+    /// range; released pairs wait `quarantine` before normal reuse.
     pub fn new(range: PortRange, quarantine: Duration) -> Self {
+        Self::starting_at(range, quarantine, 0)
+    }
+
+    /// As [`new`](Self::new), but the never-used pairs are handed out from
+    /// pair number `first_pair` (modulo the number of pairs) on, wrapping
+    /// around to the start of the range.
+    pub fn starting_at(range: PortRange, quarantine: Duration, first_pair: usize) -> Self {
         let n = range.pairs();
-        let free = (0..n).map(|i| range.start + 2 * i as u16).collect();
+        let first = if n == 0 { 0 } else { first_pair % n };
+        let free = (0..n).map(|i| range.start + 2 * ((first + i) % n) as u16).collect();
         PortAllocator {
             range,
             quarantine,
@@ -98,6 +126,8 @@ impl PortAllocator {
             in_use: vec![false; n],
             in_use_count: 0,
             exhausted_count: 0,
+            reused_early_count: 0,
+            bind_skipped_count: 0,
         }
     }
 
@@ -124,41 +154,74 @@ impl PortAllocator {
         }
     }
 
-    /// Take a free pair: returns the even (RTP) port; RTCP is `port + 1`.
-    /// On exhaustion the error names the range; it is also counted and logged.
+    fn take(&mut self, port: u16) -> u16 {
+        if let Some(i) = self.idx(port) {
+            self.in_use[i] = true;
+        }
+        self.in_use_count += 1;
+        port
+    }
+
+    /// Take a pair: returns the even (RTP) port; RTCP is `port + 1`. Errs
+    /// only when every pair is in use; the refusal is counted and logged.
     pub fn allocate(&mut self, now: Instant) -> Result<u16, PortError> {
         self.expire(now);
-        match self.free.pop_front() {
-            Some(p) => {
-                if let Some(i) = self.idx(p) {
-                    self.in_use[i] = true;
-                }
-                self.in_use_count += 1;
-                Ok(p)
+        if let Some(p) = self.free.pop_front() {
+            return Ok(self.take(p));
+        }
+        if let Some((_, p)) = self.quarantined.pop_front() {
+            self.reused_early_count += 1;
+            // Logged at powers of two: a range that is too small shows up in
+            // the log without one line per call.
+            if self.reused_early_count.is_power_of_two() {
+                tracing::warn!(
+                    range = %self.range,
+                    reused_early = self.reused_early_count,
+                    "RTP port pair reused before its quarantine ended: the range is small for this load"
+                );
             }
-            None => {
-                self.exhausted_count += 1;
-                let e = PortError::Exhausted {
-                    range: self.range,
-                    in_use: self.in_use_count,
-                    quarantined: self.quarantined.len(),
-                };
-                tracing::warn!(range = %self.range, "refusing call: {e}");
-                Err(e)
-            }
+            return Ok(self.take(p));
+        }
+        self.exhausted_count += 1;
+        let e = PortError::Exhausted { range: self.range, in_use: self.in_use_count };
+        tracing::warn!(range = %self.range, "refusing call: {e}");
+        Err(e)
+    }
+
+    /// The pair's leg is closed: it goes to the back of the quarantine FIFO.
+    pub fn release(&mut self, port: u16, now: Instant) {
+        if self.mark_free(port) {
+            self.quarantined.push_back((now, port));
         }
     }
 
-    /// Skip a pair that could not be bound (e.g. taken by another process):
-    /// it goes to quarantine like a released one.
-    pub fn release(&mut self, port: u16, now: Instant) {
-        let Some(i) = self.idx(port) else { return };
+    /// A port of the pair was bound by another socket (EADDRINUSE): released
+    /// like a closed leg's pair, so it is retried last, and counted.
+    pub fn skip_taken(&mut self, port: u16, now: Instant) {
+        if self.mark_free(port) {
+            self.bind_skipped_count += 1;
+            self.quarantined.push_back((now, port));
+        }
+    }
+
+    /// Undo an allocation that never reached the network (e.g. the socket
+    /// could not be created: EMFILE): the pair needs no quarantine and is
+    /// next in line again.
+    pub fn unreserve(&mut self, port: u16) {
+        if self.mark_free(port) {
+            self.free.push_front(port);
+        }
+    }
+
+    /// In use → not in use; false for a foreign port or a double release.
+    fn mark_free(&mut self, port: u16) -> bool {
+        let Some(i) = self.idx(port) else { return false };
         if !self.in_use[i] {
-            return; // double release: ignore
+            return false;
         }
         self.in_use[i] = false;
         self.in_use_count -= 1;
-        self.quarantined.push_back((now, port));
+        true
     }
 
     /// Pairs in use.
@@ -166,41 +229,12 @@ impl PortAllocator {
         self.in_use_count
     }
 
-    /// Pairs waiting out their quarantine.
+    /// Released pairs not yet past their quarantine (as of the last
+    /// `allocate`).
     pub fn quarantined(&self) -> usize {
         self.quarantined.len()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_even_and_disjoint() {
-        let r = split_range(10000, 10999, 2);
-        assert_eq!(r, vec![PortRange { start: 10000, end: 10500 }, PortRange { start: 10500, end: 11000 }]);
-        let r = split_range(10001, 10010, 3); // pairs 10002..=10009 → 4 pairs
-        assert_eq!(r.iter().map(|x| x.pairs()).sum::<usize>(), 4);
-        assert!(r.windows(2).all(|w| w[0].end == w[1].start));
-        assert!(r.iter().all(|x| x.start % 2 == 0));
-    }
-
-    #[test]
-    fn exhaustion_and_quarantine() {
-        let t0 = Instant::now();
-        let mut a = PortAllocator::new(PortRange { start: 20000, end: 20004 }, Duration::from_secs(5));
-        let p1 = a.allocate(t0).unwrap();
-        let p2 = a.allocate(t0).unwrap();
-        assert_eq!((p1, p2), (20000, 20002));
-        let e = a.allocate(t0).unwrap_err();
-        assert!(e.to_string().contains("20000-20003"), "{e}");
-        assert_eq!(e.sip_status(), 503);
-        assert_eq!(a.exhausted_count, 1);
-        a.release(p1, t0);
-        a.release(p1, t0); // double release ignored
-        assert!(a.allocate(t0 + Duration::from_secs(4)).is_err());
-        assert_eq!(a.allocate(t0 + Duration::from_secs(5)).unwrap(), p1);
-        assert_eq!(a.exhausted_count, 2);
-    }
-}
+mod tests;

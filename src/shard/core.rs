@@ -248,6 +248,11 @@ impl Core {
         v.push(Sample::new("cc_rtp_ports_in_use", "", ports.in_use() as u64));
         v.push(Sample::new("cc_rtp_ports_quarantined", "", ports.quarantined() as u64));
         v.push(Sample::new("cc_rtp_port_refusals_total", "", ports.exhausted_count));
+        // Pairs handed out before their quarantine ended (the range was
+        // short), and pairs skipped because another socket held a port.
+        v.push(Sample::new("cc_rtp_ports_reused_early_total", "", ports.reused_early_count));
+        v.push(Sample::new("cc_rtp_ports_bind_skipped_total", "", ports.bind_skipped_count));
+        v.push(Sample::new("cc_rtp_rtcp_bind_failures_total", "", self.relay.rtcp_bind_failures()));
         v
     }
 }

@@ -218,8 +218,26 @@ impl Router {
             return;
         }
         c.state = CallState::Waiting;
-        c.last_agent = Some(agent.clone());
         let expired = c.deadline_ms.is_some_and(|d| d <= now_ms);
+        if result == OfferResult::MediaUnavailable {
+            // The shard's relay is out of legs; the agent was never rung.
+            // Not the agent's fault, and every call of that shard would fail
+            // the same way: hold its calls back for a moment instead.
+            let until = now_ms.saturating_add(super::MEDIA_RETRY_MS);
+            self.media_short.insert(call.shard(), until);
+            self.hint_timer(Some(until));
+            self.out
+                .push_back(RouterOutput::Event(RouterEvent::OfferFailed {
+                    call,
+                    agent,
+                    result,
+                }));
+            if expired {
+                self.time_out(call, now_ms);
+            }
+            return;
+        }
+        c.last_agent = Some(agent.clone());
         a.no_answer = a.no_answer.saturating_add(1);
         let pause = a.no_answer >= max_no_answer && a.paused.is_none();
         if pause {

@@ -18,6 +18,7 @@ impl Router {
             .calls
             .values()
             .filter(|c| c.state == CallState::Waiting)
+            .filter(|c| !self.media_short_at(c.id.shard(), now_ms))
             .map(|c| (c.order_key(self.ageing(&c.queue), now_ms), c.id))
             .collect();
         order.sort();
@@ -29,6 +30,12 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// The shard's relay could not open an agent leg less than
+    /// `MEDIA_RETRY_MS` ago: its calls wait (`offer_result`).
+    fn media_short_at(&self, shard: u16, now_ms: u64) -> bool {
+        self.media_short.get(&shard).is_some_and(|until| *until > now_ms)
     }
 
     pub(super) fn choose_agent(&self, id: CallId) -> Option<String> {

@@ -36,6 +36,10 @@
 //!   the call that failed) pause the agent with reason `no-answer`; an answer
 //!   or an unpause resets the count. The call goes back at its original
 //!   position and is offered elsewhere first if anyone else is free.
+//!   Except `MediaUnavailable` (the shard had no relay leg for the offer, the
+//!   agent was never rung): no count, the agent stays free, and that shard's
+//!   calls are not offered for `MEDIA_RETRY_MS` (another shard's may be), so
+//!   a shard out of ports costs one failed offer per second, not a loop.
 //! - Max wait applies to calls *waiting*: a call ringing an agent when its
 //!   deadline passes is not torn down under the agent's hand; if the offer
 //!   fails, it times out then.
@@ -99,6 +103,11 @@ pub const FINISHED_MEMORY: usize = 65_536;
 /// Reason recorded when the router pauses an agent for not answering.
 pub const NO_ANSWER_REASON: &str = "no-answer";
 
+/// How long a shard's calls are not offered after it had no relay leg for
+/// an offer (`OfferResult::MediaUnavailable`): long enough not to spin
+/// between router and shard, short enough that a freed port is used soon.
+pub const MEDIA_RETRY_MS: u64 = 1_000;
+
 pub struct Router {
     queues: BTreeMap<String, QueueConfig>,
     /// Queue → config positions of the agents serving it, ascending.
@@ -115,6 +124,8 @@ pub struct Router {
     /// scan all calls and agents. A stale hint only costs one early
     /// `handle_timeout`, which scans and finds nothing due.
     timer_hints: BTreeSet<u64>,
+    /// Shard → until when its calls are not offered (`MEDIA_RETRY_MS`).
+    media_short: BTreeMap<u16, u64>,
 }
 
 impl Router {
@@ -176,6 +187,7 @@ impl Router {
             finished_order: VecDeque::new(),
             out: VecDeque::new(),
             timer_hints: BTreeSet::new(),
+            media_short: BTreeMap::new(),
         };
         (router, outputs)
     }
@@ -357,7 +369,7 @@ impl Router {
     }
 
     /// The earliest time `handle_timeout` has work: a waiting call's max
-    /// wait, or an agent's wrap-up end.
+    /// wait, an agent's wrap-up end, or a shard's `MEDIA_RETRY_MS` end.
     pub fn next_timeout(&self) -> Option<u64> {
         self.timer_hints.first().copied()
     }
@@ -372,6 +384,7 @@ impl Router {
     pub fn handle_timeout(&mut self, now_ms: u64) {
         // Everything due by now is handled below; later hints stay.
         self.timer_hints = self.timer_hints.split_off(&now_ms.saturating_add(1));
+        self.media_short.retain(|_, until| *until > now_ms);
         let mut expired: Vec<(u64, u64, CallId)> = self
             .calls
             .values()

@@ -828,3 +828,45 @@ fn contacts_from_registrar_bindings() {
         )]
     );
 }
+
+#[test]
+fn media_unavailable_requeues_without_blame_and_holds_that_shard_back() {
+    // max_no_answer = 1: one counted failure would pause the agent.
+    let q = queue("name = \"q\"\nmax_no_answer = 1");
+    let mut h = H::new(&[q], &[agent("a", &["q"], "")]);
+    h.login("a");
+    assert_eq!(offers(&h.arrive(1, "q", 0)), vec![o(1, "a")]);
+    h.at(10);
+    let out = h.result(1, "a", OfferResult::MediaUnavailable);
+    assert!(out.contains(&RouterOutput::Event(RouterEvent::OfferFailed {
+        call: cid(1),
+        agent: "a".into(),
+        result: OfferResult::MediaUnavailable,
+    })));
+    // Not offered again at once (the shard is out of relay legs: that
+    // would loop), and the agent is neither blamed nor paused.
+    assert_eq!(offers(&out), vec![]);
+    assert_eq!(h.r.agents["a"].no_answer, 0);
+    assert_eq!(h.r.snapshot(h.now).agents[0].status, AgentStatus::Available);
+    assert_eq!(h.r.next_timeout(), Some(T0 + 10 + MEDIA_RETRY_MS));
+    // A call on another shard takes the free agent meanwhile.
+    let other = CallId::new(2, 7);
+    let out = h.fact(CallFact::Arrived {
+        call: other,
+        queue: "q".into(),
+        caller: "sip:x@example.com".into(),
+        priority_bonus: 0,
+        sip_call_id: "sip-x".into(),
+        at_ms: h.now,
+    });
+    assert_eq!(offers(&out), vec![o(7, "a")]);
+    h.at(20);
+    let out = h.fact(CallFact::Abandoned { call: other, at_ms: h.now });
+    assert_eq!(offers(&out), vec![], "shard 1 still held back");
+    // Retry time: call 1 is offered again, still first in line.
+    assert_eq!(offers(&h.tick(10 + MEDIA_RETRY_MS)), vec![o(1, "a")]);
+    h.at(20 + MEDIA_RETRY_MS);
+    assert!(offers(&h.result(1, "a", OfferResult::Answered)).is_empty());
+    let c = h.r.snapshot(h.now);
+    assert_eq!(c.agents[0].status, AgentStatus::Busy);
+}

@@ -1075,6 +1075,7 @@ impl Relay {
     fn command(&mut self, c: Command, now: Instant) {
         match c {
             Command::Open { id, rtp, rtcp, cfg } => self.open_leg(id, rtp, rtcp, cfg, now),
+            Command::AttachRtcp { id, rtcp } => self.attach_rtcp(id, rtcp),
             Command::SetPeer { id, rtp, rtcp, strict } => {
                 if let Some(leg) = self.leg_mut(id) {
                     leg.streams[0].set_peer(rtp, strict);
@@ -1165,7 +1166,7 @@ impl Relay {
         i
     }
 
-    fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: UdpSocket, cfg: LegConfig, now: Instant) {
+    fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: LegConfig, now: Instant) {
         let li = match self.free_legs.pop() {
             Some(i) => i,
             None => {
@@ -1174,7 +1175,9 @@ impl Relay {
             }
         };
         let s0 = self.add_sock(rtp, li, 0);
-        let s1 = self.add_sock(rtcp, li, 1);
+        // NONE until `AttachRtcp`: every lookup of a socket index treats it
+        // as absent (RTCP for it is dropped as having no socket).
+        let s1 = rtcp.map_or(NONE, |r| self.add_sock(r, li, 1));
         let ssrc: u32 = rand::random();
         self.legs[li as usize] = Some(Leg {
             id,
@@ -1194,6 +1197,22 @@ impl Relay {
             self.starved.reserve(self.socks.len() - self.starved.len());
         }
         self.arm_recv(s0);
+        self.arm_recv(s1);
+    }
+
+    /// The deferred RTCP socket of a leg (bound at bridge time).
+    fn attach_rtcp(&mut self, id: LegId, rtcp: UdpSocket) {
+        let Some(&li) = self.by_id.get(&id) else { return }; // closed meanwhile: the socket drops
+        if !matches!(self.legs.get(li as usize), Some(Some(l)) if l.socks[1] == NONE) {
+            return;
+        }
+        let s1 = self.add_sock(rtcp, li, 1);
+        if let Some(Some(leg)) = self.legs.get_mut(li as usize) {
+            leg.socks[1] = s1;
+        }
+        if self.starved.capacity() < self.socks.len() {
+            self.starved.reserve(self.socks.len() - self.starved.len());
+        }
         self.arm_recv(s1);
     }
 
