@@ -10,13 +10,12 @@ use crate::acd::cdr::{secs, Cdr, Disposition, LiveCall, Pause, StoreOp};
 use crate::acd::facts::{CallId, Decision, EndReason, OfferResult, Party, RtpCounts};
 use crate::config::{NoAgents, Strategy};
 
+use super::tally::Kind;
+
 impl Router {
     /// Unanswered calls (waiting + ringing) in `queue`: what `max_waiting` limits.
     pub(super) fn unanswered_in(&self, queue: &str) -> usize {
-        self.calls
-            .values()
-            .filter(|c| c.queue == queue && c.unanswered())
-            .count()
+        self.tally.unanswered(queue)
     }
 
     /// Some agent who could ever take this queue's calls has a live
@@ -133,6 +132,7 @@ impl Router {
                 };
                 let live = live_call(&c);
                 self.hint_timer(c.deadline_ms);
+                self.tally.moved(&c.queue, c.priority, None, Some(Kind::Waiting));
                 self.calls.insert(call, c);
                 let position = self.position(call, now_ms);
                 if let Some(from) = overflowed_from {
@@ -157,6 +157,12 @@ impl Router {
     pub(super) fn position(&self, call: CallId, now_ms: u64) -> u32 {
         let c = &self.calls[&call];
         let ageing = self.ageing(&c.queue);
+        if !ageing && c.seq + 1 == self.next_seq && c.state == CallState::Waiting {
+            // The newest call: behind every waiting call of its priority
+            // or higher (itself included in that count), ahead of the rest.
+            let ahead = self.tally.waiting_at_least(&c.queue, c.priority).saturating_sub(1);
+            return u32::try_from(ahead + 1).unwrap_or(u32::MAX);
+        }
         let key = c.order_key(ageing, now_ms);
         let ahead = self
             .calls
@@ -196,6 +202,7 @@ impl Router {
         a.ringing.remove(&call);
         if result == OfferResult::Answered {
             let answered_ms = at_ms.max(c.arrived_ms);
+            self.tally.moved(&c.queue, c.priority, Some(Kind::Ringing), Some(Kind::Talking));
             c.state = CallState::Talking {
                 agent: agent.clone(),
                 answered_ms,
@@ -217,6 +224,7 @@ impl Router {
                 .push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
             return;
         }
+        self.tally.moved(&c.queue, c.priority, Some(Kind::Ringing), Some(Kind::Waiting));
         c.state = CallState::Waiting;
         let expired = c.deadline_ms.is_some_and(|d| d <= now_ms);
         if result == OfferResult::MediaUnavailable {
@@ -288,6 +296,7 @@ impl Router {
     /// Writes the call's one CDR and releases its agent. The call has
     /// already been removed from `calls`.
     pub(super) fn finish(&mut self, c: Call, end: End, now_ms: u64) {
+        self.tally.moved(&c.queue, c.priority, Some(Kind::of(&c.state)), None);
         let (agent, answered_ms) = match &c.state {
             CallState::Talking { agent, answered_ms } => (Some(agent.clone()), Some(*answered_ms)),
             _ => (None, None),

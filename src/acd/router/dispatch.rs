@@ -2,6 +2,7 @@
 
 use super::agent_state::Agent;
 use super::queue::CallState;
+use super::tally::Kind;
 use super::{strategy, Router, RouterEvent, RouterOutput};
 use crate::acd::cdr::StoreOp;
 use crate::acd::facts::{CallId, Decision};
@@ -62,6 +63,7 @@ impl Router {
             .calls
             .get_mut(&id)
             .expect("dispatch offers known calls");
+        self.tally.moved(&c.queue, c.priority, Some(Kind::of(&c.state)), Some(Kind::Ringing));
         c.state = CallState::Ringing {
             agent: agent.clone(),
         };

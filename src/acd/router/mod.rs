@@ -74,6 +74,7 @@ mod output;
 mod queue;
 mod snapshot;
 mod strategy;
+mod tally;
 
 #[cfg(test)]
 mod proptests;
@@ -91,6 +92,7 @@ pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
 use agent_state::{Agent, AgentTable};
 use calls::{end_reason_text, End};
 use queue::{Call, CallState};
+use tally::Tally;
 
 use super::binding::Binding;
 use super::cdr::{Disposition, Pause, RouterRestore, StoreOp};
@@ -114,6 +116,8 @@ pub struct Router {
     members: BTreeMap<String, Vec<usize>>,
     agents: AgentTable,
     calls: BTreeMap<CallId, Call>,
+    /// Per-queue counts of `calls` by state (see `tally.rs`).
+    tally: Tally,
     rr_last: BTreeMap<String, String>,
     next_seq: u64,
     finished: BTreeSet<CallId>,
@@ -181,6 +185,7 @@ impl Router {
             members,
             agents: AgentTable::new(agent_list),
             calls: BTreeMap::new(),
+            tally: Tally::default(),
             rr_last,
             next_seq: 0,
             finished: BTreeSet::new(),

@@ -161,6 +161,17 @@ pub(super) fn cdrs(out: &[RouterOutput]) -> Vec<Cdr> {
 impl Router {
     /// Debug check of the invariants the proptest relies on.
     pub(super) fn check_invariants(&self) {
+        let mut recount = super::tally::Tally::default();
+        for c in self.calls.values() {
+            recount.moved(&c.queue, c.priority, None, Some(super::tally::Kind::of(&c.state)));
+        }
+        for (q, t) in &self.tally.0 {
+            let fresh = recount.0.get(q).cloned().unwrap_or_default();
+            assert_eq!((t.unanswered, &t.waiting), (fresh.unanswered, &fresh.waiting), "tally of queue {q}");
+        }
+        for (q, t) in &recount.0 {
+            assert_eq!(self.tally.0.get(q), Some(t), "tally of queue {q}");
+        }
         for a in self.agents.values() {
             for id in &a.ringing {
                 let c = self.calls.get(id).expect("ringing agent has a call");
