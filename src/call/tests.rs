@@ -411,6 +411,7 @@ impl H {
         assert!(self.media.open.is_empty(), "legs left open: {:?}", self.media.open);
         assert!(self.media.hold.is_empty());
         assert_eq!(self.ep.transactions(), (0, 0));
+        assert_eq!(self.ep.completed_transactions(), 0);
         assert!(self.unhandled.is_empty(), "{:?}", self.unhandled);
     }
 }
@@ -1306,6 +1307,7 @@ fn random_call_scripts_leave_nothing_behind() {
         assert!(h.media.open.is_empty());
         assert_eq!(h.media.closed, 300);
         assert_eq!(h.ep.transactions(), (0, 0));
+        assert_eq!(h.ep.completed_transactions(), 0);
         assert!(h.unhandled.is_empty(), "{:?}", h.unhandled);
     }
 }

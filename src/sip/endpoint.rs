@@ -253,9 +253,16 @@ impl Endpoint {
         &self.counters
     }
 
-    /// Live transactions (server, client).
+    /// Live transactions (server, client). Server transactions that only
+    /// wait out Timer J are not in it: see `completed_transactions`.
     pub fn transactions(&self) -> (usize, usize) {
         (self.txs.server_len(), self.txs.client_len())
+    }
+
+    /// Non-INVITE server transactions answered finally and kept, as compact
+    /// records, to answer retransmissions until Timer J.
+    pub fn completed_transactions(&self) -> usize {
+        self.txs.completed_len()
     }
 
     /// The local tag responses on `tx` carry: the UAS dialog's local tag.
@@ -415,6 +422,15 @@ impl Endpoint {
                 .server_request(id, false, now, &mut self.out, &mut self.counters);
             return;
         }
+        if self.txs.completed_request(
+            &branch,
+            sent_by,
+            key_method,
+            &mut self.out,
+            &mut self.counters,
+        ) {
+            return;
+        }
         // CANCEL is matched to its INVITE by branch; merging makes no sense.
         let merge_key = match (msg.to_tag(), msg.call_id(), msg.cseq(), msg.from_tag()) {
             (None, Some(c), Some(Ok((seq, m))), Some(f)) if m != "CANCEL" => {
@@ -424,7 +440,7 @@ impl Endpoint {
         };
         if merge_key
             .as_ref()
-            .is_some_and(|k| self.txs.merged_with(k).is_some())
+            .is_some_and(|k| self.txs.is_merged(k))
         {
             // §8.2.2.2: the same request again by another path (new branch).
             return self.reject(msg, src, 482, "Loop Detected", None);

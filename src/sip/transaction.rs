@@ -11,6 +11,12 @@
 //! Timers live in one min-heap of (deadline, transaction). An entry is pushed
 //! whenever a transaction's earliest deadline changes; entries left behind by
 //! a change are stale and cost at most a spurious wake-up.
+//!
+//! Non-INVITE server transactions, the bulk of the traffic (REGISTER), stay
+//! out of that heap: every one has the same deadlines (64·T1 to be answered,
+//! then Timer J), so two FIFOs hold them in deadline order. Once answered
+//! finally, such a transaction is only a compact record (completed.rs) that
+//! resends its response to retransmissions until Timer J.
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
@@ -24,6 +30,9 @@ use bytes::Bytes;
 use super::endpoint::{Counters, Output};
 use super::message::scan;
 use super::response::ResponseBase;
+
+mod completed;
+use completed::Completed;
 
 /// Timer base values (RFC 3261 Table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +270,11 @@ pub struct Transactions {
     client: HashMap<u64, ClientTx>,
     client_keys: HashMap<ClientKey, u64>,
     heap: BinaryHeap<Reverse<(Instant, TxRef)>>,
+    /// (64·T1 after creation, id) of non-INVITE server transactions, in
+    /// creation order. Entries of transactions answered since are skipped.
+    guards: VecDeque<(Instant, u64)>,
+    /// Non-INVITE server transactions in Completed, until Timer J.
+    completed: Completed,
 }
 
 impl Transactions {
@@ -275,6 +289,10 @@ impl Transactions {
             client: HashMap::new(),
             client_keys: HashMap::new(),
             heap: BinaryHeap::new(),
+            guards: VecDeque::new(),
+            // Batches of T1/4: Timer J ends at most T1/4 late, and the
+            // records cost at most 4/T1 wake-ups per second.
+            completed: Completed::new(timers.t1x64(), timers.t1 / 4),
         }
     }
 
@@ -282,25 +300,35 @@ impl Transactions {
         &self.timers
     }
 
+    /// Server transactions in full state (not yet answered finally, or
+    /// INVITE).
     pub fn server_len(&self) -> usize {
         self.server.len()
+    }
+
+    /// Non-INVITE server transactions in Completed (compact records).
+    pub fn completed_len(&self) -> usize {
+        self.completed.len()
     }
 
     pub fn client_len(&self) -> usize {
         self.client.len()
     }
 
-    /// Live transactions of both kinds; zero once everything has drained.
+    /// Live transactions of every kind; zero once everything has drained.
     pub fn len(&self) -> usize {
-        self.server.len() + self.client.len()
+        self.server.len() + self.client.len() + self.completed.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The earliest deadline: the front of the heap and of each FIFO.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        let heap = self.heap.peek().map(|Reverse((at, _))| *at);
+        let guard = self.guards.front().map(|(at, _)| *at);
+        earliest(earliest(heap, guard), self.completed.next_expiry())
     }
 
     fn alloc_id(&mut self) -> u64 {
@@ -327,6 +355,36 @@ impl Transactions {
     /// that reached us twice by different paths (§8.2.2.2 → 482).
     pub fn merged_with(&self, key: &MergeKey) -> Option<ServerTxId> {
         self.merged.get(key).copied().map(ServerTxId)
+    }
+
+    /// Whether any transaction, live or Completed, has this merge key.
+    pub fn is_merged(&self, key: &MergeKey) -> bool {
+        self.merged.contains_key(key)
+            || self
+                .completed
+                .has_merge((&key.0, key.1, &key.2, &key.3))
+    }
+
+    /// A request that matched a Completed non-INVITE transaction: its final
+    /// response is sent again. False when no record has this key.
+    pub fn completed_request(
+        &mut self,
+        branch: &str,
+        sent_by: &str,
+        method: &str,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> bool {
+        let Some((data, dest)) = self.completed.find([branch, sent_by, method]) else {
+            return false;
+        };
+        counters.retransmissions_absorbed += 1;
+        counters.retransmissions_sent += 1;
+        out.push_back(Output::Transmit {
+            dest,
+            data: data.clone(),
+        });
+        true
     }
 
     pub fn server_state(&self, id: ServerTxId) -> Option<ServerState> {
@@ -369,6 +427,9 @@ impl Transactions {
         // has given up (Timer F); an INVITE may wait in a queue for long,
         // so only the TU ends it.
         let guard = (!invite).then(|| now + self.timers.t1x64());
+        if let Some(at) = guard {
+            self.guards.push_back((at, id));
+        }
         let mut tx = ServerTx {
             key: key.clone(),
             invite,
@@ -385,10 +446,10 @@ impl Transactions {
             merge_key,
             retransmit_at: None,
             interval: self.timers.t1,
-            timeout_at: guard,
+            // The guard of a non-INVITE is in `guards`, not the heap.
+            timeout_at: None,
             acked: false,
         };
-        self.schedule(guard, TxRef::Server(id));
         if invite {
             let trying = tx.base.build(100, "Trying", None, [], None);
             counters.count_response_sent(100);
@@ -465,15 +526,21 @@ impl Transactions {
             dest: tx.dest,
             data: data.clone(),
         });
+        if !tx.invite && status >= 200 {
+            // Completed until Timer J: only the response is still needed.
+            let merge = tx.merge_key.as_ref().map(|m| (&*m.0, m.1, &*m.2, &*m.3));
+            self.completed
+                .insert(tx.key.parts(), merge, data, tx.dest, now);
+            self.remove_server(id.0);
+            self.skip_answered_guards();
+            return true;
+        }
         tx.last_response = Some(data);
         if status < 200 {
             tx.state = ServerState::Proceeding;
             return true;
         }
-        if !tx.invite {
-            tx.state = ServerState::Completed;
-            tx.timeout_at = Some(now + timers.t1x64()); // Timer J
-        } else if status < 300 {
+        if status < 300 {
             tx.state = ServerState::Accepted;
             tx.interval = timers.t1;
             tx.retransmit_at = Some(now + timers.t1); // 2xx retransmission
@@ -528,6 +595,33 @@ impl Transactions {
                 if self.merged.get(&k) == Some(&id) {
                     self.merged.remove(&k);
                 }
+            }
+        }
+    }
+
+    /// Drops guards of transactions answered since, from the front, so
+    /// that `next_timeout` does not wake for them.
+    fn skip_answered_guards(&mut self) {
+        while let Some(&(_, id)) = self.guards.front() {
+            if self.server.contains_key(&id) {
+                break;
+            }
+            self.guards.pop_front();
+        }
+    }
+
+    /// Non-INVITE transactions the TU never answered within 64·T1 are
+    /// abandoned (the client gave up at Timer F).
+    fn expire_guards(&mut self, now: Instant, counters: &mut Counters) {
+        while let Some(&(at, id)) = self.guards.front() {
+            let pending = self.server.contains_key(&id);
+            if pending && at > now {
+                break;
+            }
+            self.guards.pop_front();
+            if pending {
+                self.remove_server(id);
+                counters.server_unanswered += 1;
             }
         }
     }
@@ -795,6 +889,8 @@ impl Transactions {
                 TxRef::Client(id) => self.client_timer(id, now, out, counters),
             }
         }
+        self.expire_guards(now, counters);
+        self.completed.expire(now);
     }
 }
 
