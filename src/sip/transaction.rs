@@ -22,17 +22,22 @@ use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use super::endpoint::{Counters, Output};
 use super::message::scan;
 use super::response::ResponseBase;
 
 mod completed;
+mod key;
 use completed::Completed;
+use key::KeyText;
+pub use key::{MergeKey, ServerKey};
 
 /// Timer base values (RFC 3261 Table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,15 +80,6 @@ pub struct ServerTxId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientTxId(pub u64);
 
-/// §17.2.3 server key. `method` is INVITE for an ACK so the ACK of a
-/// non-2xx final finds its INVITE; CANCEL keys separately.
-#[derive(Debug, Clone)]
-pub struct ServerKey {
-    pub branch: String,
-    pub sent_by: String,
-    pub method: String,
-}
-
 /// §17.1.3 client key: our branch and the CSeq method.
 #[derive(Debug, Clone)]
 pub struct ClientKey {
@@ -91,17 +87,11 @@ pub struct ClientKey {
     pub method: String,
 }
 
-/// A key seen as three strings, so maps keyed by owned keys can be
-/// searched with borrowed `[&str; 3]`: no allocation per retransmission or
-/// response lookup (the `Borrow<dyn Trait>` idiom).
+/// A client key seen as three strings, so the map keyed by owned keys can
+/// be searched with borrowed `[&str; 3]`: no allocation per response
+/// lookup (the `Borrow<dyn Trait>` idiom). Server keys live in key.rs.
 pub trait KeyParts {
     fn parts(&self) -> [&str; 3];
-}
-
-impl KeyParts for ServerKey {
-    fn parts(&self) -> [&str; 3] {
-        [&self.branch, &self.sent_by, &self.method]
-    }
 }
 
 impl KeyParts for ClientKey {
@@ -150,7 +140,6 @@ macro_rules! key_impls {
         }
     };
 }
-key_impls!(ServerKey);
 key_impls!(ClientKey);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +162,8 @@ pub enum ClientState {
 
 #[derive(Debug)]
 struct ServerTx {
-    key: ServerKey,
+    /// Key and merge key, in one allocation the lookup tables point into.
+    key: KeyText,
     invite: bool,
     state: ServerState,
     base: ResponseBase,
@@ -182,7 +172,6 @@ struct ServerTx {
     last_response: Option<Bytes>,
     /// (Call-ID, CSeq) the ACK of our 2xx will carry (INVITE only).
     ack_key: Option<(String, u32)>,
-    merge_key: Option<MergeKey>,
     retransmit_at: Option<Instant>,
     interval: Duration,
     timeout_at: Option<Instant>,
@@ -222,8 +211,8 @@ enum TxRef {
 
 /// What a new server transaction is made of.
 #[derive(Debug, Clone)]
-pub struct NewServerTx {
-    pub key: ServerKey,
+pub struct NewServerTx<'a> {
+    pub key: ServerKey<'a>,
     /// What every response copies from the request.
     pub base: ResponseBase,
     /// Tag added to To in responses when the request had none.
@@ -234,11 +223,8 @@ pub struct NewServerTx {
     pub dest: SocketAddr,
     /// (Call-ID, CSeq number, method, From tag) of a request without To
     /// tag, for merged-request detection (§8.2.2.2).
-    pub merge_key: Option<MergeKey>,
+    pub merge_key: Option<MergeKey<'a>>,
 }
-
-/// (Call-ID, CSeq number, CSeq method, From tag).
-pub type MergeKey = (String, u32, String, String);
 
 /// What a request matching an existing server transaction amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,9 +250,14 @@ pub struct Transactions {
     timers: Timers,
     next_id: u64,
     server: HashMap<u64, ServerTx>,
-    server_keys: HashMap<ServerKey, u64>,
+    /// (hash, id) by key and by merge key; the keys themselves are in the
+    /// transactions (key.rs), so a request's key is stored once.
+    server_keys: HashTable<(u64, u64)>,
+    merged: HashTable<(u64, u64)>,
+    /// SipHash with a random key: keys are chosen by whoever sends us
+    /// datagrams.
+    hasher: RandomState,
     accepted: HashMap<(String, u32), u64>,
-    merged: HashMap<MergeKey, u64>,
     client: HashMap<u64, ClientTx>,
     client_keys: HashMap<ClientKey, u64>,
     heap: BinaryHeap<Reverse<(Instant, TxRef)>>,
@@ -283,9 +274,10 @@ impl Transactions {
             timers,
             next_id: 1,
             server: HashMap::new(),
-            server_keys: HashMap::new(),
+            server_keys: HashTable::new(),
+            merged: HashTable::new(),
+            hasher: RandomState::new(),
             accepted: HashMap::new(),
-            merged: HashMap::new(),
             client: HashMap::new(),
             client_keys: HashMap::new(),
             heap: BinaryHeap::new(),
@@ -347,22 +339,35 @@ impl Transactions {
 
     /// Looks up by (branch, sent-by, method), ACK already mapped to INVITE.
     pub fn server_find(&self, branch: &str, sent_by: &str, method: &str) -> Option<ServerTxId> {
-        let key: &dyn KeyParts = &[branch, sent_by, method];
-        self.server_keys.get(key).copied().map(ServerTxId)
+        let key = ServerKey {
+            branch,
+            sent_by,
+            method,
+        };
+        let h = self.hasher.hash_one(key);
+        let server = &self.server;
+        self.server_keys
+            .find(h, |&(hh, id)| {
+                hh == h && server.get(&id).is_some_and(|t| t.key.key() == key)
+            })
+            .map(|&(_, id)| ServerTxId(id))
     }
 
     /// A live transaction for the same (Call-ID, CSeq, From tag): a request
     /// that reached us twice by different paths (§8.2.2.2 → 482).
-    pub fn merged_with(&self, key: &MergeKey) -> Option<ServerTxId> {
-        self.merged.get(key).copied().map(ServerTxId)
+    pub fn merged_with(&self, key: MergeKey<'_>) -> Option<ServerTxId> {
+        let h = self.hasher.hash_one(key);
+        let server = &self.server;
+        self.merged
+            .find(h, |&(hh, id)| {
+                hh == h && server.get(&id).is_some_and(|t| t.key.merge() == Some(key))
+            })
+            .map(|&(_, id)| ServerTxId(id))
     }
 
     /// Whether any transaction, live or Completed, has this merge key.
-    pub fn is_merged(&self, key: &MergeKey) -> bool {
-        self.merged.contains_key(key)
-            || self
-                .completed
-                .has_merge((&key.0, key.1, &key.2, &key.3))
+    pub fn is_merged(&self, key: MergeKey<'_>) -> bool {
+        self.merged_with(key).is_some() || self.completed.has_merge(key)
     }
 
     /// A request that matched a Completed non-INVITE transaction: its final
@@ -375,7 +380,12 @@ impl Transactions {
         out: &mut VecDeque<Output>,
         counters: &mut Counters,
     ) -> bool {
-        let Some((data, dest)) = self.completed.find([branch, sent_by, method]) else {
+        let key = ServerKey {
+            branch,
+            sent_by,
+            method,
+        };
+        let Some((data, dest)) = self.completed.find(key) else {
             return false;
         };
         counters.retransmissions_absorbed += 1;
@@ -420,9 +430,8 @@ impl Transactions {
         } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
-        if let Some(m) = &merge_key {
-            self.merged.insert(m.clone(), id);
-        }
+        let key = KeyText::new(key, merge_key);
+        self.index(&key, id);
         // A non-INVITE the TU never answers is abandoned once the client
         // has given up (Timer F); an INVITE may wait in a queue for long,
         // so only the TU ends it.
@@ -431,7 +440,7 @@ impl Transactions {
             self.guards.push_back((at, id));
         }
         let mut tx = ServerTx {
-            key: key.clone(),
+            key,
             invite,
             state: if invite {
                 ServerState::Proceeding
@@ -443,7 +452,6 @@ impl Transactions {
             dest,
             last_response: None,
             ack_key: if invite { ack_key } else { None },
-            merge_key,
             retransmit_at: None,
             interval: self.timers.t1,
             // The guard of a non-INVITE is in `guards`, not the heap.
@@ -456,7 +464,6 @@ impl Transactions {
             tx.last_response = Some(trying.clone());
             out.push_back(Output::Transmit { dest, data: trying });
         }
-        self.server_keys.insert(key, id);
         self.server.insert(id, tx);
         ServerTxId(id)
     }
@@ -528,10 +535,9 @@ impl Transactions {
         });
         if !tx.invite && status >= 200 {
             // Completed until Timer J: only the response is still needed.
-            let merge = tx.merge_key.as_ref().map(|m| (&*m.0, m.1, &*m.2, &*m.3));
-            self.completed
-                .insert(tx.key.parts(), merge, data, tx.dest, now);
-            self.remove_server(id.0);
+            if let Some(tx) = self.remove_server(id.0) {
+                self.completed.insert(tx.key, data, tx.dest, now);
+            }
             self.skip_answered_guards();
             return true;
         }
@@ -581,22 +587,52 @@ impl Transactions {
         Some(ServerTxId(id))
     }
 
-    fn remove_server(&mut self, id: u64) {
-        if let Some(tx) = self.server.remove(&id) {
-            if self.server_keys.get(&tx.key) == Some(&id) {
-                self.server_keys.remove(&tx.key);
+    /// Points the key (and merge key) of `key` at transaction `id`, in
+    /// place of any transaction that had them (as a map insert would).
+    fn index(&mut self, key: &KeyText, id: u64) {
+        let server = &self.server;
+        let k = key.key();
+        let h = self.hasher.hash_one(k);
+        match self.server_keys.find_entry(h, |&(hh, i)| {
+            hh == h && server.get(&i).is_some_and(|t| t.key.key() == k)
+        }) {
+            Ok(mut e) => *e.get_mut() = (h, id),
+            Err(_) => {
+                self.server_keys.insert_unique(h, (h, id), |&(hh, _)| hh);
             }
-            if let Some(k) = tx.ack_key {
-                if self.accepted.get(&k) == Some(&id) {
-                    self.accepted.remove(&k);
-                }
-            }
-            if let Some(k) = tx.merge_key {
-                if self.merged.get(&k) == Some(&id) {
-                    self.merged.remove(&k);
+        }
+        if let Some(m) = key.merge() {
+            let h = self.hasher.hash_one(m);
+            match self.merged.find_entry(h, |&(hh, i)| {
+                hh == h && server.get(&i).is_some_and(|t| t.key.merge() == Some(m))
+            }) {
+                Ok(mut e) => *e.get_mut() = (h, id),
+                Err(_) => {
+                    self.merged.insert_unique(h, (h, id), |&(hh, _)| hh);
                 }
             }
         }
+    }
+
+    /// Removes transaction `id` and the table entries that point at it.
+    fn remove_server(&mut self, id: u64) -> Option<ServerTx> {
+        let tx = self.server.remove(&id)?;
+        let h = self.hasher.hash_one(tx.key.key());
+        if let Ok(e) = self.server_keys.find_entry(h, |&(_, i)| i == id) {
+            e.remove();
+        }
+        if let Some(m) = tx.key.merge() {
+            let h = self.hasher.hash_one(m);
+            if let Ok(e) = self.merged.find_entry(h, |&(_, i)| i == id) {
+                e.remove();
+            }
+        }
+        if let Some(k) = &tx.ack_key {
+            if self.accepted.get(k) == Some(&id) {
+                self.accepted.remove(k);
+            }
+        }
+        Some(tx)
     }
 
     /// Drops guards of transactions answered since, from the front, so

@@ -13,7 +13,7 @@
 //! expiries are monotonic in insertion order: records sit in a FIFO and
 //! expire from its front, with no per-record timer and no scan. Records are
 //! found through hash tables of sequence numbers; each key's text is stored
-//! once, in its record.
+//! once, in its record (key.rs).
 //!
 //! Expiries are batched: a record shares the deadline of the record before
 //! it when that one is at most `batch` later than its own Timer J. So a
@@ -32,43 +32,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-/// Key parts: branch, sent-by, method; merge parts: Call-ID, CSeq method,
-/// From tag (the CSeq number is kept as a number).
-const PARTS: usize = 6;
+use super::key::{KeyText, MergeKey, ServerKey};
 
 struct Record {
-    /// The six parts, concatenated; `ends[i]` is where part `i` ends.
-    text: Box<str>,
-    ends: [u32; PARTS],
-    cseq: u32,
-    has_merge: bool,
+    /// Moved here from the live transaction: no copy.
+    key: KeyText,
     response: Bytes,
     dest: SocketAddr,
     expiry: Instant,
 }
-
-impl Record {
-    fn part(&self, i: usize) -> &str {
-        let start = match i {
-            0 => 0,
-            _ => self.ends.get(i - 1).map_or(0, |e| *e as usize),
-        };
-        let end = self.ends.get(i).map_or(0, |e| *e as usize);
-        self.text.get(start..end).unwrap_or("")
-    }
-
-    fn key(&self) -> [&str; 3] {
-        [self.part(0), self.part(1), self.part(2)]
-    }
-
-    fn merge(&self) -> Option<(&str, u32, &str, &str)> {
-        self.has_merge
-            .then(|| (self.part(3), self.cseq, self.part(4), self.part(5)))
-    }
-}
-
-/// (Call-ID, CSeq number, CSeq method, From tag), borrowed.
-pub type MergeRef<'a> = (&'a str, u32, &'a str, &'a str);
 
 /// Completed non-INVITE server transactions of one endpoint.
 pub struct Completed {
@@ -123,29 +95,21 @@ impl Completed {
         self.records.get(i)
     }
 
-    fn key_hash(&self, key: [&str; 3]) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    fn merge_hash(&self, m: MergeRef<'_>) -> u64 {
-        self.hasher.hash_one(m)
-    }
-
     /// The response to resend for a retransmission of `key`, and where.
-    pub fn find(&self, key: [&str; 3]) -> Option<(&Bytes, SocketAddr)> {
-        let h = self.key_hash(key);
+    pub fn find(&self, key: ServerKey<'_>) -> Option<(&Bytes, SocketAddr)> {
+        let h = self.hasher.hash_one(key);
         let &(_, seq) = self.by_key.find(h, |&(hh, s)| {
-            hh == h && self.get(s).is_some_and(|r| r.key() == key)
+            hh == h && self.get(s).is_some_and(|r| r.key.key() == key)
         })?;
         self.get(seq).map(|r| (&r.response, r.dest))
     }
 
     /// Whether a record has this merge key (§8.2.2.2).
-    pub fn has_merge(&self, m: MergeRef<'_>) -> bool {
-        let h = self.merge_hash(m);
+    pub fn has_merge(&self, m: MergeKey<'_>) -> bool {
+        let h = self.hasher.hash_one(m);
         self.by_merge
             .find(h, |&(hh, s)| {
-                hh == h && self.get(s).is_some_and(|r| r.merge() == Some(m))
+                hh == h && self.get(s).is_some_and(|r| r.key.merge() == Some(m))
             })
             .is_some()
     }
@@ -153,66 +117,41 @@ impl Completed {
     /// Records a transaction that just sent its final `response` at `now`.
     /// A record with the same key (or merge key) is superseded: lookups
     /// find the new one, and the old one just waits to expire.
-    pub fn insert(
-        &mut self,
-        key: [&str; 3],
-        merge: Option<MergeRef<'_>>,
-        response: Bytes,
-        dest: SocketAddr,
-        now: Instant,
-    ) {
+    pub fn insert(&mut self, key: KeyText, response: Bytes, dest: SocketAddr, now: Instant) {
         let due = now + self.lifetime;
         let expiry = match self.records.back() {
             Some(last) if last.expiry >= due => last.expiry,
             _ => due + self.batch,
         };
-        let (call_id, cseq, cseq_method, from_tag) = merge.unwrap_or(("", 0, "", ""));
-        let parts = [key[0], key[1], key[2], call_id, cseq_method, from_tag];
-        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut ends = [0u32; PARTS];
-        for (p, end) in parts.iter().zip(ends.iter_mut()) {
-            text.push_str(p);
-            // A datagram is far below 4 GiB, so the ends fit.
-            *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        }
         let seq = self.head + self.records.len() as u64;
+        let (records, head) = (&self.records, self.head);
+        let at = |s: u64| records.get(usize::try_from(s.wrapping_sub(head)).ok()?);
+        let h = self.hasher.hash_one(key.key());
+        match self.by_key.find_entry(h, |&(hh, s)| {
+            hh == h && at(s).is_some_and(|r| r.key.key() == key.key())
+        }) {
+            Ok(mut e) => *e.get_mut() = (h, seq),
+            Err(_) => {
+                self.by_key.insert_unique(h, (h, seq), |&(hh, _)| hh);
+            }
+        }
+        if let Some(m) = key.merge() {
+            let h = self.hasher.hash_one(m);
+            match self.by_merge.find_entry(h, |&(hh, s)| {
+                hh == h && at(s).is_some_and(|r| r.key.merge() == Some(m))
+            }) {
+                Ok(mut e) => *e.get_mut() = (h, seq),
+                Err(_) => {
+                    self.by_merge.insert_unique(h, (h, seq), |&(hh, _)| hh);
+                }
+            }
+        }
         self.records.push_back(Record {
-            text: text.into_boxed_str(),
-            ends,
-            cseq,
-            has_merge: merge.is_some(),
+            key,
             response,
             dest,
             expiry,
         });
-        let h = self.key_hash(key);
-        self.unindex_key(h, key);
-        self.by_key.insert_unique(h, (h, seq), |&(hh, _)| hh);
-        if let Some(m) = merge {
-            let h = self.merge_hash(m);
-            self.unindex_merge(h, m);
-            self.by_merge.insert_unique(h, (h, seq), |&(hh, _)| hh);
-        }
-    }
-
-    fn unindex_key(&mut self, h: u64, key: [&str; 3]) {
-        let (records, head) = (&self.records, self.head);
-        let at = |s: u64| records.get(usize::try_from(s.wrapping_sub(head)).ok()?);
-        if let Ok(e) = self.by_key.find_entry(h, |&(hh, s)| {
-            hh == h && at(s).is_some_and(|r| r.key() == key)
-        }) {
-            e.remove();
-        }
-    }
-
-    fn unindex_merge(&mut self, h: u64, m: MergeRef<'_>) {
-        let (records, head) = (&self.records, self.head);
-        let at = |s: u64| records.get(usize::try_from(s.wrapping_sub(head)).ok()?);
-        if let Ok(e) = self.by_merge.find_entry(h, |&(hh, s)| {
-            hh == h && at(s).is_some_and(|r| r.merge() == Some(m))
-        }) {
-            e.remove();
-        }
     }
 
     /// Forgets every record whose deadline is at or before `now`; returns
@@ -224,11 +163,11 @@ impl Completed {
             if let Some(r) = self.records.front() {
                 // Unindex only entries that still point at this record: a
                 // newer record with the same key keeps its entry.
-                let h = self.hasher.hash_one(r.key());
+                let h = self.hasher.hash_one(r.key.key());
                 if let Ok(e) = self.by_key.find_entry(h, |&(_, s)| s == seq) {
                     e.remove();
                 }
-                if let Some(m) = r.merge() {
+                if let Some(m) = r.key.merge() {
                     let h = self.hasher.hash_one(m);
                     if let Ok(e) = self.by_merge.find_entry(h, |&(_, s)| s == seq) {
                         e.remove();

@@ -92,9 +92,9 @@ impl Rig {
         let msg = scan(&data).unwrap();
         let new = NewServerTx {
             key: ServerKey {
-                branch: branch.into(),
-                sent_by: "192.0.2.1:5060".into(),
-                method: "REGISTER".into(),
+                branch,
+                sent_by: "192.0.2.1:5060",
+                method: "REGISTER",
             },
             base: ResponseBase::from_request(&msg, peer()),
             to_tag: "cc0-t".into(),
@@ -110,9 +110,9 @@ impl Rig {
         let data = request(method, branch);
         let msg = scan(&data).unwrap();
         let key = ServerKey {
-            branch: branch.into(),
-            sent_by: "192.0.2.1:5060".into(),
-            method: method.into(),
+            branch,
+            sent_by: "192.0.2.1:5060",
+            method,
         };
         let base = ResponseBase::from_request(&msg, peer());
         let new = NewServerTx {
@@ -353,7 +353,11 @@ fn completed_records_expire_in_order_under_load() {
             let found = r
                 .txs
                 .completed
-                .find([&branch(i), "192.0.2.1:5060", "REGISTER"])
+                .find(ServerKey {
+                    branch: &branch(i),
+                    sent_by: "192.0.2.1:5060",
+                    method: "REGISTER",
+                })
                 .is_some();
             if answered + 32_000 > ms {
                 assert!(found, "record {i} gone before Timer J at {ms} ms");
@@ -378,30 +382,30 @@ fn completed_non_invite_still_detects_merged_requests() {
     let mut r = Rig::new();
     let data = request("REGISTER", "z9hG4bKm1");
     let msg = scan(&data).unwrap();
-    let merge: MergeKey = ("cid-1".into(), 42, "REGISTER".into(), "a1".into());
+    let merge: MergeKey = ("cid-1", 42, "REGISTER", "a1");
     let new = NewServerTx {
         key: ServerKey {
-            branch: "z9hG4bKm1".into(),
-            sent_by: "192.0.2.1:5060".into(),
-            method: "REGISTER".into(),
+            branch: "z9hG4bKm1",
+            sent_by: "192.0.2.1:5060",
+            method: "REGISTER",
         },
         base: ResponseBase::from_request(&msg, peer()),
         to_tag: "cc0-t".into(),
         ack_key: None,
         dest: peer(),
-        merge_key: Some(merge.clone()),
+        merge_key: Some(merge),
     };
     let id = r.txs.server_new(new, r.t0, &mut r.out, &mut r.c);
-    assert!(r.txs.is_merged(&merge));
+    assert!(r.txs.is_merged(merge));
     r.respond(id, 200, 0);
     assert!(
-        r.txs.is_merged(&merge),
+        r.txs.is_merged(merge),
         "§8.2.2.2: still an ongoing transaction"
     );
-    let other: MergeKey = ("cid-1".into(), 43, "REGISTER".into(), "a1".into());
-    assert!(!r.txs.is_merged(&other));
+    let other: MergeKey = ("cid-1", 43, "REGISTER", "a1");
+    assert!(!r.txs.is_merged(other));
     r.run(40_000);
-    assert!(!r.txs.is_merged(&merge));
+    assert!(!r.txs.is_merged(merge));
     assert!(r.txs.is_empty());
 }
 
