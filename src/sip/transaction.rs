@@ -485,6 +485,8 @@ impl Transactions {
             if tx.invite && tx.state == ServerState::Completed {
                 tx.state = ServerState::Confirmed;
                 tx.retransmit_at = None;
+                // Confirmed absorbs silently: the final is not sent again.
+                tx.last_response = None;
                 // Timer I: absorb further ACK retransmissions.
                 tx.timeout_at = Some(now + t4);
                 let at = tx.timeout_at;
@@ -579,6 +581,9 @@ impl Transactions {
             Some(tx) => {
                 tx.acked = true;
                 tx.retransmit_at = None;
+                // Kept until Timer L to absorb, not to resend: the 2xx
+                // (with its SDP) can go.
+                tx.last_response = None;
                 tx.timeout_at
             }
             None => return None,
@@ -713,7 +718,8 @@ impl Transactions {
         self.client.get(&id.0).map(|t| t.state)
     }
 
-    /// The request as sent, for CANCEL building.
+    /// The request as sent, for CANCEL building; empty once a final
+    /// response arrived (nothing is sent or CANCELled after it).
     pub fn client_request(&self, id: ClientTxId) -> Option<&Bytes> {
         self.client.get(&id.0).map(|t| &t.request)
     }
@@ -817,6 +823,8 @@ impl Transactions {
             (true, ClientState::Calling | ClientState::Proceeding, 200..=299) => {
                 tx.state = ClientState::Accepted;
                 tx.retransmit_at = None;
+                // Final: the request is never sent or CANCELled again.
+                tx.request = Bytes::new();
                 tx.timeout_at = Some(now + timers.t1x64()); // Timer M
                 ResponseFate::Deliver(id)
             }
@@ -832,6 +840,7 @@ impl Transactions {
                 tx.ack = ack;
                 tx.state = ClientState::Completed;
                 tx.retransmit_at = None;
+                tx.request = Bytes::new();
                 tx.timeout_at = Some(now + timers.d);
                 ResponseFate::Deliver(id)
             }
@@ -849,6 +858,7 @@ impl Transactions {
             (false, ClientState::Calling | ClientState::Proceeding, _) => {
                 tx.state = ClientState::Completed;
                 tx.retransmit_at = None;
+                tx.request = Bytes::new();
                 tx.timeout_at = Some(now + timers.t4); // Timer K
                 ResponseFate::Deliver(id)
             }

@@ -244,6 +244,11 @@ fn invite_client_2xx_accepted_until_m() {
     );
     assert!(r.out.is_empty(), "no ACK from the transaction for 2xx");
     assert_eq!(
+        r.txs.client_request(id).map(|b| b.len()),
+        Some(0),
+        "dropped once final"
+    );
+    assert_eq!(
         r.txs
             .client_response(id, 200, "<sip:b@h>;tag=x", r.at(600), &mut r.out, &mut r.c),
         ResponseFate::Deliver(id)
