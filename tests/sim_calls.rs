@@ -1395,8 +1395,13 @@ impl Sim {
                     ));
                 }
             }
-            if a.ep.transactions() != (0, 0) {
-                v.push(format!("agent UA {}: transactions left {:?}", a.name, a.ep.transactions()));
+            if a.ep.transactions() != (0, 0) || a.ep.completed_transactions() != 0 {
+                v.push(format!(
+                    "agent UA {}: transactions left {:?} + {} completed",
+                    a.name,
+                    a.ep.transactions(),
+                    a.ep.completed_transactions()
+                ));
             }
         }
         // Exactly one CDR per customer call.
@@ -1421,8 +1426,12 @@ impl Sim {
                 cu.bye_done,
                 cu.bye_received
             );
-            if cu.ep.transactions() != (0, 0) {
-                v.push(format!("{who}: UA transactions left {:?}", cu.ep.transactions()));
+            if cu.ep.transactions() != (0, 0) || cu.ep.completed_transactions() != 0 {
+                v.push(format!(
+                    "{who}: UA transactions left {:?} + {} completed",
+                    cu.ep.transactions(),
+                    cu.ep.completed_transactions()
+                ));
             }
             if cu.final_status.is_none() && !cu.invite_timeout {
                 v.push(format!("{who}: INVITE never got a final response"));
@@ -1490,8 +1499,12 @@ impl Sim {
             if !counts.is_idle() {
                 v.push(format!("shard {s}: call table not idle: {counts:?}"));
             }
-            if sh.ep.transactions() != (0, 0) {
-                v.push(format!("shard {s}: endpoint transactions left {:?}", sh.ep.transactions()));
+            if sh.ep.transactions() != (0, 0) || sh.ep.completed_transactions() != 0 {
+                v.push(format!(
+                    "shard {s}: endpoint transactions left {:?} + {} completed",
+                    sh.ep.transactions(),
+                    sh.ep.completed_transactions()
+                ));
             }
             if !sh.relay.open.is_empty() || sh.relay.ports.in_use() != 0 {
                 v.push(format!(

@@ -423,6 +423,7 @@ impl H {
         assert!(self.media.open.is_empty(), "legs left open: {:?}", self.media.open);
         assert!(self.media.hold.is_empty());
         assert_eq!(self.ep.transactions(), (0, 0));
+        assert_eq!(self.ep.completed_transactions(), 0);
         assert!(self.unhandled.is_empty(), "{:?}", self.unhandled);
     }
 }
@@ -1334,6 +1335,7 @@ fn random_call_scripts_leave_nothing_behind() {
         assert_eq!(h.media.closed as u64, h.media.next, "every leg opened was closed once");
         assert!(h.media.next > 150, "agent legs were opened too");
         assert_eq!(h.ep.transactions(), (0, 0));
+        assert_eq!(h.ep.completed_transactions(), 0);
         assert!(h.unhandled.is_empty(), "{:?}", h.unhandled);
     }
 }

@@ -237,6 +237,7 @@ impl Core {
         let (server, client) = self.ep.transactions();
         v.push(Sample::new("cc_sip_transactions", "kind=\"server\"", server as u64));
         v.push(Sample::new("cc_sip_transactions", "kind=\"client\"", client as u64));
+        v.push(Sample::new("cc_sip_transactions", "kind=\"completed\"", self.ep.completed_transactions() as u64));
         v.push(Sample::new("cc_sip_send_errors_total", "", self.send_errors));
         v.push(Sample::new("cc_routing_replies_unmatched_total", "", self.routing_lost));
         v.push(Sample::new("cc_routing_pending", "", self.awaiting_routing.len() as u64));

@@ -253,9 +253,16 @@ impl Endpoint {
         &self.counters
     }
 
-    /// Live transactions (server, client).
+    /// Live transactions (server, client). Server transactions that only
+    /// wait out Timer J are not in it: see `completed_transactions`.
     pub fn transactions(&self) -> (usize, usize) {
         (self.txs.server_len(), self.txs.client_len())
+    }
+
+    /// Non-INVITE server transactions answered finally and kept, as compact
+    /// records, to answer retransmissions until Timer J.
+    pub fn completed_transactions(&self) -> usize {
+        self.txs.completed_len()
     }
 
     /// The local tag responses on `tx` carry: the UAS dialog's local tag.
@@ -415,17 +422,21 @@ impl Endpoint {
                 .server_request(id, false, now, &mut self.out, &mut self.counters);
             return;
         }
+        if self.txs.completed_request(
+            &branch,
+            sent_by,
+            key_method,
+            &mut self.out,
+            &mut self.counters,
+        ) {
+            return;
+        }
         // CANCEL is matched to its INVITE by branch; merging makes no sense.
         let merge_key = match (msg.to_tag(), msg.call_id(), msg.cseq(), msg.from_tag()) {
-            (None, Some(c), Some(Ok((seq, m))), Some(f)) if m != "CANCEL" => {
-                Some((c.to_owned(), seq, m.to_owned(), f.to_owned()))
-            }
+            (None, Some(c), Some(Ok((seq, m))), Some(f)) if m != "CANCEL" => Some((c, seq, m, f)),
             _ => None,
         };
-        if merge_key
-            .as_ref()
-            .is_some_and(|k| self.txs.merged_with(k).is_some())
-        {
+        if merge_key.is_some_and(|k| self.txs.is_merged(k)) {
             // §8.2.2.2: the same request again by another path (new branch).
             return self.reject(msg, src, 482, "Loop Detected", None);
         }
@@ -446,15 +457,16 @@ impl Endpoint {
             (Some(t), _) | (None, Some(t)) => t.to_owned(),
             (None, None) => self.ids.tag(),
         };
-        let ack_key = match (msg.call_id(), msg.cseq()) {
-            (Some(c), Some(Ok((seq, _)))) => Some((c.to_owned(), seq)),
+        // Only an INVITE's 2xx is ACKed outside its transaction.
+        let ack_key = match (method, msg.call_id(), msg.cseq()) {
+            ("INVITE", Some(c), Some(Ok((seq, _)))) => Some((c.to_owned(), seq)),
             _ => None,
         };
         let in_dialog = msg.to_tag().is_some();
         let key = ServerKey {
-            branch: branch.into_owned(),
-            sent_by: sent_by.to_owned(),
-            method: key_method.to_owned(),
+            branch: &branch,
+            sent_by,
+            method: key_method,
         };
         let new = NewServerTx {
             key,

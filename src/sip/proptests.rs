@@ -220,6 +220,7 @@ proptest! {
         e.handle_timeout(end);
         check_outputs(&mut e, end)?;
         prop_assert_eq!(e.transactions(), (0, 0));
+        prop_assert_eq!(e.completed_transactions(), 0);
     }
 }
 
@@ -415,6 +416,8 @@ fn simulate(
     }
     prop_assert_eq!(client.transactions(), (0, 0));
     prop_assert_eq!(server.transactions(), (0, 0));
+    prop_assert_eq!(client.completed_transactions(), 0);
+    prop_assert_eq!(server.completed_transactions(), 0);
     Ok((acked, unacked))
 }
 

@@ -141,16 +141,43 @@ impl ResponseBase {
 
     /// Serialises a response. `to_tag` is added to To when the request had
     /// none and the status is not 100 (§8.2.6.2).
-    pub fn build<'h>(
+    ///
+    /// The buffer is sized up front: a final response to a non-INVITE is
+    /// kept until Timer J (tens of thousands at once under REGISTER load),
+    /// and a buffer grown by doubling would keep up to half of it unused.
+    pub fn build<'h, H>(
         &self,
         status: u16,
         reason: &str,
         to_tag: Option<&str>,
-        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+        headers: H,
         body: Option<(&str, &[u8])>,
-    ) -> Bytes {
+    ) -> Bytes
+    where
+        H: IntoIterator<Item = (&'h str, &'h str)>,
+        H::IntoIter: Clone,
+    {
+        let headers = headers.into_iter();
         let body_len = body.map_or(0, |(_, b)| b.len());
-        let mut s = String::with_capacity(self.head.len() + self.to.len() + 128);
+        let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        // Every line with its CRLF: exact, or a little over when a header
+        // is skipped below or the To tag is not added.
+        let capacity = "SIP/2.0  \r\n".len()
+            + digits(usize::from(status))
+            + reason.len()
+            + self.head.len()
+            + "To: ;tag=\r\n".len()
+            + self.to.len()
+            + to_tag.map_or(0, str::len)
+            + headers
+                .clone()
+                .map(|(n, v)| n.len() + v.len() + ": \r\n".len())
+                .sum::<usize>()
+            + body.map_or(0, |(ct, _)| "Content-Type: \r\n".len() + ct.len())
+            + "Content-Length: \r\n\r\n".len()
+            + digits(body_len)
+            + body_len;
+        let mut s = String::with_capacity(capacity);
         let _ = write!(s, "SIP/2.0 {status} {reason}\r\n{}", self.head);
         if !self.to.is_empty() {
             let _ = write!(s, "To: {}", self.to);
@@ -186,6 +213,7 @@ impl ResponseBase {
         if let Some((_, b)) = body {
             out.extend_from_slice(b);
         }
+        debug_assert!(out.len() <= capacity, "{} > {capacity}", out.len());
         Bytes::from(out)
     }
 }

@@ -11,19 +11,33 @@
 //! Timers live in one min-heap of (deadline, transaction). An entry is pushed
 //! whenever a transaction's earliest deadline changes; entries left behind by
 //! a change are stale and cost at most a spurious wake-up.
+//!
+//! Non-INVITE server transactions, the bulk of the traffic (REGISTER), stay
+//! out of that heap: every one has the same deadlines (64·T1 to be answered,
+//! then Timer J), so two FIFOs hold them in deadline order. Once answered
+//! finally, such a transaction is only a compact record (completed.rs) that
+//! resends its response to retransmissions until Timer J.
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use super::endpoint::{Counters, Output};
 use super::message::scan;
 use super::response::ResponseBase;
+
+mod completed;
+mod key;
+use completed::Completed;
+use key::KeyText;
+pub use key::{MergeKey, ServerKey};
 
 /// Timer base values (RFC 3261 Table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,15 +80,6 @@ pub struct ServerTxId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientTxId(pub u64);
 
-/// §17.2.3 server key. `method` is INVITE for an ACK so the ACK of a
-/// non-2xx final finds its INVITE; CANCEL keys separately.
-#[derive(Debug, Clone)]
-pub struct ServerKey {
-    pub branch: String,
-    pub sent_by: String,
-    pub method: String,
-}
-
 /// §17.1.3 client key: our branch and the CSeq method.
 #[derive(Debug, Clone)]
 pub struct ClientKey {
@@ -82,17 +87,11 @@ pub struct ClientKey {
     pub method: String,
 }
 
-/// A key seen as three strings, so maps keyed by owned keys can be
-/// searched with borrowed `[&str; 3]`: no allocation per retransmission or
-/// response lookup (the `Borrow<dyn Trait>` idiom).
+/// A client key seen as three strings, so the map keyed by owned keys can
+/// be searched with borrowed `[&str; 3]`: no allocation per response
+/// lookup (the `Borrow<dyn Trait>` idiom). Server keys live in key.rs.
 pub trait KeyParts {
     fn parts(&self) -> [&str; 3];
-}
-
-impl KeyParts for ServerKey {
-    fn parts(&self) -> [&str; 3] {
-        [&self.branch, &self.sent_by, &self.method]
-    }
 }
 
 impl KeyParts for ClientKey {
@@ -141,7 +140,6 @@ macro_rules! key_impls {
         }
     };
 }
-key_impls!(ServerKey);
 key_impls!(ClientKey);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +162,8 @@ pub enum ClientState {
 
 #[derive(Debug)]
 struct ServerTx {
-    key: ServerKey,
+    /// Key and merge key, in one allocation the lookup tables point into.
+    key: KeyText,
     invite: bool,
     state: ServerState,
     base: ResponseBase,
@@ -173,7 +172,6 @@ struct ServerTx {
     last_response: Option<Bytes>,
     /// (Call-ID, CSeq) the ACK of our 2xx will carry (INVITE only).
     ack_key: Option<(String, u32)>,
-    merge_key: Option<MergeKey>,
     retransmit_at: Option<Instant>,
     interval: Duration,
     timeout_at: Option<Instant>,
@@ -213,8 +211,8 @@ enum TxRef {
 
 /// What a new server transaction is made of.
 #[derive(Debug, Clone)]
-pub struct NewServerTx {
-    pub key: ServerKey,
+pub struct NewServerTx<'a> {
+    pub key: ServerKey<'a>,
     /// What every response copies from the request.
     pub base: ResponseBase,
     /// Tag added to To in responses when the request had none.
@@ -225,11 +223,8 @@ pub struct NewServerTx {
     pub dest: SocketAddr,
     /// (Call-ID, CSeq number, method, From tag) of a request without To
     /// tag, for merged-request detection (§8.2.2.2).
-    pub merge_key: Option<MergeKey>,
+    pub merge_key: Option<MergeKey<'a>>,
 }
-
-/// (Call-ID, CSeq number, CSeq method, From tag).
-pub type MergeKey = (String, u32, String, String);
 
 /// What a request matching an existing server transaction amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,12 +250,22 @@ pub struct Transactions {
     timers: Timers,
     next_id: u64,
     server: HashMap<u64, ServerTx>,
-    server_keys: HashMap<ServerKey, u64>,
+    /// (hash, id) by key and by merge key; the keys themselves are in the
+    /// transactions (key.rs), so a request's key is stored once.
+    server_keys: HashTable<(u64, u64)>,
+    merged: HashTable<(u64, u64)>,
+    /// SipHash with a random key: keys are chosen by whoever sends us
+    /// datagrams.
+    hasher: RandomState,
     accepted: HashMap<(String, u32), u64>,
-    merged: HashMap<MergeKey, u64>,
     client: HashMap<u64, ClientTx>,
     client_keys: HashMap<ClientKey, u64>,
     heap: BinaryHeap<Reverse<(Instant, TxRef)>>,
+    /// (64·T1 after creation, id) of non-INVITE server transactions, in
+    /// creation order. Entries of transactions answered since are skipped.
+    guards: VecDeque<(Instant, u64)>,
+    /// Non-INVITE server transactions in Completed, until Timer J.
+    completed: Completed,
 }
 
 impl Transactions {
@@ -269,12 +274,17 @@ impl Transactions {
             timers,
             next_id: 1,
             server: HashMap::new(),
-            server_keys: HashMap::new(),
+            server_keys: HashTable::new(),
+            merged: HashTable::new(),
+            hasher: RandomState::new(),
             accepted: HashMap::new(),
-            merged: HashMap::new(),
             client: HashMap::new(),
             client_keys: HashMap::new(),
             heap: BinaryHeap::new(),
+            guards: VecDeque::new(),
+            // Batches of T1/4: Timer J ends at most T1/4 late, and the
+            // records cost at most 4/T1 wake-ups per second.
+            completed: Completed::new(timers.t1x64(), timers.t1 / 4),
         }
     }
 
@@ -282,25 +292,35 @@ impl Transactions {
         &self.timers
     }
 
+    /// Server transactions in full state (not yet answered finally, or
+    /// INVITE).
     pub fn server_len(&self) -> usize {
         self.server.len()
+    }
+
+    /// Non-INVITE server transactions in Completed (compact records).
+    pub fn completed_len(&self) -> usize {
+        self.completed.len()
     }
 
     pub fn client_len(&self) -> usize {
         self.client.len()
     }
 
-    /// Live transactions of both kinds; zero once everything has drained.
+    /// Live transactions of every kind; zero once everything has drained.
     pub fn len(&self) -> usize {
-        self.server.len() + self.client.len()
+        self.server.len() + self.client.len() + self.completed.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The earliest deadline: the front of the heap and of each FIFO.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        let heap = self.heap.peek().map(|Reverse((at, _))| *at);
+        let guard = self.guards.front().map(|(at, _)| *at);
+        earliest(earliest(heap, guard), self.completed.next_expiry())
     }
 
     fn alloc_id(&mut self) -> u64 {
@@ -319,14 +339,62 @@ impl Transactions {
 
     /// Looks up by (branch, sent-by, method), ACK already mapped to INVITE.
     pub fn server_find(&self, branch: &str, sent_by: &str, method: &str) -> Option<ServerTxId> {
-        let key: &dyn KeyParts = &[branch, sent_by, method];
-        self.server_keys.get(key).copied().map(ServerTxId)
+        let key = ServerKey {
+            branch,
+            sent_by,
+            method,
+        };
+        let h = self.hasher.hash_one(key);
+        let server = &self.server;
+        self.server_keys
+            .find(h, |&(hh, id)| {
+                hh == h && server.get(&id).is_some_and(|t| t.key.key() == key)
+            })
+            .map(|&(_, id)| ServerTxId(id))
     }
 
     /// A live transaction for the same (Call-ID, CSeq, From tag): a request
     /// that reached us twice by different paths (§8.2.2.2 → 482).
-    pub fn merged_with(&self, key: &MergeKey) -> Option<ServerTxId> {
-        self.merged.get(key).copied().map(ServerTxId)
+    pub fn merged_with(&self, key: MergeKey<'_>) -> Option<ServerTxId> {
+        let h = self.hasher.hash_one(key);
+        let server = &self.server;
+        self.merged
+            .find(h, |&(hh, id)| {
+                hh == h && server.get(&id).is_some_and(|t| t.key.merge() == Some(key))
+            })
+            .map(|&(_, id)| ServerTxId(id))
+    }
+
+    /// Whether any transaction, live or Completed, has this merge key.
+    pub fn is_merged(&self, key: MergeKey<'_>) -> bool {
+        self.merged_with(key).is_some() || self.completed.has_merge(key)
+    }
+
+    /// A request that matched a Completed non-INVITE transaction: its final
+    /// response is sent again. False when no record has this key.
+    pub fn completed_request(
+        &mut self,
+        branch: &str,
+        sent_by: &str,
+        method: &str,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> bool {
+        let key = ServerKey {
+            branch,
+            sent_by,
+            method,
+        };
+        let Some((data, dest)) = self.completed.find(key) else {
+            return false;
+        };
+        counters.retransmissions_absorbed += 1;
+        counters.retransmissions_sent += 1;
+        out.push_back(Output::Transmit {
+            dest,
+            data: data.clone(),
+        });
+        true
     }
 
     pub fn server_state(&self, id: ServerTxId) -> Option<ServerState> {
@@ -362,15 +430,17 @@ impl Transactions {
         } = new;
         let invite = key.method == "INVITE";
         let id = self.alloc_id();
-        if let Some(m) = &merge_key {
-            self.merged.insert(m.clone(), id);
-        }
+        let key = KeyText::new(key, merge_key);
+        self.index(&key, id);
         // A non-INVITE the TU never answers is abandoned once the client
         // has given up (Timer F); an INVITE may wait in a queue for long,
         // so only the TU ends it.
         let guard = (!invite).then(|| now + self.timers.t1x64());
+        if let Some(at) = guard {
+            self.guards.push_back((at, id));
+        }
         let mut tx = ServerTx {
-            key: key.clone(),
+            key,
             invite,
             state: if invite {
                 ServerState::Proceeding
@@ -382,20 +452,18 @@ impl Transactions {
             dest,
             last_response: None,
             ack_key: if invite { ack_key } else { None },
-            merge_key,
             retransmit_at: None,
             interval: self.timers.t1,
-            timeout_at: guard,
+            // The guard of a non-INVITE is in `guards`, not the heap.
+            timeout_at: None,
             acked: false,
         };
-        self.schedule(guard, TxRef::Server(id));
         if invite {
             let trying = tx.base.build(100, "Trying", None, [], None);
             counters.count_response_sent(100);
             tx.last_response = Some(trying.clone());
             out.push_back(Output::Transmit { dest, data: trying });
         }
-        self.server_keys.insert(key, id);
         self.server.insert(id, tx);
         ServerTxId(id)
     }
@@ -417,6 +485,8 @@ impl Transactions {
             if tx.invite && tx.state == ServerState::Completed {
                 tx.state = ServerState::Confirmed;
                 tx.retransmit_at = None;
+                // Confirmed absorbs silently: the final is not sent again.
+                tx.last_response = None;
                 // Timer I: absorb further ACK retransmissions.
                 tx.timeout_at = Some(now + t4);
                 let at = tx.timeout_at;
@@ -465,15 +535,20 @@ impl Transactions {
             dest: tx.dest,
             data: data.clone(),
         });
+        if !tx.invite && status >= 200 {
+            // Completed until Timer J: only the response is still needed.
+            if let Some(tx) = self.remove_server(id.0) {
+                self.completed.insert(tx.key, data, tx.dest, now);
+            }
+            self.skip_answered_guards();
+            return true;
+        }
         tx.last_response = Some(data);
         if status < 200 {
             tx.state = ServerState::Proceeding;
             return true;
         }
-        if !tx.invite {
-            tx.state = ServerState::Completed;
-            tx.timeout_at = Some(now + timers.t1x64()); // Timer J
-        } else if status < 300 {
+        if status < 300 {
             tx.state = ServerState::Accepted;
             tx.interval = timers.t1;
             tx.retransmit_at = Some(now + timers.t1); // 2xx retransmission
@@ -506,6 +581,9 @@ impl Transactions {
             Some(tx) => {
                 tx.acked = true;
                 tx.retransmit_at = None;
+                // Kept until Timer L to absorb, not to resend: the 2xx
+                // (with its SDP) can go.
+                tx.last_response = None;
                 tx.timeout_at
             }
             None => return None,
@@ -514,20 +592,77 @@ impl Transactions {
         Some(ServerTxId(id))
     }
 
-    fn remove_server(&mut self, id: u64) {
-        if let Some(tx) = self.server.remove(&id) {
-            if self.server_keys.get(&tx.key) == Some(&id) {
-                self.server_keys.remove(&tx.key);
+    /// Points the key (and merge key) of `key` at transaction `id`, in
+    /// place of any transaction that had them (as a map insert would).
+    fn index(&mut self, key: &KeyText, id: u64) {
+        let server = &self.server;
+        let k = key.key();
+        let h = self.hasher.hash_one(k);
+        match self.server_keys.find_entry(h, |&(hh, i)| {
+            hh == h && server.get(&i).is_some_and(|t| t.key.key() == k)
+        }) {
+            Ok(mut e) => *e.get_mut() = (h, id),
+            Err(_) => {
+                self.server_keys.insert_unique(h, (h, id), |&(hh, _)| hh);
             }
-            if let Some(k) = tx.ack_key {
-                if self.accepted.get(&k) == Some(&id) {
-                    self.accepted.remove(&k);
+        }
+        if let Some(m) = key.merge() {
+            let h = self.hasher.hash_one(m);
+            match self.merged.find_entry(h, |&(hh, i)| {
+                hh == h && server.get(&i).is_some_and(|t| t.key.merge() == Some(m))
+            }) {
+                Ok(mut e) => *e.get_mut() = (h, id),
+                Err(_) => {
+                    self.merged.insert_unique(h, (h, id), |&(hh, _)| hh);
                 }
             }
-            if let Some(k) = tx.merge_key {
-                if self.merged.get(&k) == Some(&id) {
-                    self.merged.remove(&k);
-                }
+        }
+    }
+
+    /// Removes transaction `id` and the table entries that point at it.
+    fn remove_server(&mut self, id: u64) -> Option<ServerTx> {
+        let tx = self.server.remove(&id)?;
+        let h = self.hasher.hash_one(tx.key.key());
+        if let Ok(e) = self.server_keys.find_entry(h, |&(_, i)| i == id) {
+            e.remove();
+        }
+        if let Some(m) = tx.key.merge() {
+            let h = self.hasher.hash_one(m);
+            if let Ok(e) = self.merged.find_entry(h, |&(_, i)| i == id) {
+                e.remove();
+            }
+        }
+        if let Some(k) = &tx.ack_key {
+            if self.accepted.get(k) == Some(&id) {
+                self.accepted.remove(k);
+            }
+        }
+        Some(tx)
+    }
+
+    /// Drops guards of transactions answered since, from the front, so
+    /// that `next_timeout` does not wake for them.
+    fn skip_answered_guards(&mut self) {
+        while let Some(&(_, id)) = self.guards.front() {
+            if self.server.contains_key(&id) {
+                break;
+            }
+            self.guards.pop_front();
+        }
+    }
+
+    /// Non-INVITE transactions the TU never answered within 64·T1 are
+    /// abandoned (the client gave up at Timer F).
+    fn expire_guards(&mut self, now: Instant, counters: &mut Counters) {
+        while let Some(&(at, id)) = self.guards.front() {
+            let pending = self.server.contains_key(&id);
+            if pending && at > now {
+                break;
+            }
+            self.guards.pop_front();
+            if pending {
+                self.remove_server(id);
+                counters.server_unanswered += 1;
             }
         }
     }
@@ -583,7 +718,8 @@ impl Transactions {
         self.client.get(&id.0).map(|t| t.state)
     }
 
-    /// The request as sent, for CANCEL building.
+    /// The request as sent, for CANCEL building; empty once a final
+    /// response arrived (nothing is sent or CANCELled after it).
     pub fn client_request(&self, id: ClientTxId) -> Option<&Bytes> {
         self.client.get(&id.0).map(|t| &t.request)
     }
@@ -687,6 +823,8 @@ impl Transactions {
             (true, ClientState::Calling | ClientState::Proceeding, 200..=299) => {
                 tx.state = ClientState::Accepted;
                 tx.retransmit_at = None;
+                // Final: the request is never sent or CANCELled again.
+                tx.request = Bytes::new();
                 tx.timeout_at = Some(now + timers.t1x64()); // Timer M
                 ResponseFate::Deliver(id)
             }
@@ -702,6 +840,7 @@ impl Transactions {
                 tx.ack = ack;
                 tx.state = ClientState::Completed;
                 tx.retransmit_at = None;
+                tx.request = Bytes::new();
                 tx.timeout_at = Some(now + timers.d);
                 ResponseFate::Deliver(id)
             }
@@ -719,6 +858,7 @@ impl Transactions {
             (false, ClientState::Calling | ClientState::Proceeding, _) => {
                 tx.state = ClientState::Completed;
                 tx.retransmit_at = None;
+                tx.request = Bytes::new();
                 tx.timeout_at = Some(now + timers.t4); // Timer K
                 ResponseFate::Deliver(id)
             }
@@ -795,6 +935,8 @@ impl Transactions {
                 TxRef::Client(id) => self.client_timer(id, now, out, counters),
             }
         }
+        self.expire_guards(now, counters);
+        self.completed.expire(now);
     }
 }
 

@@ -100,6 +100,7 @@ fn options_gets_200_with_capabilities_and_retransmission_same_answer() {
     assert_eq!(e.counters().retransmissions_absorbed, 1);
     e.handle_timeout(now + Duration::from_secs(33));
     assert_eq!(e.transactions(), (0, 0));
+    assert_eq!(e.completed_transactions(), 0);
 }
 
 #[test]
@@ -197,6 +198,7 @@ fn error_responses() {
             _ => {}
         }
         assert_eq!(e.transactions(), (0, 0), "errors are stateless");
+        assert_eq!(e.completed_transactions(), 0, "errors are stateless");
         assert_eq!(e.counters().responses_sent[usize::from(status / 100)], 1);
     }
 }
@@ -298,6 +300,7 @@ fn invite_flow_with_2xx_retransmission_and_ack() {
     e.handle_timeout(t0 + Duration::from_secs(100));
     assert!(outputs(&mut e).is_empty());
     assert_eq!(e.transactions(), (0, 0));
+    assert_eq!(e.completed_transactions(), 0);
 }
 
 #[test]
@@ -334,6 +337,7 @@ fn cancel_hits_invite_or_gets_481() {
     assert!(outputs(&mut e).is_empty());
     e.handle_timeout(t0 + Duration::from_secs(40));
     assert_eq!(e.transactions(), (0, 0));
+    assert_eq!(e.completed_transactions(), 0);
     assert_eq!(e.counters().server_timeouts, 0);
 }
 
@@ -441,6 +445,7 @@ fn uac_to_uas_round_trip_with_cancel() {
         (client.transactions(), server.transactions()),
         ((0, 0), (0, 0))
     );
+    assert_eq!(server.completed_transactions(), 0, "the CANCEL's 200 too");
 }
 
 #[test]
@@ -453,6 +458,7 @@ fn rsip_rejects_but_we_still_answer_400() {
     e.handle_datagram(d.as_bytes(), addr(UA), Instant::now());
     assert_eq!(one_response(&mut e).status_code.code(), 400);
     assert_eq!(e.transactions(), (0, 0));
+    assert_eq!(e.completed_transactions(), 0);
 }
 
 #[test]
@@ -561,4 +567,64 @@ fn merged_request_gets_482() {
     // The CANCEL shares Call-ID, From tag and CSeq number, not the method.
     e.handle_datagram(&req_with("CANCEL", "z9hG4bKpath1", "", ""), addr(UA), t0);
     assert_eq!(outputs(&mut e).len(), 2);
+}
+
+#[test]
+fn register_retransmission_within_timer_j_gets_the_same_bytes() {
+    let mut e = ep(0, 1);
+    let t0 = Instant::now();
+    let register = req("REGISTER");
+    e.handle_datagram(&register, addr(UA), t0);
+    let Some(Output::Request { tx, .. }) = outputs(&mut e).pop() else {
+        panic!()
+    };
+    e.respond(tx, ResponseSpec::new(200).header("Expires", "60"), t0);
+    let outs = outputs(&mut e);
+    let [Output::Transmit { data: first, .. }] = &outs[..] else {
+        panic!("{outs:?}")
+    };
+    assert_eq!(e.transactions(), (0, 0), "nothing live once answered");
+    assert_eq!(e.completed_transactions(), 1);
+    let j = t0 + Duration::from_secs(32);
+    assert_eq!(e.poll_timeout(), Some(j + Duration::from_millis(125)));
+    // Retransmissions up to Timer J: the same datagram (the same buffer,
+    // shared), counted, and nothing for the TU.
+    for at in [t0 + Duration::from_millis(500), j] {
+        e.handle_timeout(at);
+        e.handle_datagram(&register, addr(UA), at);
+        let outs = outputs(&mut e);
+        let [Output::Transmit { data, dest }] = &outs[..] else {
+            panic!("{outs:?}")
+        };
+        assert_eq!((data, *dest), (first, addr(UA)));
+        assert_eq!(data.as_ptr(), first.as_ptr(), "no copy");
+    }
+    assert_eq!(e.counters().retransmissions_absorbed, 2);
+    assert_eq!(e.counters().retransmissions_sent, 2);
+    // After Timer J the record is gone: the same request is a new one.
+    let after = e.poll_timeout().unwrap();
+    e.handle_timeout(after);
+    assert_eq!(e.completed_transactions(), 0);
+    assert_eq!(e.poll_timeout(), None);
+    e.handle_datagram(&register, addr(UA), after);
+    assert!(matches!(&outputs(&mut e)[..], [Output::Request { .. }]));
+    assert_eq!(e.transactions(), (1, 0));
+}
+
+#[test]
+fn merged_request_gets_482_while_the_first_is_completed() {
+    let mut e = ep(0, 1);
+    let t0 = Instant::now();
+    e.handle_datagram(&req_with("REGISTER", "z9hG4bKpath1", "", ""), addr(UA), t0);
+    let Some(Output::Request { tx, .. }) = outputs(&mut e).pop() else {
+        panic!()
+    };
+    e.respond(tx, ResponseSpec::new(200), t0);
+    assert_eq!(one_response(&mut e).status_code.code(), 200);
+    e.handle_datagram(&req_with("REGISTER", "z9hG4bKpath2", "", ""), addr(UA), t0);
+    assert_eq!(one_response(&mut e).status_code.code(), 482);
+    let later = t0 + Duration::from_secs(33);
+    e.handle_timeout(later);
+    e.handle_datagram(&req_with("REGISTER", "z9hG4bKpath2", "", ""), addr(UA), later);
+    assert!(matches!(&outputs(&mut e)[..], [Output::Request { .. }]));
 }

@@ -86,13 +86,33 @@ impl Rig {
         self.server_with_branch(method, "z9hG4bKpeer")
     }
 
+    /// A REGISTER server transaction created at `ms`.
+    fn server_at(&mut self, branch: &str, ms: u64) -> ServerTxId {
+        let data = request("REGISTER", branch);
+        let msg = scan(&data).unwrap();
+        let new = NewServerTx {
+            key: ServerKey {
+                branch,
+                sent_by: "192.0.2.1:5060",
+                method: "REGISTER",
+            },
+            base: ResponseBase::from_request(&msg, peer()),
+            to_tag: "cc0-t".into(),
+            ack_key: None,
+            dest: peer(),
+            merge_key: None,
+        };
+        let at = self.at(ms);
+        self.txs.server_new(new, at, &mut self.out, &mut self.c)
+    }
+
     fn server_with_branch(&mut self, method: &str, branch: &str) -> ServerTxId {
         let data = request(method, branch);
         let msg = scan(&data).unwrap();
         let key = ServerKey {
-            branch: branch.into(),
-            sent_by: "192.0.2.1:5060".into(),
-            method: method.into(),
+            branch,
+            sent_by: "192.0.2.1:5060",
+            method,
         };
         let base = ResponseBase::from_request(&msg, peer());
         let new = NewServerTx {
@@ -224,6 +244,11 @@ fn invite_client_2xx_accepted_until_m() {
     );
     assert!(r.out.is_empty(), "no ACK from the transaction for 2xx");
     assert_eq!(
+        r.txs.client_request(id).map(|b| b.len()),
+        Some(0),
+        "dropped once final"
+    );
+    assert_eq!(
         r.txs
             .client_response(id, 200, "<sip:b@h>;tag=x", r.at(600), &mut r.out, &mut r.c),
         ResponseFate::Deliver(id)
@@ -249,17 +274,144 @@ fn server_non_invite_absorbs_and_resends_until_j() {
     let Some(Output::Transmit { data, .. }) = r.out.pop_front() else {
         panic!()
     };
-    r.txs
-        .server_request(id, false, r.at(300), &mut r.out, &mut r.c);
-    assert!(matches!(r.out.pop_front(), Some(Output::Transmit { data: d, .. }) if d == data));
+    // Completed: only a compact record is left, found by key.
+    assert_eq!((r.txs.server_len(), r.txs.completed_len()), (0, 1));
+    assert_eq!(
+        r.txs
+            .server_find("z9hG4bKpeer", "192.0.2.1:5060", "REGISTER"),
+        None
+    );
+    assert!(r.txs.completed_request(
+        "z9hG4bKpeer",
+        "192.0.2.1:5060",
+        "REGISTER",
+        &mut r.out,
+        &mut r.c
+    ));
+    assert!(
+        matches!(r.out.pop_front(), Some(Output::Transmit { data: d, dest }) if d == data && dest == peer())
+    );
+    assert!(!r.txs.completed_request(
+        "z9hG4bKpeer",
+        "192.0.2.1:5060",
+        "OPTIONS",
+        &mut r.out,
+        &mut r.c
+    ));
     assert!(!r
         .txs
         .server_respond(id, 500, Bytes::new(), r.at(400), &mut r.out, &mut r.c));
-    assert!(r.run(32_199).is_empty());
-    assert_eq!(r.txs.server_len(), 1);
-    r.run(32_200);
+    assert!(r.out.is_empty());
+    // Timer J from the final (200 ms), rounded up by at most T1/4.
+    assert_eq!(r.txs.next_timeout(), Some(r.at(200 + 32_000 + 125)));
+    assert!(r.run(32_324).is_empty());
+    assert_eq!(r.txs.completed_len(), 1);
+    r.run(32_325);
     assert!(r.txs.is_empty());
+    assert_eq!(r.txs.next_timeout(), None);
+    assert!(!r.txs.completed_request(
+        "z9hG4bKpeer",
+        "192.0.2.1:5060",
+        "REGISTER",
+        &mut r.out,
+        &mut r.c
+    ));
     assert_eq!(r.c.retransmissions_absorbed, 2);
+    assert_eq!(r.c.retransmissions_sent, 1);
+}
+
+#[test]
+fn answered_non_invite_leaves_no_timer_behind() {
+    let mut r = Rig::new();
+    let id = r.server("BYE");
+    assert_eq!(r.txs.next_timeout(), Some(r.at(32_000)), "64·T1 guard");
+    r.respond(id, 200, 10);
+    // The guard is gone with the live state: the next wake-up is Timer J.
+    assert_eq!(r.txs.next_timeout(), Some(r.at(10 + 32_000 + 125)));
+    assert_eq!(r.txs.heap.len(), 0);
+    assert!(r.txs.guards.is_empty());
+}
+
+#[test]
+fn completed_records_expire_in_order_under_load() {
+    // 5,000 REGISTERs over 10 s, each answered 1 ms after it arrived.
+    let mut r = Rig::new();
+    let n = 5_000u64;
+    let branch = |i: u64| format!("z9hG4bKmany{i}");
+    for i in 0..n {
+        let id = r.server_at(&branch(i), 2 * i);
+        r.respond(id, 200, 2 * i + 1);
+    }
+    r.out.clear();
+    assert_eq!((r.txs.server_len(), r.txs.completed_len()), (0, n as usize));
+    // Every record is found until its Timer J, none after J + T1/4, and
+    // every wake-up is due: the deadline reported is one that empties
+    // something.
+    let mut wakeups = 0;
+    let mut left = n as usize;
+    while let Some(t) = r.txs.next_timeout() {
+        assert!(wakeups < 1_000, "bounded");
+        wakeups += 1;
+        let ms = (t - r.t0).as_millis() as u64;
+        for i in 0..n {
+            let answered = 2 * i + 1;
+            let found = r
+                .txs
+                .completed
+                .find(ServerKey {
+                    branch: &branch(i),
+                    sent_by: "192.0.2.1:5060",
+                    method: "REGISTER",
+                })
+                .is_some();
+            if answered + 32_000 > ms {
+                assert!(found, "record {i} gone before Timer J at {ms} ms");
+            }
+            if answered + 32_000 + 125 < ms {
+                assert!(!found, "record {i} kept past J + T1/4 at {ms} ms");
+            }
+        }
+        r.txs.handle_timeout(t, &mut r.out, &mut r.c);
+        let now_left = r.txs.completed_len();
+        assert!(now_left < left, "wake-up at {ms} ms expired nothing");
+        left = now_left;
+    }
+    assert!(r.txs.is_empty());
+    // 10 s of records in batches of T1/4: about 80 wake-ups, not 5,000.
+    assert!(wakeups <= 10_000 / 125 + 1, "{wakeups} wake-ups");
+    assert!(r.out.is_empty());
+}
+
+#[test]
+fn completed_non_invite_still_detects_merged_requests() {
+    let mut r = Rig::new();
+    let data = request("REGISTER", "z9hG4bKm1");
+    let msg = scan(&data).unwrap();
+    let merge: MergeKey = ("cid-1", 42, "REGISTER", "a1");
+    let new = NewServerTx {
+        key: ServerKey {
+            branch: "z9hG4bKm1",
+            sent_by: "192.0.2.1:5060",
+            method: "REGISTER",
+        },
+        base: ResponseBase::from_request(&msg, peer()),
+        to_tag: "cc0-t".into(),
+        ack_key: None,
+        dest: peer(),
+        merge_key: Some(merge),
+    };
+    let id = r.txs.server_new(new, r.t0, &mut r.out, &mut r.c);
+    assert!(r.txs.is_merged(merge));
+    r.respond(id, 200, 0);
+    assert!(
+        r.txs.is_merged(merge),
+        "§8.2.2.2: still an ongoing transaction"
+    );
+    let other: MergeKey = ("cid-1", 43, "REGISTER", "a1");
+    assert!(!r.txs.is_merged(other));
+    r.run(40_000);
+    assert!(!r.txs.is_merged(merge));
+    assert!(r.txs.is_empty());
 }
 
 #[test]
