@@ -233,6 +233,41 @@ fn agent_never_answers_ring_timeout_cancel_other_agent_answers() {
     assert!(cdrs[0]["wait_s"].as_u64().unwrap_or(0) >= 2, "waited the 2 s ring timeout\n{ctx}");
 }
 
+/// Alice's phone is gone (her binding points at a closed port): the
+/// kernel's ICMP port unreachable for our INVITE ends the offer at once
+/// (IP_RECVERR), and bob gets the call long before alice's 30 s ring
+/// timeout would have passed.
+#[test]
+fn dead_agent_port_is_detected_by_icmp_and_the_call_goes_to_another() {
+    let (mut e, _cfg) = start(
+        r#"
+[[queue]]
+name = "support"
+strategy = "round-robin"
+ring_timeout_s = 30
+wrap_up_s = 0
+"#,
+        AGENTS,
+    );
+    let p = free_udp_ports(2);
+    // Alice registers from p[0] and nothing listens there afterwards.
+    sipp_register_agent(&e, "alice", "alice-pass", p[0]);
+    let bob = agent(&e, "bob", "agent_answer.xml", p[1], &[]);
+    let run = customer(&e, "customer_call.xml", "support", &["-m", "1", "-d", "2000"]);
+    assert_customer_ok(&e, &run, &[&bob], "one customer, alice unreachable, bob answers");
+    wait_idle(&e, &[&bob]);
+    let m = e.metrics();
+    let ctx0 = explain(&e, &[&bob], &format!("metrics: icmp {:?}, transport errors {:?}",
+        m.get("cc_sip_icmp_unreachable_total", &[]), m.get("cc_sip_client_transport_errors_total", &[])));
+    assert!(m.get("cc_sip_client_transport_errors_total", &[]).unwrap_or(0.0) >= 1.0, "{ctx0}");
+    let cdrs = e.stop_and_cdrs();
+    let ctx = format!("{}\n{ctx0}", show_cdrs(&cdrs));
+    assert_eq!(cdrs.len(), 1, "{ctx}");
+    assert_eq!(cdrs[0]["disposition"], "answered", "{ctx}");
+    assert_eq!(cdrs[0]["agent"], "bob", "{ctx}");
+    assert!(cdrs[0]["wait_s"].as_u64().unwrap_or(99) < 10, "not the 30 s ring timeout\n{ctx}");
+}
+
 #[test]
 fn agent_answers_486_other_agent_answers() {
     let (cdrs, ai, bi, ac, ctx) = first_agent_fails_then_other_answers("agent_busy.xml");

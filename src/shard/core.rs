@@ -32,6 +32,8 @@ pub fn wall_ms() -> u64 {
 
 pub struct Core {
     pub id: u16,
+    /// Signalling shards in the engine (ICMP news is told to all).
+    shards: u16,
     flood: FloodGuard,
     flood_exempt_loopback: bool,
     rate_limited: u64,
@@ -48,6 +50,10 @@ pub struct Core {
     routing_lost: u64,
     facts_sent: u64,
     media_timeouts: u64,
+    /// Destinations the kernel reported unreachable (ICMP), not yet fed to
+    /// the endpoint; `drain` feeds them.
+    unreachable: Vec<SocketAddr>,
+    icmp_reports: u64,
 }
 
 /// The status code of an outgoing response (`SIP/2.0 NNN ...`), if it is one.
@@ -63,6 +69,7 @@ fn reply(status: u16, reason: &str) -> ResponseSpec {
 impl Core {
     pub fn new(
         id: u16,
+        shards: u16,
         ep: Endpoint,
         calls: CallTable,
         relay: RelayHandle,
@@ -71,6 +78,7 @@ impl Core {
     ) -> Core {
         Core {
             id,
+            shards,
             flood: flood.0,
             flood_exempt_loopback: flood.1,
             rate_limited: 0,
@@ -86,6 +94,8 @@ impl Core {
             routing_lost: 0,
             facts_sent: 0,
             media_timeouts: 0,
+            unreachable: Vec::new(),
+            icmp_reports: 0,
         }
     }
 
@@ -93,6 +103,12 @@ impl Core {
     /// the call table first; what it leaves is ours (transmit, forward,
     /// REGISTER, stray requests); then the call facts for the router.
     pub fn drain(&mut self, now: Instant, wall: u64, out: &mut Vec<Effect>) {
+        for dest in std::mem::take(&mut self.unreachable) {
+            self.ep.handle_transport_error(dest);
+            for shard in (0..self.shards).filter(|s| *s != self.id) {
+                out.push(Effect::Forward(shard, Forwarded::Unreachable { dest }));
+            }
+        }
         while let Some(o) = self.ep.poll_output() {
             let mut media = RelayMedia { relay: &mut self.relay, hold: &self.hold, stats: &self.stats };
             let o = match self.calls.on_output(&mut self.ep, &mut media, o, now, wall) {
@@ -109,7 +125,7 @@ impl Core {
                     out.push(Effect::Send(dest, data))
                 }
                 Output::Forward { shard, data, src } => {
-                    out.push(Effect::Forward(shard, Forwarded { data, src }))
+                    out.push(Effect::Forward(shard, Forwarded::Datagram { data, src }))
                 }
                 Output::Request { tx, request, src } => self.on_request(tx, request, src, now, out),
                 Output::Cancelled { tx } => self.ep.respond(tx, ResponseSpec::new(487), now),
@@ -123,6 +139,22 @@ impl Core {
             self.facts_sent += 1;
             out.push(Effect::Route(ToRouting::Call(f)));
         }
+    }
+
+    /// Another shard's socket got ICMP news for `dest`: maybe about one of
+    /// our requests.
+    pub fn on_forwarded(&mut self, f: Forwarded, now: Instant) {
+        match f {
+            Forwarded::Datagram { data, src } => self.ep.handle_forwarded(&data, src, now),
+            Forwarded::Unreachable { dest } => self.ep.handle_transport_error(dest),
+        }
+    }
+
+    /// Destinations the kernel reported unreachable; handled at the next
+    /// `drain` (the shell calls this from a step or between steps).
+    pub fn note_unreachable(&mut self, dests: Vec<SocketAddr>) {
+        self.icmp_reports += dests.len() as u64;
+        self.unreachable.extend(dests);
     }
 
     /// A datagram from the socket: rate limited per source before parsing.
@@ -233,6 +265,8 @@ impl Core {
         v.push(Sample::new("cc_sip_retransmissions_absorbed_total", "", c.retransmissions_absorbed));
         v.push(Sample::new("cc_sip_retransmissions_sent_total", "", c.retransmissions_sent));
         v.push(Sample::new("cc_sip_client_timeouts_total", "", c.client_timeouts));
+        v.push(Sample::new("cc_sip_icmp_unreachable_total", "", self.icmp_reports));
+        v.push(Sample::new("cc_sip_client_transport_errors_total", "", c.client_transport_errors));
         v.push(Sample::new("cc_sip_server_timeouts_total", "", c.server_timeouts));
         let (server, client) = self.ep.transactions();
         v.push(Sample::new("cc_sip_transactions", "kind=\"server\"", server as u64));

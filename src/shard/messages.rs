@@ -21,10 +21,14 @@ pub enum FromRouting {
     Decision(Decision),
 }
 
-/// A datagram that landed on a shard which does not own it (DESIGN.md,
-/// "Affinity"): the owner processes it as if it had received it.
+/// Shard → shard over the mesh.
 #[derive(Debug)]
-pub struct Forwarded {
-    pub data: bytes::Bytes,
-    pub src: std::net::SocketAddr,
+pub enum Forwarded {
+    /// A datagram that landed on a shard which does not own it (DESIGN.md,
+    /// "Affinity"): the owner processes it as if it had received it.
+    Datagram { data: bytes::Bytes, src: std::net::SocketAddr },
+    /// The kernel reported `dest` unreachable on this shard's socket. With
+    /// SO_REUSEPORT the ICMP error is delivered to whichever shard's socket
+    /// the kernel's hash picks, not the sender's, so every shard is told.
+    Unreachable { dest: std::net::SocketAddr },
 }

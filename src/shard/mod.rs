@@ -5,6 +5,7 @@
 
 mod core;
 mod flood;
+mod icmp;
 mod messages;
 pub mod notify;
 mod register;

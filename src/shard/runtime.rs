@@ -345,6 +345,12 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
     s.bind(&addr.into())?;
+    // ICMP errors for our requests (a dead agent's closed port) reach the
+    // shard instead of being dropped: see shard/icmp.rs. Not fatal: without
+    // it an unreachable agent is still found by the ring timeout.
+    if let Err(e) = super::icmp::enable(std::os::fd::AsRawFd::as_raw_fd(&s), addr.is_ipv6()) {
+        tracing::warn!(error = %e, "IP_RECVERR unavailable; unreachable agents are found by the ring timeout only");
+    }
     Ok(s)
 }
 

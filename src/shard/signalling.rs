@@ -7,6 +7,7 @@
 //! never across an `.await`.
 
 use std::cell::RefCell;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use glommio::net::UdpSocket;
 
 use super::core::{wall_ms, Core, Effect};
 use super::flood::FloodGuard;
+use super::icmp;
 use super::messages::{Forwarded, FromRouting, ToRouting};
 use super::runtime::Shared;
 use super::wake::{self, Wake};
@@ -61,7 +63,19 @@ impl Io {
         for e in effects.drain(..) {
             match e {
                 Effect::Send(dest, data) => {
-                    if let Err(err) = self.socket.send_to(&data, dest).await {
+                    let mut sent = self.socket.send_to(&data, dest).await;
+                    if let Err(err) = &sent {
+                        if unreachable(err) {
+                            // A pending ICMP error (IP_RECVERR) fails the
+                            // next socket call, whatever its destination,
+                            // and is cleared by it: note the news (the
+                            // next step's drain acts on it) and send again.
+                            let dests = icmp::drain_unreachable(self.socket.as_raw_fd());
+                            core.borrow_mut().note_unreachable(dests);
+                            sent = self.socket.send_to(&data, dest).await;
+                        }
+                    }
+                    if let Err(err) = sent {
                         tracing::debug!(%dest, error = %err, "send failed");
                         core.borrow_mut().send_errors += 1;
                     }
@@ -85,6 +99,11 @@ impl Io {
             }
         }
     }
+}
+
+/// An error glommio passed on from the socket that means ICMP news.
+fn unreachable(e: &glommio::GlommioError<()>) -> bool {
+    matches!(e, glommio::GlommioError::IoError(io) if icmp::is_unreachable(io))
 }
 
 /// Feeds one input to the core, drains it, re-arms the timer task if the
@@ -119,7 +138,7 @@ pub async fn run(ctx: Context) {
     });
     let calls = CallTable::new(CallConfig::from_config(&cfg), id, seed.rotate_left(17));
     let flood = (FloodGuard::new(cfg.sip.rate_limit_per_ip), cfg.sip.rate_limit_exempt_loopback);
-    let core = Rc::new(RefCell::new(Core::new(id, ep, calls, relay, hold, flood)));
+    let core = Rc::new(RefCell::new(Core::new(id, shards, ep, calls, relay, hold, flood)));
 
     // A channel end's connect() waits for its peer's, so every end is
     // connected from its own task: sequential connects would deadlock.
@@ -155,6 +174,12 @@ pub async fn run(ctx: Context) {
             loop {
                 let (n, src) = match io.socket.recv_from(&mut buf).await {
                     Ok(r) => r,
+                    Err(e) if unreachable(&e) => {
+                        // An ICMP error for a datagram we sent (IP_RECVERR).
+                        let dests = icmp::drain_unreachable(io.socket.as_raw_fd());
+                        step(&core, &io, &wake, &mut effects, |c, _, _| c.note_unreachable(dests)).await;
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "recv failed");
                         glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -187,8 +212,7 @@ pub async fn run(ctx: Context) {
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
             while let Some(f) = rx.recv().await {
-                step(&core, &io, &wake, &mut effects, |c, now, _| c.ep.handle_forwarded(&f.data, f.src, now))
-                    .await;
+                step(&core, &io, &wake, &mut effects, |c, now, _| c.on_forwarded(f, now)).await;
             }
         })
         .detach();

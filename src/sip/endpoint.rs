@@ -171,6 +171,8 @@ pub struct Counters {
     pub retransmissions_absorbed: u64,
     pub retransmissions_sent: u64,
     pub client_timeouts: u64,
+    /// Client transactions ended by an ICMP error for their destination.
+    pub client_transport_errors: u64,
     /// Timer H: a non-2xx final never ACKed.
     pub server_timeouts: u64,
     /// Non-INVITE requests the TU never answered within 64·T1.
@@ -276,6 +278,13 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.txs.next_timeout()
+    }
+
+    /// The kernel reported `dest` unreachable (see
+    /// `Transactions::client_transport_error`).
+    pub fn handle_transport_error(&mut self, dest: SocketAddr) {
+        let n = self.txs.client_transport_error(dest, &mut self.out, &mut self.counters);
+        tracing::debug!(%dest, ended = n, "destination unreachable");
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -882,6 +882,35 @@ impl Transactions {
         }
     }
 
+    /// The network said `dest` cannot be reached (ICMP port or host
+    /// unreachable, reported by the kernel for a datagram we sent there).
+    /// Client transactions to `dest` that have had no response yet end as
+    /// if Timer B/F fired (§8.1.3.1: a transport error is a failure of the
+    /// request), so the TU acts now instead of after 32 s or a ring
+    /// timeout. One that got a response already is left alone: the peer
+    /// was there, and a stray ICMP must not kill a live exchange. Returns
+    /// how many ended.
+    pub fn client_transport_error(
+        &mut self,
+        dest: SocketAddr,
+        out: &mut VecDeque<Output>,
+        counters: &mut Counters,
+    ) -> usize {
+        let mut ended: Vec<u64> = self
+            .client
+            .iter()
+            .filter(|(_, t)| t.dest == dest && t.state == ClientState::Calling && !t.cancelled)
+            .map(|(id, _)| *id)
+            .collect();
+        ended.sort_unstable();
+        for id in &ended {
+            self.remove_client(*id);
+            counters.client_transport_errors += 1;
+            out.push_back(Output::ClientTimeout { tx: ClientTxId(*id) });
+        }
+        ended.len()
+    }
+
     fn client_timer(
         &mut self,
         id: u64,

@@ -583,3 +583,32 @@ fn unanswered_non_invite_is_abandoned_after_64_t1() {
     assert_eq!(r.txs.server_state(inv), Some(ServerState::Proceeding));
     assert_eq!(r.c.server_unanswered, 1);
 }
+
+#[test]
+fn transport_error_ends_only_unanswered_clients_to_that_destination() {
+    let mut r = Rig::new();
+    let id = r.client("INVITE");
+    // Another destination is untouched.
+    let other: SocketAddr = "192.0.2.77:5060".parse().unwrap();
+    assert_eq!(r.txs.client_transport_error(other, &mut r.out, &mut r.c), 0);
+    assert!(r.out.is_empty());
+    // The unanswered INVITE ends at once, reported like Timer B, counted.
+    assert_eq!(r.txs.client_transport_error(peer(), &mut r.out, &mut r.c), 1);
+    assert!(matches!(r.out.pop_front(), Some(Output::ClientTimeout { tx }) if tx == id));
+    assert_eq!((r.c.client_transport_errors, r.c.client_timeouts), (1, 0));
+    assert!(r.txs.is_empty());
+    // No retransmission or second report later.
+    assert!(r.run(64_000).is_empty());
+}
+
+#[test]
+fn transport_error_after_a_response_is_ignored() {
+    let mut r = Rig::new();
+    let id = r.client("INVITE");
+    r.txs.client_response(id, 180, "<sip:b@h>;tag=b9", r.at(100), &mut r.out, &mut r.c);
+    r.out.clear();
+    // The peer answered: a stray ICMP must not end the exchange.
+    assert_eq!(r.txs.client_transport_error(peer(), &mut r.out, &mut r.c), 0);
+    assert!(r.out.is_empty());
+    assert_eq!(r.txs.client_state(id), Some(ClientState::Proceeding));
+}
