@@ -43,19 +43,25 @@ impl Router {
         let c = &self.calls[&id];
         let q = self.queues.get(&c.queue)?;
         let members = self.members.get(&c.queue)?;
-        let mut cands: Vec<&Agent> = members
-            .iter()
-            .filter_map(|m| self.agents.at(*m))
-            .filter(|a| a.free())
-            .filter(|a| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some())
-            .collect();
-        if cands.len() > 1 {
-            if let Some(last) = &c.last_agent {
-                cands.retain(|a| &a.id != last);
-            }
-        }
-        let rr = self.rr_last.get(&c.queue).and_then(|l| self.agents.position(l));
-        strategy::pick(q, &cands, members, rr).map(|i| cands[i].id.clone())
+        let candidates = || {
+            members
+                .iter()
+                .filter_map(|m| self.agents.at(*m))
+                .filter(|a| a.free())
+                .filter(|a| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some())
+        };
+        let rr = self
+            .rr_last
+            .get(&c.queue)
+            .and_then(|l| self.agents.position(l))
+            .filter(|l| members.binary_search(l).is_ok());
+        // The agent that just failed this call is skipped when anyone else
+        // can take it.
+        let others = c
+            .last_agent
+            .as_ref()
+            .and_then(|last| strategy::pick(q, candidates().filter(|a| &a.id != last), rr));
+        others.or_else(|| strategy::pick(q, candidates(), rr)).map(|a| a.id.clone())
     }
 
     pub(super) fn offer(&mut self, id: CallId, agent: String) {

@@ -14,33 +14,36 @@
 use super::agent_state::Agent;
 use crate::config::{QueueConfig, Strategy};
 
-/// `candidates` ascending by `order`. `members`: config positions of all
-/// agents serving the queue, ascending (for round-robin). `rr_last`: config
-/// position of the agent offered last from this queue.
-pub(super) fn pick(
+/// `candidates`: the free agents that may take the call, ascending by
+/// `order` (config position); walked once, nothing collected, since a
+/// queue may have thousands of members and this runs per offer.
+/// `rr_last`: config position of the agent offered last from this queue,
+/// if it is still one of the queue's members.
+pub(super) fn pick<'a>(
     q: &QueueConfig,
-    candidates: &[&Agent],
-    members: &[usize],
+    candidates: impl Iterator<Item = &'a Agent>,
     rr_last: Option<usize>,
-) -> Option<usize> {
-    if candidates.is_empty() {
-        return None;
-    }
-    let idle = |i: &usize| (candidates[*i].idle_since, candidates[*i].order);
-    let all = 0..candidates.len();
+) -> Option<&'a Agent> {
+    let idle = |a: &Agent| (a.idle_since, a.order);
     match q.strategy {
         // Cycling through members from the one after `rr_last` and taking
-        // the first candidate is, with both in config order, the first
-        // candidate after `rr_last`, else the first: O(candidates).
-        Strategy::RoundRobin => match rr_last.filter(|l| members.binary_search(l).is_ok()) {
-            Some(last) => candidates.iter().position(|a| a.order > last).or(Some(0)),
-            None => Some(0),
-        },
-        Strategy::LongestIdle | Strategy::Priority => all.min_by_key(idle),
-        Strategy::FewestCalls => all.min_by_key(|i| (candidates[*i].answered, idle(i))),
-        Strategy::Skills => all
-            .filter_map(|i| candidates[i].skill_score(&q.skills).map(|s| (i, s)))
-            .min_by_key(|(i, s)| (std::cmp::Reverse(*s), idle(i)))
-            .map(|(i, _)| i),
+        // the first candidate is, with candidates in config order, the
+        // first candidate after `rr_last`, else the first.
+        Strategy::RoundRobin => {
+            let mut first = None;
+            for a in candidates {
+                if rr_last.is_none_or(|l| a.order > l) {
+                    return Some(a);
+                }
+                first.get_or_insert(a);
+            }
+            first
+        }
+        Strategy::LongestIdle | Strategy::Priority => candidates.min_by_key(|a| idle(a)),
+        Strategy::FewestCalls => candidates.min_by_key(|a| (a.answered, idle(a))),
+        Strategy::Skills => candidates
+            .filter_map(|a| a.skill_score(&q.skills).map(|s| (a, s)))
+            .min_by_key(|(a, s)| (std::cmp::Reverse(*s), idle(a)))
+            .map(|(a, _)| a),
     }
 }
