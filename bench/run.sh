@@ -263,14 +263,16 @@ fi
 # 4. Queued calls with SIPp on both sides (customers + auto-answering
 # agents), its own engine and state (bench/sipp_calls.sh).
 if [ -z "${QUICK:-}" ]; then
-  rates=${SIPP_CALL_RATES:-200}
+  # 1,000/s with 2,000 agents talking 1 s: twice the agents the rate needs,
+  # so every call is answered unless the engine falls behind.
+  rates=${SIPP_CALL_RATES:-1000}
   dur=${SIPP_CALL_DURATION:-20}
   echo "== SIPp queued calls at $rates/s for $dur s"
-  table=$(RATES="$rates" DURATION="$dur" AGENTS=1000 OUT="$OUT/sipp-calls" timeout 300 bash bench/sipp_calls.sh 2>/dev/null | grep -E '^\||^CDR|^\{' || true)
+  table=$(RATES="$rates" DURATION="$dur" AGENTS=2000 OUT="$OUT/sipp-calls" timeout 300 bash bench/sipp_calls.sh 2>/dev/null | grep -E '^\||^CDR|^\{' || true)
   {
     echo "### SIPp: queued calls, SIPp customers and SIPp agents"
     echo
-    echo "\`RATES=\"$rates\" DURATION=$dur AGENTS=1000 bench/sipp_calls.sh\` (engine on CPU 0, SIPp on CPU 1, talk 1 s)"
+    echo "\`RATES=\"$rates\" DURATION=$dur AGENTS=2000 bench/sipp_calls.sh\` (engine on CPU 0, SIPp on CPU 1, talk 1 s)"
     echo
     echo "$table"
     echo
