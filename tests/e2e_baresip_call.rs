@@ -68,7 +68,8 @@ queues = ["support"]
     let wav = dir.path().join("agent.wav");
     tone_wav(&wav, 30);
     let rtp = free_udp_ports(1)[0].max(1024) & !1;
-    let bport = free_udp_port();
+    // baresip listens on TCP too: the port must be free on both.
+    let bport = free_port();
     let conf = std::fs::read_to_string(fx.join("config_call.template"))
         .unwrap()
         .replace("@SIP_LISTEN@", &format!("127.0.0.1:{bport}"))

@@ -54,7 +54,8 @@ fn baresip_registers_as_alice() {
         config,
         ..Default::default()
     });
-    let bport = free_udp_port();
+    // baresip listens on TCP too: the port must be free on both.
+    let bport = free_port();
     let dir = baresip_dir(e.sip_port, bport, "alice", "alice-pass", 600);
     let log = dir.path().join("baresip.log");
     let logf = std::fs::File::create(&log).unwrap();
