@@ -27,14 +27,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
 use super::endpoint::{Counters, Output};
 use super::message::scan;
 use super::response::ResponseBase;
 
 mod completed;
+mod index;
 mod key;
+
+use index::HashIndex;
 use completed::Completed;
 use key::KeyText;
 pub use key::{MergeKey, ServerKey};
@@ -252,8 +254,8 @@ pub struct Transactions {
     server: HashMap<u64, ServerTx>,
     /// (hash, id) by key and by merge key; the keys themselves are in the
     /// transactions (key.rs), so a request's key is stored once.
-    server_keys: HashTable<(u64, u64)>,
-    merged: HashTable<(u64, u64)>,
+    server_keys: HashIndex,
+    merged: HashIndex,
     /// SipHash with a random key: keys are chosen by whoever sends us
     /// datagrams.
     hasher: RandomState,
@@ -274,8 +276,8 @@ impl Transactions {
             timers,
             next_id: 1,
             server: HashMap::new(),
-            server_keys: HashTable::new(),
-            merged: HashTable::new(),
+            server_keys: HashIndex::default(),
+            merged: HashIndex::default(),
             hasher: RandomState::new(),
             accepted: HashMap::new(),
             client: HashMap::new(),
@@ -347,10 +349,8 @@ impl Transactions {
         let h = self.hasher.hash_one(key);
         let server = &self.server;
         self.server_keys
-            .find(h, |&(hh, id)| {
-                hh == h && server.get(&id).is_some_and(|t| t.key.key() == key)
-            })
-            .map(|&(_, id)| ServerTxId(id))
+            .find(h, |id| server.get(&id).is_some_and(|t| t.key.key() == key))
+            .map(ServerTxId)
     }
 
     /// A live transaction for the same (Call-ID, CSeq, From tag): a request
@@ -359,10 +359,8 @@ impl Transactions {
         let h = self.hasher.hash_one(key);
         let server = &self.server;
         self.merged
-            .find(h, |&(hh, id)| {
-                hh == h && server.get(&id).is_some_and(|t| t.key.merge() == Some(key))
-            })
-            .map(|&(_, id)| ServerTxId(id))
+            .find(h, |id| server.get(&id).is_some_and(|t| t.key.merge() == Some(key)))
+            .map(ServerTxId)
     }
 
     /// Whether any transaction, live or Completed, has this merge key.
@@ -598,39 +596,19 @@ impl Transactions {
         let server = &self.server;
         let k = key.key();
         let h = self.hasher.hash_one(k);
-        match self.server_keys.find_entry(h, |&(hh, i)| {
-            hh == h && server.get(&i).is_some_and(|t| t.key.key() == k)
-        }) {
-            Ok(mut e) => *e.get_mut() = (h, id),
-            Err(_) => {
-                self.server_keys.insert_unique(h, (h, id), |&(hh, _)| hh);
-            }
-        }
+        self.server_keys.point(h, id, |i| server.get(&i).is_some_and(|t| t.key.key() == k));
         if let Some(m) = key.merge() {
             let h = self.hasher.hash_one(m);
-            match self.merged.find_entry(h, |&(hh, i)| {
-                hh == h && server.get(&i).is_some_and(|t| t.key.merge() == Some(m))
-            }) {
-                Ok(mut e) => *e.get_mut() = (h, id),
-                Err(_) => {
-                    self.merged.insert_unique(h, (h, id), |&(hh, _)| hh);
-                }
-            }
+            self.merged.point(h, id, |i| server.get(&i).is_some_and(|t| t.key.merge() == Some(m)));
         }
     }
 
     /// Removes transaction `id` and the table entries that point at it.
     fn remove_server(&mut self, id: u64) -> Option<ServerTx> {
         let tx = self.server.remove(&id)?;
-        let h = self.hasher.hash_one(tx.key.key());
-        if let Ok(e) = self.server_keys.find_entry(h, |&(_, i)| i == id) {
-            e.remove();
-        }
+        self.server_keys.remove(self.hasher.hash_one(tx.key.key()), id);
         if let Some(m) = tx.key.merge() {
-            let h = self.hasher.hash_one(m);
-            if let Ok(e) = self.merged.find_entry(h, |&(_, i)| i == id) {
-                e.remove();
-            }
+            self.merged.remove(self.hasher.hash_one(m), id);
         }
         if let Some(k) = &tx.ack_key {
             if self.accepted.get(k) == Some(&id) {

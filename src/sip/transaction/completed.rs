@@ -30,8 +30,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
+use super::index::HashIndex;
 use super::key::{KeyText, MergeKey, ServerKey};
 
 struct Record {
@@ -42,15 +42,19 @@ struct Record {
     expiry: Instant,
 }
 
+/// Record `seq` of a deque whose front is record `head`.
+fn record_at(records: &VecDeque<Record>, head: u64, seq: u64) -> Option<&Record> {
+    records.get(usize::try_from(seq.checked_sub(head)?).ok()?)
+}
+
 /// Completed non-INVITE server transactions of one endpoint.
 pub struct Completed {
     records: VecDeque<Record>,
     /// Sequence number of `records[0]`; record `s` is at `s - head`.
     head: u64,
-    /// (hash, sequence number) by key and by merge key. The hash is kept
-    /// so that growing a table never rehashes the key text.
-    by_key: HashTable<(u64, u64)>,
-    by_merge: HashTable<(u64, u64)>,
+    /// Sequence numbers by key and by merge key.
+    by_key: HashIndex,
+    by_merge: HashIndex,
     /// SipHash with a random key: branches and Call-IDs are chosen by
     /// whoever sends us datagrams.
     hasher: RandomState,
@@ -73,8 +77,8 @@ impl Completed {
         Completed {
             records: VecDeque::new(),
             head: 0,
-            by_key: HashTable::new(),
-            by_merge: HashTable::new(),
+            by_key: HashIndex::default(),
+            by_merge: HashIndex::default(),
             hasher: RandomState::new(),
             lifetime,
             batch,
@@ -91,27 +95,20 @@ impl Completed {
     }
 
     fn get(&self, seq: u64) -> Option<&Record> {
-        let i = usize::try_from(seq.checked_sub(self.head)?).ok()?;
-        self.records.get(i)
+        record_at(&self.records, self.head, seq)
     }
 
     /// The response to resend for a retransmission of `key`, and where.
     pub fn find(&self, key: ServerKey<'_>) -> Option<(&Bytes, SocketAddr)> {
         let h = self.hasher.hash_one(key);
-        let &(_, seq) = self.by_key.find(h, |&(hh, s)| {
-            hh == h && self.get(s).is_some_and(|r| r.key.key() == key)
-        })?;
+        let seq = self.by_key.find(h, |s| self.get(s).is_some_and(|r| r.key.key() == key))?;
         self.get(seq).map(|r| (&r.response, r.dest))
     }
 
     /// Whether a record has this merge key (§8.2.2.2).
     pub fn has_merge(&self, m: MergeKey<'_>) -> bool {
         let h = self.hasher.hash_one(m);
-        self.by_merge
-            .find(h, |&(hh, s)| {
-                hh == h && self.get(s).is_some_and(|r| r.key.merge() == Some(m))
-            })
-            .is_some()
+        self.by_merge.find(h, |s| self.get(s).is_some_and(|r| r.key.merge() == Some(m))).is_some()
     }
 
     /// Records a transaction that just sent its final `response` at `now`.
@@ -125,26 +122,12 @@ impl Completed {
         };
         let seq = self.head + self.records.len() as u64;
         let (records, head) = (&self.records, self.head);
-        let at = |s: u64| records.get(usize::try_from(s.wrapping_sub(head)).ok()?);
-        let h = self.hasher.hash_one(key.key());
-        match self.by_key.find_entry(h, |&(hh, s)| {
-            hh == h && at(s).is_some_and(|r| r.key.key() == key.key())
-        }) {
-            Ok(mut e) => *e.get_mut() = (h, seq),
-            Err(_) => {
-                self.by_key.insert_unique(h, (h, seq), |&(hh, _)| hh);
-            }
-        }
+        let at = |s: u64| record_at(records, head, s);
+        let k = key.key();
+        self.by_key.point(self.hasher.hash_one(k), seq, |s| at(s).is_some_and(|r| r.key.key() == k));
         if let Some(m) = key.merge() {
             let h = self.hasher.hash_one(m);
-            match self.by_merge.find_entry(h, |&(hh, s)| {
-                hh == h && at(s).is_some_and(|r| r.key.merge() == Some(m))
-            }) {
-                Ok(mut e) => *e.get_mut() = (h, seq),
-                Err(_) => {
-                    self.by_merge.insert_unique(h, (h, seq), |&(hh, _)| hh);
-                }
-            }
+            self.by_merge.point(h, seq, |s| at(s).is_some_and(|r| r.key.merge() == Some(m)));
         }
         self.records.push_back(Record {
             key,
@@ -163,15 +146,9 @@ impl Completed {
             if let Some(r) = self.records.front() {
                 // Unindex only entries that still point at this record: a
                 // newer record with the same key keeps its entry.
-                let h = self.hasher.hash_one(r.key.key());
-                if let Ok(e) = self.by_key.find_entry(h, |&(_, s)| s == seq) {
-                    e.remove();
-                }
+                self.by_key.remove(self.hasher.hash_one(r.key.key()), seq);
                 if let Some(m) = r.key.merge() {
-                    let h = self.hasher.hash_one(m);
-                    if let Ok(e) = self.by_merge.find_entry(h, |&(_, s)| s == seq) {
-                        e.remove();
-                    }
+                    self.by_merge.remove(self.hasher.hash_one(m), seq);
                 }
             }
             self.records.pop_front();
@@ -191,10 +168,7 @@ impl Completed {
         if self.records.capacity() > 64 && len < self.records.capacity() / 4 {
             self.records.shrink_to(len * 2);
         }
-        for t in [&mut self.by_key, &mut self.by_merge] {
-            if t.capacity() > 64 && t.len() < t.capacity() / 4 {
-                t.shrink_to(t.len() * 2, |&(h, _)| h);
-            }
-        }
+        self.by_key.shrink();
+        self.by_merge.shrink();
     }
 }
