@@ -42,9 +42,7 @@ fn baresip_agent_answers_and_rtp_flows_both_ways() {
         std::path::Path::new("/usr/share/sip-tester/g711a.pcap").is_file(),
         "sipp/customer_rtp.xml plays /usr/share/sip-tester/g711a.pcap (Debian sip-tester)"
     );
-    let cfgdir = TempDir::new("cfg");
-    let config = calls_config(
-        cfgdir.path(),
+    let (mut e, _cfgdir) = start_calls_engine(
         r#"
 [[queue]]
 name = "support"
@@ -57,10 +55,6 @@ password = "alice-pass"
 queues = ["support"]
 "#,
     );
-    let mut e = Engine::start_with(EngineOpts {
-        config,
-        ..Default::default()
-    });
 
     // baresip as alice
     let dir = TempDir::new("baresip");

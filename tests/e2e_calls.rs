@@ -12,26 +12,10 @@ use std::time::Duration;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(40);
 
-const AGENTS: &str = r#"
-[[agent]]
-id = "alice"
-password = "alice-pass"
-queues = ["support"]
-
-[[agent]]
-id = "bob"
-password = "bob-pass"
-queues = ["support"]
-"#;
+const AGENTS: &str = ALICE_AND_BOB;
 
 fn start(queues: &str, agents: &str) -> (Engine, TempDir) {
-    let dir = TempDir::new("calls-cfg");
-    let config = calls_config(dir.path(), &format!("{queues}\n{agents}"));
-    let e = Engine::start_with(EngineOpts {
-        config,
-        ..Default::default()
-    });
-    (e, dir)
+    start_calls_engine(&format!("{queues}\n{agents}"))
 }
 
 /// Registers the agent from `port`, then runs `scenario` there as its phone.

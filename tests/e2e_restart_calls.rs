@@ -9,30 +9,15 @@ use std::time::Duration;
 
 #[test]
 fn kill9_with_calls_waiting_and_talking_gives_engine_restart_cdrs() {
-    let cfgdir = TempDir::new("cfg");
-    let config = calls_config(
-        cfgdir.path(),
+    let (mut e, _cfgdir) = start_calls_engine(&format!(
+        "{}\n{ALICE_AND_BOB}",
         r#"
 [[queue]]
 name = "support"
 ring_timeout_s = 2
 wrap_up_s = 0
-
-[[agent]]
-id = "alice"
-password = "alice-pass"
-queues = ["support"]
-
-[[agent]]
-id = "bob"
-password = "bob-pass"
-queues = ["support"]
-"#,
-    );
-    let mut e = Engine::start_with(EngineOpts {
-        config,
-        ..Default::default()
-    });
+"#
+    ));
     let p = free_udp_ports(2);
     sipp_register_agent(&e, "alice", "alice-pass", p[0]);
     let alice = SippUa::spawn(&e, "alice", "agent_answer.xml", p[0], &[]);

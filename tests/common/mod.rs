@@ -1145,6 +1145,33 @@ pub fn sipp(engine: &Engine, scenario: &str, extra: &[&str], timeout: Duration) 
 // SIPp user agents on chosen ports (agent phones that must be reachable at
 // their registered Contact), /queues, and the CDRs of a stopped engine.
 
+/// The demo agents of the call tests: alice and bob, both in `support`.
+#[allow(dead_code)]
+pub const ALICE_AND_BOB: &str = r#"
+[[agent]]
+id = "alice"
+password = "alice-pass"
+queues = ["support"]
+
+[[agent]]
+id = "bob"
+password = "bob-pass"
+queues = ["support"]
+"#;
+
+/// Starts an engine on `calls_config` with these queues and agents; keep
+/// the TempDir (the config) alive as long as the engine.
+#[allow(dead_code)]
+pub fn start_calls_engine(queues_and_agents: &str) -> (Engine, TempDir) {
+    let dir = TempDir::new("calls-cfg");
+    let config = calls_config(dir.path(), queues_and_agents);
+    let e = Engine::start_with(EngineOpts {
+        config,
+        ..Default::default()
+    });
+    (e, dir)
+}
+
 /// Writes `cc-engine.toml` into `dir`: the shipped config's sections before
 /// its first `[[queue]]` (engine, sip, registrar, mgmt, media), with
 /// `algorithms = ["MD5"]` (SIPp and baresip 1.0 answer MD5 only) and an RTP
