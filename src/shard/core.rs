@@ -141,8 +141,8 @@ impl Core {
         }
     }
 
-    /// Another shard's socket got ICMP news for `dest`: maybe about one of
-    /// our requests.
+    /// From another shard: a datagram we own, or ICMP news its socket got
+    /// for `dest` (maybe about one of our requests).
     pub fn on_forwarded(&mut self, f: Forwarded, now: Instant) {
         match f {
             Forwarded::Datagram { data, src } => self.ep.handle_forwarded(&data, src, now),
