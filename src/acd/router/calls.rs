@@ -12,6 +12,44 @@ use crate::config::{NoAgents, Strategy};
 
 use super::tally::Kind;
 
+/// Where `place` puts an arriving call: the queue that takes it, and the
+/// queue it was dialled for when that one was full.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Placement {
+    pub queue: String,
+    pub overflowed_from: Option<String>,
+}
+
+/// Why `place` refused an arriving call; each maps to the SIP answer the
+/// caller gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejection {
+    /// No queue of that name: 404.
+    UnknownQueue,
+    /// The queue and every overflow target are full: the queue's
+    /// `full_status` (486, or 503 with Retry-After).
+    Full { status: u16, retry_after_s: Option<u32> },
+    /// `no_agents = "reject"` and nobody who could serve it is logged in: 480.
+    NoAgents,
+}
+
+impl Rejection {
+    pub(super) fn status(self) -> u16 {
+        match self {
+            Rejection::UnknownQueue => 404,
+            Rejection::Full { status, .. } => status,
+            Rejection::NoAgents => 480,
+        }
+    }
+
+    pub(super) fn retry_after_s(self) -> Option<u32> {
+        match self {
+            Rejection::Full { retry_after_s, .. } => retry_after_s,
+            Rejection::UnknownQueue | Rejection::NoAgents => None,
+        }
+    }
+}
+
 impl Router {
     /// Unanswered calls (waiting + ringing) in `queue`: what `max_waiting` limits.
     pub(super) fn unanswered_in(&self, queue: &str) -> usize {
@@ -33,14 +71,10 @@ impl Router {
         })
     }
 
-    /// Where an arriving call goes: `(queue, overflowed_from)` or the
-    /// rejection `(status, retry_after_s)`.
-    pub(super) fn place(
-        &self,
-        asked: &str,
-    ) -> Result<(String, Option<String>), (u16, Option<u32>)> {
+    /// Where an arriving call goes, or why it is refused.
+    pub(super) fn place(&self, asked: &str) -> Result<Placement, Rejection> {
         let Some(first) = self.queues.get(asked) else {
-            return Err((404, None));
+            return Err(Rejection::UnknownQueue);
         };
         let mut name = asked;
         let mut visited = BTreeSet::new();
@@ -53,15 +87,15 @@ impl Router {
             match q.overflow.as_deref() {
                 Some(o) if self.queues.contains_key(o) && !visited.contains(o) => name = o,
                 _ => {
-                    let retry = (first.full_status == 503).then_some(first.retry_after_s);
-                    return Err((first.full_status, retry));
+                    let retry_after_s = (first.full_status == 503).then_some(first.retry_after_s);
+                    return Err(Rejection::Full { status: first.full_status, retry_after_s });
                 }
             }
         }
         if self.queues[name].no_agents == NoAgents::Reject && !self.logged_in(name) {
-            return Err((480, None));
+            return Err(Rejection::NoAgents);
         }
-        Ok((name.to_string(), (name != asked).then(|| asked.to_string())))
+        Ok(Placement { queue: name.to_string(), overflowed_from: (name != asked).then(|| asked.to_string()) })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -80,7 +114,8 @@ impl Router {
             return;
         }
         match self.place(queue) {
-            Err((status, retry_after_s)) => {
+            Err(rejection) => {
+                let (status, retry_after_s) = (rejection.status(), rejection.retry_after_s());
                 self.out
                     .push_back(RouterOutput::Decision(Decision::Rejected {
                         call,
@@ -112,7 +147,7 @@ impl Router {
                     }));
                 self.remember_finished(call);
             }
-            Ok((name, overflowed_from)) => {
+            Ok(Placement { queue: name, overflowed_from }) => {
                 let q = &self.queues[&name];
                 let seq = self.next_seq;
                 self.next_seq += 1;
