@@ -511,6 +511,16 @@ fn queue_config(sc: &Scenario) -> QueueConfig {
         priority: 0,
         hold_audio: None,
         skills: Vec::new(),
+        relax: Vec::new(),
+        ageing_s: 30,
+        weight: 0,
+        tier_wait_s: 0,
+        retry_s: 5,
+        busy_delay_s: 0,
+        reject_delay_s: 0,
+        no_answer_delay_s: 0,
+        auto_unpause_s: 0,
+        max_wait_queue: None,
     }
 }
 
@@ -561,6 +571,7 @@ impl Sim {
                 max_calls: 1,
                 queues: vec![QUEUE.into()],
                 skills: BTreeMap::new(),
+                tiers: BTreeMap::new(),
             })
             .collect();
         let (mut router, startup) = Router::new(&[queue_config(&sc)], &agent_cfgs, RouterRestore::default(), WALL0);

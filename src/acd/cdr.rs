@@ -131,6 +131,10 @@ pub struct AgentPersist {
 pub struct Pause {
     pub reason: Option<String>,
     pub since_ms: u64,
+    /// When the router lifts this pause by itself (`auto_unpause_s` after
+    /// a no-answer pause); `None` for a pause only a person lifts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 /// One mutation for the store, in order. `Binding` lets the registrar's

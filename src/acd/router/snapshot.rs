@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::agent_state::{Agent, AgentStatus};
+use super::agent_state::{Agent, AgentStatus, Misses};
 use super::queue::CallState;
 use super::Router;
 
@@ -23,6 +23,9 @@ pub struct AgentSnapshot {
     pub max_calls: u32,
     pub no_answer: u32,
     pub answered: u64,
+    /// Failed offers by kind since the engine started.
+    pub missed: Misses,
+    pub talk_ms: u64,
     pub idle_since_ms: u64,
     pub wrap_up_until_ms: Option<u64>,
 }
@@ -53,6 +56,8 @@ impl Router {
                 max_calls: a.max_calls,
                 no_answer: a.no_answer,
                 answered: a.answered,
+                missed: a.misses,
+                talk_ms: a.talk_ms,
                 idle_since_ms: a.idle_since,
                 wrap_up_until_ms: a.wrap_up_until,
             })
@@ -63,7 +68,7 @@ impl Router {
             .map(|name| {
                 let mine = || self.calls.values().filter(move |c| &c.queue == name);
                 let count = |f: fn(&CallState) -> bool| mine().filter(|c| f(&c.state)).count();
-                let serving = || self.members[name].iter().filter_map(|m| self.agents.at(*m));
+                let serving = || self.members[name].iter().filter_map(|(m, _)| self.agents.at(*m));
                 QueueSnapshot {
                     name: name.clone(),
                     waiting: count(|s| matches!(s, CallState::Waiting)),
