@@ -408,6 +408,9 @@ pub struct QueueConfig {
     pub leave_when_empty: Vec<EmptyWhen>,
     #[serde(default)]
     pub leave_empty_queue: Option<String>,
+    /// Service level threshold: answered within this many seconds.
+    #[serde(default = "default_service_level")]
+    pub service_level_s: u32,
 }
 
 fn default_strategy() -> Strategy {
@@ -442,6 +445,9 @@ fn default_ageing() -> u32 {
 }
 fn default_retry() -> u32 {
     5
+}
+fn default_service_level() -> u32 {
+    20
 }
 
 impl Config {

@@ -521,6 +521,11 @@ fn queue_config(sc: &Scenario) -> QueueConfig {
         no_answer_delay_s: 0,
         auto_unpause_s: 0,
         max_wait_queue: None,
+        join_empty: Vec::new(),
+        join_empty_queue: None,
+        leave_when_empty: Vec::new(),
+        leave_empty_queue: None,
+        service_level_s: 20,
     }
 }
 

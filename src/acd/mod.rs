@@ -12,6 +12,8 @@ pub mod cdr;
 pub mod facts;
 pub mod registrar;
 pub mod router;
+pub mod queue_log;
+pub mod stats;
 pub mod store;
 
 pub use agent::AgentDef;

@@ -105,6 +105,7 @@ fn router_state_round_trip() {
             until_ms: None,
         }),
         no_answer: 3,
+            counters: Default::default(),
     };
     s.apply_ops(&[
         StoreOp::RoundRobin {

@@ -15,14 +15,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::acd::cdr::{AgentPersist, Pause};
 use crate::acd::facts::CallId;
+use crate::acd::stats::AgentCounters;
 use crate::config::{AgentConfig, SkillReq};
 
 /// Failed offers by kind, since the router started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Misses {
     /// Rang out (our CANCEL after the ring timeout) or 408.
     pub no_answer: u64,
@@ -65,7 +67,8 @@ pub(super) struct Agent {
     /// Talk time of finished calls since the router started
     /// (`least-talk-time`).
     pub talk_ms: u64,
-    pub misses: Misses,
+    /// Reporting counters, persisted (`AgentPersist::counters`).
+    pub counters: AgentCounters,
     /// No offers before this time: the rest after a busy, rejected or
     /// unanswered offer (`busy_delay_s`, `reject_delay_s`, ...).
     pub rest_until: Option<u64>,
@@ -88,7 +91,7 @@ impl Agent {
             no_answer: 0,
             answered: 0,
             talk_ms: 0,
-            misses: Misses::default(),
+            counters: AgentCounters::default(),
             rest_until: None,
             idle_since: now_ms,
         }
@@ -145,6 +148,7 @@ impl Agent {
         AgentPersist {
             paused: self.paused.clone(),
             no_answer: self.no_answer,
+            counters: self.counters,
         }
     }
 

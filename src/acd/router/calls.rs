@@ -8,6 +8,7 @@ use super::queue::{Call, CallState};
 use super::{Router, RouterEvent, RouterOutput, NO_ANSWER_REASON};
 use crate::acd::cdr::{secs, Cdr, Disposition, LiveCall, Pause, StoreOp};
 use crate::acd::facts::{CallId, Decision, EndReason, OfferResult, Party, RtpCounts};
+use crate::acd::queue_log::{QueueEvent, QueueLogEntry};
 use crate::config::{EmptyWhen, NoAgents, Strategy};
 
 /// CDR reason of a caller who left a queue that `leave_when_empty` found
@@ -131,6 +132,8 @@ impl Router {
         }
         match self.place(queue) {
             Err(rejection) => {
+                let full = matches!(rejection, Rejection::Full { .. });
+                self.report_refused(queue, &sip_call_id, &caller, full, now_ms);
                 let (status, retry_after_s) = (rejection.status(), rejection.retry_after_s());
                 self.out
                     .push_back(RouterOutput::Decision(Decision::Rejected {
@@ -181,6 +184,8 @@ impl Router {
                     last_failed_ms: 0,
                     deadline_ms: (q.max_wait_s > 0)
                         .then(|| at_ms.saturating_add(u64::from(q.max_wait_s) * 1000)),
+                    orig_position: 0,
+                    ring_started_ms: 0,
                 };
                 let live = live_call(&c);
                 self.hint_timer(c.deadline_ms);
@@ -188,6 +193,16 @@ impl Router {
                 self.tally.moved(&c.queue, c.priority, None, Some(Kind::Waiting));
                 self.calls.insert(call, c);
                 let position = self.position(call, now_ms);
+                let entered = self.calls.get_mut(&call).map(|c| {
+                    c.orig_position = position;
+                    c.clone()
+                });
+                if let Some(c) = entered {
+                    if let Some(from) = &overflowed_from {
+                        self.report_passed_on(from, &c.sip_call_id, &c.caller, now_ms);
+                    }
+                    self.report_entered(&c, position, now_ms);
+                }
                 if let Some(from) = overflowed_from {
                     self.out
                         .push_back(RouterOutput::Event(RouterEvent::Overflowed {
@@ -208,7 +223,9 @@ impl Router {
 
     /// 1-based place among the calls waiting in the same queue.
     pub(super) fn position(&self, call: CallId, now_ms: u64) -> u32 {
-        let c = &self.calls[&call];
+        let Some(c) = self.calls.get(&call) else {
+            return 0;
+        };
         let ageing = self.ageing(&c.queue);
         if ageing.is_none() && c.seq + 1 == self.next_seq && c.state == CallState::Waiting {
             // The newest call: behind every waiting call of its priority
@@ -216,11 +233,18 @@ impl Router {
             let ahead = self.tally.waiting_at_least(&c.queue, c.priority).saturating_sub(1);
             return u32::try_from(ahead + 1).unwrap_or(u32::MAX);
         }
+        self.place_of(c, now_ms)
+    }
+
+    /// Where `c` stands (or stood) among the calls waiting in its queue:
+    /// 1 + those ahead of it. `c` need not be in `calls` any more.
+    pub(super) fn place_of(&self, c: &Call, now_ms: u64) -> u32 {
+        let ageing = self.ageing(&c.queue);
         let key = c.order_key(ageing, now_ms);
         let ahead = self
             .calls
             .values()
-            .filter(|o| o.queue == c.queue && o.state == CallState::Waiting && o.id != call)
+            .filter(|o| o.queue == c.queue && o.state == CallState::Waiting && o.id != c.id)
             .filter(|o| o.order_key(ageing, now_ms) < key)
             .count();
         u32::try_from(ahead + 1).unwrap_or(u32::MAX)
@@ -292,7 +316,7 @@ impl Router {
             leaving.sort();
             for (_, call) in leaving {
                 match target.as_deref().filter(|t| self.queues.contains_key(*t)) {
-                    Some(t) => self.move_to_queue(call, t, now_ms),
+                    Some(t) => self.move_to_queue(call, t, true, now_ms),
                     None => self.time_out_because(call, now_ms, Some(LEAVE_EMPTY_REASON.into())),
                 }
             }
@@ -310,14 +334,15 @@ impl Router {
             .and_then(|q| q.max_wait_queue.clone())
             .filter(|t| self.queues.contains_key(t));
         match target {
-            Some(t) => self.move_to_queue(call, &t, now_ms),
+            Some(t) => self.move_to_queue(call, &t, false, now_ms),
             None => self.time_out(call, now_ms),
         }
     }
 
     /// Moves a waiting call to queue `target`, keeping its arrival time and
     /// its caller's priority bonus; the shard hears `Queued` again.
-    fn move_to_queue(&mut self, call: CallId, target: &str, now_ms: u64) {
+    fn move_to_queue(&mut self, call: CallId, target: &str, empty: bool, now_ms: u64) {
+        let left_at = self.position(call, now_ms);
         let (Some(c), Some(to)) = (self.calls.get_mut(&call), self.queues.get(target)) else {
             return;
         };
@@ -333,6 +358,12 @@ impl Router {
         self.hint_timer(deadline);
         self.hint_waiting_steps(target, arrived, now_ms);
         let position = self.position(call, now_ms);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.orig_position = position;
+            let moved = c.clone();
+            self.report_moved(&moved, &from, left_at, empty, now_ms);
+            self.report_entered(&moved, position, now_ms);
+        }
         let to = target.to_string();
         self.out.push_back(RouterOutput::Event(RouterEvent::Overflowed { call, from, to: to.clone() }));
         self.out.push_back(RouterOutput::Decision(Decision::Queued { call, queue: to, position }));
@@ -369,17 +400,12 @@ impl Router {
             };
             a.busy.insert(call);
             a.answered += 1;
-            let reset = a.no_answer != 0;
             a.no_answer = 0;
-            let state = a.persist();
             let live = live_call(c);
-            if reset {
-                self.emit_persist(StoreOp::Agent {
-                    agent: agent.clone(),
-                    state,
-                });
-            }
+            let snapshot = c.clone();
             self.emit_persist(StoreOp::CallLive(live));
+            // Persists the agent too (counters, the reset no-answer count).
+            self.report_answered(&snapshot, &agent, answered_ms, now_ms);
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
             return;
@@ -407,6 +433,7 @@ impl Router {
         }
         c.last_agent = Some(agent.clone());
         c.last_failed_ms = now_ms;
+        let snapshot = c.clone();
         let retry_ms = u64::from(q.retry_s) * 1000;
         // How long the agent rests before any new offer. An unreachable
         // phone rests the retry time: offering it the next call within the
@@ -418,7 +445,7 @@ impl Router {
             _ => q.retry_s,
         };
         let auto_unpause_ms = u64::from(q.auto_unpause_s) * 1000;
-        count_miss(&mut a.misses, &result);
+        count_miss(&mut a.counters.missed, &result);
         // Only ringing out counts toward the auto-pause: busy, DND and a
         // refused codec are answers from a person or a phone that works.
         let pause = result == OfferResult::NoAnswer && {
@@ -438,6 +465,11 @@ impl Router {
         }
         let unpause_at = a.paused.as_ref().and_then(|p| p.until_ms);
         let state = a.persist();
+        self.report_offer_failed(&snapshot, &agent, &result, now_ms);
+        if pause {
+            let e = QueueLogEntry::agent(now_ms, &agent, QueueEvent::Pause).with([NO_ANSWER_REASON]);
+            self.qlog(e);
+        }
         self.hint_timer(rest_until);
         self.hint_timer(unpause_at);
         if retry_ms > 0 {
@@ -488,6 +520,7 @@ impl Router {
     /// Writes the call's one CDR and releases its agent. The call has
     /// already been removed from `calls`.
     pub(super) fn finish(&mut self, c: Call, end: End, now_ms: u64) {
+        let position = if c.state == CallState::Waiting { self.place_of(&c, now_ms) } else { 0 };
         self.tally.moved(&c.queue, c.priority, Some(Kind::of(&c.state)), None);
         let (agent, answered_ms) = match &c.state {
             CallState::Talking { agent, answered_ms } => (Some(agent.clone()), Some(*answered_ms)),
@@ -516,6 +549,7 @@ impl Router {
             .at_ms
             .max(answered_ms.unwrap_or(c.arrived_ms))
             .max(c.arrived_ms);
+        self.report_finished(&c, &End { at_ms: ended_ms, ..end.clone() }, agent.as_deref(), answered_ms, position);
         let cdr = Cdr {
             call_id: c.id.to_string(),
             sip_call_id: c.sip_call_id,
@@ -555,6 +589,7 @@ fn count_miss(m: &mut Misses, result: &OfferResult) {
     *counter += 1;
 }
 
+#[derive(Clone)]
 pub(super) struct End {
     pub at_ms: u64,
     pub disposition: Disposition,

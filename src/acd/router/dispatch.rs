@@ -31,7 +31,7 @@ impl Router {
         order.sort();
         for (_, id) in order {
             if let Some(agent) = self.choose_agent(id, now_ms) {
-                self.offer(id, agent);
+                self.offer(id, agent, now_ms);
                 if !self.agents.values().any(Agent::free) {
                     return;
                 }
@@ -91,7 +91,7 @@ impl Router {
             .map(|a| a.id.clone())
     }
 
-    pub(super) fn offer(&mut self, id: CallId, agent: String) {
+    pub(super) fn offer(&mut self, id: CallId, agent: String, now_ms: u64) {
         let c = self
             .calls
             .get_mut(&id)
@@ -100,6 +100,7 @@ impl Router {
         c.state = CallState::Ringing {
             agent: agent.clone(),
         };
+        c.ring_started_ms = now_ms;
         let q = &self.queues[&c.queue];
         let (queue, round_robin) = (c.queue.clone(), q.strategy == Strategy::RoundRobin);
         let ring_timeout_ms = u64::from(q.ring_timeout_s) * 1000;

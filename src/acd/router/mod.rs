@@ -87,6 +87,7 @@ mod calls;
 mod dispatch;
 mod output;
 mod queue;
+mod report;
 mod snapshot;
 mod strategy;
 mod tally;
@@ -96,12 +97,14 @@ mod policy_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod report_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-pub use agent_state::AgentStatus;
+pub use agent_state::{AgentStatus, Misses};
 pub use output::{RouterError, RouterEvent, RouterOutput};
 pub use queue::AGEING_MS_PER_LEVEL;
 pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
@@ -113,6 +116,8 @@ use tally::Tally;
 
 use super::binding::Binding;
 use super::cdr::{Disposition, Pause, RouterRestore, StoreOp};
+use super::queue_log::{QueueEvent, QueueLogEntry};
+use super::stats::QueueStats;
 use super::facts::{CallFact, CallId, Party, RtpCounts};
 use crate::config::{AgentConfig, QueueConfig};
 
@@ -151,6 +156,8 @@ pub struct Router {
     /// For the random strategies; seeded from the start time, which the
     /// shell passes in, so a simulation replays exactly.
     rng: strategy::Rng,
+    /// Reporting counters per queue (`stats.rs`), persisted.
+    qstats: BTreeMap<String, QueueStats>,
 }
 
 impl Router {
@@ -174,6 +181,7 @@ impl Router {
             if let Some(p) = restored.agents.get(&cfg.id) {
                 a.paused = p.paused.clone();
                 a.no_answer = p.no_answer;
+                a.counters = p.counters;
             }
             for (q, level) in cfg.queue_levels() {
                 if let Some(m) = members.get_mut(q) {
@@ -190,8 +198,10 @@ impl Router {
         let mut live = restored.live_calls;
         live.sort_by_key(|l| l.call);
         let mut outputs = Vec::new();
+        let mut restart_cdrs = Vec::new();
         for l in live {
             let cdr = l.restart_cdr(now_ms);
+            restart_cdrs.push(cdr.clone());
             outputs.push(RouterOutput::Persist(StoreOp::Cdr(cdr)));
             outputs.push(RouterOutput::Persist(StoreOp::CallDone(l.call)));
             outputs.push(RouterOutput::Event(RouterEvent::CallFinished {
@@ -213,7 +223,12 @@ impl Router {
             timer_hints: BTreeSet::new(),
             media_short: BTreeMap::new(),
             rng: strategy::Rng::new(now_ms ^ 0x6363_2d65_6e67_696e),
+            qstats: restored.queue_stats,
         };
+        for cdr in &restart_cdrs {
+            router.report_restart(cdr);
+        }
+        outputs.extend(router.out.drain(..));
         let auto_unpause: Vec<u64> =
             router.agents.values().filter_map(|a| a.paused.as_ref()?.until_ms).collect();
         for t in auto_unpause {
@@ -327,17 +342,25 @@ impl Router {
     ) -> Result<(), RouterError> {
         let a = self.agent_mut(agent)?;
         let was_online = a.online();
+        let first_contact = contacts.first().map(|(uri, _)| uri.clone());
+        let last_contact = a.contacts.first().map(|(uri, _)| uri.clone());
         a.contacts = contacts;
         let event = match (was_online, a.online()) {
             (false, true) => {
                 a.idle_since = now_ms;
+                let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::AgentLogin).with(first_contact);
+                self.qlog(e);
                 Some(RouterEvent::AgentOnline {
                     agent: agent.to_string(),
                 })
             }
-            (true, false) => Some(RouterEvent::AgentOffline {
-                agent: agent.to_string(),
-            }),
+            (true, false) => {
+                let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::AgentLogoff).with(last_contact);
+                self.qlog(e);
+                Some(RouterEvent::AgentOffline {
+                    agent: agent.to_string(),
+                })
+            }
             _ => None,
         };
         if let Some(e) = event {
@@ -367,6 +390,8 @@ impl Router {
             agent: agent.to_string(),
             state,
         });
+        let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::Pause).with([reason.clone().unwrap_or_default()]);
+        self.qlog(e);
         self.out
             .push_back(RouterOutput::Event(RouterEvent::AgentPaused {
                 agent: agent.to_string(),
@@ -382,13 +407,21 @@ impl Router {
         if a.paused.is_none() && a.no_answer == 0 {
             return Ok(());
         }
-        let was_paused = a.paused.take().is_some();
+        let ended = a.paused.take();
+        let was_paused = ended.is_some();
+        if let Some(p) = &ended {
+            a.counters.pause_ms += now_ms.saturating_sub(p.since_ms);
+        }
         a.no_answer = 0;
         let state = a.persist();
         self.emit_persist(StoreOp::Agent {
             agent: agent.to_string(),
             state,
         });
+        if let Some(p) = ended {
+            let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::Unpause).with([p.reason.unwrap_or_default()]);
+            self.qlog(e);
+        }
         if was_paused {
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::AgentUnpaused {

@@ -204,7 +204,7 @@ fn an_unreachable_phone_rests_instead_of_failing_every_call_at_once() {
     // is not thrown at the same dead phone.
     let out = h.result(1, "a", OfferResult::Failed { status: None });
     assert_eq!(offers(&out), vec![]);
-    assert_eq!(h.r.agents["a"].misses.unreachable, 1);
+    assert_eq!(h.r.agents["a"].counters.missed.unreachable, 1);
     assert_eq!(h.r.agents["a"].no_answer, 0);
     assert_eq!(offers(&h.tick(4_999)), vec![]);
     assert_eq!(offers(&h.tick(5_000)).len(), 1);
@@ -223,12 +223,12 @@ fn busy_and_reject_delays_rest_the_agent_and_count_apart() {
     assert_eq!(offers(&h.tick(29_999)), vec![]);
     assert_eq!(offers(&h.tick(30_000)), vec![o(1, "a")]);
     h.result(1, "a", OfferResult::Failed { status: Some(488) });
-    let m = h.r.agents["a"].misses;
+    let m = h.r.agents["a"].counters.missed;
     assert_eq!((m.no_answer, m.busy, m.rejected, m.unreachable), (0, 1, 2, 0));
     // None of these paused the agent, even with max_no_answer = 1.
     assert!(h.r.agents["a"].paused.is_none());
     let snap = h.r.snapshot(h.now);
-    assert_eq!(snap.agents[0].missed.rejected, 2);
+    assert_eq!(snap.agents[0].counters.missed.rejected, 2);
 }
 
 #[test]
@@ -266,6 +266,7 @@ fn an_auto_unpause_survives_a_restart() {
                 until_ms: Some(T0 + 30_000),
             }),
             no_answer: 1,
+            counters: Default::default(),
         },
     );
     let (mut h, _) = H::restored(&[q], &[agent("a", &["q"], "")], restore);

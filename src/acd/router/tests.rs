@@ -579,7 +579,7 @@ fn failed_offer_goes_to_another_free_agent_first() {
     );
     // A refusal is counted as such, not toward the no-answer pause.
     assert_eq!(h.r.agents["a"].no_answer, 0);
-    assert_eq!(h.r.agents["a"].misses.rejected, 1);
+    assert_eq!(h.r.agents["a"].counters.missed.rejected, 1);
 }
 
 #[test]
@@ -720,6 +720,7 @@ fn restored_pause_and_no_answer_count_apply() {
                 until_ms: None,
             }),
             no_answer: 2,
+            counters: Default::default(),
         },
     );
     let restore = RouterRestore {
