@@ -274,6 +274,12 @@ impl Routing {
         self.stopped
     }
 
+    /// The seq of the commit the store is working on, if any: a shell whose
+    /// store died mid-commit answers it with a failure.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.in_flight.as_ref().map(|f| f.seq)
+    }
+
     /// Changes decided and not yet handed to the store (a commit in flight
     /// is not counted): what `cc_store_pending_changes` shows.
     pub fn pending_len(&self) -> usize {
