@@ -16,6 +16,12 @@
 //! wherever it likes (a store thread in the engine), handing the
 //! [`CommitOutcome`] back.
 //!
+//! A simulation drives it the same way with a real database: apply each
+//! `Commit` with [`apply_commit`] (or leave it unapplied to crash between
+//! commits), then drop the integrator and the `Store`, reopen, and build a
+//! new one from [`Loaded::from_store`]: its first commit holds the restart
+//! CDRs.
+//!
 //! Group commit, as README ("Persistence") promises: decisions are answered
 //! at once; what they change is committed at most `group_commit_ms` after
 //! the oldest pending change (sooner once 4096 are pending), plus the time
