@@ -13,6 +13,7 @@ mod routing;
 mod runtime;
 pub mod signals;
 mod signalling;
+mod store_thread;
 mod wake;
 
 pub use messages::{FromRouting, ToRouting};
