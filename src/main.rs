@@ -92,16 +92,28 @@ fn load(o: &Overrides) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Logging to stderr through a filter the management API can replace at
+/// run time (`PUT /v1/log-level`).
 fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter};
+    // RUST_LOG wins over the config when it parses.
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| level.to_string());
+    let (spec, filter) = match EnvFilter::try_new(&spec) {
+        Ok(f) => (spec, f),
+        Err(_) => ("info".to_string(), EnvFilter::new("info")),
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
         .init();
+    cc_engine::mgmt::log_level::install(&spec, move |s| {
+        let f = EnvFilter::try_new(s).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
 }
 
 fn main() -> ExitCode {
