@@ -381,3 +381,45 @@ fn token_config_errors_name_the_file_and_key() {
     let out = check_config(&text, &dir);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
 }
+
+/// `--help` on both binaries and every subcommand: exit 0, usage on stdout
+/// naming the subcommand and its options.
+#[test]
+fn help_on_every_subcommand_of_both_binaries() {
+    let bench = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cc-bench"));
+    let cases: [(&std::path::Path, &[&str], &[&str]); 12] = [
+        (&engine_bin(), &["--help"], &["check-config", "agents", "cdrs", "--mgmt"]),
+        (&engine_bin(), &["run", "--help"], &["--config", "--listen", "--state-dir", "--mgmt", "--shards"]),
+        (&engine_bin(), &["check-config", "--help"], &["FILE"]),
+        (&engine_bin(), &["agents", "--help"], &["--state-dir", "--config"]),
+        (&engine_bin(), &["cdrs", "--help"], &["--state-dir", "--since"]),
+        (&engine_bin(), &["help", "cdrs"], &["--since"]),
+        (&bench, &["--help"], &["register", "calls", "relay", "hold"]),
+        (&bench, &["register", "--help"], &["--agents", "--rate", "--duration", "--engine"]),
+        (&bench, &["calls", "--help"], &["--find-max", "--p99-bound-ms", "--talk", "--rtp"]),
+        (&bench, &["relay", "--help"], &["--streams", "--setup-rate", "--pps"]),
+        (&bench, &["hold", "--help"], &["--calls", "--rate"]),
+        (&bench, &["help", "register"], &["--agents"]),
+    ];
+    for (bin, args, want) in cases {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let out = run_with_timeout(cmd, Duration::from_secs(10));
+        assert_eq!(out.code(), Some(0), "{} {args:?}: {}", bin.display(), out.describe());
+        assert!(out.stdout.contains("Usage:"), "{args:?}: {}", out.describe());
+        for w in want {
+            assert!(out.stdout.contains(w), "{} {args:?} lacks {w}: {}", bin.display(), out.stdout);
+        }
+    }
+    // A usage error exits 2 and says what was wrong.
+    let mut cmd = Command::new(engine_bin());
+    cmd.args(["agents"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(10));
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("--state-dir"), "{}", out.describe());
+    let mut cmd = Command::new(&bench);
+    cmd.args(["register", "--rate"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(10));
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("--rate"), "{}", out.describe());
+}
