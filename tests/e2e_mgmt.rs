@@ -298,6 +298,21 @@ fn many_clients_at_once_and_a_stalled_one_blocks_nobody() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     }
     drop(stalled);
+
+    // The server's thread is not pinned to a shard's CPU: it may run
+    // wherever the process may.
+    let task = format!("/proc/{}/task", e.pid());
+    let allowed = |tid: &str| {
+        let st = std::fs::read_to_string(format!("{task}/{tid}/status")).unwrap_or_default();
+        st.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+    };
+    let mgmt_tid = std::fs::read_dir(&task)
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .find(|t| std::fs::read_to_string(format!("{task}/{t}/comm")).is_ok_and(|c| c.trim() == "cc-mgmt"))
+        .expect("a thread named cc-mgmt");
+    assert_eq!(allowed(&mgmt_tid), allowed(&e.pid().to_string()), "cc-mgmt is pinned");
 }
 
 #[test]
