@@ -52,6 +52,11 @@ impl Metrics {
             refused.clone(),
         );
         registry.register_collector(Box::new(BoardCollector(board)));
+        registry.register_collector(Box::new(HistogramCollector {
+            name: "cc_store_commit_seconds",
+            help: "Store group commit time (transaction and fsync), failed commits included",
+            hist: &crate::acd::store::COMMIT_TIME,
+        }));
         Metrics { registry, auth_failures, requests, refused }
     }
 
@@ -108,6 +113,27 @@ impl Collector for BoardCollector {
             }
         }
         Ok(())
+    }
+}
+
+/// A process-wide [`super::Histogram`] as one Prometheus histogram.
+struct HistogramCollector {
+    name: &'static str,
+    help: &'static str,
+    hist: &'static super::Histogram,
+}
+
+impl std::fmt::Debug for HistogramCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Collector for HistogramCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.hist.snapshot();
+        let mut e = encoder.encode_descriptor(self.name, self.help, None, MetricType::Histogram)?;
+        e.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 }
 
@@ -230,5 +256,7 @@ mod tests {
         assert!(text.contains("# TYPE cc_calls_active gauge\ncc_calls_active 1\n"), "{text}");
         assert!(text.contains("cc_mgmt_auth_failures_total{reason=\"missing\"} 1\n"), "{text}");
         assert!(text.contains("# TYPE cc_mgmt_auth_failures_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE cc_store_commit_seconds histogram\n"), "{text}");
+        assert!(text.contains("cc_store_commit_seconds_bucket{le=\"+Inf\"} "), "{text}");
     }
 }

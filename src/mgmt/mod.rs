@@ -10,6 +10,7 @@
 mod api;
 pub mod auth;
 mod board;
+mod histogram;
 pub mod health;
 pub mod log_level;
 mod metrics;
@@ -17,5 +18,6 @@ mod server;
 pub mod tls;
 
 pub use board::{Board, Sample};
+pub use histogram::Histogram;
 pub use metrics::help as metric_help;
 pub use server::{serve, ServeError, MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT};
