@@ -190,7 +190,7 @@ pub fn help(name: &str) -> &'static str {
         "cc_queue_calls" => "Calls in the queue, by state (waiting, ringing, talking)",
         "cc_queue_longest_wait_ms" => "Longest current wait in the queue, in milliseconds",
         "cc_registered_contacts" => "Registered agent contacts (bindings)",
-        "cc_registrations_total" => "REGISTER requests answered, by response class",
+        "cc_registrations_total" => "REGISTER requests answered, by response class (2xx, 4xx, ...)",
         "cc_routing_decisions_total" => "Routing decisions the routing shard made",
         "cc_routing_facts_total" => "Facts the routing shard received from signalling shards",
         "cc_routing_pending" => "Routing requests waiting for the routing shard's answer",
@@ -207,10 +207,10 @@ pub fn help(name: &str) -> &'static str {
         "cc_sip_forwarded_total" => "SIP messages forwarded to the shard that owns their dialog",
         "cc_sip_icmp_unreachable_total" => "ICMP port or host unreachable errors received for SIP",
         "cc_sip_keepalives_total" => "Keep-alive datagrams (CRLF) received",
-        "cc_sip_requests_total" => "SIP requests received, by method",
-        "cc_sip_responses_received_total" => "SIP responses received, by class",
-        "cc_sip_responses_sent_total" => "SIP responses sent, by class",
-        "cc_sip_responses_total" => "SIP responses, by status",
+        "cc_sip_requests_total" => "SIP requests received",
+        "cc_sip_responses_received_total" => "SIP responses received",
+        "cc_sip_responses_sent_total" => "SIP responses sent, by class (1xx..6xx)",
+        "cc_sip_responses_total" => "SIP responses sent, by status code",
         "cc_sip_retransmissions_absorbed_total" => "Retransmitted SIP requests answered from the transaction layer",
         "cc_sip_retransmissions_sent_total" => "SIP messages retransmitted",
         "cc_sip_send_errors_total" => "SIP datagrams the kernel refused to send",
@@ -227,6 +227,33 @@ pub fn help(name: &str) -> &'static str {
 mod tests {
     use super::*;
     use crate::mgmt::Sample;
+
+    /// Every family the shipped Grafana dashboard queries is one this
+    /// code describes.
+    #[test]
+    fn the_dashboard_uses_known_families() {
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../../grafana/cc-engine-dashboard.json")).unwrap();
+        let own = ["cc_mgmt_auth_failures_total", "cc_store_commit_seconds"];
+        let mut n = 0;
+        for p in dash["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if !word.starts_with("cc_") {
+                        continue;
+                    }
+                    let family = word.strip_suffix("_bucket").unwrap_or(word);
+                    assert!(
+                        own.contains(&family) || help(family) != "cc-engine metric",
+                        "the dashboard queries {word}, which nothing describes"
+                    );
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 10, "{n}");
+    }
 
     #[test]
     fn labels_round_trip() {
