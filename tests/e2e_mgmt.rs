@@ -207,6 +207,11 @@ fn read_routes_answer_json_and_unknown_ids_404_and_bad_input_400() {
     let big = format!(r#"{{"level":"{}"}}"#, "x".repeat(100 * 1024));
     let r = http(a, "PUT", "/v1/log-level", ADMIN, Some(big.as_bytes()));
     assert_eq!(r.code, 413, "{}", r.head);
+    assert!(r.json()["error"].is_string(), "{}", r.body);
+    // A method a route does not have: 405, JSON too.
+    let r = http(a, "POST", "/v1/agents", ADMIN, Some(b"{}"));
+    assert_eq!(r.code, 405, "{}", r.head);
+    assert!(r.json()["error"].is_string(), "{}", r.body);
 
     // /health: ok while every executor ticks.
     let r = http(a, "GET", "/health", VIEWER, None);

@@ -112,7 +112,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         if health::store_failing(*seen, commits) {
             reasons.push(format!(
                 "store: {} commit(s) failed since the last check and none succeeded",
-                commits.errors - seen.errors
+                commits.errors.saturating_sub(seen.errors)
             ));
         }
         if fresh {

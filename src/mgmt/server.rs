@@ -124,7 +124,8 @@ async fn run(listener: TcpListener, state: Arc<AppState>, tls: Option<TlsAccepto
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn_with_state(state.clone(), finish));
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut tick = tokio::time::interval(TICK);
     while !stop.load(Ordering::Relaxed) {
@@ -215,11 +216,32 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
             Ok(_) => None,
         };
         if let Some(r) = refused {
-            st.metrics.count_request(r.status().as_u16());
             return r;
         }
     }
+    next.run(req).await
+}
+
+/// The outermost layer: every error answer is JSON, whichever layer made
+/// it (axum's 405, the body limit's 413, the timeout's 408), and every
+/// answer is counted by status.
+async fn finish(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
-    st.metrics.count_request(resp.status().as_u16());
+    let status = resp.status();
+    st.metrics.count_request(status.as_u16());
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let reason = status.canonical_reason().unwrap_or("error").to_ascii_lowercase();
+        let mut r = api::error(status, reason, None);
+        for (k, v) in resp.headers() {
+            if k == header::WWW_AUTHENTICATE || k == header::ALLOW || k == header::RETRY_AFTER {
+                r.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        return r;
+    }
     resp
 }
