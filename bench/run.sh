@@ -78,6 +78,10 @@ max_contacts = 3
 nonce_lifetime_s = 300
 algorithms = ["MD5", "SHA-256"]
 
+# No tokens: /metrics and /health stay readable while a bench runs.
+[mgmt]
+open_metrics = true
+
 [media]
 address = "127.0.0.1"
 rtp_port_min = 10000

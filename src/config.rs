@@ -227,7 +227,55 @@ impl Default for RegistrarSection {
 pub struct MgmtSection {
     /// HTTP address of the management plane (metrics, agents); off if absent.
     pub listen: Option<SocketAddr>,
+    /// Who may call the API; with none, only the open routes answer.
+    #[serde(default)]
+    pub tokens: Vec<MgmtToken>,
+    /// Leaves `/metrics` and `/health` open to callers without a token
+    /// (a Prometheus scraper or a load balancer's probe).
+    #[serde(default)]
+    pub open_metrics: bool,
+    /// PEM certificate chain and private key: HTTPS instead of HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
+
+/// One bearer token of the management API.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MgmtToken {
+    /// The token itself; after loading, also the content of `token_file`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (first line), relative to the config file.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    pub role: MgmtRole,
+}
+
+impl fmt::Debug for MgmtToken {
+    // Never print a secret, not even in a debug log of the config.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MgmtToken")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MgmtRole {
+    /// Reads everything.
+    Viewer,
+    /// Reads and acts.
+    Admin,
+}
+
+/// Shortest token accepted: a guessable token is no authentication.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -479,6 +527,9 @@ impl Config {
             };
             invalid(if key == "." { "(top level)".into() } else { key }, reason)
         })?;
+        let mut cfg = cfg;
+        let base = file.parent().unwrap_or(Path::new("."));
+        cfg.mgmt.load_files(base).map_err(|(key, reason)| invalid(key, reason))?;
         cfg.validate().map_err(|(key, reason)| invalid(key, reason))?;
         Ok(cfg)
     }
@@ -691,6 +742,57 @@ impl Config {
                     return err(&key(&format!("skills.{s}")), format!("{p} is outside 1..=100"));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl MgmtSection {
+    /// Reads token files into `token` and checks the TLS files, so a typo
+    /// is an error naming the key before the engine starts.
+    fn load_files(&mut self, base: &Path) -> Result<(), (String, String)> {
+        for (i, t) in self.tokens.iter_mut().enumerate() {
+            let key = |f: &str| format!("mgmt.tokens[{i}].{f}");
+            match (&t.token, &t.token_file) {
+                (Some(_), Some(_)) => {
+                    return Err((key("token_file"), "give token or token_file, not both".into()))
+                }
+                (None, None) => return Err((key("token"), "give token or token_file".into())),
+                (Some(_), None) => {}
+                (None, Some(f)) => {
+                    let path = base.join(f);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| (key("token_file"), format!("{}: {e}", path.display())))?;
+                    t.token = Some(text.lines().next().unwrap_or("").trim().to_string());
+                }
+            }
+            let tok = t.token.as_deref().unwrap_or("");
+            let field = if t.token_file.is_some() { "token_file" } else { "token" };
+            if tok.len() < MIN_TOKEN_LEN {
+                return Err((key(field), format!("a token needs at least {MIN_TOKEN_LEN} characters")));
+            }
+            if !tok.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err((key(field), "a token is printable ASCII without spaces".into()));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if !seen.insert(t.token.as_deref().unwrap_or("")) {
+                return Err((format!("mgmt.tokens[{i}]"), "the same token is listed twice".into()));
+            }
+        }
+        match (&mut self.tls_cert, &mut self.tls_key) {
+            (Some(c), Some(k)) => {
+                *c = base.join(&*c);
+                *k = base.join(&*k);
+                crate::mgmt::tls::load(c, k).map_err(|e| match e {
+                    crate::mgmt::tls::TlsError::Cert(r) => ("mgmt.tls_cert".to_string(), r),
+                    crate::mgmt::tls::TlsError::Key(r) => ("mgmt.tls_key".to_string(), r),
+                })?;
+            }
+            (Some(_), None) => return Err(("mgmt.tls_key".into(), "tls_cert needs tls_key".into())),
+            (None, Some(_)) => return Err(("mgmt.tls_cert".into(), "tls_key needs tls_cert".into())),
+            (None, None) => {}
         }
         Ok(())
     }

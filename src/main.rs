@@ -1,63 +1,81 @@
 //! `cc-engine`: the daemon and its offline commands.
 //!
 //! ```text
-//! cc-engine [--config FILE] [--listen ADDR:PORT] [--state-dir DIR] [--mgmt ADDR:PORT] [--shards N]
+//! cc-engine [run] [--config FILE] [--listen ADDR:PORT] [--state-dir DIR] [--mgmt ADDR:PORT|off] [--shards N|auto]
 //! cc-engine check-config FILE
 //! cc-engine agents --state-dir DIR [--config FILE]
 //! cc-engine cdrs --state-dir DIR [--since T]
 //! ```
+//!
+//! `--help` on the command and on every subcommand.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use cc_engine::config::{Config, Shards};
 
 const DEFAULT_CONFIG: &str = "config/cc-engine.toml";
 
-const USAGE: &str = "\
-usage:
-  cc-engine [--config FILE] [--listen ADDR:PORT] [--state-dir DIR] [--mgmt ADDR:PORT] [--shards N|auto]
-      run the engine (default config: config/cc-engine.toml)
-  cc-engine check-config FILE
-      validate a configuration file; exit 1 naming the key on error
-  cc-engine agents --state-dir DIR [--config FILE]
-      print agents and their registrations (JSON lines) from the database
-      of a stopped engine
-  cc-engine cdrs --state-dir DIR [--since T]
-      print call detail records (JSON lines) ended at or after T (unix
-      seconds or RFC 3339) from the database of a stopped engine
-";
-
-/// Command-line errors: the message says what was wrong and exit is 2.
-#[derive(Debug)]
-struct UsageError(String);
-
-#[derive(Default)]
-struct Overrides {
-    config: Option<PathBuf>,
-    listen: Option<String>,
-    state_dir: Option<PathBuf>,
-    mgmt: Option<String>,
-    shards: Option<String>,
+/// SIP call-center engine. Without a subcommand it runs the engine.
+#[derive(Parser)]
+#[command(name = "cc-engine", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: Overrides,
 }
 
-fn parse_overrides(args: &[String]) -> Result<Overrides, UsageError> {
-    let mut o = Overrides::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| {
-            it.next().cloned().ok_or_else(|| UsageError(format!("{name} needs a value")))
-        };
-        match a.as_str() {
-            "--config" | "-c" => o.config = Some(PathBuf::from(val(a)?)),
-            "--listen" => o.listen = Some(val(a)?),
-            "--state-dir" => o.state_dir = Some(PathBuf::from(val(a)?)),
-            "--mgmt" => o.mgmt = Some(val(a)?),
-            "--shards" => o.shards = Some(val(a)?),
-            other => return Err(UsageError(format!("unknown argument `{other}`"))),
-        }
-    }
-    Ok(o)
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the engine (what cc-engine does without a subcommand).
+    Run(Overrides),
+    /// Validate a configuration file; exit 1 naming the file and key on error.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print agents and their registrations (JSON lines) from the database
+    /// of a stopped engine.
+    Agents {
+        /// The engine's state directory (its database).
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// The config naming the agents (without it: registered agents only).
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print call detail records (JSON lines) from the database of a stopped
+    /// engine.
+    Cdrs {
+        /// The engine's state directory (its database).
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Only records ended at or after T (unix seconds or RFC 3339).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+    },
+}
+
+/// Command-line overrides of the config file's keys.
+#[derive(Args, Default)]
+struct Overrides {
+    /// Configuration file [default: config/cc-engine.toml].
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SIP listen address (sip.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// State directory for the database (engine.state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Management HTTP address, or off (mgmt.listen).
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    mgmt: Option<String>,
+    /// Signalling shards: a count or auto (engine.shards).
+    #[arg(long, value_name = "N|auto")]
+    shards: Option<String>,
 }
 
 /// Loads the file and applies command-line overrides, which are checked as
@@ -92,59 +110,58 @@ fn load(o: &Overrides) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Logging to stderr through a filter the management API can replace at
+/// run time (`PUT /v1/log-level`).
 fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter};
+    // RUST_LOG wins over the config when it parses.
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| level.to_string());
+    let (spec, filter) = match EnvFilter::try_new(&spec) {
+        Ok(f) => (spec, f),
+        Err(_) => ("info".to_string(), EnvFilter::new("info")),
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
         .init();
+    cc_engine::mgmt::log_level::install(&spec, move |s| {
+        let f = EnvFilter::try_new(s).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--help" | "-h" | "help") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some("--version" | "-V") => {
-            println!("cc-engine {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("check-config") => match args.get(1) {
-            Some(file) if args.len() == 2 => match Config::load(std::path::Path::new(file)) {
-                Ok(_) => {
-                    println!("{file}: ok");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            },
-            _ => usage_error("check-config takes exactly one FILE"),
+    // clap prints usage errors and exits 2; --help and --version exit 0.
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(&cli.run),
+        Some(Cmd::Run(o)) => serve(&o),
+        Some(Cmd::CheckConfig { file }) => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
         },
-        Some("agents") => agents(&args[1..]),
-        Some("cdrs") => cdrs(&args[1..]),
-        _ => serve(&args),
+        Some(Cmd::Agents { state_dir, config }) => agents(state_dir, config),
+        Some(Cmd::Cdrs { state_dir, since }) => cdrs(state_dir, since),
     }
 }
 
 fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("cc-engine: {msg}\n{USAGE}");
+    eprintln!("cc-engine: {msg}\n(cc-engine --help for usage)");
     ExitCode::from(2)
 }
 
-fn serve(args: &[String]) -> ExitCode {
-    let o = match parse_overrides(args) {
-        Ok(o) => o,
-        Err(UsageError(m)) => return usage_error(&m),
-    };
-    let cfg = match load(&o) {
+fn serve(o: &Overrides) -> ExitCode {
+    let cfg = match load(o) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cc-engine: {e}");
@@ -161,17 +178,10 @@ fn serve(args: &[String]) -> ExitCode {
     }
 }
 
-fn agents(args: &[String]) -> ExitCode {
-    let o = match parse_overrides(args) {
-        Ok(o) => o,
-        Err(UsageError(m)) => return usage_error(&m),
-    };
-    let Some(dir) = o.state_dir.clone() else {
-        return usage_error("agents needs --state-dir DIR");
-    };
+fn agents(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
     // The config names the agents that have no registration; without it
     // only registered agents are listed.
-    let defs: Vec<cc_engine::acd::AgentDef> = match &o.config {
+    let defs: Vec<cc_engine::acd::AgentDef> = match &config {
         Some(p) => match Config::load(p) {
             Ok(c) => c
                 .agents
@@ -198,19 +208,7 @@ fn agents(args: &[String]) -> ExitCode {
     print_json_lines(cc_engine::acd::agents_report(&dir, &defs, now))
 }
 
-fn cdrs(args: &[String]) -> ExitCode {
-    let (mut dir, mut since) = (None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match (a.as_str(), it.next()) {
-            ("--state-dir", Some(v)) => dir = Some(PathBuf::from(v)),
-            ("--since", Some(v)) => since = Some(v.clone()),
-            (other, _) => return usage_error(&format!("cdrs: unexpected `{other}`")),
-        }
-    }
-    let Some(dir) = dir else {
-        return usage_error("cdrs needs --state-dir DIR");
-    };
+fn cdrs(dir: PathBuf, since: Option<String>) -> ExitCode {
     let since_ms = match since.as_deref().map(cc_engine::acd::parse_since) {
         None => None,
         Some(Ok(ms)) => Some(ms),

@@ -31,27 +31,155 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use hist::Stats;
 use net::now_ns;
 use worker::{Event, Params, Shared, Worker};
 
-const USAGE: &str = "\
-usage:
-  cc-bench register --agents N --rate R --duration S
-  cc-bench calls --agents N --rate R --duration S [--talk S] [--answer-delay MS] [--rtp] [--pps P]
-  cc-bench calls --find-max --agents N [--start-rate R] [--step 1.5] [--max-rate R] [--p99-bound-ms MS] [--duration S] [--retries 1]
-  cc-bench relay --streams N [--pps P] [--duration S] [--setup-rate R]
-  cc-bench hold --calls N [--rate R] [--talk S]     (customers wait in the queue, no agents)
-common options:
-  --engine ADDR:PORT (127.0.0.1:5060)  --domain HOST  --engine-pid PID (CPU/RSS from /proc)
-  --workers N (one per allowed core)  --sockets K (SIP sockets per worker, 4)
-  --queue NAME (support)  --timeout-ms MS (5000)  --reg-rate R (registrations/s before calls, 2000)
-  --alg MD5|SHA-256 (challenge to answer; default the first offered)
-  --json FILE  --hgrm-dir DIR  --svg FILE  --md FILE (append a markdown block) --title T  --quiet
-exit status: 0 when the run had no failures, 1 when it had, 2 on usage error
-";
+/// SIP load generator for cc-engine: plays agents and customers over UDP
+/// and reports latency percentiles, failures by reason, and the engine's
+/// CPU time per operation and RSS per call.
+#[derive(Parser)]
+#[command(
+    name = "cc-bench",
+    version,
+    after_help = "exit status: 0 when the run had no failures, 1 when it had, 2 on usage error"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCmd,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Agents register (digest) at --rate for --duration seconds.
+    Register {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Customers call the queue, agents answer; or --find-max steps the
+    /// rate up until a call fails or setup p99 passes --p99-bound-ms.
+    Calls {
+        #[command(flatten)]
+        common: Common,
+        /// Step the call rate up and report the last clean one.
+        #[arg(long)]
+        find_max: bool,
+        /// find-max: first rate (calls/s) [default: 10].
+        #[arg(long, value_name = "R")]
+        start_rate: Option<f64>,
+        /// find-max: rate factor per step [default: 1.5].
+        #[arg(long, value_name = "F")]
+        step: Option<f64>,
+        /// find-max: highest rate tried [default: 5000].
+        #[arg(long, value_name = "R")]
+        max_rate: Option<f64>,
+        /// find-max: setup p99 bound in ms [default: 50].
+        #[arg(long, value_name = "MS")]
+        p99_bound_ms: Option<f64>,
+        /// find-max: re-runs of a step that missed only the p99 bound [default: 1].
+        #[arg(long, value_name = "N")]
+        retries: Option<u32>,
+    },
+    /// Bridged calls with RTP both ways through the engine's relay.
+    Relay {
+        #[command(flatten)]
+        common: Common,
+        /// Concurrent bridged calls [default: 100].
+        #[arg(long, value_name = "N")]
+        streams: Option<usize>,
+        /// Calls set up per second [default: 200].
+        #[arg(long, value_name = "R")]
+        setup_rate: Option<f64>,
+    },
+    /// Customers wait in the queue with no agents (RSS per waiting call).
+    Hold {
+        #[command(flatten)]
+        common: Common,
+        /// Waiting calls [default: 1000].
+        #[arg(long, value_name = "N")]
+        calls: Option<usize>,
+    },
+}
+
+/// Options every load shares.
+#[derive(Args)]
+struct Common {
+    /// Engine SIP address [default: 127.0.0.1:5060].
+    #[arg(long, value_name = "ADDR:PORT")]
+    engine: Option<SocketAddr>,
+    /// SIP domain [default: the engine's IP].
+    #[arg(long, value_name = "HOST")]
+    domain: Option<String>,
+    /// Engine process, for CPU and RSS from /proc.
+    #[arg(long, value_name = "PID")]
+    engine_pid: Option<u32>,
+    /// Agents (register 100, calls 10, find-max 200, relay --streams).
+    #[arg(long, value_name = "N")]
+    agents: Option<usize>,
+    /// Operations per second (register 100, calls 10, hold 500).
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Seconds of load [default: 5; relay 10].
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+    /// Seconds an answered call talks [default: 2].
+    #[arg(long, value_name = "S")]
+    talk: Option<f64>,
+    /// Agent's delay before answering, ms [default: 0].
+    #[arg(long, value_name = "MS")]
+    answer_delay: Option<f64>,
+    /// Send RTP on answered calls.
+    #[arg(long)]
+    rtp: bool,
+    /// RTP packets per second per direction [default: 50].
+    #[arg(long, value_name = "P")]
+    pps: Option<u32>,
+    /// Worker threads [default: one per allowed core].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// SIP sockets per worker [default: 4].
+    #[arg(long, value_name = "K")]
+    sockets: Option<usize>,
+    /// Queue called [default: support].
+    #[arg(long, value_name = "NAME")]
+    queue: Option<String>,
+    /// A transaction without an answer fails after this [default: 5000].
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<f64>,
+    /// Registrations per second before calls [default: 2000].
+    #[arg(long, value_name = "R")]
+    reg_rate: Option<f64>,
+    /// Registration lifetime asked for, s [default: 3600].
+    #[arg(long, value_name = "S")]
+    expires: Option<u32>,
+    /// Digest algorithm to answer [default: the first offered].
+    #[arg(long, value_name = "MD5|SHA-256")]
+    alg: Option<String>,
+    /// Customers only wait (no agent is expected).
+    #[arg(long)]
+    wait_only: bool,
+    /// Write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+    /// Write one .hgrm histogram file per figure here.
+    #[arg(long, value_name = "DIR")]
+    hgrm_dir: Option<String>,
+    /// Plot the latency figures.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<String>,
+    /// Append a markdown block.
+    #[arg(long, value_name = "FILE")]
+    md: Option<String>,
+    /// Title of the markdown block.
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+    /// No table on stdout.
+    #[arg(long)]
+    quiet: bool,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -64,24 +192,69 @@ struct Opts {
     flags: Vec<String>,
 }
 
+/// Puts a given option into the map under its command-line name.
+fn put<T: ToString>(kv: &mut HashMap<String, String>, name: &str, v: &Option<T>) {
+    if let Some(v) = v {
+        kv.insert(name.to_string(), v.to_string());
+    }
+}
+
 impl Opts {
-    fn parse(args: &[String]) -> Result<Opts, String> {
+    /// The parsed command line as a name → value map, so each mode reads
+    /// it with its own defaults.
+    fn from_cli(cmd: &BenchCmd) -> (&'static str, Opts) {
         let mut kv = HashMap::new();
         let mut flags = Vec::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let Some(name) = a.strip_prefix("--") else {
-                return Err(format!("unexpected argument `{a}`"));
-            };
-            match name {
-                "rtp" | "find-max" | "quiet" | "wait-only" => flags.push(name.to_string()),
-                _ => {
-                    let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-                    kv.insert(name.to_string(), v.clone());
+        let (name, c) = match cmd {
+            BenchCmd::Register { common } => ("register", common),
+            BenchCmd::Calls { common, find_max, start_rate, step, max_rate, p99_bound_ms, retries } => {
+                if *find_max {
+                    flags.push("find-max".to_string());
                 }
+                put(&mut kv, "start-rate", start_rate);
+                put(&mut kv, "step", step);
+                put(&mut kv, "max-rate", max_rate);
+                put(&mut kv, "p99-bound-ms", p99_bound_ms);
+                put(&mut kv, "retries", retries);
+                ("calls", common)
+            }
+            BenchCmd::Relay { common, streams, setup_rate } => {
+                put(&mut kv, "streams", streams);
+                put(&mut kv, "setup-rate", setup_rate);
+                ("relay", common)
+            }
+            BenchCmd::Hold { common, calls } => {
+                put(&mut kv, "calls", calls);
+                ("hold", common)
+            }
+        };
+        put(&mut kv, "engine", &c.engine);
+        put(&mut kv, "domain", &c.domain);
+        put(&mut kv, "engine-pid", &c.engine_pid);
+        put(&mut kv, "agents", &c.agents);
+        put(&mut kv, "rate", &c.rate);
+        put(&mut kv, "duration", &c.duration);
+        put(&mut kv, "talk", &c.talk);
+        put(&mut kv, "answer-delay", &c.answer_delay);
+        put(&mut kv, "pps", &c.pps);
+        put(&mut kv, "workers", &c.workers);
+        put(&mut kv, "sockets", &c.sockets);
+        put(&mut kv, "queue", &c.queue);
+        put(&mut kv, "timeout-ms", &c.timeout_ms);
+        put(&mut kv, "reg-rate", &c.reg_rate);
+        put(&mut kv, "expires", &c.expires);
+        put(&mut kv, "alg", &c.alg);
+        put(&mut kv, "json", &c.json);
+        put(&mut kv, "hgrm-dir", &c.hgrm_dir);
+        put(&mut kv, "svg", &c.svg);
+        put(&mut kv, "md", &c.md);
+        put(&mut kv, "title", &c.title);
+        for (on, f) in [(c.rtp, "rtp"), (c.wait_only, "wait-only"), (c.quiet, "quiet")] {
+            if on {
+                flags.push(f.to_string());
             }
         }
-        Ok(Opts { kv, flags })
+        (name, Opts { kv, flags })
     }
     fn flag(&self, n: &str) -> bool {
         self.flags.iter().any(|f| f == n)
@@ -542,18 +715,14 @@ fn run_info(o: &Opts, mode: &str, p: &Params) -> Value {
     })
 }
 
-fn real_main() -> Result<bool, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        return Err("missing command".into());
-    };
-    let o = Opts::parse(&args[1..])?;
+fn real_main(cli: Cli) -> Result<bool, String> {
+    let (cmd, o) = Opts::from_cli(&cli.command);
     net::raise_nofile();
     let pid: Option<u32> = match o.str("engine-pid") {
         Some(v) => Some(v.parse().map_err(|_| format!("--engine-pid: bad `{v}`"))?),
         None => None,
     };
-    match cmd.as_str() {
+    match cmd {
         "register" => {
             let agents = o.get("agents", 100usize)?;
             let rate = o.get("rate", 100.0)?;
@@ -613,10 +782,6 @@ fn real_main() -> Result<bool, String> {
             );
             write_outputs(&o, &res, &head, run_info(&o, "relay", &p))?;
             Ok(res.stats.failures() == 0)
-        }
-        "help" | "--help" | "-h" => {
-            print!("{USAGE}");
-            Ok(true)
         }
         other => Err(format!("unknown command `{other}`")),
     }
@@ -726,11 +891,13 @@ fn find_max(o: &Opts, pid: Option<u32>) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    match real_main() {
+    // clap prints usage errors and exits 2 itself; --help and --version 0.
+    let cli = Cli::parse();
+    match real_main(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("cc-bench: {e}\n{USAGE}");
+            eprintln!("cc-bench: {e}\n(cc-bench --help for usage)");
             ExitCode::from(2)
         }
     }

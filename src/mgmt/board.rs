@@ -73,10 +73,10 @@ impl Board {
     /// shows its previous snapshot rather than blocking the reader).
     /// Returns whether all answered.
     pub fn request(&self, within: Duration) -> bool {
-        let r = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let r = self.ask();
         let deadline = Instant::now() + within;
         loop {
-            if self.answered.iter().all(|a| a.load(Ordering::Acquire) >= r) {
+            if self.all_answered(r) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -84,6 +84,34 @@ impl Board {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The non-blocking half of [`Board::request`]: hands out a request
+    /// number for the publishers; poll [`Board::all_answered`] with it.
+    pub fn ask(&self) -> u64 {
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether every publisher has published since request `r` was asked.
+    pub fn all_answered(&self, r: u64) -> bool {
+        self.answered.iter().all(|a| a.load(Ordering::Acquire) >= r)
+    }
+
+    /// Every slot's latest samples, in slot order.
+    pub fn snapshots(&self) -> Vec<Arc<Vec<Sample>>> {
+        self.slots.iter().map(|s| s.lock().map(|g| g.clone()).unwrap_or_default()).collect()
+    }
+
+    /// The value of an unlabelled sample summed across publishers (None:
+    /// nobody publishes it).
+    pub fn total(&self, name: &str) -> Option<u64> {
+        let mut found = None;
+        for snap in self.snapshots() {
+            for s in snap.iter().filter(|s| s.name == name && s.labels.is_empty()) {
+                *found.get_or_insert(0) += s.value;
+            }
+        }
+        found
     }
 
     /// Replaces publisher `slot`'s samples.
@@ -130,16 +158,22 @@ impl Board {
         out
     }
 
-    /// Prometheus text exposition, samples with the same name and labels
-    /// summed across publishers.
-    pub fn render_metrics(&self) -> String {
+    /// Every series (name, rendered labels) summed across publishers, in
+    /// name order so a family's series are adjacent.
+    pub fn sums(&self) -> BTreeMap<(&'static str, String), u64> {
         let mut sums: BTreeMap<(&'static str, String), u64> = BTreeMap::new();
-        for slot in &self.slots {
-            let snap = slot.lock().map(|g| g.clone()).unwrap_or_default();
+        for snap in self.snapshots() {
             for s in snap.iter() {
                 *sums.entry((s.name, s.labels.clone())).or_default() += s.value;
             }
         }
+        sums
+    }
+
+    /// Prometheus text exposition, samples with the same name and labels
+    /// summed across publishers.
+    pub fn render_metrics(&self) -> String {
+        let sums = self.sums();
         let mut out = String::with_capacity(sums.len() * 48);
         for ((name, labels), v) in sums {
             if labels.is_empty() {

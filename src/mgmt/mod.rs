@@ -1,12 +1,23 @@
-//! Management plane: metrics and snapshots, off the hot cores.
+//! Management plane: metrics, snapshots and the REST API, off the hot
+//! cores.
 //!
 //! The shards publish into a [`Board`] at the housekeeping tick (100 ms)
 //! after a reader asked; the HTTP thread asks, waits for the answers
-//! (bounded), and reads it. A shard never waits for the management plane:
-//! the board's locks are held for a copy, never across I/O.
+//! (bounded, asynchronously), and reads it. A shard never waits for the
+//! management plane: the board's locks are held for a copy, never across
+//! I/O.
 
+mod api;
+pub mod auth;
 mod board;
-mod http;
+mod histogram;
+pub mod health;
+pub mod log_level;
+mod metrics;
+mod server;
+pub mod tls;
 
 pub use board::{Board, Sample};
-pub use http::serve;
+pub use histogram::Histogram;
+pub use metrics::help as metric_help;
+pub use server::{serve, ServeError, MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT};

@@ -34,7 +34,7 @@ pub enum RunError {
     #[error("cannot bind SIP socket {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot bind management listener {addr}: {source}")]
-    Mgmt { addr: SocketAddr, source: std::io::Error },
+    Mgmt { addr: SocketAddr, source: mgmt::ServeError },
     #[error("state store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot start executor {name}: {reason}")]
@@ -267,7 +267,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 
     let mgmt = match cfg.mgmt.listen {
         Some(addr) => Some(
-            mgmt::serve(addr, shared.board.clone(), shared.shutdown.clone())
+            mgmt::serve(addr, &cfg.mgmt, shared.board.clone(), shared.heartbeats.clone(), shared.shutdown.clone())
                 .map_err(|source| RunError::Mgmt { addr, source })?,
         ),
         None => None,

@@ -553,7 +553,13 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 
 // ---------------------------------------------------------------- HTTP
 
-/// Minimal HTTP/1.0 GET (Connection: close), bounded by timeouts.
+/// The bearer tokens of the shipped config (`[[mgmt.tokens]]`).
+pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token-change-me";
+#[allow(dead_code)]
+pub const DEMO_VIEWER_TOKEN: &str = "demo-viewer-token-change-me";
+
+/// Minimal HTTP/1.0 GET (Connection: close), bounded by timeouts, with the
+/// shipped admin token (the management API needs one).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
@@ -561,7 +567,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {DEMO_ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = Vec::new();
