@@ -1,7 +1,6 @@
-//! Deterministic in-process simulation (issue 3, TigerBeetle style): the
-//! real sans-IO core — two signalling shards (`Endpoint` + `CallTable` +
-//! a fake relay over a real `PortAllocator`) and the `Router` — wired the
-//! way `shard/core.rs` and `shard/routing.rs` wire them, driven by
+//! Deterministic in-process simulation (TigerBeetle style): the shipped
+//! sans-IO integrators — two signalling shards (`engine::Signalling`, each
+//! over a fake relay with a real `PortAllocator`) and the `Router` — driven by
 //! thousands of simulated customer and agent UAs (each one an `Endpoint`
 //! with a small TU) over a simulated network with loss, delay (hence
 //! reordering) and duplication. Virtual time only: a priority queue of
@@ -66,14 +65,18 @@ use bytes::Bytes;
 use cc_engine::acd::facts::{CallFact, Decision, RtpCounts};
 use cc_engine::acd::router::AgentStatus;
 use cc_engine::acd::{Cdr, Disposition, Router, RouterEvent, RouterOutput, RouterRestore, StoreOp};
-use cc_engine::call::{CallConfig, CallTable, Handled, MediaControl};
+use cc_engine::call::{CallConfig, CallTable, MediaControl};
 use cc_engine::config::{AgentConfig, AnswerMode, NoAgents, QueueConfig, Strategy};
 use cc_engine::media::ports::split_range;
 use cc_engine::media::sdp::default_codecs;
-use cc_engine::media::{LegConfig, LegId, LegPorts, PortAllocator};
+use cc_engine::engine::{Effect, Forwarded, FromRouting, Input, Signalling, SignallingConfig, ToRouting};
+use cc_engine::media::{LegConfig, LegId, LegPorts, OpenError, PortAllocator};
 use cc_engine::sip::ids::IdRng;
 use cc_engine::sip::message::scan;
 use cc_engine::sip::{ClientTxId, Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId, Timers};
+
+/// A signalling shard: the shipped integrator over the fake relay.
+type Shard = Signalling<FakeRelay>;
 
 const WALL0: u64 = 1_800_000_000_000;
 const MS: u64 = 1_000_000; // ns
@@ -206,7 +209,7 @@ enum AgentAct {
 
 enum Ev {
     Datagram { dst: SocketAddr, src: SocketAddr, data: Bytes },
-    Mesh { shard: u16, src: SocketAddr, data: Bytes },
+    Mesh(u16, Forwarded),
     Fact(CallFact),
     Decision(u16, Decision),
     Timer(Node, u64),
@@ -246,7 +249,6 @@ impl Ord for Item {
 /// exactly once, and nothing may touch a closed leg.
 struct FakeRelay {
     ports: PortAllocator,
-    now: Instant,
     ip: IpAddr,
     next: u64,
     open: BTreeMap<LegId, u16>,
@@ -272,15 +274,15 @@ impl FakeRelay {
 }
 
 impl MediaControl for FakeRelay {
-    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String> {
+    fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
         // Only customer legs defer RTCP: the others are offers' agent legs.
         if !cfg.defer_rtcp && self.agent_leg_failure > 0.0 && self.rng.chance(self.agent_leg_failure) {
             self.agent_refused += 1;
-            return Err("no relay leg (simulated)".into());
+            return Err(OpenError::Bind(std::io::Error::other("no relay leg (simulated)")));
         }
-        let port = self.ports.allocate(self.now).map_err(|e| {
+        let port = self.ports.allocate(now).map_err(|e| {
             self.refused += 1;
-            e.to_string()
+            OpenError::Ports(e)
         })?;
         self.next += 1;
         let id = LegId(self.next);
@@ -310,63 +312,15 @@ impl MediaControl for FakeRelay {
         self.rtcp_deferred.remove(&a);
         self.rtcp_deferred.remove(&b);
     }
-    fn close(&mut self, leg: LegId) {
+    fn close(&mut self, leg: LegId, now: Instant) {
         self.rtcp_deferred.remove(&leg);
         match self.open.remove(&leg) {
-            Some(port) => self.ports.release(port, self.now),
+            Some(port) => self.ports.release(port, now),
             None => self.errors.push(format!("close of leg {leg:?} that is not open (double close?)")),
         }
     }
     fn rtp_counts(&mut self, _c: LegId, _a: LegId) -> RtpCounts {
         RtpCounts::default()
-    }
-}
-
-// ------------------------------------------------------------------ engine
-
-struct Shard {
-    ep: Endpoint,
-    calls: CallTable,
-    relay: FakeRelay,
-    ignored_outputs: u64,
-}
-
-/// Mirrors `shard::core::Effect`.
-enum Effect {
-    Send(SocketAddr, Bytes),
-    Forward(u16, SocketAddr, Bytes),
-    Route(CallFact),
-}
-
-impl Shard {
-    /// `shard::core::Core::drain`, with the fake relay.
-    fn drain(&mut self, now: Instant, wall: u64, out: &mut Vec<Effect>) {
-        self.relay.now = now;
-        while let Some(o) = self.ep.poll_output() {
-            let o = match self.calls.on_output(&mut self.ep, &mut self.relay, o, now, wall) {
-                Handled::Done => continue,
-                Handled::NotMine(o) => o,
-            };
-            match o {
-                Output::Transmit { dest, data } => out.push(Effect::Send(dest, data)),
-                Output::Forward { shard, data, src } => out.push(Effect::Forward(shard, src, data)),
-                // No REGISTER in the simulation (agents are fed to the
-                // router directly): everything else is Core::on_request's 481.
-                Output::Request { tx, .. } => self.ep.respond(tx, ResponseSpec::new(481), now),
-                Output::Cancelled { tx } => self.ep.respond(tx, ResponseSpec::new(487), now),
-                _ => self.ignored_outputs += 1,
-            }
-        }
-        while let Some(f) = self.calls.poll_fact() {
-            out.push(Effect::Route(f));
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match (self.ep.poll_timeout(), self.calls.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 }
 
@@ -532,26 +486,22 @@ impl Sim {
                     codecs: default_codecs(),
                     media_timeout: None,
                 };
-                Shard {
-                    ep: Endpoint::new(cfg),
-                    calls: CallTable::new(ccfg, id, rng.u64()),
-                    relay: FakeRelay {
-                        ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),
-                        now: base,
-                        ip: engine_addr().ip(),
-                        next: u64::from(id) << 40,
-                        open: BTreeMap::new(),
-                        rtcp_deferred: BTreeSet::new(),
-                        errors: Vec::new(),
-                        opened: 0,
-                        refused: 0,
-                        agent_refused: 0,
-                        agent_leg_failure: sc.agent_leg_failure,
-                        // Its own stream: the other draws stay as they were.
-                        rng: Rng::new(seed ^ (0xA6E7_u64 << 32 | u64::from(id))),
-                    },
-                    ignored_outputs: 0,
-                }
+                let relay = FakeRelay {
+                    ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),
+                    ip: engine_addr().ip(),
+                    next: u64::from(id) << 40,
+                    open: BTreeMap::new(),
+                    rtcp_deferred: BTreeSet::new(),
+                    errors: Vec::new(),
+                    opened: 0,
+                    refused: 0,
+                    agent_refused: 0,
+                    agent_leg_failure: sc.agent_leg_failure,
+                    // Its own stream: the other draws stay as they were.
+                    rng: Rng::new(seed ^ (0xA6E7_u64 << 32 | u64::from(id))),
+                };
+                let calls = CallTable::new(ccfg, id, rng.u64());
+                Signalling::new(SignallingConfig::new(id, sc.shards), Endpoint::new(cfg), calls, relay)
             })
             .collect();
         let agent_cfgs: Vec<AgentConfig> = (0..sc.agents)
@@ -793,29 +743,26 @@ impl Sim {
 
     // ------------------------------------------------------------ engine
 
-    fn shard_input(&mut self, s: u16, f: impl FnOnce(&mut Shard, Instant, u64)) {
+    /// One input to a shard's integrator; its effects go on the simulated
+    /// network and channels.
+    fn shard_input(&mut self, s: u16, input: Input<'_>) {
         let (now, wall) = (self.inst(self.now), self.wall());
-        let mut effects = Vec::new();
-        {
-            let sh = &mut self.shards[usize::from(s)];
-            sh.relay.now = now;
-            f(sh, now, wall);
-            sh.drain(now, wall, &mut effects);
-        }
+        self.shards[usize::from(s)].handle(input, now, wall);
         self.shard_inputs += 1;
         if self.shard_inputs.is_multiple_of(16) {
             self.audit_legs(s);
         }
         let next = self.shards[usize::from(s)].poll_timeout().map(|i| self.to_t(i));
         self.arm(Node::Shard(s), next);
-        for e in effects {
+        while let Some(e) = self.shards[usize::from(s)].poll_effect() {
             match e {
                 Effect::Send(dest, data) => self.send(engine_addr(), dest, data),
-                Effect::Forward(to, src, data) => {
+                Effect::Forward(to, fwd) => {
                     self.bump("forwarded");
-                    self.chan(Node::Shard(s), Node::Shard(to), Ev::Mesh { shard: to, src, data })
+                    self.chan(Node::Shard(s), Node::Shard(to), Ev::Mesh(to, fwd))
                 }
-                Effect::Route(f) => self.chan(Node::Shard(s), Node::Router, Ev::Fact(f)),
+                Effect::Route(ToRouting::Call(f)) => self.chan(Node::Shard(s), Node::Router, Ev::Fact(f)),
+                Effect::Route(other) => self.violation(format!("shard {s} told routing {other:?}")),
             }
         }
     }
@@ -829,9 +776,9 @@ impl Sim {
             return;
         }
         let sh = &self.shards[usize::from(s)];
-        let c = sh.calls.counts();
+        let c = sh.calls().counts();
         let want = c.calls + c.ringing + c.bridged;
-        let (open, deferred) = (sh.relay.open.len(), sh.relay.rtcp_deferred.len());
+        let (open, deferred) = (sh.media().open.len(), sh.media().rtcp_deferred.len());
         if open != want || c.legs != want || deferred != c.calls - c.bridged {
             self.legs_audit_failed = true;
             self.violation(format!(
@@ -1286,7 +1233,7 @@ impl Sim {
                 Ev::Datagram { dst, src, data } => {
                     if dst == engine_addr() {
                         let s = self.shard_for(src);
-                        self.shard_input(s, |sh, now, _| sh.ep.handle_datagram(&data, src, now));
+                        self.shard_input(s, Input::Datagram { data: &data, src });
                     } else {
                         match self.addr_of.get(&dst).copied() {
                             Some(Node::Cust(i)) => {
@@ -1299,12 +1246,10 @@ impl Sim {
                         }
                     }
                 }
-                Ev::Mesh { shard, src, data } => {
-                    self.shard_input(shard, |sh, now, _| sh.ep.handle_forwarded(&data, src, now))
-                }
+                Ev::Mesh(shard, fwd) => self.shard_input(shard, Input::Forwarded(fwd)),
                 Ev::Fact(f) => self.router_input(|r, ms| r.call_fact(f, ms)),
                 Ev::Decision(s, d) => {
-                    if !self.shards[usize::from(s)].calls.contains(d.call()) {
+                    if !self.shards[usize::from(s)].calls().contains(d.call()) {
                         // The caller hung up before this decision arrived.
                         self.bump(match d {
                             Decision::Queued { .. } => "decision_late_queued",
@@ -1313,7 +1258,7 @@ impl Sim {
                             Decision::TimedOut { .. } => "decision_late_timed_out",
                         });
                     }
-                    self.shard_input(s, |sh, now, wall| sh.calls.on_decision(&mut sh.ep, &mut sh.relay, d, now, wall))
+                    self.shard_input(s, Input::Routing(FromRouting::Decision(d)))
                 }
                 Ev::Timer(node, t) => {
                     if self.armed.get(&node) != Some(&t) {
@@ -1321,10 +1266,7 @@ impl Sim {
                     }
                     self.armed.remove(&node);
                     match node {
-                        Node::Shard(s) => self.shard_input(s, |sh, now, wall| {
-                            sh.ep.handle_timeout(now);
-                            sh.calls.handle_timeout(&mut sh.ep, &mut sh.relay, now, wall);
-                        }),
+                        Node::Shard(s) => self.shard_input(s, Input::Timer),
                         Node::Router => self.router_input(|r, ms| r.handle_timeout(ms)),
                         Node::Cust(i) => self.cust_step(i, |sim, i, now| sim.custs[i as usize].ep.handle_timeout(now)),
                         Node::Agent(i) => {
@@ -1336,15 +1278,13 @@ impl Sim {
                 Ev::Agent(i, cid, act) => self.agent_step(i, |sim, i, now| sim.agent_act(i, &cid, act, now)),
                 Ev::MediaTimeout => {
                     let s = (self.rng.u64() % u64::from(self.sc.shards)) as u16;
-                    let open = &self.shards[usize::from(s)].relay.open;
+                    let open = &self.shards[usize::from(s)].media().open;
                     if !open.is_empty() {
                         let k = (self.rng.u64() % open.len() as u64) as usize;
                         let leg = *open.keys().nth(k).expect("k < len");
                         self.bump("media_timeouts_injected");
                         let ev = cc_engine::media::Event::MediaTimeout { leg, idle: Duration::from_secs(30) };
-                        self.shard_input(s, |sh, now, wall| {
-                            sh.calls.on_media_event(&mut sh.ep, &mut sh.relay, &ev, now, wall);
-                        });
+                        self.shard_input(s, Input::Media(ev));
                     }
                     let end = u64::from(self.sc.calls) * self.sc.arrival_gap;
                     if self.now < end {
@@ -1495,28 +1435,29 @@ impl Sim {
         }
         // Engine shards: no call, transaction, dialog or relay leg left.
         for (s, sh) in self.shards.iter().enumerate() {
-            let counts = sh.calls.counts();
+            let counts = sh.calls().counts();
             if !counts.is_idle() {
                 v.push(format!("shard {s}: call table not idle: {counts:?}"));
             }
-            if sh.ep.transactions() != (0, 0) || sh.ep.completed_transactions() != 0 {
+            let (ep, relay) = (sh.endpoint(), sh.media());
+            if ep.transactions() != (0, 0) || ep.completed_transactions() != 0 {
                 v.push(format!(
                     "shard {s}: endpoint transactions left {:?} + {} completed",
-                    sh.ep.transactions(),
-                    sh.ep.completed_transactions()
+                    ep.transactions(),
+                    ep.completed_transactions()
                 ));
             }
-            if !sh.relay.open.is_empty() || sh.relay.ports.in_use() != 0 {
+            if !relay.open.is_empty() || relay.ports.in_use() != 0 {
                 v.push(format!(
                     "shard {s}: relay legs left open {} / ports in use {}",
-                    sh.relay.open.len(),
-                    sh.relay.ports.in_use()
+                    relay.open.len(),
+                    relay.ports.in_use()
                 ));
             }
-            if sh.relay.refused > 0 {
-                v.push(format!("shard {s}: relay refused {} calls (port range too small for the scenario)", sh.relay.refused));
+            if relay.refused > 0 {
+                v.push(format!("shard {s}: relay refused {} calls (port range too small for the scenario)", relay.refused));
             }
-            for e in sh.relay.errors.iter().take(5) {
+            for e in relay.errors.iter().take(5) {
                 v.push(format!("shard {s}: relay misuse: {e}"));
             }
         }
@@ -1545,11 +1486,10 @@ impl Sim {
         stats.insert("offers", self.offered.len() as u64);
         stats.insert("agent_invites", self.agents.iter().map(|a| a.invites).sum());
         for sh in &self.shards {
-            *stats.entry("engine_ignored_outputs").or_default() += sh.ignored_outputs;
-            *stats.entry("engine_retransmissions_sent").or_default() += sh.ep.counters().retransmissions_sent;
-            *stats.entry("engine_client_timeouts").or_default() += sh.ep.counters().client_timeouts;
-            *stats.entry("legs_opened").or_default() += sh.relay.opened;
-            *stats.entry("agent_legs_refused").or_default() += sh.relay.agent_refused;
+            *stats.entry("engine_retransmissions_sent").or_default() += sh.endpoint().counters().retransmissions_sent;
+            *stats.entry("engine_client_timeouts").or_default() += sh.endpoint().counters().client_timeouts;
+            *stats.entry("legs_opened").or_default() += sh.media().opened;
+            *stats.entry("agent_legs_refused").or_default() += sh.media().agent_refused;
         }
         let summary = format!(
             "sim {} cpu(engine,agents,customers,router)={:?} seed={} calls={} virtual={}s events={} cdrs={} dispositions={disp:?} answered/not-abandoned={answered}/{not_abandoned} \
@@ -1564,7 +1504,7 @@ impl Sim {
             answered_per_agent.iter().min().unwrap_or(&0),
             answered_per_agent.iter().max().unwrap_or(&0),
         );
-        let agent_legs_refused = self.shards.iter().map(|sh| sh.relay.agent_refused).sum();
+        let agent_legs_refused = self.shards.iter().map(|sh| sh.media().agent_refused).sum();
         Outcome { violations: v, summary, digest, answered_per_agent, agent_legs_refused }
     }
 }

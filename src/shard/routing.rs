@@ -14,15 +14,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 
-use super::messages::{FromRouting, ToRouting};
-use super::runtime::Shared;
-use super::signalling::housekeeping;
+use super::shared::{housekeeping, Shared};
 use super::wake::Wake;
 use crate::acd::{
     contacts_of, AgentDef, Change, GroupCommit, Registrar, RegistrarConfig, Router, RouterEvent,
     RouterOutput, Store, StoreOp,
 };
 use crate::config::Config;
+use crate::engine::{FromRouting, ToRouting};
 use crate::mgmt::Sample;
 
 pub struct Context {
