@@ -3,8 +3,9 @@
 //! The registrar is a sans-IO state machine: REGISTER in (as plain data, the
 //! integrator converts from rsip), reply + `Change`s out. The router
 //! (`router::Router`) is another: `CallFact`s in, `Decision`s and `StoreOp`s
-//! out. The routing shard hands both to `store::Store` (redb), usually
-//! through `store::GroupCommit`.
+//! out. `routing::Routing` drives both and the group commit, sans-IO: it
+//! emits the `StoreOp`s to commit, which the routing shard's store thread
+//! applies to `store::Store` (redb).
 
 pub mod agent;
 pub mod binding;
@@ -12,6 +13,7 @@ pub mod cdr;
 pub mod facts;
 pub mod registrar;
 pub mod router;
+pub mod routing;
 pub mod store;
 
 pub use agent::AgentDef;
@@ -20,5 +22,6 @@ pub use cdr::{parse_since, AgentPersist, Cdr, Disposition, LiveCall, Pause, Rout
 pub use registrar::{
     OverflowPolicy, RegisterOutcome, RegisterReply, RegisterRequest, Registrar, RegistrarConfig,
 };
+pub use routing::Routing;
 pub use router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
 pub use store::{agents_report, cdrs_report, GroupCommit, Store, StoreError};

@@ -60,6 +60,10 @@ pub enum StoreError {
     },
     #[error("{path} has schema version {found}; this build understands up to {SCHEMA_VERSION}")]
     SchemaTooNew { path: PathBuf, found: u32 },
+    /// The thread that owned the database ended (it panicked): commits
+    /// cannot reach the disk any more.
+    #[error("the store thread is gone")]
+    ThreadGone,
     #[error("cannot encode binding {key:?} for {path}: {source}")]
     Encode {
         path: PathBuf,
@@ -537,6 +541,41 @@ impl<T: Commit> GroupCommit<T> {
 
     pub fn due(&self, now_ms: u64) -> bool {
         self.pending.len() >= self.max_changes || self.deadline().is_some_and(|d| now_ms >= d)
+    }
+
+    /// Whether the count alone makes a commit due.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= self.max_changes
+    }
+
+    /// When the oldest pending change was pushed.
+    pub fn oldest_ms(&self) -> Option<u64> {
+        self.oldest_ms
+    }
+
+    /// Hands everything pending out (to commit elsewhere), leaving `spare`
+    /// (emptied) as the buffer for what comes next.
+    pub fn take_into(&mut self, mut spare: Vec<T>) -> Vec<T> {
+        spare.clear();
+        self.oldest_ms = None;
+        std::mem::replace(&mut self.pending, spare)
+    }
+
+    /// Hands everything pending out, or drops it.
+    pub fn take(&mut self) -> Vec<T> {
+        self.take_into(Vec::new())
+    }
+
+    /// Puts back `ops` that failed to commit, ahead of what was pushed
+    /// since, with their original age: the retry keeps the order, and the
+    /// window still counts from the oldest change.
+    pub fn requeue_front(&mut self, mut ops: Vec<T>, oldest_ms: u64) {
+        if ops.is_empty() {
+            return;
+        }
+        ops.append(&mut self.pending);
+        self.pending = ops;
+        self.oldest_ms = Some(self.oldest_ms.map_or(oldest_ms, |t| t.min(oldest_ms)));
     }
 
     /// Commits everything pending in one transaction. On error the changes

@@ -15,6 +15,7 @@ mod routing;
 mod runtime;
 mod shared;
 mod signalling;
+mod store_thread;
 pub mod unix_signals;
 mod wake;
 

@@ -1,0 +1,499 @@
+//! The routing integrator: the registrar, the router and the group commit
+//! behind one sans-IO interface, shaped like str0m's `Rtc` or quinn-proto's
+//! `Connection`. It lives here in `acd/`, next to the state machines it
+//! drives; `shard/routing.rs` is its glommio shell and the only caller in
+//! the engine, and the simulation drives it the same way.
+//!
+//! - Input: [`Routing::handle`] with an [`Input`] (a shard's message, a
+//!   timer, a commit's outcome, shutdown) and the wall-clock time in ms.
+//! - Output: [`Routing::poll_effect`] until `None` ([`Effect`]: a message to
+//!   a shard, a group of store ops to commit, "stopped"), and
+//!   [`Routing::poll_timeout`], the wall-clock ms at which it wants a
+//!   [`Input::Timer`].
+//!
+//! It never touches the database: the shell loads what it needs first
+//! ([`Loaded::from_store`]) and applies each `Commit` with [`apply_commit`]
+//! wherever it likes (a store thread in the engine), handing the
+//! [`CommitOutcome`] back.
+//!
+//! Group commit, as README ("Persistence") promises: decisions are answered
+//! at once; what they change is committed at most `group_commit_ms` after
+//! the oldest pending change (sooner once 4096 are pending), plus the time
+//! of a commit already running, since at most one commit is in flight and
+//! commits land in order. A failed commit puts its ops back ahead of newer
+//! ones and is retried after [`RETRY_MS`]; nothing is dropped silently.
+//! The restart CDRs of calls that died with the previous process are the
+//! first commit. After [`Input::Shutdown`] everything pending is committed
+//! at once and [`Effect::Stopped`] says the store may be closed.
+
+use std::collections::VecDeque;
+
+use super::agent::AgentDef;
+use super::binding::{Binding, Change};
+use super::cdr::{RouterRestore, StoreOp};
+use super::registrar::{Registrar, RegistrarConfig};
+use super::router::{contacts_of, Router, RouterEvent, RouterOutput};
+use super::store::{GroupCommit, Store, StoreError};
+use crate::config::Config;
+use crate::mgmt::Sample;
+use crate::engine::{FromRouting, ToRouting};
+use crate::sip::auth::{Algorithm, NonceKey};
+
+/// Pending ops that make a commit due before its window ends: bounds the
+/// size of one transaction under a burst.
+const MAX_PENDING: usize = 4096;
+
+/// How long after a failed commit the next attempt starts: a full or broken
+/// disk is retried, but not in a loop that would take the core.
+pub const RETRY_MS: u64 = 100;
+
+/// Commit attempts after shutdown before giving up on what is pending (and
+/// saying so in the log): a process that cannot write must still stop.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// What the shell read from the store before starting the integrator.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub nonce_secret: [u8; 32],
+    pub bindings: Vec<Binding>,
+    pub restore: RouterRestore,
+}
+
+impl Loaded {
+    /// Reads the nonce secret (created on first use), every binding and the
+    /// router's saved state.
+    pub fn from_store(store: &Store) -> Result<Loaded, StoreError> {
+        Ok(Loaded {
+            nonce_secret: store.nonce_secret()?,
+            bindings: store.load_bindings()?,
+            restore: store.load_router_state()?,
+        })
+    }
+}
+
+/// One input to [`Routing::handle`].
+#[derive(Debug)]
+pub enum Input {
+    /// A message from a signalling shard.
+    Shard(ToRouting),
+    /// A deadline from [`Routing::poll_timeout`] passed (early is harmless).
+    Timer,
+    /// What became of an [`Effect::Commit`].
+    Committed(CommitOutcome),
+    /// Commit everything and stop; [`Effect::Stopped`] follows.
+    Shutdown,
+}
+
+/// The answer to an [`Effect::Commit`]: its `seq`, its ops handed back (kept
+/// for a retry on failure, their buffer reused on success) and the result.
+#[derive(Debug)]
+pub struct CommitOutcome {
+    pub seq: u64,
+    pub ops: Vec<StoreOp>,
+    pub result: Result<(), StoreError>,
+}
+
+/// Applies one commit to the store, in one transaction: what the store
+/// thread runs, and what a test calls to use a real database.
+pub fn apply_commit(store: &Store, seq: u64, ops: Vec<StoreOp>) -> CommitOutcome {
+    let result = store.apply_ops(&ops);
+    CommitOutcome { seq, ops, result }
+}
+
+/// One output of the integrator.
+#[derive(Debug)]
+pub enum Effect {
+    /// Send this to signalling shard `.0`.
+    ToShard(u16, FromRouting),
+    /// Apply `ops` in one transaction and answer with
+    /// [`Input::Committed`] carrying the same `seq`.
+    Commit { seq: u64, ops: Vec<StoreOp> },
+    /// After shutdown: nothing more to commit; close the store.
+    Stopped,
+}
+
+/// The commit the store is working on.
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    /// When the oldest of its ops was decided: kept for a retry's deadline.
+    oldest_ms: u64,
+}
+
+/// The routing shard's protocol state. See the module docs.
+pub struct Routing {
+    registrar: Registrar,
+    router: Router,
+    pending: GroupCommit<StoreOp>,
+    in_flight: Option<InFlight>,
+    next_seq: u64,
+    /// No commit before this (after a failure).
+    retry_at: Option<u64>,
+    /// The start-up ops are not on disk yet. A failed commit's ops go back
+    /// first, so the first commit that succeeds holds them.
+    startup_pending: bool,
+    /// A buffer handed back by a successful commit, for the next one.
+    spare: Vec<StoreOp>,
+    effects: VecDeque<Effect>,
+    stopping: bool,
+    stopped: bool,
+    shutdown_failures: u32,
+    registers: [u64; 10],
+    facts: u64,
+    decisions: u64,
+    commits: u64,
+    commit_errors: u64,
+    agents_dirty: bool,
+}
+
+impl Routing {
+    /// Builds the state from config and what the store held. Bindings that
+    /// expired while the engine was down, and the restart CDRs of calls
+    /// that were live, are queued as the first commit, which is emitted at
+    /// once.
+    pub fn new(cfg: &Config, loaded: Loaded, now_ms: u64) -> Routing {
+        let agents = cfg.agents.iter().map(|a| {
+            let mut d = AgentDef::new(a.id.clone(), a.password.clone());
+            d.max_calls = a.max_calls;
+            d.queues = a.queues.clone();
+            d
+        });
+        let rc = RegistrarConfig {
+            realm: cfg.sip.realm.clone(),
+            default_expires: cfg.registrar.default_expires,
+            min_expires: cfg.registrar.min_expires,
+            max_expires: cfg.registrar.max_expires,
+            max_contacts: cfg.registrar.max_contacts as usize,
+            nonce_lifetime_ms: u64::from(cfg.registrar.nonce_lifetime_s) * 1000,
+            algorithms: cfg.registrar.algorithms.iter().filter_map(|a| Algorithm::parse(a)).collect(),
+            ..RegistrarConfig::new(cfg.sip.realm.clone())
+        };
+        let Loaded { nonce_secret, bindings, restore } = loaded;
+        let mut registrar = Registrar::new(rc, agents, NonceKey::from_secret(nonce_secret));
+        let restored = bindings.len();
+        let expired = registrar.restore(bindings, now_ms);
+        let (router, startup) = Router::new(&cfg.queues, &cfg.agents, restore, now_ms);
+        let mut r = Routing {
+            registrar,
+            router,
+            pending: GroupCommit::new(cfg.engine.group_commit_ms, MAX_PENDING),
+            in_flight: None,
+            next_seq: 1,
+            retry_at: None,
+            startup_pending: false,
+            spare: Vec::new(),
+            effects: VecDeque::new(),
+            stopping: false,
+            stopped: false,
+            shutdown_failures: 0,
+            registers: [0; 10],
+            facts: 0,
+            decisions: 0,
+            commits: 0,
+            commit_errors: 0,
+            agents_dirty: true,
+        };
+        let restart_outputs = startup.len();
+        for o in startup {
+            match o {
+                RouterOutput::Persist(op) => r.pending.push(op, now_ms),
+                // Their events (call failed) were logged by the process that
+                // died; there are no decisions without live calls.
+                RouterOutput::Event(_) | RouterOutput::Decision(_) => {}
+            }
+        }
+        for c in expired {
+            r.pending.push(StoreOp::Binding(c), now_ms);
+        }
+        for a in &cfg.agents {
+            r.refresh_contacts(&a.id, now_ms);
+        }
+        r.drain_router(now_ms);
+        tracing::info!(restored, restart_outputs, "state loaded");
+        // Calls that died with the previous process get their CDRs before
+        // any new call is taken: the shell waits for this commit.
+        if !r.pending.is_empty() {
+            r.startup_pending = true;
+            r.start_commit(now_ms);
+        }
+        r
+    }
+
+    /// Feeds one input at wall-clock `now_ms`, then commits if due.
+    pub fn handle(&mut self, input: Input, now_ms: u64) {
+        match input {
+            Input::Shard(msg) => self.on_shard(msg, now_ms),
+            Input::Timer => self.on_timer(now_ms),
+            Input::Committed(o) => self.on_committed(o, now_ms),
+            Input::Shutdown => self.stopping = true,
+        }
+        self.maybe_commit(now_ms);
+    }
+
+    /// The next effect, in the order they arose.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Moves every pending effect to `out`.
+    pub fn drain_effects(&mut self, out: &mut Vec<Effect>) {
+        out.extend(self.effects.drain(..));
+    }
+
+    /// The earliest wall-clock ms at which an [`Input::Timer`] has work:
+    /// a registration expiring, a router timer, the group-commit deadline
+    /// (not while a commit is in flight: its outcome comes as an input).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let commit = match (&self.in_flight, self.pending.is_empty()) {
+            (None, false) => {
+                let now = self.stopping || self.startup_pending || self.pending.is_full();
+                let due = if now {
+                    Some(0)
+                } else {
+                    self.pending.deadline()
+                };
+                due.map(|d| self.retry_at.map_or(d, |r| r.max(d)))
+            }
+            _ => None,
+        };
+        [self.registrar.next_expiry(), self.router.next_timeout(), commit]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// True once the start-up commit (restart CDRs, expired bindings) is on
+    /// disk, or if there was nothing to commit: the shell takes traffic
+    /// only then.
+    pub fn startup_committed(&self) -> bool {
+        !self.startup_pending
+    }
+
+    /// True once [`Effect::Stopped`] has been emitted.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Changes decided and not yet handed to the store (a commit in flight
+    /// is not counted): what `cc_store_pending_changes` shows.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether a registration changed since the last call (the management
+    /// plane's agents list is rebuilt only then: it is O(bindings)).
+    pub fn take_agents_dirty(&mut self) -> bool {
+        std::mem::replace(&mut self.agents_dirty, false)
+    }
+
+    fn on_shard(&mut self, msg: ToRouting, now: u64) {
+        match msg {
+            ToRouting::Register { shard, tx, req } => {
+                let out = self.registrar.handle_register(&req, now);
+                tracing::debug!(agent = %req.user, status = out.reply.status(), src = %req.source, "REGISTER");
+                if let Some(c) = self.registers.get_mut(usize::from(out.reply.status() / 100)) {
+                    *c += 1;
+                }
+                self.apply_changes(out.changes, now);
+                self.effects
+                    .push_back(Effect::ToShard(shard, FromRouting::RegisterReply { tx, reply: out.reply }));
+            }
+            ToRouting::Call(fact) => {
+                self.facts += 1;
+                self.router.call_fact(fact, now);
+            }
+        }
+        self.drain_router(now);
+    }
+
+    fn on_timer(&mut self, now: u64) {
+        if self.registrar.next_expiry().is_some_and(|t| t <= now) {
+            let gone = self.registrar.reap(now);
+            if !gone.is_empty() {
+                tracing::info!(expired = gone.len(), "registrations expired");
+            }
+            self.apply_changes(gone, now);
+        }
+        if self.router.next_timeout().is_some_and(|t| t <= now) {
+            self.router.handle_timeout(now);
+        }
+        self.drain_router(now);
+    }
+
+    fn on_committed(&mut self, o: CommitOutcome, now: u64) {
+        let Some(f) = self.in_flight.take_if(|f| f.seq == o.seq) else {
+            tracing::warn!(seq = o.seq, "outcome of a commit that is not in flight; ignored");
+            return;
+        };
+        let CommitOutcome { mut ops, result, .. } = o;
+        match result {
+            Ok(()) => {
+                self.commits += 1;
+                self.retry_at = None;
+                self.startup_pending = false;
+                ops.clear();
+                self.spare = ops;
+            }
+            Err(e) => {
+                self.commit_errors += 1;
+                let n = ops.len();
+                self.pending.requeue_front(ops, f.oldest_ms);
+                if self.stopping {
+                    self.shutdown_failures += 1;
+                }
+                if self.stopping && self.shutdown_failures >= SHUTDOWN_ATTEMPTS {
+                    tracing::error!(
+                        error = %e, lost = self.pending.len(), attempts = self.shutdown_failures,
+                        "final group commit failed; these changes are not on disk"
+                    );
+                    self.pending.take();
+                } else {
+                    tracing::error!(error = %e, ops = n, pending = self.pending.len(), "group commit failed; will retry");
+                    self.retry_at = Some(now.saturating_add(RETRY_MS));
+                }
+            }
+        }
+    }
+
+    /// Emits the next commit when one is due and none is in flight; after
+    /// shutdown, emits `Stopped` once nothing is left.
+    fn maybe_commit(&mut self, now: u64) {
+        if self.in_flight.is_some() || self.stopped {
+            return;
+        }
+        if self.pending.is_empty() {
+            if self.stopping {
+                self.stopped = true;
+                self.effects.push_back(Effect::Stopped);
+            }
+            return;
+        }
+        if self.retry_at.is_some_and(|r| now < r) {
+            return;
+        }
+        if self.stopping || self.startup_pending || self.pending.due(now) {
+            self.start_commit(now);
+        }
+    }
+
+    fn start_commit(&mut self, now: u64) {
+        let oldest_ms = self.pending.oldest_ms().unwrap_or(now);
+        let ops = self.pending.take_into(std::mem::take(&mut self.spare));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight = Some(InFlight { seq, oldest_ms });
+        self.effects.push_back(Effect::Commit { seq, ops });
+    }
+
+    /// Registrar changes go to the store, and each touched agent's live
+    /// contacts to the router (an agent without contacts is offline).
+    fn apply_changes(&mut self, changes: Vec<Change>, now: u64) {
+        if changes.is_empty() {
+            return;
+        }
+        self.agents_dirty = true;
+        let mut touched: Vec<String> = Vec::new();
+        for c in changes {
+            match &c {
+                Change::Upsert(b) => {
+                    if b.registered_at_ms == now {
+                        tracing::info!(agent = %b.agent, contact = %b.contact_uri, target = %b.target, "agent registered");
+                    }
+                    touched.push(b.agent.clone());
+                }
+                Change::Remove { agent, contact } => {
+                    tracing::info!(%agent, %contact, "agent contact removed");
+                    touched.push(agent.clone());
+                }
+            }
+            self.pending.push(StoreOp::Binding(c), now);
+        }
+        touched.sort();
+        touched.dedup();
+        for agent in touched {
+            self.refresh_contacts(&agent, now);
+        }
+    }
+
+    fn refresh_contacts(&mut self, agent: &str, now: u64) {
+        let contacts = contacts_of(&self.registrar.live_bindings(agent, now));
+        if let Err(e) = self.router.agent_contacts(agent, contacts, now) {
+            tracing::warn!(%agent, error = %e, "router refused contacts");
+        }
+    }
+
+    fn drain_router(&mut self, now: u64) {
+        while let Some(o) = self.router.poll_output() {
+            match o {
+                RouterOutput::Decision(d) => {
+                    self.decisions += 1;
+                    self.effects.push_back(Effect::ToShard(d.call().shard(), FromRouting::Decision(d)));
+                }
+                RouterOutput::Persist(op) => self.pending.push(op, now),
+                RouterOutput::Event(e) => log_event(&e),
+            }
+        }
+    }
+
+    /// The management plane's agents list: one object per binding.
+    pub fn agents_lines(&self) -> Vec<serde_json::Value> {
+        let mut bindings: Vec<_> = self.registrar.all_bindings().collect();
+        bindings.sort_by(|a, b| (&a.agent, &a.contact_uri).cmp(&(&b.agent, &b.contact_uri)));
+        bindings
+            .into_iter()
+            .map(|b| {
+                serde_json::json!({
+                    "agent": b.agent,
+                    "contact": b.contact_uri,
+                    "target": b.target.to_string(),
+                    "received": b.received.map(|r| r.to_string()),
+                    "expires_at_ms": b.expires_at_ms,
+                    "user_agent": b.user_agent,
+                })
+            })
+            .collect()
+    }
+
+    /// Metrics samples and the queues snapshot for the management plane.
+    pub fn samples(&self, now: u64) -> (Vec<Sample>, serde_json::Value) {
+        let mut v = Vec::new();
+        for (class, n) in self.registers.iter().enumerate().filter(|(_, n)| **n > 0) {
+            v.push(Sample::new("cc_registrations_total", format!("class=\"{class}xx\""), *n));
+        }
+        v.push(Sample::new("cc_registered_contacts", "", self.registrar.all_bindings().count() as u64));
+        v.push(Sample::new("cc_routing_facts_total", "", self.facts));
+        v.push(Sample::new("cc_routing_decisions_total", "", self.decisions));
+        v.push(Sample::new("cc_store_commits_total", "", self.commits));
+        v.push(Sample::new("cc_store_commit_errors_total", "", self.commit_errors));
+        v.push(Sample::new("cc_store_pending_changes", "", self.pending.len() as u64));
+        let snap = self.router.snapshot(now);
+        for q in &snap.queues {
+            let l = |extra: &str| format!("queue=\"{}\"{extra}", q.name);
+            v.push(Sample::new("cc_queue_calls", l(",state=\"waiting\""), q.waiting as u64));
+            v.push(Sample::new("cc_queue_calls", l(",state=\"ringing\""), q.ringing as u64));
+            v.push(Sample::new("cc_queue_calls", l(",state=\"talking\""), q.talking as u64));
+            v.push(Sample::new("cc_queue_longest_wait_ms", l(""), q.longest_wait_ms));
+            v.push(Sample::new("cc_queue_agents_online", l(""), q.agents_online as u64));
+            v.push(Sample::new("cc_queue_agents_available", l(""), q.agents_available as u64));
+        }
+        for a in &snap.agents {
+            let status = serde_json::to_value(a.status).ok();
+            let status = status.as_ref().and_then(|s| s.as_str()).unwrap_or("unknown");
+            v.push(Sample::new("cc_agent_status", format!("agent=\"{}\",status=\"{status}\"", a.id), 1));
+            v.push(Sample::new("cc_agent_answered_total", format!("agent=\"{}\"", a.id), a.answered));
+        }
+        (v, serde_json::to_value(&snap).unwrap_or_default())
+    }
+}
+
+/// One info line per call event; per-message detail stays at debug.
+fn log_event(e: &RouterEvent) {
+    match e {
+        RouterEvent::Ignored { call, fact } => tracing::debug!(%call, fact, "stale fact ignored"),
+        other => tracing::info!(event = ?other, "acd"),
+    }
+}
+
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod tests;

@@ -1,0 +1,152 @@
+//! The store thread: the one place the running engine writes to redb.
+//!
+//! A commit (with its fdatasync, 0.3–1.3 ms on a good disk, seconds on a
+//! bad one) must never run on an executor that also answers SIP. The
+//! routing shell sends each `Effect::Commit` here over a channel (a send
+//! never blocks) and awaits the outcomes from a mailbox whose waker the
+//! store thread fires; glommio accepts wake-ups from foreign threads. The
+//! mailbox lock is taken once per commit, never per SIP message.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::acd::routing::{apply_commit, CommitOutcome};
+use crate::acd::{Store, StoreOp};
+
+/// Test hook, off unless set: each commit first sleeps this many ms, to
+/// prove that a slow disk delays durability and never SIP answers. It only
+/// makes commits later, within what a slow disk does anyway.
+pub const TEST_COMMIT_DELAY_ENV: &str = "CC_ENGINE_TEST_COMMIT_DELAY_MS";
+
+struct Job {
+    seq: u64,
+    ops: Vec<StoreOp>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    outcomes: VecDeque<CommitOutcome>,
+    /// The store thread ended (and closed the database).
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+/// The routing executor's end of the store thread.
+pub struct StoreThread {
+    jobs: RefCell<Option<mpsc::Sender<Job>>>,
+    inbox: Arc<Mutex<Inbox>>,
+    thread: RefCell<Option<JoinHandle<()>>>,
+}
+
+/// Marks the inbox closed when the store thread ends, even by panic, so
+/// the routing shard is not left waiting for an outcome.
+struct Closing(Arc<Mutex<Inbox>>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        deliver(&self.0, |i| i.closed = true);
+    }
+}
+
+impl StoreThread {
+    /// Moves `store` to a new thread that applies commits in order.
+    pub fn spawn(store: Store) -> std::io::Result<StoreThread> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let delay = test_commit_delay();
+        if let Some(d) = delay {
+            tracing::warn!(delay_ms = d.as_millis() as u64, "{TEST_COMMIT_DELAY_ENV} is set: every commit is delayed");
+        }
+        let theirs = inbox.clone();
+        let thread = std::thread::Builder::new().name("cc-store".into()).spawn(move || {
+            let _closing = Closing(theirs.clone());
+            // Declared after `_closing`, so dropped (database closed) before
+            // the inbox says so: redb marks a database that is never
+            // dropped as needing repair.
+            let store = store;
+            while let Ok(Job { seq, ops }) = rx.recv() {
+                if let Some(d) = delay {
+                    std::thread::sleep(d);
+                }
+                let outcome = apply_commit(&store, seq, ops);
+                deliver(&theirs, |i| i.outcomes.push_back(outcome));
+            }
+        })?;
+        Ok(StoreThread {
+            jobs: RefCell::new(Some(tx)),
+            inbox,
+            thread: RefCell::new(Some(thread)),
+        })
+    }
+
+    /// Queues a commit; never blocks. The ops come back if the thread is
+    /// gone.
+    pub fn commit(&self, seq: u64, ops: Vec<StoreOp>) -> Result<(), Vec<StoreOp>> {
+        match self.jobs.borrow().as_ref() {
+            Some(j) => j.send(Job { seq, ops }).map_err(|e| e.0.ops),
+            None => Err(ops),
+        }
+    }
+
+    /// The next outcome, in commit order; `None` once the thread has ended
+    /// and closed the database. One task awaits this (one waker is kept).
+    pub async fn outcome(&self) -> Option<CommitOutcome> {
+        poll_fn(|cx| {
+            let Ok(mut i) = self.inbox.lock() else {
+                return Poll::Ready(None);
+            };
+            if let Some(o) = i.outcomes.pop_front() {
+                return Poll::Ready(Some(o));
+            }
+            if i.closed {
+                return Poll::Ready(None);
+            }
+            match &mut i.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// No more commits: the thread ends after those queued, closes the
+    /// database, and `outcome` then returns `None`.
+    pub fn finish(&self) {
+        self.jobs.borrow_mut().take();
+    }
+
+    /// Waits for the thread to return; call after `outcome` returned `None`
+    /// (it has closed the database by then, so this is short).
+    pub fn join(&self) {
+        if let Some(t) = self.thread.borrow_mut().take() {
+            if t.join().is_err() {
+                tracing::error!("store thread panicked");
+            }
+        }
+    }
+}
+
+/// Updates the inbox and wakes the waiting task outside the lock.
+fn deliver(inbox: &Mutex<Inbox>, f: impl FnOnce(&mut Inbox)) {
+    let waker = match inbox.lock() {
+        Ok(mut i) => {
+            f(&mut i);
+            i.waker.take()
+        }
+        Err(_) => None,
+    };
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+fn test_commit_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var(TEST_COMMIT_DELAY_ENV).ok()?.trim().parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
