@@ -62,15 +62,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use cc_engine::acd::facts::{CallFact, Decision, RtpCounts};
+use cc_engine::acd::facts::{Decision, RtpCounts};
 use cc_engine::acd::router::AgentStatus;
-use cc_engine::acd::{Cdr, Disposition, Router, RouterEvent, RouterOutput, RouterRestore, StoreOp};
+use cc_engine::acd::routing::{self, apply_commit, CommitOutcome, Loaded, Routing};
+use cc_engine::acd::{Cdr, Disposition, RouterEvent, Store, StoreOp};
 use cc_engine::call::{CallConfig, CallTable, MediaControl};
-use cc_engine::config::{AgentConfig, AnswerMode, NoAgents, QueueConfig, Strategy};
+use cc_engine::config::{AgentConfig, AnswerMode, Config, NoAgents, QueueConfig, Strategy};
 use cc_engine::media::ports::split_range;
 use cc_engine::media::sdp::default_codecs;
 use cc_engine::engine::{Effect, Forwarded, FromRouting, Input, Signalling, SignallingConfig, ToRouting};
 use cc_engine::media::{LegConfig, LegId, LegPorts, OpenError, PortAllocator};
+use cc_engine::sip::auth::{compute_response, format_authorization, Algorithm, DigestResponse};
 use cc_engine::sip::ids::IdRng;
 use cc_engine::sip::message::scan;
 use cc_engine::sip::{ClientTxId, Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId, Timers};
@@ -145,6 +147,12 @@ struct Scenario {
     /// Chance that the relay has no leg for an offer (agent leg), as when
     /// the port range runs out: the call must stay queued and be answered.
     agent_leg_failure: f64,
+    /// The routing shard's group commit window.
+    group_commit_ms: u64,
+    /// The engine crashes (everything in memory lost, routing rebuilt from
+    /// the redb) at the first point between two commits after each multiple
+    /// of this much virtual time, while calls still arrive.
+    crash_every: Option<u64>,
 }
 
 impl Scenario {
@@ -173,6 +181,10 @@ impl Scenario {
             ring_timeout_s: 2,
             wrap_up_s: 1,
             agent_leg_failure: 0.0,
+            // Virtual time is cheap, commits (real redb) are not: one a
+            // second bounds a 10,000-call run to ~2,000 of them.
+            group_commit_ms: 1000,
+            crash_every: None,
         }
     }
 }
@@ -201,6 +213,8 @@ enum CustAct {
 
 #[derive(Debug, Clone, Copy)]
 enum AgentAct {
+    /// REGISTER (without credentials: the registrar challenges).
+    Register,
     Ring,
     Answer,
     Reject,
@@ -209,9 +223,13 @@ enum AgentAct {
 
 enum Ev {
     Datagram { dst: SocketAddr, src: SocketAddr, data: Bytes },
-    Mesh(u16, Forwarded),
-    Fact(CallFact),
-    Decision(u16, Decision),
+    /// Channels carry the engine incarnation (`Sim::epoch`) they were sent
+    /// in: what is in flight when the engine crashes dies with it.
+    Mesh(u32, u16, Forwarded),
+    ToRouting(u32, ToRouting),
+    FromRouting(u32, u16, FromRouting),
+    /// The store thread's answer to a commit.
+    Committed(u32, CommitOutcome),
     Timer(Node, u64),
     Cust(u32, CustAct),
     Agent(u32, String, AgentAct),
@@ -353,6 +371,8 @@ struct Cust {
     provisional: bool,
     /// Decided to hang up before an answer.
     giving_up: bool,
+    /// Virtual time of the INVITE.
+    started_at: Option<u64>,
     cancel_sent: bool,
     got_2xx: bool,
     /// To (with the engine's tag) and Contact of the 2xx.
@@ -398,6 +418,11 @@ struct AgentUa {
     by_tx: BTreeMap<ServerTxId, String>,
     bye_txs: BTreeMap<ClientTxId, String>,
     invites: u64,
+    reg_tx: Option<ClientTxId>,
+    reg_cseq: u32,
+    /// REGISTERs sent with credentials (a second one means a stale nonce).
+    reg_auth_tries: u32,
+    registered: bool,
 }
 
 // ------------------------------------------------------------------ sim
@@ -414,11 +439,24 @@ struct Sim {
     /// FIFO channels (shard ⇄ router, shard → shard): last delivery time.
     chan_last: HashMap<(Node, Node), u64>,
     shards: Vec<Shard>,
-    router: Router,
+    routing: Routing,
+    cfg: Config,
+    /// The routing shard's redb, in a temp dir; every `Commit` lands here.
+    store: Store,
+    state_dir: std::path::PathBuf,
+    /// Engine incarnation: bumped by each crash.
+    epoch: u32,
+    next_crash: u64,
+    /// Virtual time of each crash.
+    crashes: Vec<u64>,
+    /// Live calls in the store at the last crash: the restart's first
+    /// commit must give each exactly one `engine-restart` CDR.
+    expect_restart: Option<BTreeSet<String>>,
+    /// Relay figures of the shards lost in crashes.
+    lost_relays: (u64, u64),
     custs: Vec<Cust>,
     agents: Vec<AgentUa>,
     addr_of: HashMap<SocketAddr, Node>,
-    cdrs: Vec<Cdr>,
     offered: Vec<String>,
     violations: Vec<String>,
     shard_inputs: u64,
@@ -468,61 +506,103 @@ fn queue_config(sc: &Scenario) -> QueueConfig {
     }
 }
 
+/// Agents' SIP password (the registrar checks their digests).
+const AGENT_PASSWORD: &str = "x";
+
+/// Expires of the agents' registrations (s).
+const REG_EXPIRES: u64 = 3600;
+
+/// Virtual time given to the agents' registrations before calls arrive.
+const REGISTRATION: u64 = 3 * SEC;
+
+/// How long the simulated store thread takes for a commit.
+const COMMIT_TIME: u64 = 2 * MS;
+
+/// The engine's configuration as the routing integrator reads it.
+fn engine_config(sc: &Scenario, agents: Vec<AgentConfig>) -> Config {
+    let text = format!(
+        "[engine]\ngroup_commit_ms = {}\n[sip]\nlisten = \"{}\"\ndomain = \"cc.sim\"\nrealm = \"cc.sim\"\n\
+         [registrar]\nmin_expires = 60\nmax_expires = 86400\ndefault_expires = 3600\n",
+        sc.group_commit_ms,
+        engine_addr()
+    );
+    let mut cfg = Config::parse(&text, std::path::Path::new("sim.toml")).expect("sim config parses");
+    cfg.queues = vec![queue_config(sc)];
+    cfg.agents = agents;
+    cfg
+}
+
+/// A fresh temp dir per run (tmpfs when there is one: the simulation
+/// measures the engine, not the disk).
+fn state_dir(sc: &Scenario, seed: u64) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let root = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let name: String = sc.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    root.join(format!("cc-sim-{}-{name}-{seed}-{}", std::process::id(), sc.calls))
+}
+
+/// The signalling shards of one engine incarnation (`epoch` 0 at start).
+fn build_shards(sc: &Scenario, seed: u64, rng: &mut Rng, epoch: u32) -> Vec<Shard> {
+    let ranges = split_range(20000, 59999, usize::from(sc.shards));
+    (0..sc.shards)
+        .map(|id| {
+            let mut cfg = EndpointConfig::new(engine_addr());
+            cfg.shard = id;
+            cfg.shards = sc.shards;
+            cfg.domain = "cc.sim".into();
+            cfg.timers = Timers::default();
+            cfg.rng_seed = rng.u64();
+            let ccfg = CallConfig {
+                queues: [(QUEUE.to_owned(), sc.mode)].into_iter().collect(),
+                codecs: default_codecs(),
+                media_timeout: None,
+            };
+            let relay = FakeRelay {
+                ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),
+                ip: engine_addr().ip(),
+                next: u64::from(id) << 40 | u64::from(epoch) << 32,
+                open: BTreeMap::new(),
+                rtcp_deferred: BTreeSet::new(),
+                errors: Vec::new(),
+                opened: 0,
+                refused: 0,
+                agent_refused: 0,
+                agent_leg_failure: sc.agent_leg_failure,
+                // Its own stream: the other draws stay as they were.
+                rng: Rng::new(seed ^ (0xA6E7_u64 << 32 | u64::from(id)) ^ u64::from(epoch) << 20),
+            };
+            let calls = CallTable::new(ccfg, id, rng.u64());
+            Signalling::new(SignallingConfig::new(id, sc.shards), Endpoint::new(cfg), calls, relay)
+        })
+        .collect()
+}
+
 impl Sim {
     fn new(sc: Scenario, seed: u64) -> Sim {
         let base = Instant::now();
         let mut rng = Rng::new(seed);
-        let ranges = split_range(20000, 59999, usize::from(sc.shards));
-        let shards = (0..sc.shards)
-            .map(|id| {
-                let mut cfg = EndpointConfig::new(engine_addr());
-                cfg.shard = id;
-                cfg.shards = sc.shards;
-                cfg.domain = "cc.sim".into();
-                cfg.timers = Timers::default();
-                cfg.rng_seed = rng.u64();
-                let ccfg = CallConfig {
-                    queues: [(QUEUE.to_owned(), sc.mode)].into_iter().collect(),
-                    codecs: default_codecs(),
-                    media_timeout: None,
-                };
-                let relay = FakeRelay {
-                    ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),
-                    ip: engine_addr().ip(),
-                    next: u64::from(id) << 40,
-                    open: BTreeMap::new(),
-                    rtcp_deferred: BTreeSet::new(),
-                    errors: Vec::new(),
-                    opened: 0,
-                    refused: 0,
-                    agent_refused: 0,
-                    agent_leg_failure: sc.agent_leg_failure,
-                    // Its own stream: the other draws stay as they were.
-                    rng: Rng::new(seed ^ (0xA6E7_u64 << 32 | u64::from(id))),
-                };
-                let calls = CallTable::new(ccfg, id, rng.u64());
-                Signalling::new(SignallingConfig::new(id, sc.shards), Endpoint::new(cfg), calls, relay)
-            })
-            .collect();
+        let shards = build_shards(&sc, seed, &mut rng, 0);
         let agent_cfgs: Vec<AgentConfig> = (0..sc.agents)
             .map(|i| AgentConfig {
                 id: agent_name(i),
-                password: "x".into(),
+                password: AGENT_PASSWORD.into(),
                 max_calls: 1,
                 queues: vec![QUEUE.into()],
                 skills: BTreeMap::new(),
             })
             .collect();
-        let (mut router, startup) = Router::new(&[queue_config(&sc)], &agent_cfgs, RouterRestore::default(), WALL0);
-        assert!(startup.is_empty());
+        let cfg = engine_config(&sc, agent_cfgs);
+        let state_dir = state_dir(&sc, seed);
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let store = Store::open(&state_dir).expect("sim store opens");
+        let loaded = Loaded::from_store(&store).expect("sim store loads");
+        let mut routing = Routing::new(&cfg, loaded, WALL0);
+        routing.keep_events();
         let mut addr_of = HashMap::new();
         let mut agents = Vec::new();
         for i in 0..sc.agents {
             let addr = agent_addr(i);
             addr_of.insert(addr, Node::Agent(i));
-            router
-                .agent_contacts(&agent_name(i), vec![(format!("sip:{}@{addr}", agent_name(i)), addr)], WALL0)
-                .unwrap();
             agents.push(AgentUa {
                 name: agent_name(i),
                 ep: ua_endpoint(addr, rng.u64()),
@@ -531,9 +611,12 @@ impl Sim {
                 by_tx: BTreeMap::new(),
                 bye_txs: BTreeMap::new(),
                 invites: 0,
+                reg_tx: None,
+                reg_cseq: 0,
+                reg_auth_tries: 0,
+                registered: false,
             });
         }
-        while router.poll_output().is_some() {}
         let mut sim = Sim {
             sc: sc.clone(),
             seed,
@@ -545,11 +628,18 @@ impl Sim {
             armed: HashMap::new(),
             chan_last: HashMap::new(),
             shards,
-            router,
+            routing,
+            cfg,
+            store,
+            state_dir,
+            epoch: 0,
+            next_crash: sc.crash_every.unwrap_or(u64::MAX),
+            crashes: Vec::new(),
+            expect_restart: None,
+            lost_relays: (0, 0),
             custs: Vec::with_capacity(sc.calls as usize),
             agents,
             addr_of,
-            cdrs: Vec::new(),
             offered: Vec::new(),
             violations: Vec::new(),
             shard_inputs: 0,
@@ -563,12 +653,18 @@ impl Sim {
                 Some(if t.starts_with('a') { agent_addr(n) } else { cust_addr(n) })
             }),
         };
-        if !sc.disciplined {
-            sim.push(5 * SEC, Ev::MediaTimeout);
+        sim.routing_drain();
+        // Agents register first (REGISTER, 401, REGISTER with digest, 200).
+        for i in 0..sc.agents {
+            let t = sim.rng.range(0, 200 * MS);
+            sim.push(t, Ev::Agent(i, String::new(), AgentAct::Register));
         }
-        // Open-loop arrivals.
+        if !sc.disciplined {
+            sim.push(REGISTRATION + 5 * SEC, Ev::MediaTimeout);
+        }
+        // Open-loop arrivals, once the agents had time to register.
         let mean = sc.arrival_gap as f64;
-        let mut t = 0u64;
+        let mut t = REGISTRATION;
         for i in 0..sc.calls {
             t += sim.rng.exp(mean) as u64;
             let c = sim.new_cust(i);
@@ -621,6 +717,7 @@ impl Sim {
             invite_tx: None,
             provisional: false,
             giving_up: false,
+            started_at: None,
             cancel_sent: false,
             got_2xx: false,
             dialog: None,
@@ -759,10 +856,9 @@ impl Sim {
                 Effect::Send(dest, data) => self.send(engine_addr(), dest, data),
                 Effect::Forward(to, fwd) => {
                     self.bump("forwarded");
-                    self.chan(Node::Shard(s), Node::Shard(to), Ev::Mesh(to, fwd))
+                    self.chan(Node::Shard(s), Node::Shard(to), Ev::Mesh(self.epoch, to, fwd))
                 }
-                Effect::Route(ToRouting::Call(f)) => self.chan(Node::Shard(s), Node::Router, Ev::Fact(f)),
-                Effect::Route(other) => self.violation(format!("shard {s} told routing {other:?}")),
+                Effect::Route(msg) => self.chan(Node::Shard(s), Node::Router, Ev::ToRouting(self.epoch, msg)),
             }
         }
     }
@@ -791,44 +887,119 @@ impl Sim {
         }
     }
 
-    /// `shard::routing::State::handle`/`on_timer`/`drain_router`, no store.
-    fn router_input(&mut self, f: impl FnOnce(&mut Router, u64)) {
+    /// One input to the routing integrator.
+    fn routing_input(&mut self, input: routing::Input) {
         let ms = self.wall();
-        f(&mut self.router, ms);
-        while let Some(o) = self.router.poll_output() {
-            match o {
-                RouterOutput::Decision(d) => {
-                    if let Decision::Queued { call, .. } = &d {
-                        self.stage.insert(*call, 1);
-                    }
-                    let sh = d.call().shard();
-                    self.chan(Node::Router, Node::Shard(sh), Ev::Decision(sh, d));
-                }
-                RouterOutput::Persist(StoreOp::Cdr(c)) => self.cdrs.push(c),
-                RouterOutput::Persist(_) => {}
-                RouterOutput::Event(RouterEvent::Offered { agent, call }) => {
+        self.routing.handle(input, ms);
+        self.routing_drain();
+    }
+
+    /// Carries out the routing integrator's effects: decisions and REGISTER
+    /// replies over the channels, commits to the redb.
+    fn routing_drain(&mut self) {
+        while let Some(ev) = self.routing.poll_event() {
+            match ev {
+                RouterEvent::Offered { agent, call } => {
                     self.stage.insert(call, 2);
                     self.offered.push(agent)
                 }
-                RouterOutput::Event(RouterEvent::Ignored { .. }) => self.bump("router_ignored_facts"),
-                RouterOutput::Event(RouterEvent::OfferFailed { call, .. }) => {
+                RouterEvent::Ignored { .. } => self.bump("router_ignored_facts"),
+                RouterEvent::OfferFailed { call, .. } => {
                     self.stage.insert(call, 1);
                 }
-                RouterOutput::Event(RouterEvent::Answered { call, .. }) => {
+                RouterEvent::Answered { call, .. } => {
                     self.stage.insert(call, 3);
                 }
-                RouterOutput::Event(RouterEvent::CallFinished { call, disposition }) => {
+                RouterEvent::CallFinished { call, disposition } => {
                     // Where the caller hung up (coverage of every stage).
                     let st = self.stage.remove(&call).unwrap_or(0);
                     if disposition == Disposition::Abandoned {
                         self.bump(["abandoned_arrived?", "abandoned_waiting", "abandoned_ringing", "abandoned_talking?"][st]);
                     }
                 }
-                RouterOutput::Event(_) => {}
+                _ => {}
             }
         }
-        let next = self.router.next_timeout().map(|t| t.saturating_sub(WALL0) * MS);
+        while let Some(e) = self.routing.poll_effect() {
+            match e {
+                routing::Effect::ToShard(sh, msg) => {
+                    if let FromRouting::Decision(Decision::Queued { call, .. }) = &msg {
+                        self.stage.insert(*call, 1);
+                    }
+                    self.chan(Node::Router, Node::Shard(sh), Ev::FromRouting(self.epoch, sh, msg));
+                }
+                routing::Effect::Commit { seq, ops } => self.commit(seq, ops),
+                routing::Effect::Stopped => {}
+            }
+        }
+        let next = self.routing.poll_timeout().map(|t| t.saturating_sub(WALL0) * MS);
         self.arm(Node::Router, next);
+    }
+
+    /// The store thread: the ops go to the real redb now, the outcome comes
+    /// back a moment later.
+    fn commit(&mut self, seq: u64, ops: Vec<StoreOp>) {
+        self.bump("commits");
+        if let Some(live) = self.expect_restart.take() {
+            // The first commit after a restart: a `failed` / `engine-restart`
+            // CDR for every call the store had live at the crash, no other.
+            let mut restarted = BTreeSet::new();
+            for op in &ops {
+                if let StoreOp::Cdr(c) = op {
+                    if c.disposition == Disposition::Failed && c.reason.as_deref() == Some("engine-restart") {
+                        if !restarted.insert(c.call_id.clone()) {
+                            self.violation(format!("two restart CDRs for call {}", c.call_id));
+                        }
+                    }
+                }
+            }
+            if restarted != live {
+                self.violation(format!(
+                    "restart at {} s: live calls in the store {live:?}, restart CDRs {restarted:?}",
+                    self.now / SEC
+                ));
+            }
+            self.stats.insert("restart_cdrs", self.stats.get("restart_cdrs").copied().unwrap_or(0) + live.len() as u64);
+        }
+        let outcome = apply_commit(&self.store, seq, ops);
+        if let Err(e) = &outcome.result {
+            self.violation(format!("commit {seq} failed: {e}"));
+        }
+        let t = self.now + COMMIT_TIME;
+        self.push(t, Ev::Committed(self.epoch, outcome));
+    }
+
+    /// `kill -9` between two commits: every shard and the routing state are
+    /// lost with what is in flight between them; routing is rebuilt from
+    /// the redb, the shards start empty. The UAs and the network go on.
+    fn crash(&mut self) {
+        let live: BTreeSet<String> = match self.store.load_router_state() {
+            Ok(r) => r.live_calls.iter().map(|l| l.call.to_string()).collect(),
+            Err(e) => {
+                self.violation(format!("store unreadable at the crash: {e}"));
+                BTreeSet::new()
+            }
+        };
+        self.epoch += 1;
+        self.crashes.push(self.now);
+        for sh in &self.shards {
+            self.lost_relays.0 += sh.media().opened;
+            self.lost_relays.1 += sh.media().agent_refused;
+        }
+        self.shards = build_shards(&self.sc, self.seed, &mut self.rng, self.epoch);
+        self.armed.retain(|n, _| !matches!(n, Node::Shard(_) | Node::Router));
+        self.stage.clear();
+        let loaded = match Loaded::from_store(&self.store) {
+            Ok(l) => l,
+            Err(e) => {
+                self.violation(format!("store cannot be loaded after the crash: {e}"));
+                Loaded::default()
+            }
+        };
+        self.routing = Routing::new(&self.cfg, loaded, self.wall());
+        self.routing.keep_events();
+        self.expect_restart = Some(live);
+        self.routing_drain();
     }
 
     // ------------------------------------------------------------ customers
@@ -855,6 +1026,7 @@ impl Sim {
         match act {
             CustAct::Start => {
                 c.started = true;
+                c.started_at = Some(self.now);
                 let body = sdp(c.addr.ip(), 40000 + (i % 10000) as u16 * 2);
                 let text = format!(
                     "INVITE sip:{QUEUE}@{eng} SIP/2.0\r\nFrom: {from}\r\nTo: <sip:{QUEUE}@cc.sim>\r\nCall-ID: {cid}\r\n\
@@ -1018,8 +1190,92 @@ impl Sim {
         self.arm(Node::Agent(i), next);
     }
 
+    /// REGISTER through the engine to the registrar; `auth`: the
+    /// Authorization value answering its challenge.
+    fn agent_register(&mut self, i: u32, auth: Option<String>, now: Instant) {
+        let a = &mut self.agents[i as usize];
+        a.reg_cseq += 1;
+        let auth = auth.map(|v| format!("Authorization: {v}\r\n")).unwrap_or_default();
+        let text = format!(
+            "REGISTER sip:cc.sim SIP/2.0\r\nFrom: <sip:{n}@cc.sim>;tag=reg{n}\r\nTo: <sip:{n}@cc.sim>\r\n\
+             Call-ID: reg-{n}@agent.sim\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{n}@{addr}>\r\nExpires: {REG_EXPIRES}\r\n\
+             {auth}Content-Length: 0\r\n\r\n",
+            n = a.name,
+            cseq = a.reg_cseq,
+            addr = a.addr,
+        );
+        a.reg_tx = Some(a.ep.send_request(parse_req(&text), engine_addr(), now));
+        self.bump("agent_registers");
+    }
+
+    /// The registrar's answer to an agent's REGISTER: a challenge is
+    /// answered with the digest (`sip::auth`), a 200 is the end of it.
+    fn agent_registered(&mut self, i: u32, response: &rsip::Response, now: Instant) {
+        let code = response.status_code.code();
+        let a = &mut self.agents[i as usize];
+        match code {
+            100..=199 => {}
+            200..=299 => {
+                a.reg_tx = None;
+                a.registered = true;
+                a.reg_auth_tries = 0;
+                // Refreshed while calls arrive; afterwards the bindings
+                // expire and the registrar's timer drains like any other.
+                let arrivals_end = REGISTRATION + u64::from(self.sc.calls) * self.sc.arrival_gap;
+                let refresh = self.now + REG_EXPIRES * SEC / 2;
+                if refresh < arrivals_end {
+                    self.push(refresh, Ev::Agent(i, String::new(), AgentAct::Register));
+                }
+            }
+            401 if a.reg_auth_tries < 3 => {
+                a.reg_auth_tries += 1;
+                let text = response.to_string();
+                let m = scan(text.as_bytes()).expect("401 scans");
+                let challenge = m.header("www-authenticate").unwrap_or("").to_owned();
+                let param = |k: &str| -> String {
+                    challenge
+                        .split(',')
+                        .filter_map(|p| p.trim().trim_start_matches("Digest ").split_once('='))
+                        .find(|(n, _)| n.trim().eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+                        .unwrap_or_default()
+                };
+                let mut d = DigestResponse {
+                    username: a.name.clone(),
+                    realm: param("realm"),
+                    nonce: param("nonce"),
+                    uri: "sip:cc.sim".into(),
+                    response: String::new(),
+                    algorithm: Algorithm::parse(&param("algorithm")).unwrap_or(Algorithm::Md5),
+                    cnonce: Some(format!("{:08x}", self.rng.u64() as u32)),
+                    nc: Some("00000001".into()),
+                    qop: Some("auth".into()),
+                    opaque: None,
+                };
+                d.response = compute_response(&d, "REGISTER", AGENT_PASSWORD);
+                self.agent_register(i, Some(format_authorization(&d)), now);
+            }
+            _ => {
+                a.reg_tx = None;
+                let name = a.name.clone();
+                self.violation(format!("agent {name}: REGISTER answered {code}"));
+            }
+        }
+    }
+
     fn agent_tu(&mut self, i: u32, o: Output, now: Instant) {
         let t0 = self.now;
+        if let Output::Response { tx, response } = &o {
+            if self.agents[i as usize].reg_tx == Some(*tx) {
+                return self.agent_registered(i, response, now);
+            }
+        }
+        if let Output::ClientTimeout { tx } = &o {
+            if self.agents[i as usize].reg_tx == Some(*tx) {
+                self.bump("agent_register_timeout");
+                return self.agent_register(i, None, now);
+            }
+        }
         match o {
             Output::Request { tx, request, src } => {
                 let text = request.to_string();
@@ -1169,6 +1425,9 @@ impl Sim {
     }
 
     fn agent_act(&mut self, i: u32, cid: &str, act: AgentAct, now: Instant) {
+        if let AgentAct::Register = act {
+            return self.agent_register(i, None, now);
+        }
         let a = &mut self.agents[i as usize];
         let addr = a.addr;
         let name = a.name.clone();
@@ -1212,8 +1471,8 @@ impl Sim {
                 Ev::Datagram { dst, .. } if *dst == engine_addr() => 0,
                 Ev::Datagram { dst, .. } if self.is_agent(*dst) => 1,
                 Ev::Datagram { .. } => 2,
-                Ev::Mesh { .. } | Ev::Decision(..) => 0,
-                Ev::Fact(_) => 3,
+                Ev::Mesh(..) | Ev::FromRouting(..) => 0,
+                Ev::ToRouting(..) | Ev::Committed(..) => 3,
                 Ev::Timer(Node::Shard(_), _) => 0,
                 Ev::Timer(Node::Router, _) => 3,
                 Ev::Timer(Node::Agent(_), _) | Ev::Agent(..) => 1,
@@ -1246,9 +1505,25 @@ impl Sim {
                         }
                     }
                 }
-                Ev::Mesh(shard, fwd) => self.shard_input(shard, Input::Forwarded(fwd)),
-                Ev::Fact(f) => self.router_input(|r, ms| r.call_fact(f, ms)),
-                Ev::Decision(s, d) => {
+                // Sent by an engine that crashed since: lost with it.
+                Ev::Mesh(e, ..) | Ev::ToRouting(e, _) | Ev::FromRouting(e, ..) | Ev::Committed(e, _) if e != self.epoch => {
+                    self.bump("lost_in_crash")
+                }
+                Ev::Mesh(_, shard, fwd) => self.shard_input(shard, Input::Forwarded(fwd)),
+                Ev::ToRouting(_, msg) => self.routing_input(routing::Input::Shard(msg)),
+                Ev::Committed(_, outcome) => {
+                    self.routing_input(routing::Input::Committed(outcome));
+                    // Between two commits: what the store holds is all
+                    // the routing state there is.
+                    if self.now >= self.next_crash && self.routing.pending_len() == 0 {
+                        self.next_crash = self.now + self.sc.crash_every.unwrap_or(u64::MAX);
+                        let arrivals_end = REGISTRATION + u64::from(self.sc.calls) * self.sc.arrival_gap;
+                        if self.now < arrivals_end {
+                            self.crash();
+                        }
+                    }
+                }
+                Ev::FromRouting(_, s, FromRouting::Decision(d)) => {
                     if !self.shards[usize::from(s)].calls().contains(d.call()) {
                         // The caller hung up before this decision arrived.
                         self.bump(match d {
@@ -1260,6 +1535,7 @@ impl Sim {
                     }
                     self.shard_input(s, Input::Routing(FromRouting::Decision(d)))
                 }
+                Ev::FromRouting(_, s, msg) => self.shard_input(s, Input::Routing(msg)),
                 Ev::Timer(node, t) => {
                     if self.armed.get(&node) != Some(&t) {
                         continue;
@@ -1267,7 +1543,7 @@ impl Sim {
                     self.armed.remove(&node);
                     match node {
                         Node::Shard(s) => self.shard_input(s, Input::Timer),
-                        Node::Router => self.router_input(|r, ms| r.handle_timeout(ms)),
+                        Node::Router => self.routing_input(routing::Input::Timer),
                         Node::Cust(i) => self.cust_step(i, |sim, i, now| sim.custs[i as usize].ep.handle_timeout(now)),
                         Node::Agent(i) => {
                             self.agent_step(i, |sim, i, now| sim.agents[i as usize].ep.handle_timeout(now))
@@ -1286,7 +1562,7 @@ impl Sim {
                         let ev = cc_engine::media::Event::MediaTimeout { leg, idle: Duration::from_secs(30) };
                         self.shard_input(s, Input::Media(ev));
                     }
-                    let end = u64::from(self.sc.calls) * self.sc.arrival_gap;
+                    let end = REGISTRATION + u64::from(self.sc.calls) * self.sc.arrival_gap;
                     if self.now < end {
                         let t = self.now + 5 * SEC;
                         self.push(t, Ev::MediaTimeout);
@@ -1295,6 +1571,12 @@ impl Sim {
             }
             self.cpu[kind] += t0.elapsed();
         }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 
@@ -1319,6 +1601,27 @@ impl Sim {
     fn check(&mut self) -> Outcome {
         let mut v = std::mem::take(&mut self.violations);
         let wall = self.wall();
+        // Every CDR is what the routing integrator committed to the redb.
+        let cdrs = match self.store.cdrs(None) {
+            Ok(c) => c,
+            Err(e) => {
+                v.push(format!("CDRs unreadable: {e}"));
+                Vec::new()
+            }
+        };
+        // One CDR per call the router knew, restarts included (a call id
+        // comes back after a restart, its arrival time does not).
+        let mut seen = BTreeSet::new();
+        for c in &cdrs {
+            if !seen.insert((c.call_id.as_str(), c.arrived_ms)) {
+                v.push(format!("two CDRs for call {} arrived at {}", c.call_id, c.arrived_ms));
+            }
+        }
+        for a in &self.agents {
+            if !a.registered {
+                v.push(format!("agent {} never registered", a.name));
+            }
+        }
         // Which customer each agent UA had a confirmed (ACKed) dialog with.
         let mut confirmed: BTreeSet<(String, u32)> = BTreeSet::new();
         for a in &self.agents {
@@ -1346,11 +1649,12 @@ impl Sim {
         }
         // Exactly one CDR per customer call.
         let mut by_sip: HashMap<&str, Vec<&Cdr>> = HashMap::new();
-        for c in &self.cdrs {
+        for c in &cdrs {
             by_sip.entry(c.sip_call_id.as_str()).or_default().push(c);
         }
         let mut disp: BTreeMap<String, u64> = BTreeMap::new();
         let (mut not_abandoned, mut answered) = (0u64, 0u64);
+        let mut hit = 0u64;
         for (i, cu) in self.custs.iter().enumerate() {
             let who = format!(
                 "customer c{i} ({}): got_2xx={} final={:?} provisional={} giving_up={} cancel_sent={} \
@@ -1372,6 +1676,20 @@ impl Sim {
                     cu.ep.transactions(),
                     cu.ep.completed_transactions()
                 ));
+            }
+            // A call live in an engine that crashed dies with its dialogs
+            // (the restart CDRs are checked at the restart); one that was
+            // over well before (its transactions too) is checked in full.
+            let crash = cu.started_at.and_then(|t| self.crashes.iter().find(|c| **c > t).copied());
+            if let Some(c) = crash {
+                let crash_wall = WALL0 + c / MS;
+                let done_before = by_sip
+                    .get(cu.call_id.as_str())
+                    .is_some_and(|cs| cs.len() == 1 && cs.iter().all(|x| x.ended_ms + 40_000 <= crash_wall));
+                if !done_before {
+                    hit += 1;
+                    continue;
+                }
             }
             if cu.final_status.is_none() && !cu.invite_timeout {
                 v.push(format!("{who}: INVITE never got a final response"));
@@ -1416,13 +1734,13 @@ impl Sim {
             }
         }
         let known: BTreeSet<&str> = self.custs.iter().map(|c| c.call_id.as_str()).collect();
-        for c in &self.cdrs {
+        for c in &cdrs {
             if !known.contains(c.sip_call_id.as_str()) {
                 v.push(format!("CDR for no customer: {c:?}"));
             }
         }
         // Router: nobody ringing or busy, no call left.
-        let snap = self.router.snapshot(wall);
+        let snap = self.routing.snapshot(wall);
         for a in &snap.agents {
             if a.ringing > 0 || a.busy > 0 || matches!(a.status, AgentStatus::Ringing | AgentStatus::Busy) {
                 v.push(format!("agent {} left {:?} (ringing {}, busy {}) without a call", a.id, a.status, a.ringing, a.busy));
@@ -1467,15 +1785,16 @@ impl Sim {
             v.push(format!("liveness: only {answered}/{not_abandoned} ({:.1} %) of calls not abandoned were answered", ratio * 100.0));
         }
         let answered_per_agent: Vec<u64> = snap.agents.iter().map(|a| a.answered).collect();
-        let answered_cdrs = self.cdrs.iter().filter(|c| c.disposition == Disposition::Answered).count() as u64;
-        if answered_per_agent.iter().sum::<u64>() != answered_cdrs {
+        let answered_cdrs = cdrs.iter().filter(|c| c.disposition == Disposition::Answered).count() as u64;
+        // The router's counts start again after a restart.
+        if self.crashes.is_empty() && answered_per_agent.iter().sum::<u64>() != answered_cdrs {
             v.push(format!(
                 "router counts {} answers over its agents but wrote {answered_cdrs} answered CDRs",
                 answered_per_agent.iter().sum::<u64>()
             ));
         }
         let mut digest = 0xcbf2_9ce4_8422_2325u64;
-        for c in &self.cdrs {
+        for c in &cdrs {
             fnv(
                 &mut digest,
                 &format!("{}|{}|{:?}|{:?}|{}|{}", c.call_id, c.sip_call_id, c.disposition, c.agent, c.arrived_ms, c.ended_ms),
@@ -1491,8 +1810,12 @@ impl Sim {
             *stats.entry("legs_opened").or_default() += sh.media().opened;
             *stats.entry("agent_legs_refused").or_default() += sh.media().agent_refused;
         }
+        *stats.entry("legs_opened").or_default() += self.lost_relays.0;
+        *stats.entry("agent_legs_refused").or_default() += self.lost_relays.1;
+        stats.insert("crashes", self.crashes.len() as u64);
+        stats.insert("calls_hit_by_crash", hit);
         let summary = format!(
-            "sim {} cpu(engine,agents,customers,router)={:?} seed={} calls={} virtual={}s events={} cdrs={} dispositions={disp:?} answered/not-abandoned={answered}/{not_abandoned} \
+            "sim {} cpu(engine,agents,customers,router)={:?} seed={} digest={digest:016x} calls={} virtual={}s events={} cdrs={} dispositions={disp:?} answered/not-abandoned={answered}/{not_abandoned} \
              answered-per-agent min={} max={} stats={stats:?}",
             self.sc.name,
             self.cpu,
@@ -1500,11 +1823,11 @@ impl Sim {
             self.custs.len(),
             self.now / SEC,
             self.events,
-            self.cdrs.len(),
+            cdrs.len(),
             answered_per_agent.iter().min().unwrap_or(&0),
             answered_per_agent.iter().max().unwrap_or(&0),
         );
-        let agent_legs_refused = self.shards.iter().map(|sh| sh.media().agent_refused).sum();
+        let agent_legs_refused = self.shards.iter().map(|sh| sh.media().agent_refused).sum::<u64>() + self.lost_relays.1;
         Outcome { violations: v, summary, digest, answered_per_agent, agent_legs_refused }
     }
 }
@@ -1636,6 +1959,23 @@ fn round_robin_fairness() {
             o.answered_per_agent.iter().max().copied().unwrap_or(0),
         );
         assert!(max - min <= 1, "round-robin unfair: answered per agent {:?}\n{}", o.answered_per_agent, o.summary);
+    }
+}
+
+/// The engine is killed between two commits every 60 virtual seconds while
+/// calls arrive: everything in memory is lost, routing is rebuilt from the
+/// redb, the shards start empty. Each restart's first commit holds exactly
+/// one `failed` / `engine-restart` CDR per call the store had live; every
+/// call has one CDR at most; callers untouched by a crash see every usual
+/// invariant; the last engine ends idle.
+#[test]
+fn crashes_between_commits() {
+    let mut sc = Scenario::chaos(0, AnswerMode::OnAgent, Strategy::RoundRobin, "crash/on-agent");
+    sc.group_commit_ms = 200;
+    sc.crash_every = Some(60 * SEC);
+    for o in run_scenario(sc, &[(1, 1_000)]) {
+        assert!(o.summary.contains("\"crashes\": "), "{}", o.summary);
+        assert!(!o.summary.contains("\"crashes\": 0,"), "the scenario crashed the engine: {}", o.summary);
     }
 }
 
