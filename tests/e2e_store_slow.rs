@@ -11,7 +11,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 /// Each commit sleeps this long before it writes.
-const COMMIT_DELAY: Duration = Duration::from_secs(2);
+const COMMIT_DELAY: Duration = Duration::from_secs(3);
 
 fn answered_200(r: &RegOutcome) -> bool {
     r.last.as_ref().and_then(|m| m.status()) == Some(200)

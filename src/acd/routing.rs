@@ -16,6 +16,12 @@
 //! wherever it likes (a store thread in the engine), handing the
 //! [`CommitOutcome`] back.
 //!
+//! A simulation drives it the same way with a real database: apply each
+//! `Commit` with [`apply_commit`] (or leave it unapplied to crash between
+//! commits), then drop the integrator and the `Store`, reopen, and build a
+//! new one from [`Loaded::from_store`]: its first commit holds the restart
+//! CDRs.
+//!
 //! Group commit, as README ("Persistence") promises: decisions are answered
 //! at once; what they change is committed at most `group_commit_ms` after
 //! the oldest pending change (sooner once 4096 are pending), plus the time
@@ -275,6 +281,12 @@ impl Routing {
     /// True once [`Effect::Stopped`] has been emitted.
     pub fn is_stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// The seq of the commit the store is working on, if any: a shell whose
+    /// store died mid-commit answers it with a failure.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.in_flight.as_ref().map(|f| f.seq)
     }
 
     /// Changes decided and not yet handed to the store (a commit in flight

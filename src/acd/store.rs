@@ -1,5 +1,6 @@
-//! Persistence of registrations (redb). Only the routing shard writes, so
-//! there is one writer and no lock on the call path.
+//! Persistence of registrations (redb). Only the routing shard writes,
+//! through its store thread (`shard/store_thread.rs`), so there is one
+//! writer, no lock on the call path and no disk wait on an executor.
 //!
 //! File: `<state_dir>/cc-engine.redb`. Tables:
 //! - `bindings`: key `agent NUL contact`, value the `Binding` as JSON (small,

@@ -111,6 +111,8 @@ pub async fn run(ctx: Context) {
     // Calls that died with the previous process get their CDRs before any
     // new call is taken: no shard is connected until that commit is done.
     let mut early = Vec::new();
+    // The first step hands the start-up commit, queued by `Routing::new`,
+    // to the store thread.
     shell.step(Input::Timer, &mut early);
     while !shell.routing.borrow().startup_committed() {
         let next = shell.routing.borrow().poll_timeout().map(|t| instant_at(t, now_ms()));
@@ -162,6 +164,16 @@ pub async fn run(ctx: Context) {
             let mut out = Vec::new();
             while let Some(o) = shell.store.outcome().await {
                 shell.step(Input::Committed(o), &mut out);
+                send_all(&senders, &mut out).await;
+            }
+            // Ended before answering a commit: only a panic does that, and
+            // that commit's ops went with it. Failing it lets later commits
+            // be tried (and counted as errors) and shutdown finish.
+            let lost = shell.routing.borrow().in_flight();
+            if let Some(seq) = lost {
+                tracing::error!(seq, "store thread ended during a commit; its changes are lost");
+                let result = Err(StoreError::ThreadGone);
+                shell.step(Input::Committed(CommitOutcome { seq, ops: Vec::new(), result }), &mut out);
                 send_all(&senders, &mut out).await;
             }
             let _ = closed_tx.try_send(());
