@@ -1,11 +1,24 @@
-//! Deterministic in-process simulation (TigerBeetle style): the shipped
-//! sans-IO integrators — two signalling shards (`engine::Signalling`, each
-//! over a fake relay with a real `PortAllocator`) and the `Router` — driven by
-//! thousands of simulated customer and agent UAs (each one an `Endpoint`
-//! with a small TU) over a simulated network with loss, delay (hence
-//! reordering) and duplication. Virtual time only: a priority queue of
-//! events, time jumps to the next one; no sockets, no sleeping, no wall
-//! clock.
+//! Deterministic in-process simulation (TigerBeetle style) of the code that
+//! ships: two signalling integrators (`engine::Signalling`, each over a fake
+//! relay with a real `PortAllocator`) and the routing integrator
+//! (`acd::routing::Routing`: registrar, router, group commit), wired by
+//! their effects the way the glommio shells wire them, driven by thousands
+//! of simulated customer and agent UAs (each one an `Endpoint` with a small
+//! TU) over a simulated network with loss, delay (hence reordering) and
+//! duplication. Virtual time only: a priority queue of events, time jumps to
+//! the next one; no sockets, no sleeping, no wall clock.
+//!
+//! Agents register through the engine (REGISTER, 401, REGISTER with the
+//! digest computed by `sip::auth`, 200) before calls arrive, and refresh
+//! while they do. Every `Commit` of the routing integrator is applied to a
+//! real redb in a temp dir (tmpfs when there is one) and its outcome fed
+//! back 2 ms later, as the store thread does; the CDRs checked are read back
+//! from that database. One scenario crashes the engine between two commits
+//! (shards, routing state and everything in flight between them lost;
+//! routing rebuilt from the redb, shards empty): the restart's first commit
+//! must hold exactly one `failed` / `engine-restart` CDR per call the store
+//! had live, no call may get two CDRs, and the callers the crash did not
+//! touch keep every invariant below.
 //!
 //! A fifth of the answered callers put the agent on hold (re-INVITE
 //! `a=sendonly`), which the engine answers and passes on to the agent.
@@ -31,8 +44,9 @@
 //!   after the same delay, same talk time): answered counts per agent differ
 //!   by at most 1.
 //!
-//! Also: the router's answered counts sum to the answered CDRs, and a
-//! replay with the same seed gives the same CDRs and event count.
+//! Also: the router's answered counts sum to the answered CDRs (without
+//! crashes), and a replay with the same seed gives the same CDRs and event
+//! count: the run's digest (printed with `SIM_VERBOSE`).
 //!
 //! Who does what: customers send INVITE with SDP (From display `c<i>`, so
 //! an agent knows whom it talks to), CANCEL only after a provisional
@@ -45,10 +59,12 @@
 //! gone); datagrams to the engine land on the shard picked by a hash of the
 //! source address, like SO_REUSEPORT, so the cross-shard forward path runs.
 //!
-//! Runtime (debug, `cargo test --test sim_calls`): ≈ 70 s of CPU over six
-//! tests (the 10,000-call run ≈ 40 s, the long pole), 68 s wall measured on
-//! the shared 2-core VM at load average 6; most of it is the core's own SIP
-//! parsing (scan + rsip) in a debug build, not the harness.
+//! Runtime (debug, `cargo test --test sim_calls`): ≈ 50 s of CPU over eight
+//! tests, 33 s wall on the shared 2-core VM; the 10,000-call run alone
+//! 25.9 s CPU against 24.7 s before the simulation drove the integrators
+//! (same VM, same load, back to back). Most of it is the core's own SIP
+//! parsing (scan + rsip) in a debug build, not the harness; the redb is
+//! built optimised (Cargo.toml) and its share is printed as `store=`.
 //!
 //! Env: `SIM_SEEDS=1,2,3` (seed list), `SIM_SEED_COUNT=N` (seeds 1..=N),
 //! `SIM_CALLS=N` (calls per run; 10,000 when seeds are given), `SIM_VERBOSE=1`
