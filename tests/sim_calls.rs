@@ -967,10 +967,9 @@ impl Sim {
             let mut restarted = BTreeSet::new();
             for op in &ops {
                 if let StoreOp::Cdr(c) = op {
-                    if c.disposition == Disposition::Failed && c.reason.as_deref() == Some("engine-restart") {
-                        if !restarted.insert(c.call_id.clone()) {
-                            self.violation(format!("two restart CDRs for call {}", c.call_id));
-                        }
+                    let restart = c.disposition == Disposition::Failed && c.reason.as_deref() == Some("engine-restart");
+                    if restart && !restarted.insert(c.call_id.clone()) {
+                        self.violation(format!("two restart CDRs for call {}", c.call_id));
                     }
                 }
             }
