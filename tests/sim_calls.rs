@@ -2012,6 +2012,18 @@ fn deterministic_replay() {
     assert_eq!(a.digest, b.digest, "same seed, different runs:\n{}\n{}", a.summary, b.summary);
 }
 
+/// Crashes and restarts from the redb replay the same way too.
+#[test]
+fn deterministic_replay_with_crashes() {
+    let mut sc = Scenario::chaos(0, AnswerMode::OnAgent, Strategy::RoundRobin, "replay/crash").with_calls(300);
+    sc.group_commit_ms = 200;
+    sc.crash_every = Some(20 * SEC);
+    let a = simulate(&sc, 7);
+    let b = simulate(&sc, 7);
+    assert!(a.summary.contains("\"crashes\": ") && !a.summary.contains("\"crashes\": 0,"), "{}", a.summary);
+    assert_eq!(a.digest, b.digest, "same seed, different runs:\n{}\n{}", a.summary, b.summary);
+}
+
 /// Callers who wait longer than 3 minutes (3 agents, 200 calls at once,
 /// nobody hangs up first). RFC 3261 §13.3.1.1: a UAS must send a
 /// provisional at least every minute, or a compliant caller gives up on its
