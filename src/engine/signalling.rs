@@ -305,7 +305,7 @@ impl<M: MediaControl> Signalling<M> {
     fn on_routing(&mut self, msg: FromRouting, now: Instant, wall_ms: u64) {
         match msg {
             FromRouting::RegisterReply { tx, reply } => match self.awaiting_routing.remove(&tx) {
-                Some(stx) => self.ep.respond(stx, register::to_response(&reply), now),
+                Some(stx) => self.ep.respond(stx, register::to_response(&reply, wall_ms), now),
                 None => self.routing_lost += 1,
             },
             FromRouting::Decision(d) => self.calls.on_decision(&mut self.ep, &mut self.media, d, now, wall_ms),
