@@ -119,17 +119,20 @@ async fn step(core: &RefCell<Core>, io: &Io, wake: &Wake, effects: &mut Vec<Effe
         c.drain_effects(effects);
         wake.check(c.poll_timeout());
     }
-    for _ in 0..EFFECT_ROUNDS {
+    for round in 1..=EFFECT_ROUNDS {
         if effects.is_empty() {
             break;
         }
         io.apply(core, effects).await;
+        if round == EFFECT_ROUNDS {
+            // ICMP news kept coming: what it caused waits in the
+            // integrator's queue for the next step.
+            break;
+        }
         let mut c = core.borrow_mut();
         c.drain_effects(effects);
         wake.check(c.poll_timeout());
     }
-    // Left over (ICMP news kept coming): the next step carries them out.
-    effects.clear();
 }
 
 /// The executor's main future; returns on shutdown.
