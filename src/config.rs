@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod routing;
+pub use routing::{skills_in_force, EmptyWhen, RelaxStep, SkillReq};
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -262,6 +265,22 @@ pub struct AgentConfig {
     /// Skill name → proficiency 1..=100.
     #[serde(default)]
     pub skills: BTreeMap<String, u8>,
+    /// Queue → tier level (1 = first tier). The agent serves these queues
+    /// too; `queues` entries are level 1. Higher levels get a queue's calls
+    /// only after they have waited `tier_wait_s` per level.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, u32>,
+}
+
+impl AgentConfig {
+    /// Every queue this agent serves, with its tier level.
+    pub fn queue_levels(&self) -> BTreeMap<&str, u32> {
+        let mut m: BTreeMap<&str, u32> = self.tiers.iter().map(|(q, l)| (q.as_str(), *l)).collect();
+        for q in &self.queues {
+            m.insert(q.as_str(), 1);
+        }
+        m
+    }
 }
 
 fn one() -> u32 {
@@ -276,6 +295,13 @@ pub enum Strategy {
     FewestCalls,
     Skills,
     Priority,
+    /// Config order, always from the top.
+    Linear,
+    Random,
+    LeastTalkTime,
+    /// Random, weighted by the agent's tier level for the queue (level 1
+    /// twice as likely as level 2, ...).
+    WeightedRandom,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -328,9 +354,63 @@ pub struct QueueConfig {
     /// WAV file (8 kHz mono 16-bit PCM) played while callers wait.
     #[serde(default)]
     pub hold_audio: Option<PathBuf>,
-    /// Skills a call in this queue needs (for the `skills` strategy).
+    /// Skills a call in this queue needs (for the `skills` strategy):
+    /// `"name"` or `"name>=N"`.
     #[serde(default)]
-    pub skills: Vec<String>,
+    pub skills: Vec<SkillReq>,
+    /// Looser skill requirements after a caller has waited a while.
+    #[serde(default)]
+    pub relax: Vec<RelaxStep>,
+    /// `priority` strategy: a waiting caller gains one priority level per
+    /// this many seconds (0: no ageing).
+    #[serde(default = "default_ageing")]
+    pub ageing_s: u32,
+    /// Of two queues with callers that share a free agent, the higher
+    /// weight is served first.
+    #[serde(default)]
+    pub weight: u32,
+    /// Tier escalation: agents of level L get this queue's calls once they
+    /// have waited (L - 1) × this; 0 offers every level at once (lower
+    /// levels still first).
+    #[serde(default)]
+    pub tier_wait_s: u32,
+    /// After a failed offer the same agent is not offered this call again
+    /// for this long (other free agents are tried first in any case).
+    #[serde(default = "default_retry")]
+    pub retry_s: u32,
+    /// The agent rests this long after a 486/600 (busy, DND) ...
+    #[serde(default)]
+    pub busy_delay_s: u32,
+    /// ... after a 603 or any other refusal ...
+    #[serde(default)]
+    pub reject_delay_s: u32,
+    /// ... and after letting it ring out.
+    #[serde(default)]
+    pub no_answer_delay_s: u32,
+    /// An agent auto-paused for `max_no_answer` is unpaused after this
+    /// long (0: stays paused until unpaused).
+    #[serde(default)]
+    pub auto_unpause_s: u32,
+    /// At `max_wait_s` the caller moves to this queue, keeping its arrival
+    /// time, instead of being timed out.
+    #[serde(default)]
+    pub max_wait_queue: Option<String>,
+    /// A new caller is not queued here while every member is in one of
+    /// these states: it goes to `join_empty_queue`, else gets 480.
+    #[serde(default)]
+    pub join_empty: Vec<EmptyWhen>,
+    #[serde(default)]
+    pub join_empty_queue: Option<String>,
+    /// Waiting callers leave when every member is in one of these states:
+    /// to `leave_empty_queue`, else they are timed out (reason
+    /// `leave-empty`).
+    #[serde(default)]
+    pub leave_when_empty: Vec<EmptyWhen>,
+    #[serde(default)]
+    pub leave_empty_queue: Option<String>,
+    /// Service level threshold: answered within this many seconds.
+    #[serde(default = "default_service_level")]
+    pub service_level_s: u32,
 }
 
 fn default_strategy() -> Strategy {
@@ -359,6 +439,15 @@ fn default_wrap_up() -> u32 {
 }
 fn default_max_no_answer() -> u32 {
     3
+}
+fn default_ageing() -> u32 {
+    30
+}
+fn default_retry() -> u32 {
+    5
+}
+fn default_service_level() -> u32 {
+    20
 }
 
 impl Config {
@@ -536,6 +625,35 @@ impl Config {
                     return err(&format!("queue[{i}].overflow"), format!("no queue named \"{o}\""));
                 }
             }
+            for (field, target) in [("join_empty_queue", &q.join_empty_queue), ("leave_empty_queue", &q.leave_empty_queue)] {
+                if let Some(o) = target {
+                    let k = format!("queue[{i}].{field}");
+                    if o == &q.name {
+                        return err(&k, "a queue cannot send its callers to itself".into());
+                    }
+                    if !queue_names.contains(o.as_str()) {
+                        return err(&k, format!("no queue named \"{o}\""));
+                    }
+                }
+            }
+            if let Some(o) = &q.max_wait_queue {
+                let k = format!("queue[{i}].max_wait_queue");
+                if o == &q.name {
+                    return err(&k, "a queue cannot send its timed-out callers to itself".into());
+                }
+                if !queue_names.contains(o.as_str()) {
+                    return err(&k, format!("no queue named \"{o}\""));
+                }
+                if q.max_wait_s == 0 {
+                    return err(&k, "needs max_wait_s > 0".into());
+                }
+            }
+            let mut after = BTreeSet::new();
+            for (j, r) in q.relax.iter().enumerate() {
+                if r.after_s == 0 || !after.insert(r.after_s) {
+                    return err(&format!("queue[{i}].relax[{j}].after_s"), "must be > 0 and differ from the other steps".into());
+                }
+            }
         }
         let mut agent_ids = BTreeSet::new();
         for (i, a) in self.agents.iter().enumerate() {
@@ -558,6 +676,14 @@ impl Config {
             for q in &a.queues {
                 if !queue_names.contains(q.as_str()) {
                     return err(&key("queues"), format!("no queue named \"{q}\""));
+                }
+            }
+            for (q, level) in &a.tiers {
+                if !queue_names.contains(q.as_str()) {
+                    return err(&key(&format!("tiers.{q}")), format!("no queue named \"{q}\""));
+                }
+                if !(1..=9).contains(level) {
+                    return err(&key(&format!("tiers.{q}")), format!("level {level} is outside 1..=9"));
                 }
             }
             for (s, p) in &a.skills {

@@ -523,6 +523,21 @@ fn queue_config(sc: &Scenario) -> QueueConfig {
         priority: 0,
         hold_audio: None,
         skills: Vec::new(),
+        relax: Vec::new(),
+        ageing_s: 30,
+        weight: 0,
+        tier_wait_s: 0,
+        retry_s: 5,
+        busy_delay_s: 0,
+        reject_delay_s: 0,
+        no_answer_delay_s: 0,
+        auto_unpause_s: 0,
+        max_wait_queue: None,
+        join_empty: Vec::new(),
+        join_empty_queue: None,
+        leave_when_empty: Vec::new(),
+        leave_empty_queue: None,
+        service_level_s: 20,
     }
 }
 
@@ -609,6 +624,7 @@ impl Sim {
                 max_calls: 1,
                 queues: vec![QUEUE.into()],
                 skills: BTreeMap::new(),
+                tiers: BTreeMap::new(),
             })
             .collect();
         let cfg = engine_config(&sc, agent_cfgs);

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::binding::Change;
 use super::facts::{CallId, Party, RtpCounts};
+use super::queue_log::QueueLogEntry;
+use super::stats::{AgentCounters, QueueStats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -125,12 +127,18 @@ pub struct AgentPersist {
     pub paused: Option<Pause>,
     #[serde(default)]
     pub no_answer: u32,
+    #[serde(default)]
+    pub counters: AgentCounters,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
     pub reason: Option<String>,
     pub since_ms: u64,
+    /// When the router lifts this pause by itself (`auto_unpause_s` after
+    /// a no-answer pause); `None` for a pause only a person lifts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 /// One mutation for the store, in order. `Binding` lets the registrar's
@@ -150,6 +158,13 @@ pub enum StoreOp {
         agent: String,
         state: AgentPersist,
     },
+    /// A queue's reporting counters after a change.
+    QueueStats {
+        queue: String,
+        stats: QueueStats,
+    },
+    /// One queue log line (append only).
+    QueueLog(QueueLogEntry),
 }
 
 /// What `Router::new` gets back from the store.
@@ -157,6 +172,7 @@ pub enum StoreOp {
 pub struct RouterRestore {
     pub rr_last: BTreeMap<String, String>,
     pub agents: BTreeMap<String, AgentPersist>,
+    pub queue_stats: BTreeMap<String, QueueStats>,
     pub live_calls: Vec<LiveCall>,
 }
 

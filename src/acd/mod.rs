@@ -13,7 +13,9 @@ pub mod cdr;
 pub mod facts;
 pub mod registrar;
 pub mod router;
+pub mod queue_log;
 pub mod routing;
+pub mod stats;
 pub mod store;
 
 pub use agent::AgentDef;

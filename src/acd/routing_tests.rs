@@ -169,13 +169,18 @@ fn register_is_answered_at_once_and_committed_when_the_window_ends() {
         matches!(e.as_slice(), [Effect::ToShard(1, FromRouting::RegisterReply { tx: 11, reply: RegisterReply::Ok { .. } })]),
         "200 at once, no commit yet: {e:?}"
     );
-    assert_eq!(r.pending_len(), 1);
+    // The binding, and the queue log's AGENTLOGIN.
+    assert_eq!(r.pending_len(), 2);
     assert_eq!(r.poll_timeout(), Some(T0 + 1 + WINDOW));
     r.handle(Input::Timer, T0 + WINDOW);
     assert!(effects(&mut r).is_empty(), "not before the window ends");
     r.handle(Input::Timer, T0 + 1 + WINDOW);
     let (seq, ops) = take_commit(effects(&mut r));
-    assert!(matches!(ops.as_slice(), [StoreOp::Binding(Change::Upsert(b))] if b.agent == "a"), "{ops:?}");
+    assert!(
+        matches!(ops.as_slice(), [StoreOp::Binding(Change::Upsert(b)), StoreOp::QueueLog(l)]
+            if b.agent == "a" && l.event == crate::acd::queue_log::QueueEvent::AgentLogin),
+        "{ops:?}"
+    );
     r.handle(ok(seq, ops), T0 + 2 + WINDOW);
     assert!(effects(&mut r).is_empty());
     let (samples, _) = r.samples(T0 + 2 + WINDOW);

@@ -13,8 +13,12 @@
 //!   calls whose ids repeat after a restart apart.
 //! - `live_calls`: key the call id, value the `LiveCall` as JSON; a row
 //!   lives from arrival until its CDR is written in the same transaction.
-//! - `router_state`: `rr NUL queue` → last agent offered (UTF-8), and
-//!   `agent NUL id` → `AgentPersist` JSON (pause, no-answer count).
+//! - `router_state`: `rr NUL queue` → last agent offered (UTF-8),
+//!   `agent NUL id` → `AgentPersist` JSON (pause, no-answer count,
+//!   reporting counters), `qstats NUL queue` → `QueueStats` JSON.
+//! - `queue_log`: key `time_ms (u64 BE) ‖ n (u64 BE)`, value the line
+//!   (`acd::queue_log`); `n` counts up across restarts, so lines of one
+//!   millisecond keep their order and never collide.
 //!
 //! The new tables are additive, so the schema version stays 1: an older
 //! build simply ignores them.
@@ -34,6 +38,7 @@ use serde_json::{json, Value};
 use super::agent::AgentDef;
 use super::binding::{Binding, Change};
 use super::cdr::{AgentPersist, Cdr, LiveCall, RouterRestore, StoreOp};
+use super::stats::QueueStats;
 use super::facts::CallId;
 
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
@@ -41,8 +46,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CDRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cdrs");
 const LIVE_CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("live_calls");
 const ROUTER_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("router_state");
+const QUEUE_LOG: TableDefinition<&[u8], &str> = TableDefinition::new("queue_log");
 const RR_PREFIX: &str = "rr\0";
 const AGENT_PREFIX: &str = "agent\0";
+const QSTATS_PREFIX: &str = "qstats\0";
 const SCHEMA_VERSION: u32 = 1;
 pub const DB_FILE: &str = "cc-engine.redb";
 
@@ -94,6 +101,8 @@ const CACHE_BYTES: usize = 32 << 20;
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// The next queue log key's sequence part.
+    qlog_next: std::cell::Cell<u64>,
 }
 
 impl Store {
@@ -110,8 +119,9 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .ctx("open database", &path)?;
-        let store = Store { db, path };
+        let store = Store { db, path, qlog_next: std::cell::Cell::new(0) };
         store.init_schema()?;
+        store.qlog_next.set(store.last_qlog_seq()?.map_or(0, |n| n + 1));
         Ok(store)
     }
 
@@ -220,11 +230,13 @@ impl Store {
             r.map_err(|source| StoreError::Encode { path: p.clone(), key, source })
         };
         let tx = self.db.begin_write().ctx("begin apply-ops transaction", p)?;
+        let mut qlog_next = self.qlog_next.get();
         {
             let mut bindings = tx.open_table(BINDINGS).ctx("open bindings table", p)?;
             let mut cdrs = tx.open_table(CDRS).ctx("open cdrs table", p)?;
             let mut live = tx.open_table(LIVE_CALLS).ctx("open live_calls table", p)?;
             let mut state = tx.open_table(ROUTER_STATE).ctx("open router_state table", p)?;
+            let mut qlog = tx.open_table(QUEUE_LOG).ctx("open queue_log table", p)?;
             for op in ops {
                 match op {
                     StoreOp::Binding(Change::Upsert(b)) => {
@@ -259,10 +271,23 @@ impl Store {
                             state.insert(key.as_str(), v.as_slice()).ctx("write agent state", p)?;
                         }
                     }
+                    StoreOp::QueueStats { queue, stats } => {
+                        let key = format!("{QSTATS_PREFIX}{queue}");
+                        let v = enc(key.clone(), serde_json::to_vec(stats))?;
+                        state.insert(key.as_str(), v.as_slice()).ctx("write queue stats", p)?;
+                    }
+                    StoreOp::QueueLog(e) => {
+                        let key = qlog_key(e.time_ms, qlog_next);
+                        qlog_next += 1;
+                        qlog.insert(key.as_slice(), e.line().as_str()).ctx("append queue log", p)?;
+                    }
                 }
             }
         }
-        tx.commit().ctx("commit apply-ops transaction", p)
+        tx.commit().ctx("commit apply-ops transaction", p)?;
+        // Only a committed transaction uses up its sequence numbers.
+        self.qlog_next.set(qlog_next);
+        Ok(())
     }
 
     /// What `Router::new` needs: rr positions, agent pauses and no-answer
@@ -281,6 +306,13 @@ impl Store {
                         out.rr_last.insert(queue.to_string(), agent.to_string());
                     }
                     Err(e) => tracing::warn!(key = %key.escape_debug(), error = %e, "skipping undecodable rr position"),
+                }
+            } else if let Some(queue) = key.strip_prefix(QSTATS_PREFIX) {
+                match serde_json::from_slice::<QueueStats>(v.value()) {
+                    Ok(s) => {
+                        out.queue_stats.insert(queue.to_string(), s);
+                    }
+                    Err(e) => tracing::warn!(key = %key.escape_debug(), error = %e, "skipping undecodable queue stats"),
                 }
             } else if let Some(agent) = key.strip_prefix(AGENT_PREFIX) {
                 match serde_json::from_slice::<AgentPersist>(v.value()) {
@@ -302,6 +334,34 @@ impl Store {
         Ok(out)
     }
 
+    /// Queue log lines at or after `since_ms`, oldest first, at most
+    /// `limit`.
+    pub fn queue_log(&self, since_ms: Option<u64>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().ctx("begin read transaction", p)?;
+        read_queue_log(&tx, p, since_ms, limit)
+    }
+
+    fn last_qlog_seq(&self) -> Result<Option<u64>, StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().ctx("begin read transaction", p)?;
+        let t = match tx.open_table(QUEUE_LOG) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e).ctx("open queue_log table", p),
+        };
+        // Keys sort by time first: the largest sequence number may sit
+        // anywhere if the clock went back, so look at them all once.
+        let mut max = None;
+        for row in t.iter().ctx("iterate queue_log", p)? {
+            let (k, _) = row.ctx("read queue log", p)?;
+            if let Some(n) = k.value().get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                max = max.max(Some(u64::from_be_bytes(n)));
+            }
+        }
+        Ok(max)
+    }
+
     /// CDRs that ended at or after `since_ms`, oldest first.
     pub fn cdrs(&self, since_ms: Option<u64>) -> Result<Vec<Cdr>, StoreError> {
         let tx = self.db.begin_read().ctx("begin read transaction", &self.path)?;
@@ -317,6 +377,28 @@ impl Store {
             .ctx("begin read transaction", &self.path)?;
         read_bindings(&tx, &self.path)
     }
+}
+
+fn qlog_key(time_ms: u64, n: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&time_ms.to_be_bytes());
+    k[8..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn read_queue_log(tx: &redb::ReadTransaction, path: &Path, since_ms: Option<u64>, limit: usize) -> Result<Vec<String>, StoreError> {
+    let t = match tx.open_table(QUEUE_LOG) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e).ctx("open queue_log table", path),
+    };
+    let from = qlog_key(since_ms.unwrap_or(0), 0);
+    let mut out = Vec::new();
+    for row in t.range(from.as_slice()..).ctx("range queue_log", path)?.take(limit) {
+        let (_, v) = row.ctx("read queue log", path)?;
+        out.push(v.value().to_string());
+    }
+    Ok(out)
 }
 
 /// Reads and decodes the bindings table. A record that does not decode is

@@ -102,8 +102,10 @@ fn router_state_round_trip() {
         paused: Some(Pause {
             reason: Some("no-answer".into()),
             since_ms: T0,
+            until_ms: None,
         }),
         no_answer: 3,
+            counters: Default::default(),
     };
     s.apply_ops(&[
         StoreOp::RoundRobin {

@@ -15,11 +15,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::acd::cdr::{AgentPersist, Pause};
 use crate::acd::facts::CallId;
-use crate::config::AgentConfig;
+use crate::acd::stats::AgentCounters;
+use crate::config::{AgentConfig, SkillReq};
+
+/// Failed offers by kind, since the router started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Misses {
+    /// Rang out (our CANCEL after the ring timeout) or 408.
+    pub no_answer: u64,
+    /// 486 / 600: busy or do-not-disturb.
+    pub busy: u64,
+    /// 603 or any other final refusal (488 codec mismatch, 4xx-6xx).
+    pub rejected: u64,
+    /// Transport error or ICMP unreachable: the phone could not be reached.
+    pub unreachable: u64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -45,10 +60,18 @@ pub(super) struct Agent {
     pub busy: BTreeSet<CallId>,
     pub wrap_up_until: Option<u64>,
     pub paused: Option<Pause>,
-    /// Consecutive offers not answered; reset by an answer or an unpause.
+    /// Consecutive offers that rang out; reset by an answer or an unpause.
     pub no_answer: u32,
     /// Calls answered since the router started (`fewest-calls`).
     pub answered: u64,
+    /// Talk time of finished calls since the router started
+    /// (`least-talk-time`).
+    pub talk_ms: u64,
+    /// Reporting counters, persisted (`AgentPersist::counters`).
+    pub counters: AgentCounters,
+    /// No offers before this time: the rest after a busy, rejected or
+    /// unanswered offer (`busy_delay_s`, `reject_delay_s`, ...).
+    pub rest_until: Option<u64>,
     /// End of the last wrap-up, or login (`longest-idle`).
     pub idle_since: u64,
 }
@@ -67,6 +90,9 @@ impl Agent {
             paused: None,
             no_answer: 0,
             answered: 0,
+            talk_ms: 0,
+            counters: AgentCounters::default(),
+            rest_until: None,
             idle_since: now_ms,
         }
     }
@@ -84,6 +110,7 @@ impl Agent {
         self.online()
             && self.paused.is_none()
             && self.wrap_up_until.is_none()
+            && self.rest_until.is_none()
             && self.active() < self.max_calls as usize
     }
 
@@ -103,11 +130,17 @@ impl Agent {
         }
     }
 
-    /// Proficiency sum over `needed`, or `None` if a skill is missing.
-    pub fn skill_score(&self, needed: &[String]) -> Option<u32> {
+    /// Proficiency sum over `needed`, or `None` if a skill is missing or
+    /// below its minimum.
+    pub fn skill_score(&self, needed: &[SkillReq]) -> Option<u32> {
         needed
             .iter()
-            .map(|s| self.skills.get(s).map(|&p| u32::from(p)))
+            .map(|r| {
+                self.skills
+                    .get(&r.skill)
+                    .filter(|&&p| p >= r.min)
+                    .map(|&p| u32::from(p))
+            })
             .sum()
     }
 
@@ -115,6 +148,7 @@ impl Agent {
         AgentPersist {
             paused: self.paused.clone(),
             no_answer: self.no_answer,
+            counters: self.counters,
         }
     }
 

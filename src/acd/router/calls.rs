@@ -3,14 +3,58 @@
 
 use std::collections::BTreeSet;
 
-use super::agent_state::Agent;
+use super::agent_state::{Agent, Misses};
 use super::queue::{Call, CallState};
 use super::{Router, RouterEvent, RouterOutput, NO_ANSWER_REASON};
 use crate::acd::cdr::{secs, Cdr, Disposition, LiveCall, Pause, StoreOp};
 use crate::acd::facts::{CallId, Decision, EndReason, OfferResult, Party, RtpCounts};
-use crate::config::{NoAgents, Strategy};
+use crate::acd::queue_log::{QueueEvent, QueueLogEntry};
+use crate::config::{EmptyWhen, NoAgents, Strategy};
+
+/// CDR reason of a caller who left a queue that `leave_when_empty` found
+/// empty (queue_log's EXITEMPTY).
+pub const LEAVE_EMPTY_REASON: &str = "leave-empty";
 
 use super::tally::Kind;
+
+/// Where `place` puts an arriving call: the queue that takes it, and the
+/// queue it was dialled for when that one was full.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Placement {
+    pub queue: String,
+    pub overflowed_from: Option<String>,
+}
+
+/// Why `place` refused an arriving call; each maps to the SIP answer the
+/// caller gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejection {
+    /// No queue of that name: 404.
+    UnknownQueue,
+    /// The queue and every overflow target are full: the queue's
+    /// `full_status` (486, or 503 with Retry-After).
+    Full { status: u16, retry_after_s: Option<u32> },
+    /// `no_agents = "reject"` and nobody who could serve it is logged in,
+    /// or `join_empty` found every member away: 480.
+    NoAgents,
+}
+
+impl Rejection {
+    pub(super) fn status(self) -> u16 {
+        match self {
+            Rejection::UnknownQueue => 404,
+            Rejection::Full { status, .. } => status,
+            Rejection::NoAgents => 480,
+        }
+    }
+
+    pub(super) fn retry_after_s(self) -> Option<u32> {
+        match self {
+            Rejection::Full { retry_after_s, .. } => retry_after_s,
+            Rejection::UnknownQueue | Rejection::NoAgents => None,
+        }
+    }
+}
 
 impl Router {
     /// Unanswered calls (waiting + ringing) in `queue`: what `max_waiting` limits.
@@ -24,23 +68,23 @@ impl Router {
         let Some(q) = self.queues.get(queue) else {
             return false;
         };
-        let qualified =
-            |a: &Agent| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some();
+        // Any requirement the call may come to (relaxation) will do.
+        let qualified = |a: &Agent| {
+            q.strategy != Strategy::Skills
+                || a.skill_score(&q.skills).is_some()
+                || q.relax.iter().any(|r| a.skill_score(&r.skills).is_some())
+        };
         self.members.get(queue).is_some_and(|m| {
             m.iter()
-                .filter_map(|i| self.agents.at(*i))
+                .filter_map(|(i, _)| self.agents.at(*i))
                 .any(|a| a.online() && qualified(a))
         })
     }
 
-    /// Where an arriving call goes: `(queue, overflowed_from)` or the
-    /// rejection `(status, retry_after_s)`.
-    pub(super) fn place(
-        &self,
-        asked: &str,
-    ) -> Result<(String, Option<String>), (u16, Option<u32>)> {
+    /// Where an arriving call goes, or why it is refused.
+    pub(super) fn place(&self, asked: &str) -> Result<Placement, Rejection> {
         let Some(first) = self.queues.get(asked) else {
-            return Err((404, None));
+            return Err(Rejection::UnknownQueue);
         };
         let mut name = asked;
         let mut visited = BTreeSet::new();
@@ -53,15 +97,22 @@ impl Router {
             match q.overflow.as_deref() {
                 Some(o) if self.queues.contains_key(o) && !visited.contains(o) => name = o,
                 _ => {
-                    let retry = (first.full_status == 503).then_some(first.retry_after_s);
-                    return Err((first.full_status, retry));
+                    let retry_after_s = (first.full_status == 503).then_some(first.retry_after_s);
+                    return Err(Rejection::Full { status: first.full_status, retry_after_s });
                 }
             }
         }
         if self.queues[name].no_agents == NoAgents::Reject && !self.logged_in(name) {
-            return Err((480, None));
+            return Err(Rejection::NoAgents);
         }
-        Ok((name.to_string(), (name != asked).then(|| asked.to_string())))
+        let q = &self.queues[name];
+        if !q.join_empty.is_empty() && self.queue_empty(name, &q.join_empty) {
+            match q.join_empty_queue.as_deref() {
+                Some(o) if self.queues.contains_key(o) && !visited.contains(o) => name = o,
+                _ => return Err(Rejection::NoAgents),
+            }
+        }
+        Ok(Placement { queue: name.to_string(), overflowed_from: (name != asked).then(|| asked.to_string()) })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -80,7 +131,10 @@ impl Router {
             return;
         }
         match self.place(queue) {
-            Err((status, retry_after_s)) => {
+            Err(rejection) => {
+                let full = matches!(rejection, Rejection::Full { .. });
+                self.report_refused(queue, &sip_call_id, &caller, full, now_ms);
+                let (status, retry_after_s) = (rejection.status(), rejection.retry_after_s());
                 self.out
                     .push_back(RouterOutput::Decision(Decision::Rejected {
                         call,
@@ -112,7 +166,7 @@ impl Router {
                     }));
                 self.remember_finished(call);
             }
-            Ok((name, overflowed_from)) => {
+            Ok(Placement { queue: name, overflowed_from }) => {
                 let q = &self.queues[&name];
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -127,14 +181,28 @@ impl Router {
                     priority: q.priority.saturating_add(bonus),
                     state: CallState::Waiting,
                     last_agent: None,
+                    last_failed_ms: 0,
                     deadline_ms: (q.max_wait_s > 0)
                         .then(|| at_ms.saturating_add(u64::from(q.max_wait_s) * 1000)),
+                    orig_position: 0,
+                    ring_started_ms: 0,
                 };
                 let live = live_call(&c);
                 self.hint_timer(c.deadline_ms);
+                self.hint_waiting_steps(&name, at_ms, now_ms);
                 self.tally.moved(&c.queue, c.priority, None, Some(Kind::Waiting));
                 self.calls.insert(call, c);
                 let position = self.position(call, now_ms);
+                let entered = self.calls.get_mut(&call).map(|c| {
+                    c.orig_position = position;
+                    c.clone()
+                });
+                if let Some(c) = entered {
+                    if let Some(from) = &overflowed_from {
+                        self.report_passed_on(from, &c.sip_call_id, &c.caller, now_ms);
+                    }
+                    self.report_entered(&c, position, now_ms);
+                }
                 if let Some(from) = overflowed_from {
                     self.out
                         .push_back(RouterOutput::Event(RouterEvent::Overflowed {
@@ -155,28 +223,151 @@ impl Router {
 
     /// 1-based place among the calls waiting in the same queue.
     pub(super) fn position(&self, call: CallId, now_ms: u64) -> u32 {
-        let c = &self.calls[&call];
+        let Some(c) = self.calls.get(&call) else {
+            return 0;
+        };
         let ageing = self.ageing(&c.queue);
-        if !ageing && c.seq + 1 == self.next_seq && c.state == CallState::Waiting {
+        if ageing.is_none() && c.seq + 1 == self.next_seq && c.state == CallState::Waiting {
             // The newest call: behind every waiting call of its priority
             // or higher (itself included in that count), ahead of the rest.
             let ahead = self.tally.waiting_at_least(&c.queue, c.priority).saturating_sub(1);
             return u32::try_from(ahead + 1).unwrap_or(u32::MAX);
         }
+        self.place_of(c, now_ms)
+    }
+
+    /// Where `c` stands (or stood) among the calls waiting in its queue:
+    /// 1 + those ahead of it. `c` need not be in `calls` any more.
+    pub(super) fn place_of(&self, c: &Call, now_ms: u64) -> u32 {
+        let ageing = self.ageing(&c.queue);
         let key = c.order_key(ageing, now_ms);
         let ahead = self
             .calls
             .values()
-            .filter(|o| o.queue == c.queue && o.state == CallState::Waiting && o.id != call)
+            .filter(|o| o.queue == c.queue && o.state == CallState::Waiting && o.id != c.id)
             .filter(|o| o.order_key(ageing, now_ms) < key)
             .count();
         u32::try_from(ahead + 1).unwrap_or(u32::MAX)
     }
 
-    pub(super) fn ageing(&self, queue: &str) -> bool {
+    /// The queue's time per priority level gained by waiting, if it ages
+    /// its callers (`priority` strategy).
+    pub(super) fn ageing(&self, queue: &str) -> Option<u64> {
         self.queues
             .get(queue)
-            .is_some_and(|q| q.strategy == Strategy::Priority)
+            .filter(|q| q.strategy == Strategy::Priority && q.ageing_s > 0)
+            .map(|q| u64::from(q.ageing_s) * 1000)
+    }
+
+    /// A call that arrived at `at_ms` in `queue` may become offerable to
+    /// more agents as it waits (tier escalation, skill relaxation): the
+    /// router must look again at those times even if nothing else happens.
+    /// Steps already reached need no timer: the dispatch that follows
+    /// sees them.
+    pub(super) fn hint_waiting_steps(&mut self, queue: &str, at_ms: u64, now_ms: u64) {
+        let Some(q) = self.queues.get(queue) else {
+            return;
+        };
+        let mut times: Vec<u64> = q.relax.iter().map(|r| at_ms.saturating_add(u64::from(r.after_s) * 1000)).collect();
+        if q.tier_wait_s > 0 {
+            let top = self.members.get(queue).and_then(|m| m.iter().map(|(_, l)| *l).max()).unwrap_or(1);
+            for level in 2..=top {
+                times.push(at_ms.saturating_add(u64::from(level - 1) * u64::from(q.tier_wait_s) * 1000));
+            }
+        }
+        for t in times.into_iter().filter(|t| *t > now_ms) {
+            self.hint_timer(Some(t));
+        }
+    }
+
+    /// Every member of `queue` is in one of the `when` states (a queue
+    /// with no members is empty too).
+    pub(super) fn queue_empty(&self, queue: &str, when: &[EmptyWhen]) -> bool {
+        let away = |a: &Agent| {
+            a.active() == 0
+                && when.iter().any(|w| match w {
+                    EmptyWhen::Offline => !a.online(),
+                    EmptyWhen::Paused => a.paused.is_some(),
+                    EmptyWhen::WrapUp => a.wrap_up_until.is_some(),
+                })
+        };
+        self.members
+            .get(queue)
+            .is_none_or(|m| m.iter().filter_map(|(i, _)| self.agents.at(*i)).all(away))
+    }
+
+    /// `leave_when_empty`: waiting callers of queues that have become
+    /// empty leave, oldest first, to the queue's `leave_empty_queue` or out.
+    pub(super) fn leave_empty_queues(&mut self, now_ms: u64) {
+        let empty: Vec<(String, Option<String>)> = self
+            .queues
+            .values()
+            .filter(|q| !q.leave_when_empty.is_empty() && self.tally.waiting_at_least(&q.name, i32::MIN) > 0)
+            .filter(|q| self.queue_empty(&q.name, &q.leave_when_empty))
+            .map(|q| (q.name.clone(), q.leave_empty_queue.clone()))
+            .collect();
+        for (queue, target) in empty {
+            let mut leaving: Vec<(u64, CallId)> = self
+                .calls
+                .values()
+                .filter(|c| c.queue == queue && c.state == CallState::Waiting)
+                .map(|c| (c.seq, c.id))
+                .collect();
+            leaving.sort();
+            for (_, call) in leaving {
+                match target.as_deref().filter(|t| self.queues.contains_key(*t)) {
+                    Some(t) => self.move_to_queue(call, t, true, now_ms),
+                    None => self.time_out_because(call, now_ms, Some(LEAVE_EMPTY_REASON.into())),
+                }
+            }
+        }
+    }
+
+    /// Max wait is over for a waiting call: it moves to the queue's
+    /// `max_wait_queue`, keeping its arrival time (so its place among
+    /// that queue's callers), or it is timed out.
+    pub(super) fn max_wait_reached(&mut self, call: CallId, now_ms: u64) {
+        let target = self
+            .calls
+            .get(&call)
+            .and_then(|c| self.queues.get(&c.queue))
+            .and_then(|q| q.max_wait_queue.clone())
+            .filter(|t| self.queues.contains_key(t));
+        match target {
+            Some(t) => self.move_to_queue(call, &t, false, now_ms),
+            None => self.time_out(call, now_ms),
+        }
+    }
+
+    /// Moves a waiting call to queue `target`, keeping its arrival time and
+    /// its caller's priority bonus; the shard hears `Queued` again.
+    fn move_to_queue(&mut self, call: CallId, target: &str, empty: bool, now_ms: u64) {
+        let left_at = self.position(call, now_ms);
+        let (Some(c), Some(to)) = (self.calls.get_mut(&call), self.queues.get(target)) else {
+            return;
+        };
+        let from = std::mem::replace(&mut c.queue, target.to_string());
+        let old_base = self.queues.get(&from).map_or(0, |q| q.priority);
+        let new_priority = c.priority.saturating_sub(old_base).saturating_add(to.priority);
+        self.tally.moved(&from, c.priority, Some(Kind::Waiting), None);
+        self.tally.moved(target, new_priority, None, Some(Kind::Waiting));
+        c.priority = new_priority;
+        c.overflowed_from = Some(from.clone());
+        c.deadline_ms = (to.max_wait_s > 0).then(|| now_ms.saturating_add(u64::from(to.max_wait_s) * 1000));
+        let (deadline, arrived, live) = (c.deadline_ms, c.arrived_ms, live_call(c));
+        self.hint_timer(deadline);
+        self.hint_waiting_steps(target, arrived, now_ms);
+        let position = self.position(call, now_ms);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.orig_position = position;
+            let moved = c.clone();
+            self.report_moved(&moved, &from, left_at, empty, now_ms);
+            self.report_entered(&moved, position, now_ms);
+        }
+        let to = target.to_string();
+        self.out.push_back(RouterOutput::Event(RouterEvent::Overflowed { call, from, to: to.clone() }));
+        self.out.push_back(RouterOutput::Decision(Decision::Queued { call, queue: to, position }));
+        self.emit_persist(StoreOp::CallLive(live));
     }
 
     pub(super) fn offer_result(
@@ -209,17 +400,12 @@ impl Router {
             };
             a.busy.insert(call);
             a.answered += 1;
-            let reset = a.no_answer != 0;
             a.no_answer = 0;
-            let state = a.persist();
             let live = live_call(c);
-            if reset {
-                self.emit_persist(StoreOp::Agent {
-                    agent: agent.clone(),
-                    state,
-                });
-            }
+            let snapshot = c.clone();
             self.emit_persist(StoreOp::CallLive(live));
+            // Persists the agent too (counters, the reset no-answer count).
+            self.report_answered(&snapshot, &agent, answered_ms, now_ms);
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
             return;
@@ -241,20 +427,54 @@ impl Router {
                     result,
                 }));
             if expired {
-                self.time_out(call, now_ms);
+                self.max_wait_reached(call, now_ms);
             }
             return;
         }
         c.last_agent = Some(agent.clone());
-        a.no_answer = a.no_answer.saturating_add(1);
-        let pause = a.no_answer >= max_no_answer && a.paused.is_none();
+        c.last_failed_ms = now_ms;
+        let snapshot = c.clone();
+        let retry_ms = u64::from(q.retry_s) * 1000;
+        // How long the agent rests before any new offer. An unreachable
+        // phone rests the retry time: offering it the next call within the
+        // same millisecond only fails again.
+        let rest_s = match result {
+            OfferResult::NoAnswer => q.no_answer_delay_s,
+            OfferResult::Busy => q.busy_delay_s,
+            OfferResult::Declined | OfferResult::Failed { status: Some(_) } => q.reject_delay_s,
+            _ => q.retry_s,
+        };
+        let auto_unpause_ms = u64::from(q.auto_unpause_s) * 1000;
+        count_miss(&mut a.counters.missed, &result);
+        // Only ringing out counts toward the auto-pause: busy, DND and a
+        // refused codec are answers from a person or a phone that works.
+        let pause = result == OfferResult::NoAnswer && {
+            a.no_answer = a.no_answer.saturating_add(1);
+            a.no_answer >= max_no_answer && a.paused.is_none()
+        };
         if pause {
             a.paused = Some(Pause {
                 reason: Some(NO_ANSWER_REASON.into()),
                 since_ms: now_ms,
+                until_ms: (auto_unpause_ms > 0).then(|| now_ms.saturating_add(auto_unpause_ms)),
             });
         }
+        let rest_until = (rest_s > 0).then(|| now_ms.saturating_add(u64::from(rest_s) * 1000));
+        if let Some(until) = rest_until {
+            a.rest_until = Some(a.rest_until.map_or(until, |u| u.max(until)));
+        }
+        let unpause_at = a.paused.as_ref().and_then(|p| p.until_ms);
         let state = a.persist();
+        self.report_offer_failed(&snapshot, &agent, &result, now_ms);
+        if pause {
+            let e = QueueLogEntry::agent(now_ms, &agent, QueueEvent::Pause).with([NO_ANSWER_REASON]);
+            self.qlog(e);
+        }
+        self.hint_timer(rest_until);
+        self.hint_timer(unpause_at);
+        if retry_ms > 0 {
+            self.hint_timer(Some(now_ms.saturating_add(retry_ms)));
+        }
         self.out
             .push_back(RouterOutput::Event(RouterEvent::OfferFailed {
                 call,
@@ -273,11 +493,15 @@ impl Router {
                 }));
         }
         if expired {
-            self.time_out(call, now_ms);
+            self.max_wait_reached(call, now_ms);
         }
     }
 
     pub(super) fn time_out(&mut self, call: CallId, now_ms: u64) {
+        self.time_out_because(call, now_ms, None);
+    }
+
+    fn time_out_because(&mut self, call: CallId, now_ms: u64, reason: Option<String>) {
         let Some(c) = self.calls.remove(&call) else {
             return;
         };
@@ -286,7 +510,7 @@ impl Router {
         let end = End {
             at_ms: now_ms,
             disposition: Disposition::TimedOut,
-            reason: None,
+            reason,
             hangup: Some(Party::Engine),
             rtp: RtpCounts::default(),
         };
@@ -296,6 +520,7 @@ impl Router {
     /// Writes the call's one CDR and releases its agent. The call has
     /// already been removed from `calls`.
     pub(super) fn finish(&mut self, c: Call, end: End, now_ms: u64) {
+        let position = if c.state == CallState::Waiting { self.place_of(&c, now_ms) } else { 0 };
         self.tally.moved(&c.queue, c.priority, Some(Kind::of(&c.state)), None);
         let (agent, answered_ms) = match &c.state {
             CallState::Talking { agent, answered_ms } => (Some(agent.clone()), Some(*answered_ms)),
@@ -310,8 +535,10 @@ impl Router {
             }
             CallState::Talking { agent, .. } => {
                 let wrap_up_s = self.queues.get(&c.queue).map_or(0, |q| q.wrap_up_s);
+                let talked = answered_ms.map_or(0, |t| end.at_ms.saturating_sub(t));
                 let until = self.agents.get_mut(agent).and_then(|a| {
                     a.busy.remove(&c.id);
+                    a.talk_ms = a.talk_ms.saturating_add(talked);
                     a.start_wrap_up(wrap_up_s, now_ms);
                     a.wrap_up_until
                 });
@@ -322,6 +549,7 @@ impl Router {
             .at_ms
             .max(answered_ms.unwrap_or(c.arrived_ms))
             .max(c.arrived_ms);
+        self.report_finished(&c, &End { at_ms: ended_ms, ..end.clone() }, agent.as_deref(), answered_ms, position);
         let cdr = Cdr {
             call_id: c.id.to_string(),
             sip_call_id: c.sip_call_id,
@@ -350,6 +578,18 @@ impl Router {
     }
 }
 
+fn count_miss(m: &mut Misses, result: &OfferResult) {
+    let counter = match result {
+        OfferResult::NoAnswer => &mut m.no_answer,
+        OfferResult::Busy => &mut m.busy,
+        OfferResult::Declined | OfferResult::Failed { status: Some(_) } => &mut m.rejected,
+        OfferResult::Failed { status: None } => &mut m.unreachable,
+        OfferResult::Answered | OfferResult::MediaUnavailable => return,
+    };
+    *counter += 1;
+}
+
+#[derive(Clone)]
 pub(super) struct End {
     pub at_ms: u64,
     pub disposition: Disposition,

@@ -6,26 +6,32 @@ use super::tally::Kind;
 use super::{strategy, Router, RouterEvent, RouterOutput};
 use crate::acd::cdr::StoreOp;
 use crate::acd::facts::{CallId, Decision};
-use crate::config::Strategy;
+use crate::config::{skills_in_force, Strategy};
 
 impl Router {
     /// Offers waiting calls, best first, to the agents their strategies
     /// pick, until no waiting call has a free agent.
     pub(super) fn dispatch(&mut self, now_ms: u64) {
+        self.leave_empty_queues(now_ms);
         if !self.agents.values().any(Agent::free) {
             return;
         }
-        let mut order: Vec<((i128, u64), CallId)> = self
+        // Queue weight first (the heavier queue gets a shared agent), then
+        // effective priority, then arrival: the longest waiter.
+        let mut order: Vec<((i64, (i128, u64)), CallId)> = self
             .calls
             .values()
             .filter(|c| c.state == CallState::Waiting)
             .filter(|c| !self.media_short_at(c.id.shard(), now_ms))
-            .map(|c| (c.order_key(self.ageing(&c.queue), now_ms), c.id))
+            .map(|c| {
+                let weight = self.queues.get(&c.queue).map_or(0, |q| q.weight);
+                ((-i64::from(weight), c.order_key(self.ageing(&c.queue), now_ms)), c.id)
+            })
             .collect();
         order.sort();
         for (_, id) in order {
-            if let Some(agent) = self.choose_agent(id) {
-                self.offer(id, agent);
+            if let Some(agent) = self.choose_agent(id, now_ms) {
+                self.offer(id, agent, now_ms);
                 if !self.agents.values().any(Agent::free) {
                     return;
                 }
@@ -39,32 +45,53 @@ impl Router {
         self.media_short.get(&shard).is_some_and(|until| *until > now_ms)
     }
 
-    pub(super) fn choose_agent(&self, id: CallId) -> Option<String> {
-        let c = &self.calls[&id];
+    /// The agent for waiting call `id` now, if any: among free members of
+    /// the tiers the call has reached whose skills meet the requirement in
+    /// force, the lowest tier level (all of them for `weighted-random`),
+    /// then the queue's strategy. The agent
+    /// that just failed this call is skipped when anyone else can take it,
+    /// and offered again only after the queue's `retry_s`.
+    pub(super) fn choose_agent(&self, id: CallId, now_ms: u64) -> Option<String> {
+        let c = self.calls.get(&id)?;
         let q = self.queues.get(&c.queue)?;
         let members = self.members.get(&c.queue)?;
+        let waited = now_ms.saturating_sub(c.arrived_ms);
+        let needed = skills_in_force(&q.skills, &q.relax, waited);
+        let max_level = match q.tier_wait_s {
+            0 => u32::MAX,
+            t => u32::try_from(waited / (u64::from(t) * 1000)).unwrap_or(u32::MAX).saturating_add(1),
+        };
+        let skilled = |a: &Agent| q.strategy != Strategy::Skills || a.skill_score(needed).is_some();
         let candidates = || {
             members
                 .iter()
-                .filter_map(|m| self.agents.at(*m))
-                .filter(|a| a.free())
-                .filter(|a| q.strategy != Strategy::Skills || a.skill_score(&q.skills).is_some())
+                .filter(move |(_, level)| *level <= max_level)
+                .filter_map(|(m, level)| self.agents.at(*m).map(|a| (a, *level)))
+                .filter(|(a, _)| a.free() && skilled(a))
         };
         let rr = self
             .rr_last
             .get(&c.queue)
             .and_then(|l| self.agents.position(l))
-            .filter(|l| members.binary_search(l).is_ok());
-        // The agent that just failed this call is skipped when anyone else
-        // can take it.
-        let others = c
-            .last_agent
-            .as_ref()
-            .and_then(|last| strategy::pick(q, candidates().filter(|a| &a.id != last), rr));
-        others.or_else(|| strategy::pick(q, candidates(), rr)).map(|a| a.id.clone())
+            .filter(|l| members.binary_search_by_key(l, |(p, _)| *p).is_ok());
+        let last = c.last_agent.as_deref();
+        let pick_from = |skip_last: bool| {
+            let pool = || candidates().filter(move |(a, _)| !skip_last || Some(a.id.as_str()) != last);
+            // Weighted-random weighs the levels against each other instead
+            // of serving them in order.
+            let lowest = match q.strategy {
+                Strategy::WeightedRandom => u32::MAX,
+                _ => pool().map(|(_, level)| level).min()?,
+            };
+            strategy::pick(q, needed, pool().filter(move |(_, l)| *l <= lowest), rr, &self.rng)
+        };
+        let retry_due = c.last_failed_ms.saturating_add(u64::from(q.retry_s) * 1000) <= now_ms;
+        pick_from(true)
+            .or_else(|| if last.is_some() && retry_due { pick_from(false) } else { None })
+            .map(|a| a.id.clone())
     }
 
-    pub(super) fn offer(&mut self, id: CallId, agent: String) {
+    pub(super) fn offer(&mut self, id: CallId, agent: String, now_ms: u64) {
         let c = self
             .calls
             .get_mut(&id)
@@ -73,6 +100,7 @@ impl Router {
         c.state = CallState::Ringing {
             agent: agent.clone(),
         };
+        c.ring_started_ms = now_ms;
         let q = &self.queues[&c.queue];
         let (queue, round_robin) = (c.queue.clone(), q.strategy == Strategy::RoundRobin);
         let ring_timeout_ms = u64::from(q.ring_timeout_s) * 1000;

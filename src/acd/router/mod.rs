@@ -29,17 +29,32 @@
 //!   `skills` queue only agents with every skill count as logged in.
 //! - A call that overflows takes the overflow queue's priority, max wait,
 //!   strategy, ring timeout and wrap-up; its arrival time stays.
-//! - Offer results: every non-answer (NoAnswer, Busy, Declined, Failed)
-//!   counts as a no-answer. A phone that keeps refusing is as useless to
-//!   callers as one that never rings, and counting it stops an endless
-//!   offer/decline churn. `max_no_answer` consecutive ones (of the queue of
-//!   the call that failed) pause the agent with reason `no-answer`; an answer
-//!   or an unpause resets the count. The call goes back at its original
-//!   position and is offered elsewhere first if anyone else is free.
+//! - Offer results are counted apart (no answer, busy/DND, rejected,
+//!   unreachable). Only ringing out counts toward the auto-pause:
+//!   `max_no_answer` consecutive ones (of the queue of the call that
+//!   failed) pause the agent with reason `no-answer`, lifted after the
+//!   queue's `auto_unpause_s` if set; an answer or an unpause resets the
+//!   count. The agent then rests per kind (`no_answer_delay_s`,
+//!   `busy_delay_s`, `reject_delay_s`; an unreachable phone `retry_s`), so
+//!   a dead phone is not offered the next call in the same millisecond.
+//!   The call goes back at its original position, is offered elsewhere
+//!   first if anyone else is free, and to the same agent only after the
+//!   queue's `retry_s`.
 //!   Except `MediaUnavailable` (the shard had no relay leg for the offer, the
 //!   agent was never rung): no count, the agent stays free, and that shard's
 //!   calls are not offered for `MEDIA_RETRY_MS` (another shard's may be), so
 //!   a shard out of ports costs one failed offer per second, not a loop.
+//! - Which agent: members of the tiers the call has reached (level L after
+//!   (L-1) × `tier_wait_s` of waiting), lowest level first, whose skills
+//!   meet the requirement in force (relaxed by `relax` steps as the call
+//!   waits), then the queue's strategy (`strategy.rs`). Which call: queue
+//!   `weight`, then effective priority (ageing per `ageing_s`), then
+//!   arrival.
+//! - Exits: at max wait a call moves to `max_wait_queue` (keeping its
+//!   arrival time) or times out; `join_empty` / `leave_when_empty` treat a
+//!   queue whose members are all in the listed states (offline, paused,
+//!   wrap-up) as empty: arrivals go to `join_empty_queue` or get 480,
+//!   waiting callers go to `leave_empty_queue` or time out (`leave-empty`).
 //! - Max wait applies to calls *waiting*: a call ringing an agent when its
 //!   deadline passes is not torn down under the agent's hand; if the offer
 //!   fails, it times out then.
@@ -72,19 +87,24 @@ mod calls;
 mod dispatch;
 mod output;
 mod queue;
+mod report;
 mod snapshot;
 mod strategy;
 mod tally;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod report_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-pub use agent_state::AgentStatus;
+pub use agent_state::{AgentStatus, Misses};
 pub use output::{RouterError, RouterEvent, RouterOutput};
 pub use queue::AGEING_MS_PER_LEVEL;
 pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
@@ -96,6 +116,8 @@ use tally::Tally;
 
 use super::binding::Binding;
 use super::cdr::{Disposition, Pause, RouterRestore, StoreOp};
+use super::queue_log::{QueueEvent, QueueLogEntry};
+use super::stats::QueueStats;
 use super::facts::{CallFact, CallId, Party, RtpCounts};
 use crate::config::{AgentConfig, QueueConfig};
 
@@ -112,8 +134,9 @@ pub const MEDIA_RETRY_MS: u64 = 1_000;
 
 pub struct Router {
     queues: BTreeMap<String, QueueConfig>,
-    /// Queue → config positions of the agents serving it, ascending.
-    members: BTreeMap<String, Vec<usize>>,
+    /// Queue → (config position, tier level) of the agents serving it,
+    /// ascending by position.
+    members: BTreeMap<String, Vec<(usize, u32)>>,
     agents: AgentTable,
     calls: BTreeMap<CallId, Call>,
     /// Per-queue counts of `calls` by state (see `tally.rs`).
@@ -130,6 +153,11 @@ pub struct Router {
     timer_hints: BTreeSet<u64>,
     /// Shard → until when its calls are not offered (`MEDIA_RETRY_MS`).
     media_short: BTreeMap<u16, u64>,
+    /// For the random strategies; seeded from the start time, which the
+    /// shell passes in, so a simulation replays exactly.
+    rng: strategy::Rng,
+    /// Reporting counters per queue (`stats.rs`), persisted.
+    qstats: BTreeMap<String, QueueStats>,
 }
 
 impl Router {
@@ -145,7 +173,7 @@ impl Router {
     ) -> (Router, Vec<RouterOutput>) {
         let queue_map: BTreeMap<String, QueueConfig> =
             queues.iter().map(|q| (q.name.clone(), q.clone())).collect();
-        let mut members: BTreeMap<String, Vec<usize>> =
+        let mut members: BTreeMap<String, Vec<(usize, u32)>> =
             queue_map.keys().map(|k| (k.clone(), Vec::new())).collect();
         let mut agent_list = Vec::with_capacity(agents.len());
         for (i, cfg) in agents.iter().enumerate() {
@@ -153,12 +181,11 @@ impl Router {
             if let Some(p) = restored.agents.get(&cfg.id) {
                 a.paused = p.paused.clone();
                 a.no_answer = p.no_answer;
+                a.counters = p.counters;
             }
-            for q in &cfg.queues {
+            for (q, level) in cfg.queue_levels() {
                 if let Some(m) = members.get_mut(q) {
-                    if m.last() != Some(&i) {
-                        m.push(i);
-                    }
+                    m.push((i, level));
                 }
             }
             agent_list.push(a);
@@ -171,8 +198,10 @@ impl Router {
         let mut live = restored.live_calls;
         live.sort_by_key(|l| l.call);
         let mut outputs = Vec::new();
+        let mut restart_cdrs = Vec::new();
         for l in live {
             let cdr = l.restart_cdr(now_ms);
+            restart_cdrs.push(cdr.clone());
             outputs.push(RouterOutput::Persist(StoreOp::Cdr(cdr)));
             outputs.push(RouterOutput::Persist(StoreOp::CallDone(l.call)));
             outputs.push(RouterOutput::Event(RouterEvent::CallFinished {
@@ -180,7 +209,7 @@ impl Router {
                 disposition: Disposition::Failed,
             }));
         }
-        let router = Router {
+        let mut router = Router {
             queues: queue_map,
             members,
             agents: AgentTable::new(agent_list),
@@ -193,7 +222,18 @@ impl Router {
             out: VecDeque::new(),
             timer_hints: BTreeSet::new(),
             media_short: BTreeMap::new(),
+            rng: strategy::Rng::new(now_ms ^ 0x6363_2d65_6e67_696e),
+            qstats: restored.queue_stats,
         };
+        for cdr in &restart_cdrs {
+            router.report_restart(cdr);
+        }
+        outputs.extend(router.out.drain(..));
+        let auto_unpause: Vec<u64> =
+            router.agents.values().filter_map(|a| a.paused.as_ref()?.until_ms).collect();
+        for t in auto_unpause {
+            router.hint_timer(Some(t));
+        }
         (router, outputs)
     }
 
@@ -302,17 +342,25 @@ impl Router {
     ) -> Result<(), RouterError> {
         let a = self.agent_mut(agent)?;
         let was_online = a.online();
+        let first_contact = contacts.first().map(|(uri, _)| uri.clone());
+        let last_contact = a.contacts.first().map(|(uri, _)| uri.clone());
         a.contacts = contacts;
         let event = match (was_online, a.online()) {
             (false, true) => {
                 a.idle_since = now_ms;
+                let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::AgentLogin).with(first_contact);
+                self.qlog(e);
                 Some(RouterEvent::AgentOnline {
                     agent: agent.to_string(),
                 })
             }
-            (true, false) => Some(RouterEvent::AgentOffline {
-                agent: agent.to_string(),
-            }),
+            (true, false) => {
+                let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::AgentLogoff).with(last_contact);
+                self.qlog(e);
+                Some(RouterEvent::AgentOffline {
+                    agent: agent.to_string(),
+                })
+            }
             _ => None,
         };
         if let Some(e) = event {
@@ -335,12 +383,15 @@ impl Router {
         a.paused = Some(Pause {
             reason: reason.clone(),
             since_ms,
+            until_ms: None,
         });
         let state = a.persist();
         self.emit_persist(StoreOp::Agent {
             agent: agent.to_string(),
             state,
         });
+        let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::Pause).with([reason.clone().unwrap_or_default()]);
+        self.qlog(e);
         self.out
             .push_back(RouterOutput::Event(RouterEvent::AgentPaused {
                 agent: agent.to_string(),
@@ -356,13 +407,21 @@ impl Router {
         if a.paused.is_none() && a.no_answer == 0 {
             return Ok(());
         }
-        let was_paused = a.paused.take().is_some();
+        let ended = a.paused.take();
+        let was_paused = ended.is_some();
+        if let Some(p) = &ended {
+            a.counters.pause_ms += now_ms.saturating_sub(p.since_ms);
+        }
         a.no_answer = 0;
         let state = a.persist();
         self.emit_persist(StoreOp::Agent {
             agent: agent.to_string(),
             state,
         });
+        if let Some(p) = ended {
+            let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::Unpause).with([p.reason.unwrap_or_default()]);
+            self.qlog(e);
+        }
         if was_paused {
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::AgentUnpaused {
@@ -402,19 +461,30 @@ impl Router {
             .collect();
         expired.sort();
         for (_, _, id) in expired {
-            self.time_out(id, now_ms);
+            self.max_wait_reached(id, now_ms);
         }
         let mut ended = Vec::new();
+        let mut unpause = Vec::new();
         for a in self.agents.values_mut() {
             if let Some(until) = a.wrap_up_until.filter(|u| *u <= now_ms) {
                 a.wrap_up_until = None;
                 a.idle_since = until;
                 ended.push(a.id.clone());
             }
+            if a.rest_until.is_some_and(|u| u <= now_ms) {
+                a.rest_until = None;
+            }
+            if a.paused.as_ref().and_then(|p| p.until_ms).is_some_and(|u| u <= now_ms) {
+                unpause.push(a.id.clone());
+            }
         }
         for agent in ended {
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::WrapUpEnded { agent }));
+        }
+        for agent in unpause {
+            // Known agent (taken from the table above): cannot fail.
+            let _ = self.unpause(&agent, now_ms);
         }
         self.dispatch(now_ms);
     }

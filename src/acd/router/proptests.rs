@@ -52,14 +52,14 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn harness() -> H {
     let qs = [
-        queue("name = \"a\"\nmax_waiting = 3\noverflow = \"b\"\nmax_wait_s = 60\nmax_no_answer = 2"),
+        queue("name = \"a\"\nmax_waiting = 3\noverflow = \"b\"\nmax_wait_s = 60\nmax_no_answer = 2\nmax_wait_queue = \"c\"\nbusy_delay_s = 3\nauto_unpause_s = 30"),
         queue("name = \"b\"\nmax_waiting = 2\noverflow = \"a\"\nno_agents = \"reject\"\nstrategy = \"round-robin\"\nfull_status = 503"),
-        queue("name = \"c\"\nstrategy = \"skills\"\nskills = [\"fr\"]\nwrap_up_s = 0\npriority = 1"),
+        queue("name = \"c\"\nstrategy = \"skills\"\nskills = [\"fr>=80\"]\nrelax = [{ after_s = 20, skills = [\"fr\"] }]\nwrap_up_s = 0\npriority = 1\nweight = 5\ntier_wait_s = 15"),
     ];
     let agents = [
-        agent("x", &["a", "b"], ""),
+        agent("x", &["a"], "tiers = { b = 2 }"),
         agent("y", &["b", "c"], "max_calls = 2\n[skills]\nfr = 40"),
-        agent("z", &["a", "c"], "[skills]\nfr = 90"),
+        agent("z", &["a"], "tiers = { c = 2 }\n[skills]\nfr = 90"),
     ];
     H::new(&qs, &agents)
 }
@@ -173,14 +173,23 @@ proptest! {
         }
         let expected: BTreeMap<String, usize> = arrived.keys().map(|c| (c.to_string(), 1)).collect();
         prop_assert_eq!(per_call, expected);
-        // Exactly one Queued-or-Rejected per call.
+        // Exactly one Queued-or-Rejected per call on arrival; a later
+        // Queued only right after the call moved at its max wait.
         let mut first: BTreeMap<CallId, usize> = BTreeMap::new();
+        let mut moved: Option<CallId> = None;
         for o in &h.log {
             if let RouterOutput::Decision(d @ (Decision::Queued { .. } | Decision::Rejected { .. })) = o {
-                *first.entry(d.call()).or_default() += 1;
+                let n = first.entry(d.call()).or_default();
+                if *n > 0 {
+                    prop_assert!(matches!(d, Decision::Queued { .. }) && moved == Some(d.call()), "{d:?}");
+                }
+                *n += 1;
             }
+            moved = match o {
+                RouterOutput::Event(super::RouterEvent::Overflowed { call, .. }) => Some(*call),
+                _ => None,
+            };
         }
-        prop_assert!(first.values().all(|&v| v == 1));
         prop_assert_eq!(first.len(), arrived.len());
         // Deterministic: the same inputs give the same outputs.
         let mut again = harness();

@@ -4,16 +4,22 @@
 //! the router's arrival counter and never changes, so a call that comes back
 //! from a failed offer slots in at its original position.
 //!
-//! Effective priority, in `1/AGEING_MS_PER_LEVEL` units so it stays exact:
-//! `priority * AGEING_MS_PER_LEVEL + aged_ms`, where `aged_ms` is the time
-//! waited for calls in a `priority`-strategy queue and 0 elsewhere. That is
-//! +1 priority level per 30 s of waiting. It decides which call an agent
-//! gets across all the queues it serves.
+//! Effective priority, in `1/LEVEL_UNITS` of a level so that queues with
+//! different ageing rates compare exactly enough:
+//! `priority * LEVEL_UNITS + aged_ms * LEVEL_UNITS / ageing_ms`, where
+//! `aged_ms` is the time waited for calls in a `priority`-strategy queue
+//! (one level per the queue's `ageing_s`, 30 s by default) and 0 elsewhere.
+//! It decides which call an agent gets across all the queues it serves,
+//! after the queues' weights.
 
 use crate::acd::facts::CallId;
 
-/// Waiting this long raises a `priority`-queue call by one level.
+/// Waiting this long raises a `priority`-queue call by one level, unless
+/// the queue sets its own `ageing_s`.
 pub const AGEING_MS_PER_LEVEL: u64 = 30_000;
+
+/// Sub-level resolution of effective priorities.
+const LEVEL_UNITS: i128 = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CallState {
@@ -38,19 +44,28 @@ pub(super) struct Call {
     /// The agent that last failed to take this call: skipped next time if
     /// anyone else can take it.
     pub last_agent: Option<String>,
+    /// When `last_agent` failed it: that agent waits the queue's
+    /// `retry_s` before this call is offered to it again.
+    pub last_failed_ms: u64,
     /// Max-wait deadline (`None`: wait forever).
     pub deadline_ms: Option<u64>,
+    /// Place in line on entering the queue (queue log `origposition`).
+    pub orig_position: u32,
+    /// When the current offer started ringing (queue log ring times).
+    pub ring_started_ms: u64,
 }
 
 impl Call {
-    /// Sort key: smaller goes first.
-    pub fn order_key(&self, ageing: bool, now_ms: u64) -> (i128, u64) {
-        let aged = if ageing {
-            now_ms.saturating_sub(self.arrived_ms)
-        } else {
-            0
+    /// Sort key: smaller goes first. `ageing_ms`: the queue's time per
+    /// priority level gained by waiting, if it ages its callers.
+    pub fn order_key(&self, ageing_ms: Option<u64>, now_ms: u64) -> (i128, u64) {
+        let aged = match ageing_ms {
+            Some(per_level) if per_level > 0 => {
+                i128::from(now_ms.saturating_sub(self.arrived_ms)) * LEVEL_UNITS / i128::from(per_level)
+            }
+            _ => 0,
         };
-        let eff = i128::from(self.priority) * i128::from(AGEING_MS_PER_LEVEL) + i128::from(aged);
+        let eff = i128::from(self.priority) * LEVEL_UNITS + aged;
         (-eff, self.seq)
     }
 

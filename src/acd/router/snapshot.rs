@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::agent_state::{Agent, AgentStatus};
+use crate::acd::stats::{AgentCounters, QueueCounters};
 use super::queue::CallState;
 use super::Router;
 
@@ -23,6 +24,10 @@ pub struct AgentSnapshot {
     pub max_calls: u32,
     pub no_answer: u32,
     pub answered: u64,
+    /// Talk time since the engine started (`least-talk-time`).
+    pub talk_ms: u64,
+    /// Reporting counters since the database was created.
+    pub counters: AgentCounters,
     pub idle_since_ms: u64,
     pub wrap_up_until_ms: Option<u64>,
 }
@@ -37,6 +42,10 @@ pub struct QueueSnapshot {
     pub longest_wait_ms: u64,
     pub agents_online: usize,
     pub agents_available: usize,
+    /// Reporting counters over the current UTC day and in total.
+    pub today: QueueCounters,
+    pub total: QueueCounters,
+    pub service_level_s: u32,
 }
 
 impl Router {
@@ -53,6 +62,8 @@ impl Router {
                 max_calls: a.max_calls,
                 no_answer: a.no_answer,
                 answered: a.answered,
+                talk_ms: a.talk_ms,
+                counters: a.counters,
                 idle_since_ms: a.idle_since,
                 wrap_up_until_ms: a.wrap_up_until,
             })
@@ -63,7 +74,7 @@ impl Router {
             .map(|name| {
                 let mine = || self.calls.values().filter(move |c| &c.queue == name);
                 let count = |f: fn(&CallState) -> bool| mine().filter(|c| f(&c.state)).count();
-                let serving = || self.members[name].iter().filter_map(|m| self.agents.at(*m));
+                let serving = || self.members[name].iter().filter_map(|(m, _)| self.agents.at(*m));
                 QueueSnapshot {
                     name: name.clone(),
                     waiting: count(|s| matches!(s, CallState::Waiting)),
@@ -76,6 +87,13 @@ impl Router {
                         .unwrap_or(0),
                     agents_online: serving().filter(|a| a.online()).count(),
                     agents_available: serving().filter(|a| a.free()).count(),
+                    today: self.qstats.get(name).map(|s| {
+                        let mut s = *s;
+                        s.roll(now_ms);
+                        s.today
+                    }).unwrap_or_default(),
+                    total: self.qstats.get(name).map(|s| s.total).unwrap_or_default(),
+                    service_level_s: self.queues.get(name).map_or(0, |q| q.service_level_s),
                 }
             })
             .collect();

@@ -519,7 +519,7 @@ fn split_five_calls(strategy: &str) -> BTreeMap<String, usize> {
 
 #[test]
 fn five_calls_two_agents_split_three_two() {
-    for s in ["longest-idle", "round-robin", "fewest-calls", "priority"] {
+    for s in ["longest-idle", "round-robin", "fewest-calls", "priority", "linear", "least-talk-time"] {
         let c = split_five_calls(s);
         let mut v: Vec<usize> = c.values().copied().collect();
         v.sort();
@@ -529,7 +529,8 @@ fn five_calls_two_agents_split_three_two() {
 
 #[test]
 fn no_answer_requeues_at_old_position_and_pauses_after_max() {
-    let q = queue("name = \"q\"\nmax_no_answer = 2");
+    // No retry delay: this is about the call's place and the pause.
+    let q = queue("name = \"q\"\nmax_no_answer = 2\nretry_s = 0");
     let mut h = H::new(&[q], &[agent("a", &["q"], ""), agent("b", &["q"], "")]);
     h.login("a");
     assert_eq!(offers(&h.arrive(1, "q", 0)), vec![o(1, "a")]);
@@ -576,7 +577,9 @@ fn failed_offer_goes_to_another_free_agent_first() {
         offers(&h.result(1, "a", OfferResult::Declined)),
         vec![o(1, "b")]
     );
-    assert_eq!(h.r.agents["a"].no_answer, 1);
+    // A refusal is counted as such, not toward the no-answer pause.
+    assert_eq!(h.r.agents["a"].no_answer, 0);
+    assert_eq!(h.r.agents["a"].counters.missed.rejected, 1);
 }
 
 #[test]
@@ -714,8 +717,10 @@ fn restored_pause_and_no_answer_count_apply() {
             paused: Some(Pause {
                 reason: Some("lunch".into()),
                 since_ms: 1,
+                until_ms: None,
             }),
             no_answer: 2,
+            counters: Default::default(),
         },
     );
     let restore = RouterRestore {
