@@ -59,12 +59,13 @@
 //! gone); datagrams to the engine land on the shard picked by a hash of the
 //! source address, like SO_REUSEPORT, so the cross-shard forward path runs.
 //!
-//! Runtime (debug, `cargo test --test sim_calls`): ≈ 50 s of CPU over eight
-//! tests, 33 s wall on the shared 2-core VM; the 10,000-call run alone
-//! 25.9 s CPU against 24.7 s before the simulation drove the integrators
-//! (same VM, same load, back to back). Most of it is the core's own SIP
-//! parsing (scan + rsip) in a debug build, not the harness; the redb is
-//! built optimised (Cargo.toml) and its share is printed as `store=`.
+//! Runtime (debug, `cargo test --test sim_calls`): ≈ 60 s of CPU over nine
+//! tests, 32 s wall on the shared 2-core VM; the 10,000-call run alone
+//! 28–30 s CPU against 25–27 s for the simulation that copied the core and
+//! fed agents to the router (same VM, back to back, load average ~1): the
+//! difference is the redb (~2 s, printed as `store=`; built optimised, see
+//! Cargo.toml) and the registrar. Most of the rest is the core's own SIP
+//! parsing (scan + rsip) in a debug build, not the harness.
 //!
 //! Env: `SIM_SEEDS=1,2,3` (seed list), `SIM_SEED_COUNT=N` (seeds 1..=N),
 //! `SIM_CALLS=N` (calls per run; 10,000 when seeds are given), `SIM_VERBOSE=1`
