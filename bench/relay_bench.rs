@@ -71,7 +71,7 @@ fn relay(args: &[String]) {
     let mut h = RelayHandle::spawn(cfg).expect("relay");
     for i in 0..streams {
         let (a, b) = h
-            .open_pair(LegConfig::default(), LegConfig { peer_rtp: Some(peer), ..Default::default() })
+            .open_pair(LegConfig::default(), LegConfig { peer_rtp: Some(peer), ..Default::default() }, Instant::now())
             .expect("open pair");
         assert_eq!(a.rtp.port(), base + 4 * i as u16, "port layout");
         assert_eq!(b.rtp.port(), base + 4 * i as u16 + 2);

@@ -228,7 +228,7 @@ fn playout_cadence_and_stall_catch_up() {
 fn hold_through_relay_cadence_and_continuity() {
     let mut h = relay(28200, 4);
     let a = client();
-    let la = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
+    let la = h.open_leg(LegConfig::peer(addr(&a)), Instant::now()).unwrap();
     h.start_hold(la.id, HoldAudio::new(Law::Alaw, &wav::default_hold_pcm()), 8);
     let mut first: Option<Instant> = None;
     let mut last: Option<(u16, u32)> = None;

@@ -17,7 +17,7 @@ fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
         ..Default::default()
     });
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     assert_eq!(la.rtp.port() % 2, 0);
     assert_eq!(la.rtcp.port(), la.rtp.port() + 1);
     h.bridge(la.id, lb.id);
@@ -69,7 +69,7 @@ fn both_directions_send_zc() {
 fn latching_to_new_source_port() {
     let mut h = relay(28030, 4);
     let (sdp_a, real_a, b) = (client(), client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&sdp_a)), LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&sdp_a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     // before A sends anything, B's media goes to A's SDP address
@@ -94,7 +94,7 @@ fn strict_mode_drops_other_sources() {
     let (sdp_a, other, b) = (client(), client(), client());
     let mut ca = LegConfig::peer(addr(&sdp_a));
     ca.strict = true;
-    let (la, lb) = h.open_pair(ca, LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(ca, LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     other.send_to(&rtp(1, 0, 0xA, 100), la.rtp).unwrap();
@@ -118,7 +118,7 @@ fn rtcp_relayed_on_port_plus_one() {
     let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
     let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), ..Default::default() };
     let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
-    let (la, lb) = h.open_pair(ca, cb).unwrap();
+    let (la, lb) = h.open_pair(ca, cb, Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     let sr = rtcp_sr(0xA);
@@ -145,7 +145,7 @@ fn rtcp_relayed_on_port_plus_one() {
 fn ssrc_change_and_gaps_counted() {
     let mut h = relay(28060, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     for (seq, ssrc) in [(1u16, 1u32), (2, 1), (5, 1), (900, 2), (901, 2)] {
@@ -163,7 +163,7 @@ fn ssrc_change_and_gaps_counted() {
 fn junk_dropped_and_counted() {
     let mut h = relay(28070, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     a.send_to(&[1, 2, 3], la.rtp).unwrap(); // short
@@ -194,7 +194,7 @@ fn junk_dropped_and_counted() {
 fn unbridged_leg_drops_and_counts() {
     let mut h = relay(28080, 4);
     let a = client();
-    let la = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
+    let la = h.open_leg(LegConfig::peer(addr(&a)), Instant::now()).unwrap();
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
     let (sa, _) = stats_until(&h, la.id, |s, _| s.rx_packets > 0);
@@ -206,16 +206,16 @@ fn unbridged_leg_drops_and_counts() {
 #[test]
 fn port_exhaustion_refuses_with_503() {
     let mut h = relay(28090, 2);
-    let a = h.open_leg(LegConfig::default()).unwrap();
-    let b = h.open_leg(LegConfig::default()).unwrap();
+    let a = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
+    let b = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
     assert_ne!(a.rtp, b.rtp);
-    let e = h.open_leg(LegConfig::default()).unwrap_err();
+    let e = h.open_leg(LegConfig::default(), Instant::now()).unwrap_err();
     assert_eq!(e.sip_status(), 503);
     let msg = e.to_string();
     assert!(msg.contains("28090-28093"), "names the range: {msg}");
     assert!(matches!(e, OpenError::Ports(PortError::Exhausted { .. })));
     assert_eq!(h.ports().exhausted_count, 1);
-    assert!(h.open_pair(LegConfig::default(), LegConfig::default()).is_err());
+    assert!(h.open_pair(LegConfig::default(), LegConfig::default(), Instant::now()).is_err());
     assert_eq!(h.ports().exhausted_count, 2);
     h.shutdown();
 }
@@ -224,10 +224,10 @@ fn port_exhaustion_refuses_with_503() {
 fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
     let mut h = relay(28100, 2); // quarantine 300 ms
     let a = client();
-    let l1 = h.open_leg(LegConfig::peer(addr(&a))).unwrap();
-    h.close(l1.id);
+    let l1 = h.open_leg(LegConfig::peer(addr(&a)), Instant::now()).unwrap();
+    h.close(l1.id, Instant::now());
     // Another pair is free: l1's waits out its quarantine.
-    let l2 = h.open_leg(LegConfig::default()).unwrap();
+    let l2 = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
     assert_ne!(l2.rtp, l1.rtp, "pair reused during quarantine");
     assert_eq!(h.ports().reused_early_count, 0);
     // A late packet of the old call is not delivered anywhere.
@@ -238,7 +238,7 @@ fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
     // with EADDRINUSE and the open is retried (bounded: 100 × 20 ms).
     let mut l3 = None;
     for _ in 0..100 {
-        match h.open_leg(LegConfig::default()) {
+        match h.open_leg(LegConfig::default(), Instant::now()) {
             Ok(l) => {
                 l3 = Some(l);
                 break;
@@ -257,7 +257,7 @@ fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
     let (s3, _, _) = stats(&h, l3.id);
     assert_eq!(s3.rx_packets + s3.drops_total(), 0, "new leg saw nothing of the old call");
     // Both pairs in use: now it is refused.
-    assert!(matches!(h.open_leg(LegConfig::default()), Err(OpenError::Ports(PortError::Exhausted { .. }))));
+    assert!(matches!(h.open_leg(LegConfig::default(), Instant::now()), Err(OpenError::Ports(PortError::Exhausted { .. }))));
     h.shutdown();
 }
 
@@ -267,8 +267,8 @@ fn deferred_rtcp_is_bound_at_bridge_time() {
     let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
     let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), defer_rtcp: true, ..Default::default() };
     let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
-    let la = h.open_leg(ca).unwrap();
-    let lb = h.open_leg(cb).unwrap();
+    let la = h.open_leg(ca, Instant::now()).unwrap();
+    let lb = h.open_leg(cb, Instant::now()).unwrap();
     assert_eq!(la.rtcp.port(), la.rtp.port() + 1, "announced as usual");
     // While waiting, only the RTP port is bound.
     drop(std::net::UdpSocket::bind(la.rtcp).expect("RTCP port unbound before the bridge"));
@@ -292,8 +292,8 @@ fn deferred_rtcp_is_bound_at_bridge_time() {
 fn deferred_rtcp_taken_meanwhile_bridges_without_rtcp() {
     let mut h = relay(28160, 4);
     let (a, b) = (client(), client());
-    let la = h.open_leg(LegConfig { defer_rtcp: true, ..LegConfig::peer(addr(&a)) }).unwrap();
-    let lb = h.open_leg(LegConfig::peer(addr(&b))).unwrap();
+    let la = h.open_leg(LegConfig { defer_rtcp: true, ..LegConfig::peer(addr(&a)) }, Instant::now()).unwrap();
+    let lb = h.open_leg(LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     let _squatter = std::net::UdpSocket::bind(la.rtcp).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
@@ -301,8 +301,8 @@ fn deferred_rtcp_taken_meanwhile_bridges_without_rtcp() {
     let p = rtp(1, 0, 0xA, 172);
     a.send_to(&p, la.rtp).unwrap();
     assert_eq!(recv(&b).expect("audio flows without RTCP").0, p);
-    h.close(la.id);
-    h.close(lb.id);
+    h.close(la.id, Instant::now());
+    h.close(lb.id, Instant::now());
     barrier(&h);
     h.shutdown();
 }
@@ -319,14 +319,14 @@ fn ports_bound_by_others_are_skipped_bounded_and_counted() {
     let mut h = relay_cfg(cfg(28170, 4));
     let _s0 = std::net::UdpSocket::bind("127.0.0.1:28170").unwrap();
     let _s1 = std::net::UdpSocket::bind("127.0.0.1:28173").unwrap();
-    let l = h.open_leg(LegConfig::default()).unwrap();
+    let l = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
     assert_eq!(l.rtp.port(), 28174);
     assert_eq!(h.ports().bind_skipped_count, 2);
     h.shutdown();
     // Every pair taken: the open gives up after BIND_ATTEMPTS tries.
     let mut h = relay_cfg(cfg(28180, 2));
     let _t: Vec<_> = [28180, 28182].iter().map(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).unwrap()).collect();
-    let e = h.open_leg(LegConfig::default()).unwrap_err();
+    let e = h.open_leg(LegConfig::default(), Instant::now()).unwrap_err();
     assert!(matches!(&e, OpenError::Bind(io) if io.kind() == std::io::ErrorKind::AddrInUse), "{e}");
     assert_eq!(h.ports().bind_skipped_count, cc_engine::media::BIND_ATTEMPTS as u64);
     assert_eq!(h.ports().in_use(), 0);
@@ -337,10 +337,10 @@ fn ports_bound_by_others_are_skipped_bounded_and_counted() {
 fn close_bridged_leg_then_traffic_is_safe() {
     let mut h = relay(28110, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
-    h.close(lb.id);
+    h.close(lb.id, Instant::now());
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
     stats_until(&h, la.id, |s, _| s.dropped(DropReason::NotBridged) == 1);
@@ -352,7 +352,7 @@ fn media_timeout_reported() {
     let mut h = relay(28120, 4);
     let a = client();
     let cfg = LegConfig { media_timeout: Some(Duration::from_millis(100)), ..LegConfig::peer(addr(&a)) };
-    let la = h.open_leg(cfg).unwrap();
+    let la = h.open_leg(cfg, Instant::now()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut got = false;
     while Instant::now() < deadline {
@@ -372,7 +372,7 @@ fn hold_address_means_no_destination_then_resume() {
     // the agent put the call on hold with c=0.0.0.0: its leg has no destination
     let mut h = relay(28130, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::default()).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::default(), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
@@ -394,7 +394,7 @@ fn hold_address_means_no_destination_then_resume() {
 fn wait_variant(cfg: RelayConfig) {
     let mut h = relay_cfg(cfg);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     for i in 0..20u16 {

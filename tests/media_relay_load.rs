@@ -33,7 +33,7 @@ fn setup_with(start: u16, calls: usize, base: RelayConfig) -> Calls {
         let (a, b) = (client(), client());
         a.set_nonblocking(true).unwrap();
         b.set_nonblocking(true).unwrap();
-        let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b))).unwrap();
+        let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
         h.bridge(la.id, lb.id);
         v.push((a, b, la.rtp, lb.rtp));
     }

@@ -38,11 +38,11 @@ use super::agent::AgentDef;
 use super::binding::{Binding, Change};
 use super::cdr::{RouterRestore, StoreOp};
 use super::registrar::{Registrar, RegistrarConfig};
-use super::router::{contacts_of, Router, RouterEvent, RouterOutput};
+use super::router::{contacts_of, Router, RouterEvent, RouterOutput, RouterSnapshot};
 use super::store::{GroupCommit, Store, StoreError};
 use crate::config::Config;
 use crate::mgmt::Sample;
-use crate::shard::{FromRouting, ToRouting};
+use crate::engine::{FromRouting, ToRouting};
 use crate::sip::auth::{Algorithm, NonceKey};
 
 /// Pending ops that make a commit due before its window ends: bounds the
@@ -141,6 +141,8 @@ pub struct Routing {
     /// A buffer handed back by a successful commit, for the next one.
     spare: Vec<StoreOp>,
     effects: VecDeque<Effect>,
+    /// Router events kept for `poll_event` (off in the engine: logged only).
+    events: Option<VecDeque<RouterEvent>>,
     stopping: bool,
     stopped: bool,
     shutdown_failures: u32,
@@ -189,6 +191,7 @@ impl Routing {
             startup_pending: false,
             spare: Vec::new(),
             effects: VecDeque::new(),
+            events: None,
             stopping: false,
             stopped: false,
             shutdown_failures: 0,
@@ -290,6 +293,23 @@ impl Routing {
     /// is not counted): what `cc_store_pending_changes` shows.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Keep the router's events (offers, answers, ignored facts…) for
+    /// [`poll_event`](Self::poll_event): the simulation counts them; the
+    /// engine only logs them.
+    pub fn keep_events(&mut self) {
+        self.events.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next kept router event (see [`keep_events`](Self::keep_events)).
+    pub fn poll_event(&mut self) -> Option<RouterEvent> {
+        self.events.as_mut()?.pop_front()
+    }
+
+    /// The router's state: queues and agents.
+    pub fn snapshot(&self, now_ms: u64) -> RouterSnapshot {
+        self.router.snapshot(now_ms)
     }
 
     /// Whether a registration changed since the last call (the management
@@ -442,7 +462,12 @@ impl Routing {
                     self.effects.push_back(Effect::ToShard(d.call().shard(), FromRouting::Decision(d)));
                 }
                 RouterOutput::Persist(op) => self.pending.push(op, now),
-                RouterOutput::Event(e) => log_event(&e),
+                RouterOutput::Event(e) => {
+                    log_event(&e);
+                    if let Some(q) = &mut self.events {
+                        q.push_back(e);
+                    }
+                }
             }
         }
     }

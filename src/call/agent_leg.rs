@@ -42,7 +42,7 @@ impl CallTable {
             media_timeout: self.cfg.media_timeout,
             ..LegConfig::default()
         };
-        let leg = match media.open_leg(cfg) {
+        let leg = match media.open_leg(cfg, now) {
             Ok(l) => l,
             Err(reason) => {
                 tracing::warn!(call = %id, %reason, "no relay leg for the agent; the call stays queued");
@@ -79,7 +79,7 @@ impl CallTable {
             version,
         );
         let Some(req) = dialog.request("INVITE", Some(&body)) else {
-            self.close_leg(media, leg.id);
+            self.close_leg(media, leg.id, now);
             return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
         };
         let tx = ep.send_request(req, dest, now);
@@ -134,7 +134,7 @@ impl CallTable {
             CliRole::AgentInvite if status < 300 => {
                 self.agent_answered(ep, media, id, tx, &h, resp.body(), now, wall_ms)
             }
-            CliRole::AgentInvite => self.offer_failed(media, id, tx, offer_result(status), wall_ms),
+            CliRole::AgentInvite => self.offer_failed(media, id, tx, offer_result(status), now, wall_ms),
             CliRole::ReInvite(side) => {
                 let queued = self.reinvite_done(id, side);
                 if status < 300 {
@@ -219,7 +219,7 @@ impl CallTable {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(call = %id, error = %e, "agent answer unusable; hanging up the agent leg");
-                if let Some(agent) = self.take_agent(media, id) {
+                if let Some(agent) = self.take_agent(media, id, now) {
                     let mut d = agent.dialog;
                     if let Some(bye) = d.request("BYE", None) {
                         let t = ep.send_request(bye, d.dest, now);
@@ -264,11 +264,12 @@ impl CallTable {
         id: CallId,
         tx: ClientTxId,
         result: OfferResult,
+        now: Instant,
         wall_ms: u64,
     ) {
         let Some(call) = self.calls.get(&id) else { return };
         if call.agent.as_ref().is_some_and(|a| a.tx == tx && !a.answered) {
-            if let Some(a) = self.take_agent(media, id) {
+            if let Some(a) = self.take_agent(media, id, now) {
                 self.offer_result(id, a.name, result, wall_ms);
             }
         }

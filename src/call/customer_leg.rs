@@ -70,7 +70,7 @@ impl CallTable {
             defer_rtcp: true,
         };
         // The agent's leg waits for an offer (`offer`).
-        let leg = match media.open_leg(cust_cfg) {
+        let leg = match media.open_leg(cust_cfg, now) {
             Ok(l) => l,
             Err(reason) => {
                 tracing::warn!(%reason, "relay refused a call");
@@ -92,14 +92,14 @@ impl CallTable {
         ) {
             Ok(n) => n,
             Err(e) => {
-                media.close(leg.id);
+                media.close(leg.id, now);
                 return ep.respond(tx, sdp_error_spec(&e, &host), now);
             }
         };
         let contact = Self::contact(ep, &queue);
         let target = format!("sip:{src}");
         let Some(dialog) = Dialog::uas(h, &local_tag, src, contact, target) else {
-            media.close(leg.id);
+            media.close(leg.id, now);
             return ep.respond(tx, spec(400, Some("Missing From, To or Call-ID")), now);
         };
         self.next_seq += 1;

@@ -23,11 +23,14 @@
 //!        calls.on_decision(..) / on_media_event(..) / handle_timeout(..),
 //!        then drain ep again and forward calls.poll_fact() to the router;
 //!        sleep until min(ep.poll_timeout(), calls.poll_timeout()).
-//! relay: for ev in relay.try_event(): stats.on_event(&ev);
+//! relay: for ev in relay events: media.observe(&ev);
 //!        calls.on_media_event(&mut ep, &mut media, &ev, now, wall_ms);
-//!        every few seconds: request_stats for calls.bridged_legs().
-//! media: RelayMedia { relay: &mut relay, hold: &hold_library, stats: &stats }
+//!        every few seconds: media.request_stats for calls.bridged_legs().
 //! ```
+//!
+//! `engine::signalling` is that shell's sans-IO half; it is generic over
+//! the [`MediaControl`], which is [`RelayMedia`] in the shard and a fake in
+//! the simulation.
 //!
 //! Choices worth knowing:
 //! - An INVITE whose Request-URI user is not a configured queue is answered
@@ -66,12 +69,12 @@ mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::acd::facts::RtpCounts;
 use crate::config::{AnswerMode, Config};
 use crate::media::sdp::Codec;
-use crate::media::{LegConfig, LegId, LegPorts};
+use crate::media::{Event, LegConfig, LegId, LegPorts, OpenError};
 
 pub use relay::{HoldLibrary, LegStats, RelayMedia};
 pub use table::CallTable;
@@ -98,12 +101,15 @@ impl CallConfig {
     }
 }
 
-/// The relay as the call layer drives it. The shell implements it over
-/// `media::RelayHandle`; tests implement it with a fake.
+/// The relay as the call layer drives it. The shard implements it over
+/// `media::RelayHandle` ([`RelayMedia`]); tests and the simulation implement
+/// it with a fake. Time is passed in, like everywhere in the call layer:
+/// a port pair's quarantine starts when the caller says it is.
 pub trait MediaControl {
-    /// Reserve and open one relay leg. `Err(reason)`: no port pair or
-    /// socket left (a new caller gets 503; an offer fails, see above).
-    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String>;
+    /// Reserve and open one relay leg. A new caller refused for it gets 503;
+    /// an offer fails (see above). The error says why: the port range is
+    /// exhausted, a socket could not be bound, or the relay is gone.
+    fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError>;
     /// Where the leg's peer wants media (from its SDP).
     fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>);
     /// Play `queue`'s hold audio to the leg, encoded for payload type `pt`
@@ -112,10 +118,35 @@ pub trait MediaControl {
     fn stop_hold(&mut self, leg: LegId);
     /// customer ⇄ agent (stops hold on both; binds deferred RTCP).
     fn bridge(&mut self, a: LegId, b: LegId);
-    fn close(&mut self, leg: LegId);
+    /// Close the leg; its port pair enters quarantine at `now`.
+    fn close(&mut self, leg: LegId, now: Instant);
     /// Best known RTP packets forwarded customer → agent and back (the
     /// shell may answer from the relay's last `Event::Stats`).
     fn rtp_counts(&mut self, customer: LegId, agent: LegId) -> RtpCounts;
+    /// Sees every relay event before the call layer does (the real relay
+    /// keeps the counters `rtp_counts` answers from).
+    fn observe(&mut self, _ev: &Event) {}
+    /// Ask for fresh counters of a leg, answered later by `Event::Stats`.
+    fn request_stats(&mut self, _leg: LegId) {}
+    /// Port and socket figures for metrics.
+    fn usage(&self) -> MediaUsage {
+        MediaUsage::default()
+    }
+}
+
+/// The relay's port and socket figures (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaUsage {
+    pub ports_in_use: usize,
+    pub ports_quarantined: usize,
+    /// Legs refused because the range was exhausted.
+    pub port_refusals: u64,
+    /// Pairs handed out before their quarantine ended (the range was short).
+    pub ports_reused_early: u64,
+    /// Pairs skipped because another socket held a port.
+    pub ports_bind_skipped: u64,
+    /// Deferred RTCP sockets that could not be bound at bridge time.
+    pub rtcp_bind_failures: u64,
 }
 
 /// What `CallTable::on_output` did with an endpoint output.

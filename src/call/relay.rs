@@ -1,22 +1,18 @@
 //! `MediaControl` over the shard's real relay (`media::RelayHandle`).
 //!
-//! The shell keeps a [`HoldLibrary`] (built once from the queues' WAV files)
-//! and a [`LegStats`] it refreshes from the relay's `Event::Stats` (ask with
-//! `RelayHandle::request_stats` for bridged legs now and then, and before
-//! ending a call if exact counts matter), and wraps them per input:
-//!
-//! ```ignore
-//! let mut media = RelayMedia { relay: &mut relay, hold: &hold, stats: &stats };
-//! calls.on_output(&mut ep, &mut media, out, now, wall_ms);
-//! ```
+//! [`RelayMedia`] owns the handle, a [`HoldLibrary`] (built once from the
+//! queues' WAV files) and a [`LegStats`] refreshed from the relay's
+//! `Event::Stats` (`observe`; the signalling integrator asks for bridged
+//! legs' stats now and then with `request_stats`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use super::MediaControl;
+use super::{MediaControl, MediaUsage};
 use crate::acd::facts::RtpCounts;
 use crate::media::g711::Law;
-use crate::media::{HoldAudio, LegConfig, LegId, LegPorts, RelayHandle};
+use crate::media::{Event, HoldAudio, LegConfig, LegId, LegPorts, OpenError, RelayHandle};
 
 /// Hold audio per queue, encoded in both G.711 laws.
 #[derive(Debug, Clone, Default)]
@@ -47,13 +43,13 @@ pub struct LegStats(pub HashMap<LegId, u64>);
 
 impl LegStats {
     /// Feed every relay event; returns true when it was a stats answer.
-    pub fn on_event(&mut self, ev: &crate::media::Event) -> bool {
+    pub fn on_event(&mut self, ev: &Event) -> bool {
         match ev {
-            crate::media::Event::Stats { leg, rtp, .. } => {
+            Event::Stats { leg, rtp, .. } => {
                 self.0.insert(*leg, rtp.rx_packets);
                 true
             }
-            crate::media::Event::Closed { leg } => {
+            Event::Closed { leg } => {
                 self.0.remove(leg);
                 false
             }
@@ -62,15 +58,23 @@ impl LegStats {
     }
 }
 
-pub struct RelayMedia<'a> {
-    pub relay: &'a mut RelayHandle,
-    pub hold: &'a HoldLibrary,
-    pub stats: &'a LegStats,
+/// The shard's relay as the call layer's [`MediaControl`]: the handle,
+/// the hold audio it plays, and the last counters it reported.
+pub struct RelayMedia {
+    pub relay: RelayHandle,
+    pub hold: HoldLibrary,
+    pub stats: LegStats,
 }
 
-impl MediaControl for RelayMedia<'_> {
-    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String> {
-        self.relay.open_leg(cfg).map_err(|e| e.to_string())
+impl RelayMedia {
+    pub fn new(relay: RelayHandle, hold: HoldLibrary) -> RelayMedia {
+        RelayMedia { relay, hold, stats: LegStats::default() }
+    }
+}
+
+impl MediaControl for RelayMedia {
+    fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
+        self.relay.open_leg(cfg, now)
     }
     fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
         self.relay.set_peer(leg, rtp, rtcp, false);
@@ -87,13 +91,30 @@ impl MediaControl for RelayMedia<'_> {
     fn bridge(&mut self, a: LegId, b: LegId) {
         self.relay.bridge(a, b);
     }
-    fn close(&mut self, leg: LegId) {
-        self.relay.close(leg);
+    fn close(&mut self, leg: LegId, now: Instant) {
+        self.relay.close(leg, now);
     }
     fn rtp_counts(&mut self, customer: LegId, agent: LegId) -> RtpCounts {
         RtpCounts {
             caller_to_agent: self.stats.0.get(&customer).copied().unwrap_or(0),
             agent_to_caller: self.stats.0.get(&agent).copied().unwrap_or(0),
+        }
+    }
+    fn observe(&mut self, ev: &Event) {
+        self.stats.on_event(ev);
+    }
+    fn request_stats(&mut self, leg: LegId) {
+        self.relay.request_stats(leg);
+    }
+    fn usage(&self) -> MediaUsage {
+        let p = self.relay.ports();
+        MediaUsage {
+            ports_in_use: p.in_use(),
+            ports_quarantined: p.quarantined(),
+            port_refusals: p.exhausted_count,
+            ports_reused_early: p.reused_early_count,
+            ports_bind_skipped: p.bind_skipped_count,
+            rtcp_bind_failures: self.relay.rtcp_bind_failures(),
         }
     }
 }

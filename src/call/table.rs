@@ -141,6 +141,11 @@ impl CallTable {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Calls on this shard (O(1), unlike `counts`).
+    pub fn active(&self) -> usize {
+        self.calls.len()
+    }
+
     /// Whether the call is still on this shard.
     pub fn contains(&self, call: CallId) -> bool {
         self.calls.contains_key(&call)
@@ -293,7 +298,7 @@ impl CallTable {
                     return Handled::NotMine(Output::ClientTimeout { tx });
                 };
                 match role {
-                    CliRole::AgentInvite => self.offer_failed(media, call, tx, OfferResult::NoAnswer, wall_ms),
+                    CliRole::AgentInvite => self.offer_failed(media, call, tx, OfferResult::NoAnswer, now, wall_ms),
                     CliRole::ReInvite(side) => {
                         if let Some(dir) = self.reinvite_done(call, side) {
                             self.send_reinvite(ep, call, side, dir, now);
@@ -418,17 +423,17 @@ impl CallTable {
 
     /// Close a relay leg and forget it. Every leg is closed through here,
     /// and only while the index has it: so exactly once.
-    pub(super) fn close_leg(&mut self, media: &mut dyn MediaControl, leg: crate::media::LegId) {
+    pub(super) fn close_leg(&mut self, media: &mut dyn MediaControl, leg: crate::media::LegId, now: Instant) {
         if self.legs.remove(&leg).is_some() {
-            media.close(leg);
+            media.close(leg, now);
         }
     }
 
     /// Detach the call's agent (offer or bridged) and close its relay leg;
     /// the SIP side of it is the caller's business.
-    pub(super) fn take_agent(&mut self, media: &mut dyn MediaControl, id: CallId) -> Option<Agent> {
+    pub(super) fn take_agent(&mut self, media: &mut dyn MediaControl, id: CallId, now: Instant) -> Option<Agent> {
         let a = self.calls.get_mut(&id)?.agent.take()?;
-        self.close_leg(media, a.leg.id);
+        self.close_leg(media, a.leg.id, now);
         Some(a)
     }
 
@@ -441,7 +446,7 @@ impl CallTable {
         id: CallId,
         now: Instant,
     ) -> Option<String> {
-        let mut a = self.take_agent(media, id)?;
+        let mut a = self.take_agent(media, id, now)?;
         let name = a.name.clone();
         if a.answered {
             if let Some(req) = a.dialog.request("BYE", None) {
@@ -556,7 +561,7 @@ impl CallTable {
     /// Remove the call and every index entry; close its relay legs.
     /// Transactions still running become orphans so their ends are absorbed.
     pub(super) fn finish(&mut self, ep: &mut Endpoint, media: &mut dyn MediaControl, id: CallId, now: Instant) {
-        if let Some(a) = self.take_agent(media, id) {
+        if let Some(a) = self.take_agent(media, id, now) {
             // Callers drop the agent first; this is the safety net.
             self.cli.remove(&a.tx);
             if !a.answered {
@@ -574,7 +579,7 @@ impl CallTable {
             }
         }
         let Some(call) = self.calls.remove(&id) else { return };
-        self.close_leg(media, call.leg.id);
+        self.close_leg(media, call.leg.id, now);
         for k in &call.dialog_keys {
             self.dialogs.remove(k);
         }

@@ -35,9 +35,10 @@ struct FakeMedia {
 }
 
 impl MediaControl for FakeMedia {
-    fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, String> {
+    fn open_leg(&mut self, cfg: LegConfig, _now: Instant) -> Result<LegPorts, OpenError> {
         if self.exhausted {
-            return Err("ports exhausted".into());
+            let range = crate::media::PortRange { start: 30000, end: 30001 };
+            return Err(OpenError::Ports(crate::media::PortError::Exhausted { range, in_use: 1 }));
         }
         self.next += 1;
         let id = LegId(self.next);
@@ -75,7 +76,7 @@ impl MediaControl for FakeMedia {
         self.deferred_rtcp.remove(&b);
         self.bridged.push((a, b));
     }
-    fn close(&mut self, leg: LegId) {
+    fn close(&mut self, leg: LegId, _now: Instant) {
         assert!(self.open.remove(&leg), "leg closed twice or never opened");
         self.hold.remove(&leg);
         self.deferred_rtcp.remove(&leg);

@@ -16,17 +16,19 @@
 //! channel and an eventfd write wakes the ring; answers and notifications
 //! come back as [`Event`]s, which the shard polls with
 //! [`RelayHandle::try_event`] (e.g. from a glommio timer every 50–100 ms).
+//! The handle never reads the clock: the methods that start or end a port
+//! pair's quarantine take the caller's `now`.
 //!
 //! ```text
 //! spawn(cfg: RelayConfig)                     -> io::Result<RelayHandle>
-//! open_leg(&mut self, LegConfig)              -> Result<LegPorts, OpenError>   // 503 on exhaustion
-//! open_pair(&mut self, LegConfig, LegConfig)  -> Result<(LegPorts, LegPorts), OpenError>
+//! open_leg(&mut self, LegConfig, now)         -> Result<LegPorts, OpenError>   // 503 on exhaustion
+//! open_pair(&mut self, LegConfig, LegConfig, now) -> Result<(LegPorts, LegPorts), OpenError>
 //! set_peer(&self, LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool)
 //! start_hold(&self, LegId, HoldAudio, pt: u8)   // 20 ms G.711 frames to the leg's peer
 //! stop_hold(&self, LegId)
 //! bridge(&mut self, a: LegId, b: LegId)         // a⇄b, stops hold on both; binds deferred RTCP
 //! unbridge(&self, LegId)
-//! close(&mut self, LegId)                       // pair released (quarantine), Event::Closed
+//! close(&mut self, LegId, now)                  // pair released (quarantine from now), Event::Closed
 //! request_stats(&self, LegId)                   // answered by Event::Stats
 //! request_counters(&self)                       // answered by Event::Counters
 //! try_event(&self) -> Option<Event>             // MediaTimeout, Stats, Closed…
@@ -411,13 +413,9 @@ impl RelayHandle {
         unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
     }
 
-    /// Reserve a port pair, bind it and hand it to the relay.
-    pub fn open_leg(&mut self, cfg: LegConfig) -> Result<LegPorts, OpenError> {
-        self.open_leg_at(cfg, Instant::now())
-    }
-
-    /// As [`open_leg`](Self::open_leg) with the time passed in (for quarantine tests).
-    pub fn open_leg_at(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
+    /// Reserve a port pair, bind it and hand it to the relay. `now` is the
+    /// caller's clock: it decides which quarantined pairs are free again.
+    pub fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
         let mut last_err = None;
         for _ in 0..BIND_ATTEMPTS {
             let port = self.ports.allocate(now)?;
@@ -481,12 +479,12 @@ impl RelayHandle {
     }
 
     /// Open two legs (e.g. customer side and agent side); all or nothing.
-    pub fn open_pair(&mut self, a: LegConfig, b: LegConfig) -> Result<(LegPorts, LegPorts), OpenError> {
-        let pa = self.open_leg(a)?;
-        match self.open_leg(b) {
+    pub fn open_pair(&mut self, a: LegConfig, b: LegConfig, now: Instant) -> Result<(LegPorts, LegPorts), OpenError> {
+        let pa = self.open_leg(a, now)?;
+        match self.open_leg(b, now) {
             Ok(pb) => Ok((pa, pb)),
             Err(e) => {
-                self.close(pa.id);
+                self.close(pa.id, now);
                 Err(e)
             }
         }
@@ -510,11 +508,8 @@ impl RelayHandle {
     pub fn unbridge(&self, leg: LegId) {
         self.send(Command::Unbridge { id: leg });
     }
-    /// Close a leg; its port pair enters quarantine now.
-    pub fn close(&mut self, leg: LegId) {
-        self.close_at(leg, Instant::now())
-    }
-    pub fn close_at(&mut self, leg: LegId, now: Instant) {
+    /// Close a leg; its port pair enters quarantine at `now`.
+    pub fn close(&mut self, leg: LegId, now: Instant) {
         if let Some(o) = self.open.remove(&leg) {
             self.ports.release(o.port, now);
         }

@@ -1,20 +1,23 @@
 //! The glommio shell: pinned executors, sockets, timers, the cross-shard mesh.
 //!
-//! Everything protocol-shaped lives in the sans-IO modules (`sip`, `acd`);
-//! this module only moves bytes and messages between them and the world.
+//! Everything protocol-shaped lives in the sans-IO modules (`sip`, `call`,
+//! `acd`) and their integrators (`engine`); this module only moves bytes and
+//! messages between them and the world.
+//!
+//! `runtime` starts the executors; `signalling` and `routing` are their
+//! shells; `shared` holds what all three use; `unix_signals` is SIGTERM /
+//! SIGINT handling, nothing to do with SIP signalling.
 
-mod core;
-mod flood;
 mod icmp;
-mod messages;
 pub mod notify;
-mod register;
+pub(crate) mod register;
 mod routing;
 mod runtime;
-pub mod signals;
+mod shared;
 mod signalling;
 mod store_thread;
+pub mod unix_signals;
 mod wake;
 
-pub use messages::{FromRouting, ToRouting};
+pub use crate::engine::{FromRouting, ToRouting};
 pub use runtime::{run, RunError};

@@ -66,15 +66,17 @@ pub fn to_registrar(req: &rsip::Request, src: SocketAddr) -> Result<RegisterRequ
     })
 }
 
-/// The registrar's answer as a response to the REGISTER.
-pub fn to_response(reply: &RegisterReply) -> ResponseSpec {
+/// The registrar's answer as a response to the REGISTER; `wall_ms` (unix
+/// ms, passed in like every clock) dates a 200.
+pub fn to_response(reply: &RegisterReply, wall_ms: u64) -> ResponseSpec {
     let mut spec = ResponseSpec { reason: Some(reply.reason().to_string()), ..ResponseSpec::new(reply.status()) };
     match reply {
         RegisterReply::Ok { contacts } => {
             for (uri, secs) in contacts {
                 spec.headers.push(("Contact".into(), format!("<{uri}>;expires={secs}")));
             }
-            spec.headers.push(("Date".into(), http_date(std::time::SystemTime::now())));
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(wall_ms);
+            spec.headers.push(("Date".into(), http_date(t)));
         }
         RegisterReply::Challenge { www_authenticate } => {
             for c in www_authenticate {

@@ -20,14 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 
-use super::messages::{FromRouting, ToRouting};
-use super::runtime::Shared;
-use super::signalling::housekeeping;
+use super::shared::{housekeeping, Shared};
 use super::store_thread::StoreThread;
 use super::wake::Wake;
 use crate::acd::routing::{CommitOutcome, Effect, Input, Loaded, Routing};
 use crate::acd::{Store, StoreError};
 use crate::config::Config;
+use crate::engine::{FromRouting, ToRouting};
 
 pub struct Context {
     pub cfg: Config,

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::messages::{Forwarded, FromRouting, ToRouting};
-use super::{notify, routing, signalling, signals};
+use super::shared::{ExitNotice, Shared};
+use super::{notify, routing, signalling, unix_signals as signals};
+use crate::engine::{Forwarded, FromRouting, ToRouting};
 use crate::acd::{Store, StoreError};
 use crate::call::HoldLibrary;
-use crate::media::{RelayConfig, RelayHandle};
 use crate::config::Config;
+use crate::media::{RelayConfig, RelayHandle};
 use crate::mgmt::{self, Board};
 
 /// Capacity of each cross-executor channel. A full channel back-pressures
@@ -47,38 +48,6 @@ pub enum RunError {
     NoPorts(u16),
     #[error("hold audio of queue {queue}: {reason}")]
     HoldAudio { queue: String, reason: String },
-}
-
-/// Everything an executor shares with the main thread.
-#[derive(Clone)]
-pub struct Shared {
-    pub board: Arc<Board>,
-    pub shutdown: Arc<AtomicBool>,
-    /// Bumped by each executor's housekeeping tick; the watchdog is only
-    /// fed while all of them move.
-    pub heartbeats: Arc<Vec<AtomicU64>>,
-    pub ready: mpsc::Sender<String>,
-    /// Each executor's [`ExitNotice`] reports here when it ends, even by panic.
-    pub exited: mpsc::Sender<String>,
-}
-
-/// Tells the main thread an executor ended, however it ended: the drop runs
-/// on return and on unwinding.
-pub struct ExitNotice {
-    name: String,
-    tx: mpsc::Sender<String>,
-}
-
-impl ExitNotice {
-    pub fn new(name: &str, shared: &Shared) -> ExitNotice {
-        ExitNotice { name: name.to_string(), tx: shared.exited.clone() }
-    }
-}
-
-impl Drop for ExitNotice {
-    fn drop(&mut self) {
-        let _ = self.tx.send(self.name.clone());
-    }
 }
 
 /// Runs the engine until SIGTERM/SIGINT. Returns once everything is stopped

@@ -1,30 +1,27 @@
-//! A signalling shard: one pinned executor that owns a SIP socket (shared
-//! port via SO_REUSEPORT), the sans-IO endpoint and call table, and the
-//! relay of its own calls (its slice of the RTP port range).
+//! A signalling shard's shell: one pinned executor that owns a SIP socket
+//! (shared port via SO_REUSEPORT), the relay of its own calls (its slice of
+//! the RTP port range) and an `engine::Signalling` integrator over them.
 //!
-//! The shard is a few small tasks around one `Core` in a `RefCell`: each
-//! task borrows it only while feeding it one input and draining its outputs,
-//! never across an `.await`.
+//! The shell is a few small tasks around the integrator in a `RefCell`: each
+//! task borrows it only while feeding it inputs and draining its effects,
+//! never across an `.await`. Here are only sockets, timers, channels and
+//! the ICMP error queue; what to do with them is the integrator's.
 
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::net::UdpSocket;
 
-use super::core::{wall_ms, Core, Effect};
-use super::flood::FloodGuard;
 use super::icmp;
-use super::messages::{Forwarded, FromRouting, ToRouting};
-use super::runtime::Shared;
+use super::shared::{housekeeping, wall_ms, Shared};
 use super::wake::{self, Wake};
-use crate::call::{CallConfig, CallTable, HoldLibrary};
+use crate::call::{CallConfig, CallTable, HoldLibrary, RelayMedia};
 use crate::config::Config;
+use crate::engine::{Effect, Forwarded, FromRouting, Input, Signalling, SignallingConfig, ToRouting};
 use crate::media::RelayHandle;
-use crate::mgmt::Sample;
 use crate::sip::endpoint::{Endpoint, EndpointConfig};
 use crate::sip::Timers;
 
@@ -33,8 +30,11 @@ use crate::sip::Timers;
 /// late a media timeout or a stats answer is seen.
 const MEDIA_POLL: Duration = Duration::from_millis(50);
 
-/// How often bridged legs' counters are refreshed for CDRs.
-const STATS_POLL: Duration = Duration::from_secs(1);
+/// Effects carried out per step before the shell goes back to its inputs;
+/// ICMP news met while sending adds effects, at most this many rounds.
+const EFFECT_ROUNDS: usize = 4;
+
+type Core = Signalling<RelayMedia>;
 
 pub struct Context {
     pub id: u16,
@@ -68,16 +68,16 @@ impl Io {
                         if unreachable(err) {
                             // A pending ICMP error (IP_RECVERR) fails the
                             // next socket call, whatever its destination,
-                            // and is cleared by it: note the news (the
-                            // next step's drain acts on it) and send again.
+                            // and is cleared by it: hand the news over and
+                            // send again.
                             let dests = icmp::drain_unreachable(self.socket.as_raw_fd());
-                            core.borrow_mut().note_unreachable(dests);
+                            core.borrow_mut().handle(Input::Unreachable(dests), Instant::now(), wall_ms());
                             sent = self.socket.send_to(&data, dest).await;
                         }
                     }
                     if let Err(err) = sent {
                         tracing::debug!(%dest, error = %err, "send failed");
-                        core.borrow_mut().send_errors += 1;
+                        core.borrow_mut().note_send_error();
                     }
                 }
                 Effect::Forward(shard, fwd) => {
@@ -106,19 +106,33 @@ fn unreachable(e: &glommio::GlommioError<()>) -> bool {
     matches!(e, glommio::GlommioError::IoError(io) if icmp::is_unreachable(io))
 }
 
-/// Feeds one input to the core, drains it, re-arms the timer task if the
-/// input created an earlier deadline, and carries out the effects.
+/// Feeds inputs to the integrator (`f`), re-arms the timer task if they
+/// created an earlier deadline, and carries out the effects. The relay is
+/// woken once per step, however many commands the inputs gave it.
 async fn step(core: &RefCell<Core>, io: &Io, wake: &Wake, effects: &mut Vec<Effect>, f: impl FnOnce(&mut Core, Instant, u64)) {
     let (now, wall) = (Instant::now(), wall_ms());
     {
         let mut c = core.borrow_mut();
-        c.relay.begin_batch();
+        c.media().relay.begin_batch();
         f(&mut c, now, wall);
-        c.drain(now, wall, effects);
-        c.relay.end_batch();
+        c.media().relay.end_batch();
+        c.drain_effects(effects);
         wake.check(c.poll_timeout());
     }
-    io.apply(core, effects).await;
+    for round in 1..=EFFECT_ROUNDS {
+        if effects.is_empty() {
+            break;
+        }
+        io.apply(core, effects).await;
+        if round == EFFECT_ROUNDS {
+            // ICMP news kept coming: what it caused waits in the
+            // integrator's queue for the next step.
+            break;
+        }
+        let mut c = core.borrow_mut();
+        c.drain_effects(effects);
+        wake.check(c.poll_timeout());
+    }
 }
 
 /// The executor's main future; returns on shutdown.
@@ -137,8 +151,12 @@ pub async fn run(ctx: Context) {
         rng_seed: seed,
     });
     let calls = CallTable::new(CallConfig::from_config(&cfg), id, seed.rotate_left(17));
-    let flood = (FloodGuard::new(cfg.sip.rate_limit_per_ip), cfg.sip.rate_limit_exempt_loopback);
-    let core = Rc::new(RefCell::new(Core::new(id, shards, ep, calls, relay, hold, flood)));
+    let sc = SignallingConfig {
+        rate_limit_per_ip: cfg.sip.rate_limit_per_ip,
+        rate_limit_exempt_loopback: cfg.sip.rate_limit_exempt_loopback,
+        ..SignallingConfig::new(id, shards)
+    };
+    let core = Rc::new(RefCell::new(Signalling::new(sc, ep, calls, RelayMedia::new(relay, hold))));
 
     // A channel end's connect() waits for its peer's, so every end is
     // connected from its own task: sequential connects would deadlock.
@@ -177,7 +195,8 @@ pub async fn run(ctx: Context) {
                     Err(e) if unreachable(&e) => {
                         // An ICMP error for a datagram we sent (IP_RECVERR).
                         let dests = icmp::drain_unreachable(io.socket.as_raw_fd());
-                        step(&core, &io, &wake, &mut effects, |c, _, _| c.note_unreachable(dests)).await;
+                        step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Unreachable(dests), now, wall))
+                            .await;
                         continue;
                     }
                     Err(e) => {
@@ -188,7 +207,8 @@ pub async fn run(ctx: Context) {
                 };
                 tracing::trace!(shard = id, %src, len = n, "datagram in");
                 let data = buf.get(..n).unwrap_or(&[]);
-                step(&core, &io, &wake, &mut effects, |c, now, _| c.on_datagram(data, src, now)).await;
+                step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Datagram { data, src }, now, wall))
+                    .await;
             }
         })
         .detach();
@@ -200,7 +220,7 @@ pub async fn run(ctx: Context) {
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
             while let Some(msg) = rx.recv().await {
-                step(&core, &io, &wake, &mut effects, |c, now, wall| c.on_routing(msg, now, wall)).await;
+                step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Routing(msg), now, wall)).await;
             }
         })
         .detach();
@@ -212,12 +232,12 @@ pub async fn run(ctx: Context) {
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
             while let Some(f) = rx.recv().await {
-                step(&core, &io, &wake, &mut effects, |c, now, _| c.on_forwarded(f, now)).await;
+                step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Forwarded(f), now, wall)).await;
             }
         })
         .detach();
     }
-    // SIP and call timers.
+    // SIP and call timers, and the refresh of bridged legs' counters.
     {
         let (core, io, wake) = (core.clone(), io.clone(), wake.clone());
         glommio::spawn_local(async move {
@@ -230,25 +250,22 @@ pub async fn run(ctx: Context) {
                     let _ = wake_rx.recv().await;
                 })
                 .await;
-                step(&core, &io, &wake, &mut effects, |c, now, wall| c.on_timeout(now, wall)).await;
+                step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Timer, now, wall)).await;
             }
         })
         .detach();
     }
-    // Relay events and stats refresh.
+    // Relay events.
     {
         let (core, io, wake) = (core.clone(), io.clone(), wake.clone());
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
-            let mut last_stats = Instant::now();
             loop {
                 glommio::timer::sleep(MEDIA_POLL).await;
-                if last_stats.elapsed() >= STATS_POLL {
-                    last_stats = Instant::now();
-                    core.borrow().request_stats();
-                }
                 step(&core, &io, &wake, &mut effects, |c, now, wall| {
-                    c.on_media_events(now, wall);
+                    while let Some(ev) = c.media().relay.try_event() {
+                        c.handle(Input::Media(ev), now, wall);
+                    }
                 })
                 .await;
             }
@@ -263,23 +280,6 @@ pub async fn run(ctx: Context) {
     housekeeping(id as usize, &shared, || core.borrow().samples()).await;
     // Hang up what is still up, and give the BYEs a moment on the wire.
     let mut effects = Vec::new();
-    step(&core, &io, &wake, &mut effects, |c, now, wall| c.hangup_all(now, wall)).await;
+    step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Shutdown, now, wall)).await;
     tracing::debug!(shard = id, "signalling shard stopped");
-}
-
-/// Heartbeat and the shutdown check every 100 ms, and metrics publication
-/// when the management plane asked for them (see `mgmt::Board`).
-pub async fn housekeeping(slot: usize, shared: &Shared, samples: impl Fn() -> Vec<Sample>) {
-    let mut last = 0;
-    while !shared.shutdown.load(Ordering::Relaxed) {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
-        if let Some(b) = shared.heartbeats.get(slot) {
-            b.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(r) = shared.board.wanted(last) {
-            shared.board.publish(slot, samples());
-            shared.board.answered(slot, r);
-            last = r;
-        }
-    }
 }
