@@ -1,6 +1,9 @@
 #!/bin/sh
 # Usage: bench/run_relay.sh IMPL STREAMS RATE [extra relay flags...]
 #   IMPL = baseline | engine ; relay pinned to CPU 0, load to CPU 1.
+#   The relay flags of the loop variants (--oneshot, --zc, --busy, --spin-us,
+#   --batch-wait-us) need `cargo build --release --features relay-bench-modes
+#   --bin relay-bench`; the default build refuses them.
 set -e
 IMPL=$1; N=$2; RATE=$3; shift 3
 BIN=target/release
