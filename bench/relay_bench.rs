@@ -49,6 +49,8 @@ fn relay(args: &[String]) {
     let cpu: i64 = arg(args, "--cpu", -1);
     let cfg = RelayConfig {
         range: PortRange { start: base, end: base + 4 * streams as u16 },
+        // the port layout below (stream i on base + 4i) needs the first pair first
+        first_pair: Some(0),
         recv_mode: if flag(args, "--own-buffers") { RecvMode::OwnBuffer } else { RecvMode::Multishot },
         wait_past_sends: !flag(args, "--wait-sends"),
         fixed_files: !flag(args, "--no-fixed-files"),

@@ -6,7 +6,7 @@
 #   --bin relay-bench`; the default build refuses them.
 set -e
 IMPL=$1; N=$2; RATE=$3; shift 3
-BIN=target/release
+BIN=${BIN:-target/release}
 BASE=${BASE:-26000}; RX=${RX:-19000}; SECS=${SECS:-5}
 if [ "$IMPL" = baseline ]; then
   $PRIO taskset -c 0 $BIN/relay-baseline --streams $N --base $BASE --peer 127.0.0.1:$RX --secs 600 2>/tmp/relay.log &
