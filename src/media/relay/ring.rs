@@ -19,10 +19,10 @@
 //!   FIFO and is re-armed as soon as any buffer returns, so no socket is ever
 //!   left without a receive (no socket starves under overload).
 //! * Without a provided buffer ring (refused by the kernel) every socket
-//!   receives into a buffer of its own instead ([`own_buffer`]).
+//!   receives into a buffer of its own instead (`own_buffer`).
 //! * The variants measured in bench/RESULTS.md (one-shot receive, `SEND_ZC`,
 //!   busy-polling, adaptive spin, kernel batch window) are built only with
-//!   the `relay-bench-modes` feature ([`bench_modes`]).
+//!   the `relay-bench-modes` feature (`bench_modes`).
 
 use std::collections::VecDeque;
 use std::io;
