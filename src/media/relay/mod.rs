@@ -1,6 +1,6 @@
-//! The RTP/RTCP relay: the sans-IO leg table ([`table`]) over the per-stream
+//! The RTP/RTCP relay: the sans-IO leg table (`table`) over the per-stream
 //! logic ([`stream`], [`stats`]), and the io_uring loop ([`ring`]) with its
-//! buffer pool ([`pool`]) and address conversion ([`sockaddr`]).
+//! buffer pool (`pool`) and address conversion (`sockaddr`).
 
 mod pool;
 pub mod ring;

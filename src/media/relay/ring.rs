@@ -1,9 +1,9 @@
 //! The io_uring relay loop: one ring per shard, the I/O part only. What to
 //! do with a packet, a command or the passing time is the leg table's
-//! decision ([`super::table`]); this file submits and completes.
+//! decision (`table.rs`); this file submits and completes.
 //!
 //! * Every relay socket has exactly one multishot `RECVMSG` armed, with
-//!   `BUFFER_SELECT` from the provided buffer ring ([`super::pool`]), so an
+//!   `BUFFER_SELECT` from the provided buffer ring (`pool.rs`), so an
 //!   armed receive holds no buffer until a datagram arrives.
 //! * A received buffer is sent on as is (`IORING_OP_SEND` with a
 //!   destination): the payload is never copied in user space. The buffer
