@@ -12,7 +12,10 @@
 //! /proc/<relay-pid>/task/*/schedstat over the measurement window.
 //!
 //! relay-bench relay --streams N --base PORT --peer IP:PORT [--cpu C] [--secs T]
-//!                   [--multishot] [--zc] [--register] [--busy]
+//!                   [--own-buffers] [--wait-sends] [--no-fixed-files] [--buffers N]
+//!   built with `--features relay-bench-modes`, also:
+//!                   [--oneshot] [--zc] [--register] [--busy] [--spin-us US]
+//!                   [--batch-wait-us US] [--batch N]
 //! relay-bench load  --streams N --base PORT --rx-port P --rate PPS --secs T
 //!                   [--size 200] [--relay-pid PID] [--direct] [--overload SECS]
 
@@ -46,20 +49,10 @@ fn relay(args: &[String]) {
     let cpu: i64 = arg(args, "--cpu", -1);
     let cfg = RelayConfig {
         range: PortRange { start: base, end: base + 4 * streams as u16 },
-        recv_mode: if flag(args, "--oneshot") {
-            RecvMode::OneShot
-        } else if flag(args, "--own-buffers") {
-            RecvMode::OwnBuffer
-        } else {
-            RecvMode::Multishot
-        },
-        send_zc: flag(args, "--zc"),
-        register_buffers: flag(args, "--register") || flag(args, "--zc"),
-        busy_poll: flag(args, "--busy"),
-        batch_wait_us: arg(args, "--batch-wait-us", 0),
-        batch: arg(args, "--batch", 16),
+        // the port layout below (stream i on base + 4i) needs the first pair first
+        first_pair: Some(0),
+        recv_mode: if flag(args, "--own-buffers") { RecvMode::OwnBuffer } else { RecvMode::Multishot },
         wait_past_sends: !flag(args, "--wait-sends"),
-        spin_us: arg(args, "--spin-us", 0),
         fixed_files: !flag(args, "--no-fixed-files"),
         cpu: if cpu >= 0 { Some(cpu as usize) } else { None },
         pool_buffers: arg(args, "--buffers", 1024),
@@ -67,6 +60,7 @@ fn relay(args: &[String]) {
         tick: Duration::from_millis(200),
         ..Default::default()
     };
+    let cfg = bench_modes(args, cfg);
     eprintln!("relay-bench relay pid {} {:?}", std::process::id(), cfg);
     let mut h = RelayHandle::spawn(cfg).expect("relay");
     for i in 0..streams {
@@ -90,6 +84,31 @@ fn relay(args: &[String]) {
         }
     }
     h.shutdown();
+}
+
+/// The loop's benchmark-only variants (`--features relay-bench-modes`).
+#[cfg(feature = "relay-bench-modes")]
+fn bench_modes(args: &[String], cfg: RelayConfig) -> RelayConfig {
+    RelayConfig {
+        recv_mode: if flag(args, "--oneshot") { RecvMode::OneShot } else { cfg.recv_mode },
+        send_zc: flag(args, "--zc"),
+        register_buffers: flag(args, "--register") || flag(args, "--zc"),
+        busy_poll: flag(args, "--busy"),
+        batch_wait_us: arg(args, "--batch-wait-us", 0),
+        batch: arg(args, "--batch", 16),
+        spin_us: arg(args, "--spin-us", 0),
+        ..cfg
+    }
+}
+
+#[cfg(not(feature = "relay-bench-modes"))]
+fn bench_modes(args: &[String], cfg: RelayConfig) -> RelayConfig {
+    const MODES: [&str; 7] = ["--oneshot", "--zc", "--register", "--busy", "--batch-wait-us", "--batch", "--spin-us"];
+    if let Some(m) = MODES.iter().find(|m| flag(args, m)) {
+        eprintln!("relay-bench: {m} needs a build with `--features relay-bench-modes`");
+        std::process::exit(2);
+    }
+    cfg
 }
 
 /// Sum of run time (ns) over all threads of `pid`.

@@ -3,6 +3,8 @@
 # load on CPU 1, both SCHED_FIFO 50 unless noted (the VM's two cores are
 # shared with other builds; without it the figures measure them, not us).
 # Usage: bench/relay_matrix.sh > /tmp/matrix.txt
+# Build: cargo build --release --features relay-bench-modes --bin relay-bench --bin relay-baseline
+# (the loop variants below exist only with that feature)
 cd "$(dirname "$0")/.."
 export SECS=${SECS:-4}
 RT="chrt -f 50"

@@ -3,6 +3,8 @@
 # variants interleaved, REPS repetitions each, relay SCHED_FIFO 50 on CPU 0,
 # load SCHED_FIFO 50 on CPU 1, then the median of every figure per variant.
 # Usage: REPS=3 SECS=4 bench/relay_opt.sh STREAMS RATE 'label:flags' ... > out
+#   (variant flags such as --spin-us need relay-bench built with
+#   --features relay-bench-modes)
 #   flags: relay-bench relay flags with '_' for spaces, e.g.
 #   'spin30:--spin-us_30'  'baseline:BASELINE'
 cd "$(dirname "$0")/.."

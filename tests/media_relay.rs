@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use cc_engine::media::{DropReason, Event, LegConfig, OpenError, PortError, RecvMode, RelayConfig, PortRange};
 
 fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
-    let mut h = relay_cfg(RelayConfig {
-        range: PortRange { start, end: start + 8 },
-        recv_mode: mode,
-        send_zc: zc,
-        register_buffers: zc,
-        ..Default::default()
-    });
+    let cfg = RelayConfig { range: PortRange { start, end: start + 8 }, recv_mode: mode, ..Default::default() };
+    // SEND_ZC is one of the loop's benchmark-only variants
+    #[cfg(feature = "relay-bench-modes")]
+    let cfg = RelayConfig { send_zc: zc, register_buffers: zc, ..cfg };
+    #[cfg(not(feature = "relay-bench-modes"))]
+    assert!(!zc, "SEND_ZC is built only with the relay-bench-modes feature");
+    let mut h = relay_cfg(cfg);
     let (a, b) = (client(), client());
     let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
     assert_eq!(la.rtp.port() % 2, 0);
@@ -45,6 +45,7 @@ fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
     h.shutdown();
 }
 
+#[cfg(feature = "relay-bench-modes")]
 #[test]
 fn both_directions_oneshot() {
     both_directions_in(RecvMode::OneShot, false, 28000);
@@ -60,6 +61,7 @@ fn both_directions_own_buffers() {
     both_directions_in(RecvMode::OwnBuffer, false, 28140);
 }
 
+#[cfg(feature = "relay-bench-modes")]
 #[test]
 fn both_directions_send_zc() {
     both_directions_in(RecvMode::OneShot, true, 28020);
@@ -425,11 +427,13 @@ fn wait_for_send_completions_too() {
     wait_variant(RelayConfig { range: PortRange { start: 28300, end: 28308 }, wait_past_sends: false, ..Default::default() });
 }
 
+#[cfg(feature = "relay-bench-modes")]
 #[test]
 fn adaptive_spin_forwards_everything() {
     wait_variant(RelayConfig { range: PortRange { start: 28310, end: 28318 }, spin_us: 50, ..Default::default() });
 }
 
+#[cfg(feature = "relay-bench-modes")]
 #[test]
 fn adaptive_batch_window_forwards_everything() {
     wait_variant(RelayConfig { range: PortRange { start: 28320, end: 28328 }, batch_wait_us: 50, batch: 8, ..Default::default() });

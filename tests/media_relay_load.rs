@@ -147,10 +147,19 @@ fn overload_then_every_stream_recovers() {
 /// One-shot receives and a pool of only 8 buffers for 200 streams: buffer
 /// exhaustion (ENOBUFS) is certain, and the starved-socket FIFO must re-arm
 /// every socket (none left unread).
+#[cfg(feature = "relay-bench-modes")]
 #[test]
 fn overload_with_tiny_pool_starves_no_socket() {
     let cfg = RelayConfig { recv_mode: RecvMode::OneShot, pool_buffers: 8, ..Default::default() };
     overload_case(28720, cfg, true);
+}
+
+/// The same with the product's multishot receives: an empty pool ends a
+/// socket's multishot receive with ENOBUFS, and the FIFO re-arms it.
+#[test]
+fn overload_with_tiny_pool_multishot_starves_no_socket() {
+    let cfg = RelayConfig { recv_mode: RecvMode::Multishot, pool_buffers: 8, ..Default::default() };
+    overload_case(31300, cfg, true);
 }
 
 fn overload_case(start: u16, cfg: RelayConfig, expect_starvation: bool) {

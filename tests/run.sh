@@ -28,3 +28,6 @@ echo "== cargo test"
 # Tests start several engines at once; two threads keep a 2-core machine
 # from timing out its own SIP transactions.
 cargo test --locked -- --test-threads=2
+
+echo "== cargo test: the relay loop's benchmark-only variants (feature relay-bench-modes)"
+cargo test --locked --features relay-bench-modes --test media_relay --test media_relay_load -- --test-threads=2 oneshot send_zc adaptive tiny_pool_starves

@@ -4,8 +4,10 @@
 //! * [`ports`] — per-shard RTP port range, even/odd pairs, quarantine (sans-IO).
 //! * [`sdp`] — SDP parse/build, offer/answer, codec intersection (sans-IO).
 //! * [`relay::stream`] / [`relay::stats`] — latching, validation, counters (sans-IO).
+//! * `relay::table` — relay legs, bridges, media timeout, hold schedule (sans-IO).
 //! * [`g711`], [`wav`], [`playout`] — hold audio (sans-IO scheduler).
-//! * [`relay::ring`] — the io_uring loop (the only I/O here).
+//! * [`relay::ring`] — the io_uring loop (the only I/O here), with the
+//!   buffer pool (`relay::pool`) and `relay::sockaddr`.
 //!
 //! # Control API (what the call layer uses)
 //!
@@ -57,8 +59,9 @@
 //! registered file table; one `io_uring_enter` per loop turn (plus one per
 //! 128 completions in long turns). No allocation or lock per packet. Sockets
 //! that hit an empty pool go to a FIFO and are re-armed first when buffers
-//! return, so none is left unread under overload. `SEND_ZC`, busy-polling and
-//! kernel batch waits are options that lost at RTP sizes.
+//! return, so none is left unread under overload. One-shot receives,
+//! `SEND_ZC`, busy-polling, the adaptive spin and kernel batch waits lost at
+//! RTP sizes; they are built only with the `relay-bench-modes` feature.
 //!
 //! # Ports
 //! Keep the RTP range outside `net.ipv4.ip_local_port_range`. A freed pair is
@@ -69,9 +72,10 @@
 //! open at once and puts the untouched pair back.
 //!
 //! # Locked memory
-//! The relay buffer pool (`pool_buffers × buf_size`, 1.5 MiB by default) is
-//! registered as a fixed buffer (for `SEND_ZC`) when `register_buffers` is
-//! set; that counts against `RLIMIT_MEMLOCK`. If registration fails the relay
+//! With `relay-bench-modes`, the relay buffer pool (`pool_buffers ×
+//! buf_size`, 1.5 MiB by default) is registered as a fixed buffer (for
+//! `SEND_ZC`) when `register_buffers` is set; that counts against
+//! `RLIMIT_MEMLOCK`. If registration fails the relay
 //! logs it and runs with plain buffers. For the service set
 //! `LimitMEMLOCK=16M` (or more: 1 MiB per shard plus the rings).
 
@@ -97,6 +101,7 @@ pub use relay::{DropReason, StreamStats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecvMode {
     /// One `RECVMSG` per datagram with a buffer selected from the provided ring.
+    #[cfg(feature = "relay-bench-modes")]
     OneShot,
     /// One multishot `RECVMSG` per socket, buffers from the provided ring.
     Multishot,
@@ -128,17 +133,22 @@ pub struct RelayConfig {
     pub ring_entries: u32,
     pub recv_mode: RecvMode,
     /// Use `SEND_ZC` instead of `SENDMSG`.
+    #[cfg(feature = "relay-bench-modes")]
     pub send_zc: bool,
     /// Register the pool as a fixed buffer (locked memory; used by SEND_ZC).
+    #[cfg(feature = "relay-bench-modes")]
     pub register_buffers: bool,
     /// Spin instead of sleeping in `io_uring_enter`.
+    #[cfg(feature = "relay-bench-modes")]
     pub busy_poll: bool,
     /// Kernel-side batching of wake-ups (`min_wait_usec`, Linux 6.12+),
     /// adaptive: while the recent packet gap fills this window with at least
     /// two packets, wait for the packets expected in it (at most `batch`),
     /// but return after this many µs if at least one is ready. At lower
     /// rates, and always when idle, wake on the first completion. 0 = off.
+    #[cfg(feature = "relay-bench-modes")]
     pub batch_wait_us: u32,
+    #[cfg(feature = "relay-bench-modes")]
     pub batch: usize,
     /// One `io_uring_enter` per loop turn: wait for one completion beyond
     /// the sends submitted in the same call (UDP sends complete inline, so
@@ -149,6 +159,7 @@ pub struct RelayConfig {
     /// `IORING_SQ_TASKRUN` flag (no syscall) for up to this many µs before
     /// sleeping, when the recent packet gap is shorter than that. 0 = off.
     /// The spin is on-CPU time and is counted as such.
+    #[cfg(feature = "relay-bench-modes")]
     pub spin_us: u32,
     /// Register relay sockets in the ring's file table (saves fget/fput per op).
     pub fixed_files: bool,
@@ -173,12 +184,18 @@ impl Default for RelayConfig {
             buf_size: 1536,
             ring_entries: 4096,
             recv_mode: RecvMode::Multishot,
+            #[cfg(feature = "relay-bench-modes")]
             send_zc: false,
+            #[cfg(feature = "relay-bench-modes")]
             register_buffers: false,
+            #[cfg(feature = "relay-bench-modes")]
             busy_poll: false,
+            #[cfg(feature = "relay-bench-modes")]
             batch_wait_us: 0,
+            #[cfg(feature = "relay-bench-modes")]
             batch: 16,
             wait_past_sends: true,
+            #[cfg(feature = "relay-bench-modes")]
             spin_us: 0,
             fixed_files: true,
             cpu: None,

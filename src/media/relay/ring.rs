@@ -1,40 +1,44 @@
-//! The io_uring relay loop: one ring per shard, the thin I/O part.
+//! The io_uring relay loop: one ring per shard, the I/O part only. What to
+//! do with a packet, a command or the passing time is the leg table's
+//! decision (`table.rs`); this file submits and completes.
 //!
-//! * Every relay socket has exactly one receive armed (one-shot `RECVMSG`
-//!   or multishot `RECVMSG`), with `BUFFER_SELECT` from a provided buffer
-//!   ring, so an armed receive holds no buffer until a datagram arrives.
-//! * A received buffer is sent on as is (`SENDMSG`, or `SEND_ZC` when
-//!   enabled): the payload is never copied in user space. The buffer goes
-//!   back to the provided ring when the send completes (for `SEND_ZC`, on
-//!   the notification).
+//! * Every relay socket has exactly one multishot `RECVMSG` armed, with
+//!   `BUFFER_SELECT` from the provided buffer ring (`pool.rs`), so an
+//!   armed receive holds no buffer until a datagram arrives.
+//! * A received buffer is sent on as is (`IORING_OP_SEND` with a
+//!   destination): the payload is never copied in user space. The buffer
+//!   goes back to the provided ring when the send completes.
 //! * All SQEs produced while handling a batch of completions are submitted by
 //!   one `io_uring_enter` per loop turn, which also waits: for one completion
 //!   beyond the sends it submits (they complete inline), so a forwarded
 //!   packet costs one enter, not two.
-//! * Optional, measured in bench/RESULTS.md: an adaptive spin on the shared
-//!   `IORING_SQ_TASKRUN` flag (`spin_us`) and an adaptive kernel batch
-//!   window (`batch_wait_us`).
-//! * No allocation and no lock per packet: sockets, legs, send headers and
-//!   buffers are preallocated; control commands arrive over an mpsc channel
-//!   plus an eventfd read kept armed in the ring.
+//! * No allocation and no lock per packet: sockets, relay legs, send headers
+//!   and buffers are preallocated; control commands arrive over an mpsc
+//!   channel plus an eventfd read kept armed in the ring.
 //! * Fairness: a socket whose receive failed for lack of buffers goes into a
 //!   FIFO and is re-armed as soon as any buffer returns, so no socket is ever
 //!   left without a receive (no socket starves under overload).
+//! * Without a provided buffer ring (refused by the kernel) every socket
+//!   receives into a buffer of its own instead (`own_buffer`).
+//! * The variants measured in bench/RESULTS.md (one-shot receive, `SEND_ZC`,
+//!   busy-polling, adaptive spin, kernel batch window) are built only with
+//!   the `relay-bench-modes` feature (`bench_modes`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use self::own_buffer::OwnBuf;
+use super::pool::Pool;
+use super::sockaddr::{from_storage, to_storage, zeroed_storage, STORAGE_LEN};
 use super::stats::DropReason;
-use super::stream::{Kind, StreamState, Verdict};
+use super::table::{HoldTx, Table, HOLD_FRAME, NO_SOCKET, RTCP, RTP};
 use crate::media::{Command, Event, LegConfig, LegId, RecvMode, RelayConfig, RelayCounters};
-use crate::media::playout::{HoldAudio, Playout, HEADER, SAMPLES};
 
 const TAG_RECV: u64 = 1;
 const TAG_SEND: u64 = 2;
@@ -43,14 +47,11 @@ const TAG_WAKE: u64 = 4;
 const TAG_CANCEL: u64 = 5;
 const TAG_TIMER: u64 = 6;
 const TAG_SEND_OWN: u64 = 7;
-const NONE: u32 = u32::MAX;
-/// Adaptive spin budget (`RelayConfig::spin_us`): share of each window.
-const SPIN_WINDOW: Duration = Duration::from_millis(10);
-const SPIN_SHARE: f32 = 0.5;
 const BGID: u16 = 7;
 /// Offset of the payload in a multishot buffer: io_uring_recvmsg_out (16) + name (128).
-const MS_NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
-const MS_PAYLOAD_OFF: usize = 16 + MS_NAME_LEN;
+const MS_PAYLOAD_OFF: usize = 16 + STORAGE_LEN;
+
+type Ring = IoUring<squeue::Entry, cqueue::Entry>;
 
 /// Build an SQE against a socket, through the registered file table when
 /// the socket is in it (no fget/fput per operation), else by fd.
@@ -66,6 +67,10 @@ macro_rules! on_fd {
     };
 }
 
+#[cfg(feature = "relay-bench-modes")]
+mod bench_modes;
+mod own_buffer;
+
 #[inline]
 fn ud(tag: u64, sock: u32, bid: u16) -> u64 {
     (tag << 56) | ((sock as u64) << 16) | bid as u64
@@ -75,49 +80,23 @@ fn ud_split(u: u64) -> (u64, u32, u16) {
     (u >> 56, ((u >> 16) & 0xFF_FFFF_FFFF) as u32, (u & 0xFFFF) as u16)
 }
 
-/// sockaddr_storage → SocketAddr without allocation.
-fn from_storage(st: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    match st.ss_family as i32 {
-        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: family checked, storage is large enough
-            let a = unsafe { &*(st as *const _ as *const libc::sockaddr_in) };
-            Some(SocketAddr::V4(SocketAddrV4::new(u32::from_be(a.sin_addr.s_addr).into(), u16::from_be(a.sin_port))))
+/// Queue one SQE, flushing the submission queue to the kernel while it is full.
+#[inline]
+fn push_sqe(ring: &mut Ring, counters: &mut RelayCounters, inline_sends: &mut u32, e: &squeue::Entry) {
+    loop {
+        // SAFETY: every buffer, msghdr and address an SQE points to stays
+        // valid until its CQE: pool buffers live as long as the relay (the
+        // ring is dropped first), a socket's boxed MsgMeta/hold frame/own
+        // buffer until the socket's last operation completed (`maybe_free`),
+        // `send_meta[bid]` while buffer `bid` is on a send (one at a time),
+        // the wake buffer as long as the relay.
+        if unsafe { ring.submission().push(e) }.is_ok() {
+            return;
         }
-        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above
-            let a = unsafe { &*(st as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                a.sin6_addr.s6_addr.into(),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// SocketAddr → sockaddr_storage; returns the length.
-fn to_storage(a: &SocketAddr, st: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match a {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned
-            let s = unsafe { &mut *(st as *mut _ as *mut libc::sockaddr_in) };
-            s.sin_family = libc::AF_INET as libc::sa_family_t;
-            s.sin_port = v4.port().to_be();
-            s.sin_addr = libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() };
-            s.sin_zero = [0; 8];
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: as above
-            let s = unsafe { &mut *(st as *mut _ as *mut libc::sockaddr_in6) };
-            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            s.sin6_port = v6.port().to_be();
-            s.sin6_addr = libc::in6_addr { s6_addr: v6.ip().octets() };
-            s.sin6_flowinfo = v6.flowinfo();
-            s.sin6_scope_id = v6.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        counters.sq_full_flushes += 1;
+        *inline_sends = 0;
+        if let Err(err) = ring.submit() {
+            tracing::error!("io_uring submit: {err}");
         }
     }
 }
@@ -132,7 +111,8 @@ struct MsgMeta {
 
 impl MsgMeta {
     fn new() -> Self {
-        // SAFETY: all-zero is a valid msghdr/iovec/sockaddr_storage
+        // SAFETY: msghdr, iovec and sockaddr_storage are plain integers and
+        // raw pointers: all-zero (null pointers, zero lengths) is valid.
         unsafe { std::mem::zeroed() }
     }
     /// Point hdr at own iov/addr.
@@ -147,105 +127,10 @@ impl MsgMeta {
     }
 }
 
-/// The buffer pool: one mmap'ed region of `count × size` bytes, handed to
-/// the kernel through a provided buffer ring, optionally also registered as
-/// one fixed buffer (for SEND_ZC).
-struct Pool {
-    mem: *mut u8,
-    mem_len: usize,
-    size: usize,
-    count: usize,
-    ring: *mut types::BufRingEntry,
-    ring_len: usize,
-    mask: u16,
-    tail: u16,
-    /// Buffers currently owned by user space or in flight on a send.
-    out: usize,
-    registered: bool,
-}
-
-impl Pool {
-    fn new(count: usize, size: usize) -> io::Result<Pool> {
-        let count = count.clamp(8, 32768);
-        let entries = count.next_power_of_two();
-        let mem_len = count * size;
-        let ring_len = (entries * std::mem::size_of::<types::BufRingEntry>()).max(4096);
-        // SAFETY: plain anonymous mappings
-        let mem = unsafe {
-            libc::mmap(std::ptr::null_mut(), mem_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
-        if mem == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ring = unsafe {
-            libc::mmap(std::ptr::null_mut(), ring_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
-        if ring == libc::MAP_FAILED {
-            unsafe { libc::munmap(mem, mem_len) };
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Pool {
-            mem: mem as *mut u8,
-            mem_len,
-            size,
-            count,
-            ring: ring as *mut types::BufRingEntry,
-            ring_len,
-            mask: (entries - 1) as u16,
-            tail: 0,
-            out: count,
-            registered: false,
-        })
-    }
-    fn entries(&self) -> u16 {
-        self.mask.wrapping_add(1)
-    }
-    #[inline]
-    fn buf(&self, bid: u16) -> *mut u8 {
-        // SAFETY: caller passes bid < count (checked in `valid`)
-        unsafe { self.mem.add(bid as usize * self.size) }
-    }
-    #[inline]
-    fn valid(&self, bid: u16) -> bool {
-        (bid as usize) < self.count
-    }
-    /// Give buffer `bid` back to the kernel (published by `publish`).
-    #[inline]
-    fn recycle(&mut self, bid: u16) {
-        if !self.valid(bid) {
-            return;
-        }
-        // SAFETY: ring has `entries` slots; index masked
-        let e = unsafe { &mut *self.ring.add((self.tail & self.mask) as usize) };
-        e.set_addr(self.buf(bid) as u64);
-        e.set_len(self.size as u32);
-        e.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-        self.out = self.out.saturating_sub(1);
-    }
-    #[inline]
-    fn publish(&self) {
-        // SAFETY: the tail field overlays entry 0's resv; the kernel reads it
-        unsafe {
-            let t = types::BufRingEntry::tail(self.ring) as *const AtomicU16;
-            (*t).store(self.tail, Ordering::Release);
-        }
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        unsafe {
-            libc::munmap(self.mem as *mut libc::c_void, self.mem_len);
-            libc::munmap(self.ring as *mut libc::c_void, self.ring_len);
-        }
-    }
-}
-
-/// Outgoing hold-audio packet of one socket (boxed: stable while in flight).
-struct HoldTx {
+/// Outgoing hold-audio frame of one socket (boxed: stable while in flight).
+struct HoldBuf {
     meta: MsgMeta,
-    buf: [u8; HEADER + SAMPLES],
+    buf: [u8; HOLD_FRAME],
     inflight: bool,
 }
 
@@ -254,7 +139,9 @@ struct Sock {
     #[allow(dead_code)]
     sock: UdpSocket,
     fd: RawFd,
+    /// Relay leg index in the table ([`NO_SOCKET`] once the leg is closed).
     leg: u32,
+    /// Stream index: [`RTP`] or [`RTCP`].
     kind: usize,
     armed: bool,
     starved: bool,
@@ -263,50 +150,24 @@ struct Sock {
     fixed: bool,
     inflight: u32,
     meta: Box<MsgMeta>,
-    hold: Option<Box<HoldTx>>,
+    hold: Option<Box<HoldBuf>>,
     /// `RecvMode::OwnBuffer`: this socket's single receive buffer.
     own: Option<Box<OwnBuf>>,
 }
 
-/// A socket's own buffer (`RecvMode::OwnBuffer`, the comparison point for
-/// the provided buffer ring): one datagram in flight per socket.
-struct OwnBuf {
-    buf: Vec<u8>,
-    dest: libc::sockaddr_storage,
-    out_sock: u32,
-}
-
-struct Leg {
-    id: LegId,
-    socks: [u32; 2],
-    streams: [StreamState; 2],
-    bridged: Option<u32>,
-    playout: Option<Playout>,
-    media_timeout: Option<Duration>,
-    timeout_reported: bool,
-    opened: Instant,
-    /// Continuity of generated audio across successive holds.
-    hold_ssrc: u32,
-    hold_seq: u16,
-    hold_ts: u32,
-}
-
 /// The relay of one shard. Built and run on its own thread (see
-/// [`super::RelayHandle::spawn`]); not `Send` (it owns raw buffers).
+/// [`crate::media::RelayHandle::spawn`]); not `Send` (it owns raw buffers).
 pub struct Relay {
-    ring: IoUring<squeue::Entry, cqueue::Entry>,
+    // Declared before `pool`: the ring is dropped first, which ends every
+    // operation and unregisters the buffer ring before the buffers go.
+    ring: Ring,
     cfg: RelayConfig,
     pool: Pool,
     send_meta: Box<[MsgMeta]>,
     socks: Vec<Option<Sock>>,
     free_socks: Vec<u32>,
-    legs: Vec<Option<Leg>>,
-    free_legs: Vec<u32>,
-    by_id: HashMap<LegId, u32>,
+    table: Table,
     starved: VecDeque<u32>,
-    holding: Vec<u32>,
-    next_hold: Option<Instant>,
-    next_tick: Instant,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     wake_fd: OwnedFd,
@@ -330,7 +191,7 @@ impl Relay {
             // TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN in shared memory
             // when completions wait to be run (polled by the adaptive spin)
             b.setup_single_issuer().setup_coop_taskrun().setup_taskrun_flag().setup_cqsize(entries * 4);
-            if !cfg.busy_poll {
+            if !busy_poll(&cfg) {
                 // completions are posted only when we enter to wait: batches
                 b.setup_defer_taskrun();
             }
@@ -347,9 +208,12 @@ impl Relay {
         // provided buffer ring; without it (old kernel, or refused), every
         // socket gets its own buffer instead
         let mut cfg = cfg;
-        match unsafe { ring.submitter().register_buf_ring_with_flags(pool.ring as u64, pool.entries(), BGID, 0) } {
+        // SAFETY: the ring memory is a page-aligned mapping of `entries`
+        // slots owned by `pool`, which outlives the ring (field order of
+        // `Relay`; on an error return both are dropped, ring first).
+        match unsafe { ring.submitter().register_buf_ring_with_flags(pool.ring_addr(), pool.entries(), BGID, 0) } {
             Ok(()) => {
-                for bid in 0..pool.count as u16 {
+                for bid in 0..pool.count() as u16 {
                     pool.recycle(bid);
                 }
                 pool.publish();
@@ -359,31 +223,17 @@ impl Relay {
                 cfg.recv_mode = RecvMode::OwnBuffer;
             }
         }
-        // fixed buffer registration (locked memory) for SEND_ZC: optional
-        if cfg.register_buffers {
-            let iov = libc::iovec { iov_base: pool.mem as *mut libc::c_void, iov_len: pool.mem_len };
-            match unsafe { ring.submitter().register_buffers(&[iov]) } {
-                Ok(()) => pool.registered = true,
-                Err(e) => tracing::warn!(
-                    "could not register {} KiB of relay buffers ({e}); using plain buffers. Raise LimitMEMLOCK for the service.",
-                    pool.mem_len / 1024
-                ),
-            }
-        }
-        let send_meta: Box<[MsgMeta]> = (0..pool.count).map(|_| MsgMeta::new()).collect();
+        #[cfg(feature = "relay-bench-modes")]
+        bench_modes::register_buffers(&cfg, &ring, &mut pool);
+        let send_meta: Box<[MsgMeta]> = (0..pool.count()).map(|_| MsgMeta::new()).collect();
         let mut r = Relay {
             ring,
             pool,
             send_meta,
             socks: Vec::with_capacity(cfg.max_legs * 2),
             free_socks: Vec::with_capacity(cfg.max_legs * 2),
-            legs: Vec::with_capacity(cfg.max_legs),
-            free_legs: Vec::with_capacity(cfg.max_legs),
-            by_id: HashMap::with_capacity(cfg.max_legs),
+            table: Table::new(cfg.tick, cfg.max_legs, Instant::now()),
             starved: VecDeque::with_capacity(cfg.max_legs * 2),
-            holding: Vec::with_capacity(cfg.max_legs),
-            next_hold: None,
-            next_tick: Instant::now() + cfg.tick,
             commands,
             events,
             wake_fd,
@@ -412,17 +262,7 @@ impl Relay {
 
     #[inline]
     fn push(&mut self, e: squeue::Entry) {
-        loop {
-            // SAFETY: every pointer in our SQEs stays valid until its CQE (see module docs)
-            if unsafe { self.ring.submission().push(&e) }.is_ok() {
-                return;
-            }
-            self.counters.sq_full_flushes += 1;
-            self.inline_sends = 0;
-            if let Err(err) = self.ring.submit() {
-                tracing::error!("io_uring submit: {err}");
-            }
-        }
+        push_sqe(&mut self.ring, &mut self.counters, &mut self.inline_sends, &e);
     }
 
     fn arm_wake(&mut self) {
@@ -443,23 +283,18 @@ impl Relay {
             return;
         }
         let e = match mode {
-            RecvMode::OneShot => {
-                sock.meta.link(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
-                sock.meta.iov.iov_base = std::ptr::null_mut();
-                sock.meta.iov.iov_len = self.pool.size;
-                let hdr = &mut sock.meta.hdr as *mut libc::msghdr;
-                on_fd!(sock, s, |f| opcode::RecvMsg::new(f, hdr).buf_group(BGID).build()).flags(squeue::Flags::BUFFER_SELECT)
-            }
+            #[cfg(feature = "relay-bench-modes")]
+            RecvMode::OneShot => bench_modes::oneshot_recv(sock, s, self.pool.size()),
             RecvMode::OwnBuffer => {
                 let Some(own) = sock.own.as_mut() else { return };
-                sock.meta.link(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+                sock.meta.link(STORAGE_LEN as libc::socklen_t);
                 sock.meta.iov.iov_base = own.buf.as_mut_ptr() as *mut libc::c_void;
                 sock.meta.iov.iov_len = own.buf.len();
                 let hdr = &mut sock.meta.hdr as *mut libc::msghdr;
                 on_fd!(sock, s, |f| opcode::RecvMsg::new(f, hdr).build())
             }
             RecvMode::Multishot => {
-                sock.meta.link(MS_NAME_LEN as libc::socklen_t);
+                sock.meta.link(STORAGE_LEN as libc::socklen_t);
                 sock.meta.hdr.msg_iov = std::ptr::null_mut();
                 sock.meta.hdr.msg_iovlen = 0;
                 let hdr = &sock.meta.hdr as *const libc::msghdr;
@@ -481,63 +316,21 @@ impl Relay {
         let period = Box::new(types::Timespec::from(self.cfg.tick));
         let e = opcode::Timeout::new(&*period).count(0).flags(types::TimeoutFlags::MULTISHOT).build().user_data(ud(TAG_TIMER, 0, 0));
         self.push(e);
-        let mut idle_spins = 0u64;
-        // adaptive spin: gap between turns that received packets (EWMA, ns)
-        let spin = Duration::from_micros(self.cfg.spin_us as u64);
-        let mut last_rx_turn = Instant::now();
-        let mut gap_ewma_ns: u64 = u64::MAX / 2;
-        let mut rx_before = 0u64;
-        // spin budget: at most SPIN_SHARE of each 10 ms window, so a busy
-        // SCHED_FIFO relay never runs into RT throttling or starves ksoftirqd
-        let mut window = Instant::now();
-        let mut spun = Duration::ZERO;
+        #[cfg(feature = "relay-bench-modes")]
+        let mut tuning = bench_modes::Tuning::new();
         loop {
-            let mut now = Instant::now();
-            let got = self.counters.rx != rx_before;
-            if got {
-                // mean gap per received packet since the last turn with packets
-                let k = (self.counters.rx - rx_before).max(1);
-                let g = (now.saturating_duration_since(last_rx_turn).as_nanos().min(u64::MAX as u128 / 4) as u64) / k;
-                gap_ewma_ns = if gap_ewma_ns >= u64::MAX / 4 { g } else { (gap_ewma_ns * 7 + g) / 8 };
-                last_rx_turn = now;
-            } else if now.saturating_duration_since(last_rx_turn) > Duration::from_millis(1) {
-                gap_ewma_ns = u64::MAX / 2; // idle: no batching, no spin
-            }
-            rx_before = self.counters.rx;
-            if self.cfg.spin_us > 0 && !self.cfg.busy_poll && self.next_hold.is_none() {
-                if now.saturating_duration_since(window) >= SPIN_WINDOW {
-                    window = now;
-                    spun = Duration::ZERO;
-                }
-                if got && gap_ewma_ns <= spin.as_nanos() as u64 && spun < SPIN_WINDOW.mul_f32(SPIN_SHARE) {
-                    let t = self.spin_wait(now + spin);
-                    spun += t.saturating_duration_since(now);
-                    now = t;
-                }
-            }
+            #[cfg(feature = "relay-bench-modes")]
+            let now = self.before_wait(&mut tuning, Instant::now());
+            #[cfg(not(feature = "relay-bench-modes"))]
+            let now = Instant::now();
             // one enter per turn: the sends submitted now post their CQEs
             // inline, so wait for one completion beyond them
             let extra = if self.cfg.wait_past_sends { self.inline_sends as usize + self.ring.completion().len() } else { 0 };
             self.inline_sends = 0;
-            let r = if self.cfg.busy_poll {
-                self.ring.submit()
-            } else if let Some(h) = self.next_hold {
-                // hold playout: wake exactly when the next frame is due
-                let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
-                let args = types::SubmitArgs::new().timespec(&wait);
-                self.ring.submitter().submit_with_args(1 + extra, &args)
-            } else if self.cfg.batch_wait_us > 0 && gap_ewma_ns.saturating_mul(2) <= self.cfg.batch_wait_us as u64 * 1000 {
-                // kernel-side batching (6.12+), only while the recent rate
-                // fills the window with ≥ 2 packets: return once the packets
-                // expected in batch_wait_us are ready, or after batch_wait_us
-                // if at least one is
-                let want = ((self.cfg.batch_wait_us as u64 * 1000) / gap_ewma_ns.max(1)).clamp(2, self.cfg.batch.max(2) as u64) as usize;
-                let args = types::SubmitArgs::new().min_wait_usec(self.cfg.batch_wait_us);
-                self.counters.batched_waits += 1;
-                self.ring.submitter().submit_with_args(want + extra, &args)
-            } else {
-                self.ring.submit_and_wait(1 + extra)
-            };
+            #[cfg(feature = "relay-bench-modes")]
+            let r = self.enter_tuned(&mut tuning, now, extra);
+            #[cfg(not(feature = "relay-bench-modes"))]
+            let r = self.enter(now, extra);
             match r {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {}
@@ -547,33 +340,21 @@ impl Relay {
                 }
             }
             self.counters.loop_turns += 1;
-            if self.cfg.busy_poll
-                && self.ring.completion().is_empty()
-                && !self.next_hold.is_some_and(|h| Instant::now() >= h)
-                && Instant::now() < self.next_tick
-            {
-                idle_spins += 1;
-                if idle_spins.is_multiple_of(64) {
-                    // let same-priority threads (e.g. SCHED_FIFO control thread) run
-                    std::thread::yield_now();
-                }
+            #[cfg(feature = "relay-bench-modes")]
+            if self.busy_idle(&mut tuning) {
                 continue;
             }
-            idle_spins = 0;
             let now = Instant::now();
             loop {
                 let mut n = 0;
                 {
                     let mut cq = self.ring.completion();
-                    for c in &mut cq {
-                        batch[n] = (c.user_data(), c.result(), c.flags());
+                    for (slot, c) in batch.iter_mut().zip(&mut cq) {
+                        *slot = (c.user_data(), c.result(), c.flags());
                         n += 1;
-                        if n == batch.len() {
-                            break;
-                        }
                     }
                 }
-                for &(u, res, flags) in &batch[..n] {
+                for &(u, res, flags) in batch.iter().take(n) {
                     self.on_cqe(u, res, flags, now);
                 }
                 self.counters.cqes += n as u64;
@@ -593,7 +374,7 @@ impl Relay {
                 }
             }
             self.pool.publish();
-            if !self.starved.is_empty() && self.pool.out < self.pool.count {
+            if !self.starved.is_empty() && self.pool.out < self.pool.count() {
                 let k = self.starved.len();
                 for _ in 0..k {
                     if let Some(s) = self.starved.pop_front() {
@@ -605,11 +386,12 @@ impl Relay {
                     }
                 }
             }
-            if self.next_hold.is_some_and(|h| now >= h) {
+            if self.table.next_hold().is_some_and(|h| now >= h) {
                 self.run_hold(now);
             }
-            if now >= self.next_tick {
-                self.tick(now);
+            if now >= self.table.next_tick() {
+                self.table.on_tick(now);
+                self.flush_events();
             }
             if self.shutdown {
                 break;
@@ -618,10 +400,10 @@ impl Relay {
         // close everything: dropping the ring cancels outstanding operations
         // and only then are sockets/buffers dropped (field order irrelevant:
         // ring drop waits for nothing, so drain explicitly)
-        let ids: Vec<LegId> = self.by_id.keys().copied().collect();
-        for id in ids {
+        for id in self.table.ids() {
             self.close_leg(id);
         }
+        self.flush_events();
         let _ = self.ring.submit();
         let deadline = Instant::now() + Duration::from_millis(500);
         while self.socks.iter().any(|s| s.is_some()) && Instant::now() < deadline {
@@ -636,43 +418,17 @@ impl Relay {
         }
     }
 
-    /// Adaptive spin: hand the queued SQEs to the kernel, reap their inline
-    /// completions, then poll the shared `IORING_SQ_TASKRUN` flag (set by
-    /// the kernel when a completion is waiting to be run) until `deadline`,
-    /// without a syscall. Returns the current time.
-    fn spin_wait(&mut self, deadline: Instant) -> Instant {
-        if !self.ring.submission().is_empty() {
-            self.inline_sends = 0;
-            if let Err(e) = self.ring.submit() {
-                tracing::error!("io_uring submit: {e}");
-            }
+    /// Submit and wait: until the next hold frame is due while hold audio
+    /// plays, else for `1 + extra` completions.
+    fn enter(&mut self, now: Instant, extra: usize) -> io::Result<usize> {
+        if let Some(h) = self.table.next_hold() {
+            // hold playout: wake exactly when the next frame is due
+            let wait = types::Timespec::from(h.saturating_duration_since(now).max(Duration::from_micros(20)));
+            let args = types::SubmitArgs::new().timespec(&wait);
+            self.ring.submitter().submit_with_args(1 + extra, &args)
+        } else {
+            self.ring.submit_and_wait(1 + extra)
         }
-        let mut now = Instant::now();
-        let mut k = 0;
-        loop {
-            let c = self.ring.completion().next().map(|c| (c.user_data(), c.result(), c.flags()));
-            let Some((u, res, fl)) = c else { break };
-            self.on_cqe(u, res, fl, now);
-            k += 1;
-        }
-        if k > 0 {
-            self.counters.cqes += k;
-            self.pool.publish();
-        }
-        let mut i = 0u32;
-        while !self.ring.submission().taskrun() {
-            std::hint::spin_loop();
-            i += 1;
-            if i.is_multiple_of(32) {
-                now = Instant::now();
-                if now >= deadline {
-                    self.counters.spin_misses += 1;
-                    return now;
-                }
-            }
-        }
-        self.counters.spin_hits += 1;
-        Instant::now()
     }
 
     fn on_cqe(&mut self, u: u64, res: i32, flags: u32, now: Instant) {
@@ -709,20 +465,13 @@ impl Relay {
 
     fn count_tx(&mut self, s: u32, bytes: u64) {
         if let Some(Some(sock)) = self.socks.get(s as usize) {
-            let (l, k) = (sock.leg, sock.kind);
-            if let Some(Some(leg)) = self.legs.get_mut(l as usize) {
-                leg.streams[k].stats.tx_packets += 1;
-                leg.streams[k].stats.tx_bytes += bytes;
-            }
+            self.table.sent(sock.leg, sock.kind, bytes);
         }
     }
     fn count_tx_error(&mut self, s: u32) {
         self.counters.send_errors += 1;
         if let Some(Some(sock)) = self.socks.get(s as usize) {
-            let (l, k) = (sock.leg, sock.kind);
-            if let Some(Some(leg)) = self.legs.get_mut(l as usize) {
-                leg.streams[k].stats.drop(DropReason::SendError);
-            }
+            self.table.send_failed(sock.leg, sock.kind);
         }
     }
 
@@ -744,102 +493,9 @@ impl Relay {
         self.maybe_free(s);
     }
 
-    /// `RecvMode::OwnBuffer`: the datagram is in socket `s`'s own buffer;
-    /// forward it from there and re-arm the receive when the send completes.
-    fn on_recv_own(&mut self, s: u32, res: i32, now: Instant) {
-        let Some(Some(sock)) = self.socks.get_mut(s as usize) else { return };
-        sock.armed = false;
-        sock.inflight = sock.inflight.saturating_sub(1);
-        if sock.closing || res < 0 {
-            if res < 0 && -res != libc::ECANCELED {
-                self.counters.recv_errors += 1;
-                self.arm_recv(s);
-            }
-            self.maybe_free(s);
-            return;
-        }
-        self.counters.rx += 1;
-        let (leg_idx, kind) = (sock.leg, sock.kind);
-        let src = from_storage(&sock.meta.addr, sock.meta.hdr.msg_namelen);
-        let trunc = sock.meta.hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let Some(own) = sock.own.as_mut() else { return };
-        let len = (res as usize).min(own.buf.len());
-        let ptr = own.buf.as_ptr();
-        let verdict = match (self.legs.get_mut(leg_idx as usize), src) {
-            (Some(Some(leg)), Some(src)) if !trunc => {
-                // SAFETY: len ≤ buffer length
-                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
-                let v = leg.streams[kind].on_receive(src, data, now);
-                if v != Verdict::Accept {
-                    None
-                } else if let Some(o) = leg.bridged {
-                    Some(o)
-                } else {
-                    leg.streams[kind].stats.drop(DropReason::NotBridged);
-                    None
-                }
-            }
-            (Some(Some(leg)), _) => {
-                leg.streams[kind].stats.drop(if trunc { DropReason::Truncated } else { DropReason::NotRtp });
-                None
-            }
-            _ => None,
-        };
-        let target = verdict.and_then(|o| match self.legs.get(o as usize) {
-            Some(Some(ol)) => Some((ol.streams[kind].destination(), ol.socks[kind])),
-            _ => None,
-        });
-        let Some((Some(dest), out)) = target else {
-            if let (Some(_), Some(Some(leg))) = (target, self.legs.get_mut(leg_idx as usize)) {
-                leg.streams[kind].stats.drop(DropReason::NoDestination);
-            }
-            self.arm_recv(s);
-            return;
-        };
-        let (out_fixed, out_fd) = match self.socks.get(out as usize) {
-            Some(Some(o)) if !o.closing => (o.fixed, o.fd),
-            _ => {
-                self.arm_recv(s);
-                return;
-            }
-        };
-        let Some(Some(sock)) = self.socks.get_mut(s as usize) else { return };
-        let Some(own) = sock.own.as_mut() else { return };
-        let nl = to_storage(&dest, &mut own.dest);
-        own.out_sock = out;
-        let addr = &own.dest as *const _ as *const libc::sockaddr;
-        sock.inflight += 1;
-        let e = if out_fixed {
-            opcode::Send::new(types::Fixed(out), ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build()
-        } else {
-            opcode::Send::new(types::Fd(out_fd), ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build()
-        };
-        self.counters.tx += 1;
-        self.inline_sends += 1;
-        self.push(e.user_data(ud(TAG_SEND_OWN, s, 0)));
-    }
-
-    fn on_send_own(&mut self, s: u32, res: i32) {
-        let out = match self.socks.get_mut(s as usize) {
-            Some(Some(sock)) => {
-                sock.inflight = sock.inflight.saturating_sub(1);
-                sock.own.as_ref().map(|o| o.out_sock).unwrap_or(NONE)
-            }
-            _ => return,
-        };
-        if res < 0 {
-            self.count_tx_error(out);
-        } else {
-            self.count_tx(out, res as u64);
-        }
-        self.arm_recv(s);
-        self.maybe_free(s);
-    }
-
     fn on_recv(&mut self, s: u32, res: i32, flags: u32, now: Instant) {
         let bid = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
-        let multishot = self.cfg.recv_mode == RecvMode::Multishot;
         if let Some(b) = bid {
             if self.pool.valid(b) {
                 self.pool.out += 1;
@@ -886,9 +542,7 @@ impl Relay {
             if !closing && !more {
                 self.arm_recv(s);
             }
-            if let Some(Some(leg)) = self.legs.get_mut(l as usize) {
-                leg.streams[k].stats.drop(DropReason::Short);
-            }
+            self.table.dropped(l, k, DropReason::Short);
             return;
         };
         if closing {
@@ -897,13 +551,19 @@ impl Relay {
             return;
         }
         // locate payload and source
-        let (src, off, len, truncated) = if multishot {
-            let buf = unsafe { std::slice::from_raw_parts(self.pool.buf(bid), (res as usize).min(self.pool.size)) };
+        #[cfg(feature = "relay-bench-modes")]
+        let oneshot = self.cfg.recv_mode == RecvMode::OneShot;
+        #[cfg(not(feature = "relay-bench-modes"))]
+        let oneshot = false;
+        let (src, off, len, truncated) = if !oneshot {
+            let buf = self.pool.bytes(bid, 0, res as usize);
             match types::RecvMsgOut::parse(buf, &sock.meta.hdr) {
                 Ok(out) => {
                     let name = out.name_data();
-                    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-                    let nl = name.len().min(MS_NAME_LEN);
+                    let mut st = zeroed_storage();
+                    let nl = name.len().min(STORAGE_LEN);
+                    // SAFETY: nl ≤ both the name's length and the size of
+                    // `st`; a fresh local cannot overlap the pool buffer.
                     unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), &mut st as *mut _ as *mut u8, nl) };
                     let src = from_storage(&st, nl as libc::socklen_t);
                     (src, self.ms_payload_off, out.payload_data().len(), out.is_payload_truncated())
@@ -915,52 +575,16 @@ impl Relay {
             let trunc = sock.meta.hdr.msg_flags & libc::MSG_TRUNC != 0;
             (src, 0, res as usize, trunc)
         };
-        let (leg_idx, kind) = (sock.leg, sock.kind);
+        let (leg, kind) = (sock.leg, sock.kind);
         if !more {
             self.arm_recv(s);
         }
         self.counters.rx += 1;
-        let Some(Some(leg)) = self.legs.get_mut(leg_idx as usize) else {
-            self.pool.recycle(bid);
-            return;
-        };
-        let Some(src) = src else {
-            leg.streams[kind].stats.drop(DropReason::NotRtp);
-            self.pool.recycle(bid);
-            return;
-        };
-        if truncated {
-            leg.streams[kind].stats.drop(DropReason::Truncated);
-            self.pool.recycle(bid);
-            return;
+        let data = self.pool.bytes(bid, off, len);
+        match self.table.on_packet(leg, kind, src, truncated, data, now) {
+            Some((out_sock, dest)) => self.send_buf(out_sock, bid, off, len, dest),
+            None => self.pool.recycle(bid),
         }
-        // SAFETY: off + len ≤ buffer size (recvmsg wrote at most size bytes)
-        let data = unsafe { std::slice::from_raw_parts(self.pool.buf(bid).add(off), len.min(self.pool.size - off)) };
-        let verdict = leg.streams[kind].on_receive(src, data, now);
-        if leg.timeout_reported && verdict == Verdict::Accept && kind == 0 {
-            leg.timeout_reported = false;
-        }
-        if verdict != Verdict::Accept {
-            self.pool.recycle(bid);
-            return;
-        }
-        let Some(other) = leg.bridged else {
-            leg.streams[kind].stats.drop(DropReason::NotBridged);
-            self.pool.recycle(bid);
-            return;
-        };
-        let (dest, out_sock) = match self.legs.get(other as usize) {
-            Some(Some(o)) => (o.streams[kind].destination(), o.socks[kind]),
-            _ => (None, NONE),
-        };
-        let Some(dest) = dest else {
-            if let Some(Some(leg)) = self.legs.get_mut(leg_idx as usize) {
-                leg.streams[kind].stats.drop(DropReason::NoDestination);
-            }
-            self.pool.recycle(bid);
-            return;
-        };
-        self.send_buf(out_sock, bid, off, len, dest);
     }
 
     /// Send pool buffer `bid[off..off+len]` from socket `s` to `dest`.
@@ -974,18 +598,24 @@ impl Relay {
             self.pool.recycle(bid);
             return;
         }
+        let Some(m) = self.send_meta.get_mut(bid as usize) else {
+            self.pool.recycle(bid);
+            return;
+        };
         sock.inflight += 1;
-        let ptr = unsafe { self.pool.buf(bid).add(off) };
-        let m = &mut self.send_meta[bid as usize];
+        let ptr = self.pool.buf(bid).wrapping_add(off);
         let nl = to_storage(&dest, &mut m.addr);
         let addr = &m.addr as *const _ as *const libc::sockaddr;
+        #[cfg(feature = "relay-bench-modes")]
         let e = if self.cfg.send_zc {
             let idx = if self.pool.registered { Some(0) } else { None };
             on_fd!(sock, s, |f| opcode::SendZc::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).buf_index(idx).build())
         } else {
-            // IORING_OP_SEND with a destination: no msghdr to copy in
             on_fd!(sock, s, |f| opcode::Send::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build())
         };
+        // IORING_OP_SEND with a destination: no msghdr to copy in
+        #[cfg(not(feature = "relay-bench-modes"))]
+        let e = on_fd!(sock, s, |f| opcode::Send::new(f, ptr, len as u32).dest_addr(addr).dest_addr_len(nl).build());
         self.counters.tx += 1;
         self.inline_sends += 1;
         self.push(e.user_data(ud(TAG_SEND, s, bid)));
@@ -1005,70 +635,21 @@ impl Relay {
     }
 
     fn run_hold(&mut self, now: Instant) {
-        let mut next: Option<Instant> = None;
-        let mut i = 0;
-        while i < self.holding.len() {
-            let l = self.holding[i];
-            let Some(Some(leg)) = self.legs.get_mut(l as usize) else {
-                self.holding.swap_remove(i);
-                continue;
-            };
-            let Some(p) = leg.playout.as_mut() else {
-                self.holding.swap_remove(i);
-                continue;
-            };
-            let s = leg.socks[0];
-            let dest = leg.streams[0].destination();
-            let mut sent = None;
-            if let Some(Some(sock)) = self.socks.get_mut(s as usize) {
-                if let Some(h) = sock.hold.as_mut() {
-                    if !h.inflight && now >= p.next_due() {
-                        if let Some(n) = p.poll(now, &mut h.buf) {
-                            if let Some(d) = dest {
-                                let nl = to_storage(&d, &mut h.meta.addr);
-                                h.meta.link(nl);
-                                h.meta.iov.iov_base = h.buf.as_mut_ptr() as *mut libc::c_void;
-                                h.meta.iov.iov_len = n;
-                                h.inflight = true;
-                                sock.inflight += 1;
-                                let hdr = &h.meta.hdr as *const libc::msghdr;
-                                sent = Some(on_fd!(sock, s, |f| opcode::SendMsg::new(f, hdr).build()).user_data(ud(TAG_HOLD, s, 0)));
-                            }
-                        }
-                    }
-                }
-            }
-            let due = p.next_due();
-            leg.hold_seq = p.seq;
-            leg.hold_ts = p.ts;
-            next = Some(next.map_or(due, |x: Instant| x.min(due)));
-            if let Some(e) = sent {
-                self.push(e);
-            }
-            i += 1;
-        }
-        self.next_hold = next;
+        let mut io = HoldIo { ring: &mut self.ring, socks: &mut self.socks, counters: &mut self.counters, inline_sends: &mut self.inline_sends };
+        self.table.poll_hold(now, &mut io);
     }
 
-    fn tick(&mut self, now: Instant) {
-        self.next_tick = now + self.cfg.tick;
-        for leg in self.legs.iter_mut().flatten() {
-            let Some(t) = leg.media_timeout else { continue };
-            if leg.timeout_reported {
-                continue;
-            }
-            let last = leg.streams[0].stats.last_rx.unwrap_or(leg.opened).max(leg.opened);
-            let idle = now.saturating_duration_since(last);
-            if idle >= t {
-                leg.timeout_reported = true;
-                let _ = self.events.send(Event::MediaTimeout { leg: leg.id, idle });
-            }
+    /// Hand the table's notifications to the shard.
+    fn flush_events(&mut self) {
+        while let Some(ev) = self.table.poll_event() {
+            let _ = self.events.send(ev);
         }
     }
 
     fn drain_commands(&mut self, now: Instant) {
         while let Ok(c) = self.commands.try_recv() {
             self.command(c, now);
+            self.flush_events();
         }
     }
 
@@ -1076,57 +657,20 @@ impl Relay {
         match c {
             Command::Open { id, rtp, rtcp, cfg } => self.open_leg(id, rtp, rtcp, cfg, now),
             Command::AttachRtcp { id, rtcp } => self.attach_rtcp(id, rtcp),
-            Command::SetPeer { id, rtp, rtcp, strict } => {
-                if let Some(leg) = self.leg_mut(id) {
-                    leg.streams[0].set_peer(rtp, strict);
-                    leg.streams[1].set_peer(rtcp, strict);
-                }
-            }
-            Command::Bridge { a, b } => {
-                let (Some(&ia), Some(&ib)) = (self.by_id.get(&a), self.by_id.get(&b)) else { return };
-                for (x, y) in [(ia, ib), (ib, ia)] {
-                    // unbridge previous partners
-                    let prev = self.legs.get(x as usize).and_then(|l| l.as_ref()).and_then(|l| l.bridged);
-                    if let Some(p) = prev.filter(|p| *p != y) {
-                        if let Some(Some(pl)) = self.legs.get_mut(p as usize) {
-                            pl.bridged = None;
-                        }
-                    }
-                    if let Some(Some(l)) = self.legs.get_mut(x as usize) {
-                        l.bridged = Some(y);
-                        l.playout = None;
+            Command::SetPeer { id, rtp, rtcp, strict } => self.table.set_peer(id, rtp, rtcp, strict),
+            Command::Bridge { a, b } => self.table.bridge(a, b),
+            Command::Unbridge { id } => self.table.unbridge(id),
+            Command::StartHold { id, audio, pt } => {
+                let Some(s) = self.table.start_hold(id, audio, pt, now) else { return };
+                if let Some(Some(sock)) = self.socks.get_mut(s as usize) {
+                    if sock.hold.is_none() {
+                        sock.hold = Some(Box::new(HoldBuf { meta: MsgMeta::new(), buf: [0; HOLD_FRAME], inflight: false }));
                     }
                 }
             }
-            Command::Unbridge { id } => {
-                let Some(&i) = self.by_id.get(&id) else { return };
-                let other = self.legs.get_mut(i as usize).and_then(|l| l.as_mut()).and_then(|l| l.bridged.take());
-                if let Some(o) = other {
-                    if let Some(Some(ol)) = self.legs.get_mut(o as usize) {
-                        ol.bridged = None;
-                    }
-                }
-            }
-            Command::StartHold { id, audio, pt } => self.start_hold(id, audio, pt, now),
-            Command::StopHold { id } => {
-                if let Some(leg) = self.leg_mut(id) {
-                    leg.playout = None;
-                }
-            }
+            Command::StopHold { id } => self.table.stop_hold(id),
             Command::Close { id } => self.close_leg(id),
-            Command::Stats { id } => {
-                if let Some(leg) = self.leg_mut(id) {
-                    let ev = Event::Stats {
-                        leg: id,
-                        rtp: leg.streams[0].stats.clone(),
-                        rtcp: leg.streams[1].stats.clone(),
-                        rtp_dest: leg.streams[0].destination(),
-                    };
-                    let _ = self.events.send(ev);
-                } else {
-                    let _ = self.events.send(Event::UnknownLeg { leg: id });
-                }
-            }
+            Command::Stats { id } => self.table.request_stats(id),
             Command::Counters => {
                 let mut c = self.counters.clone();
                 c.buffers_out = self.pool.out;
@@ -1137,20 +681,17 @@ impl Relay {
         }
     }
 
-    fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
-        let i = *self.by_id.get(&id)?;
-        self.legs.get_mut(i as usize)?.as_mut()
-    }
-
     fn add_sock(&mut self, sock: UdpSocket, leg: u32, kind: usize) -> u32 {
         let fd = sock.as_raw_fd();
         let mut entry = Sock { sock, fd, leg, kind, armed: false, starved: false, closing: false, fixed: false, inflight: 0, meta: Box::new(MsgMeta::new()), hold: None, own: None };
         if self.cfg.recv_mode == RecvMode::OwnBuffer {
-            entry.own = Some(Box::new(OwnBuf { buf: vec![0u8; self.pool.size], dest: unsafe { std::mem::zeroed() }, out_sock: NONE }));
+            entry.own = Some(Box::new(OwnBuf::new(self.pool.size())));
         }
         let i = match self.free_socks.pop() {
             Some(i) => {
-                self.socks[i as usize] = Some(entry);
+                if let Some(slot) = self.socks.get_mut(i as usize) {
+                    *slot = Some(entry);
+                }
                 i
             }
             None => {
@@ -1166,88 +707,42 @@ impl Relay {
         i
     }
 
-    fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: LegConfig, now: Instant) {
-        let li = match self.free_legs.pop() {
-            Some(i) => i,
-            None => {
-                self.legs.push(None);
-                (self.legs.len() - 1) as u32
-            }
-        };
-        let s0 = self.add_sock(rtp, li, 0);
-        // NONE until `AttachRtcp`: every lookup of a socket index treats it
-        // as absent (RTCP for it is dropped as having no socket).
-        let s1 = rtcp.map_or(NONE, |r| self.add_sock(r, li, 1));
-        let ssrc: u32 = rand::random();
-        self.legs[li as usize] = Some(Leg {
-            id,
-            socks: [s0, s1],
-            streams: [StreamState::new(Kind::Rtp, cfg.peer_rtp, cfg.strict), StreamState::new(Kind::Rtcp, cfg.peer_rtcp, cfg.strict)],
-            bridged: None,
-            playout: None,
-            media_timeout: cfg.media_timeout,
-            timeout_reported: false,
-            opened: now,
-            hold_ssrc: ssrc,
-            hold_seq: rand::random(),
-            hold_ts: rand::random(),
-        });
-        self.by_id.insert(id, li);
+    fn reserve_starved(&mut self) {
         if self.starved.capacity() < self.socks.len() {
             self.starved.reserve(self.socks.len() - self.starved.len());
         }
+    }
+
+    fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: LegConfig, now: Instant) {
+        let li = self.table.open(id, &cfg, now);
+        let s0 = self.add_sock(rtp, li, RTP);
+        self.table.set_socket(li, RTP, s0);
+        // NO_SOCKET until `AttachRtcp`: every lookup of a socket index
+        // treats it as absent (RTCP for it is dropped as having no socket).
+        let s1 = rtcp.map_or(NO_SOCKET, |r| self.add_sock(r, li, RTCP));
+        self.table.set_socket(li, RTCP, s1);
+        self.reserve_starved();
         self.arm_recv(s0);
         self.arm_recv(s1);
     }
 
-    /// The deferred RTCP socket of a leg (bound at bridge time).
+    /// The deferred RTCP socket of a relay leg (bound at bridge time).
     fn attach_rtcp(&mut self, id: LegId, rtcp: UdpSocket) {
-        let Some(&li) = self.by_id.get(&id) else { return }; // closed meanwhile: the socket drops
-        if !matches!(self.legs.get(li as usize), Some(Some(l)) if l.socks[1] == NONE) {
-            return;
-        }
-        let s1 = self.add_sock(rtcp, li, 1);
-        if let Some(Some(leg)) = self.legs.get_mut(li as usize) {
-            leg.socks[1] = s1;
-        }
-        if self.starved.capacity() < self.socks.len() {
-            self.starved.reserve(self.socks.len() - self.starved.len());
-        }
+        // closed meanwhile, or already attached: the socket drops
+        let Some(li) = self.table.rtcp_pending(id) else { return };
+        let s1 = self.add_sock(rtcp, li, RTCP);
+        self.table.set_socket(li, RTCP, s1);
+        self.reserve_starved();
         self.arm_recv(s1);
     }
 
-    fn start_hold(&mut self, id: LegId, audio: HoldAudio, pt: u8, now: Instant) {
-        let Some(&li) = self.by_id.get(&id) else { return };
-        let Some(Some(leg)) = self.legs.get_mut(li as usize) else { return };
-        let p = Playout::new(audio, pt, leg.hold_ssrc, leg.hold_seq, leg.hold_ts, now);
-        leg.playout = Some(p);
-        leg.bridged = None;
-        let s = leg.socks[0];
-        if let Some(Some(sock)) = self.socks.get_mut(s as usize) {
-            if sock.hold.is_none() {
-                sock.hold = Some(Box::new(HoldTx { meta: MsgMeta::new(), buf: [0; HEADER + SAMPLES], inflight: false }));
-            }
-        }
-        if !self.holding.contains(&li) {
-            self.holding.push(li);
-        }
-        self.next_hold = Some(now);
-    }
-
     fn close_leg(&mut self, id: LegId) {
-        let Some(li) = self.by_id.remove(&id) else { return };
-        let Some(leg) = self.legs.get_mut(li as usize).and_then(|l| l.take()) else { return };
-        if let Some(o) = leg.bridged {
-            if let Some(Some(ol)) = self.legs.get_mut(o as usize) {
-                ol.bridged = None;
-            }
-        }
-        self.free_legs.push(li);
-        for s in leg.socks {
+        let Some(socks) = self.table.close(id) else { return };
+        for s in socks {
             let mut cancel = None;
             if let Some(Some(sock)) = self.socks.get_mut(s as usize) {
                 sock.closing = true;
-                sock.leg = NONE;
+                sock.leg = NO_SOCKET;
                 if sock.armed {
                     // By user_data, not by fd: the kernel finds a request
                     // by user_data in its cancel hash table, while an fd
@@ -1264,18 +759,58 @@ impl Relay {
             }
             self.maybe_free(s);
         }
-        let _ = self.events.send(Event::Closed { leg: id });
     }
 }
 
+/// The ring's side of hold audio: frame buffers of the sockets, sends.
+struct HoldIo<'a> {
+    ring: &'a mut Ring,
+    socks: &'a mut [Option<Sock>],
+    counters: &'a mut RelayCounters,
+    inline_sends: &'a mut u32,
+}
+
+impl HoldTx for HoldIo<'_> {
+    fn frame(&mut self, sock: u32) -> Option<&mut [u8; HOLD_FRAME]> {
+        let h = self.socks.get_mut(sock as usize)?.as_mut()?.hold.as_mut()?;
+        if h.inflight {
+            return None;
+        }
+        Some(&mut h.buf)
+    }
+
+    fn send(&mut self, s: u32, dest: SocketAddr, len: usize) {
+        let Some(Some(sock)) = self.socks.get_mut(s as usize) else { return };
+        let Some(h) = sock.hold.as_mut() else { return };
+        let nl = to_storage(&dest, &mut h.meta.addr);
+        h.meta.link(nl);
+        h.meta.iov.iov_base = h.buf.as_mut_ptr() as *mut libc::c_void;
+        h.meta.iov.iov_len = len.min(HOLD_FRAME);
+        h.inflight = true;
+        sock.inflight += 1;
+        let hdr = &h.meta.hdr as *const libc::msghdr;
+        let e = on_fd!(sock, s, |f| opcode::SendMsg::new(f, hdr).build()).user_data(ud(TAG_HOLD, s, 0));
+        push_sqe(self.ring, self.counters, self.inline_sends, &e);
+    }
+}
+
+#[cfg(feature = "relay-bench-modes")]
+fn busy_poll(cfg: &RelayConfig) -> bool {
+    cfg.busy_poll
+}
+#[cfg(not(feature = "relay-bench-modes"))]
+fn busy_poll(_: &RelayConfig) -> bool {
+    false
+}
 
 /// Create a nonblocking eventfd (for waking the relay).
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; the result is checked below.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: fresh fd we own
+    // SAFETY: a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
