@@ -73,7 +73,7 @@ use cc_engine::media::sdp::default_codecs;
 use cc_engine::media::{LegConfig, LegId, LegPorts, PortAllocator};
 use cc_engine::sip::ids::IdRng;
 use cc_engine::sip::message::scan;
-use cc_engine::sip::{ClientTxId, Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId, Timers};
+use cc_engine::sip::{ClientTxId, Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId, Timers, View};
 
 const WALL0: u64 = 1_800_000_000_000;
 const MS: u64 = 1_000_000; // ns
@@ -980,7 +980,7 @@ impl Sim {
     fn cust_tu(&mut self, i: u32, o: Output, now: Instant) {
         match o {
             Output::Response { tx, response } => {
-                let code = response.status_code.code();
+                let code = response.status().unwrap_or(0);
                 let c = &mut self.custs[i as usize];
                 if Some(tx) == c.invite_tx {
                     if code < 200 {
@@ -1037,7 +1037,7 @@ impl Sim {
             }
             Output::Request { tx, request, .. } => {
                 let c = &mut self.custs[i as usize];
-                if request.method == rsip::Method::Bye {
+                if request.method() == Some("BYE") {
                     c.ep.respond(tx, ResponseSpec::new(200), now);
                     let text = request.to_string();
                     let same = scan(text.as_bytes()).ok().and_then(|m| m.call_id().map(|x| x == c.call_id));
@@ -1079,8 +1079,8 @@ impl Sim {
                 let m = scan(text.as_bytes()).expect("request scans");
                 let call_id = m.call_id().unwrap_or("").to_owned();
                 let a = &mut self.agents[i as usize];
-                match request.method {
-                    rsip::Method::Invite if m.to_tag().is_none() => {
+                match request.method().unwrap_or("") {
+                    "INVITE" if m.to_tag().is_none() => {
                         a.invites += 1;
                         let local = format!("{};tag={}", m.header("to").unwrap_or(""), a.ep.local_tag(tx).unwrap_or(""));
                         let remote = m.header("from").unwrap_or("").to_owned();
@@ -1129,7 +1129,7 @@ impl Sim {
                             self.push(t0 + dt, Ev::Agent(i, call_id.clone(), act));
                         }
                     }
-                    rsip::Method::Invite => match a.dialogs.get(&call_id).filter(|d| !d.ended) {
+                    "INVITE" => match a.dialogs.get(&call_id).filter(|d| !d.ended) {
                         // A re-INVITE from the engine (the caller's hold):
                         // accepted with our usual SDP.
                         Some(_) => {
@@ -1141,7 +1141,7 @@ impl Sim {
                         }
                         None => a.ep.respond(tx, ResponseSpec::new(481), now),
                     },
-                    rsip::Method::Bye => match a.dialogs.get_mut(&call_id) {
+                    "BYE" => match a.dialogs.get_mut(&call_id) {
                         Some(d) => {
                             d.ended = true;
                             a.ep.respond(tx, ResponseSpec::new(200), now);
@@ -1186,7 +1186,7 @@ impl Sim {
             }
             Output::Response { tx, response } => {
                 let a = &mut self.agents[i as usize];
-                if response.status_code.code() >= 200 {
+                if response.status().unwrap_or(0) >= 200 {
                     if let Some(d) = a.bye_txs.get(&tx).and_then(|c| a.dialogs.get_mut(c)) {
                         d.ended = true;
                     }

@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use super::flood::FloodGuard;
 use super::messages::{Forwarded, FromRouting, ToRouting};
-use super::register;
+use crate::sip::register;
+use crate::sip::{Message, View};
 use crate::call::{CallTable, Handled, HoldLibrary, LegStats, RelayMedia};
 use crate::media::RelayHandle;
 use crate::mgmt::Sample;
@@ -169,17 +170,17 @@ impl Core {
 
     /// Requests the call table did not take: REGISTER, and out-of-dialog
     /// requests for no call.
-    fn on_request(&mut self, tx: ServerTxId, req: rsip::Request, src: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
-        tracing::debug!(shard = self.id, method = %req.method, uri = %req.uri, %src, "request");
-        match req.method {
-            rsip::Method::Register => match register::to_registrar(&req, src) {
+    fn on_request(&mut self, tx: ServerTxId, req: Message, src: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        tracing::debug!(shard = self.id, method = req.method(), uri = req.request_uri(), %src, "request");
+        match req.method() {
+            Some("REGISTER") => match register::to_registrar(&req, src) {
                 Ok(rr) => {
                     let ticket = self.next_ticket;
                     self.next_ticket += 1;
                     self.awaiting_routing.insert(ticket, tx);
                     out.push(Effect::Route(ToRouting::Register { shard: self.id, tx: ticket, req: rr }));
                 }
-                Err(reason) => self.ep.respond(tx, reply(400, reason), now),
+                Err(e) => self.ep.respond(tx, reply(400, e.reason()), now),
             },
             _ => self.ep.respond(tx, reply(481, "Call/Transaction Does Not Exist"), now),
         }

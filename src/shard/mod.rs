@@ -8,7 +8,6 @@ mod flood;
 mod icmp;
 mod messages;
 pub mod notify;
-mod register;
 mod routing;
 mod runtime;
 pub mod signals;

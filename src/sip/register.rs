@@ -1,19 +1,67 @@
 //! REGISTER on the wire ⇄ the registrar's plain data.
 //!
-//! The registrar does not know rsip; this is the one place that reads the
-//! headers it needs (To, Contact list, Expires, Authorization, Call-ID,
-//! CSeq, User-Agent) and writes its reply back as a SIP response.
+//! The registrar does not know SIP syntax; this is the one place that reads
+//! the headers it needs (To, Contact list, Expires, Authorization, Call-ID,
+//! CSeq, User-Agent) from the scanned message and writes its reply back as
+//! a SIP response.
 
 use std::net::SocketAddr;
 
-use rsip::headers::UntypedHeader;
-use rsip::Header;
-
 use crate::acd::{ContactParam, ContactSet, RegisterReply, RegisterRequest};
 use crate::sip::endpoint::ResponseSpec;
+use crate::sip::message::full_name;
+use crate::sip::msg::Message;
+use crate::sip::view::{ListItems, View};
 
-/// Reads a REGISTER; `Err` carries the reason phrase of a 400.
-pub fn to_registrar(req: &rsip::Request, src: SocketAddr) -> Result<RegisterRequest, &'static str> {
+/// Why a REGISTER cannot be read; `reason` is the phrase of its 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("Bad To Header")]
+    BadTo,
+    #[error("Missing To Header")]
+    MissingTo,
+    #[error("Bad Contact Header")]
+    BadContact,
+    #[error("Bad Contact URI")]
+    BadContactUri,
+    #[error("Bad Contact Expires")]
+    BadContactExpires,
+    #[error("Bad Contact q")]
+    BadContactQ,
+    #[error("Contact * Mixed With Contacts")]
+    StarMixedWithContacts,
+    #[error("Bad Expires Header")]
+    BadExpires,
+    #[error("Missing Call-ID Header")]
+    MissingCallId,
+    #[error("Bad CSeq Header")]
+    BadCSeq,
+    #[error("Missing CSeq Header")]
+    MissingCSeq,
+}
+
+impl RegisterError {
+    /// The reason phrase of the 400 this error is answered with.
+    pub fn reason(self) -> &'static str {
+        match self {
+            RegisterError::BadTo => "Bad To Header",
+            RegisterError::MissingTo => "Missing To Header",
+            RegisterError::BadContact => "Bad Contact Header",
+            RegisterError::BadContactUri => "Bad Contact URI",
+            RegisterError::BadContactExpires => "Bad Contact Expires",
+            RegisterError::BadContactQ => "Bad Contact q",
+            RegisterError::StarMixedWithContacts => "Contact * Mixed With Contacts",
+            RegisterError::BadExpires => "Bad Expires Header",
+            RegisterError::MissingCallId => "Missing Call-ID Header",
+            RegisterError::BadCSeq => "Bad CSeq Header",
+            RegisterError::MissingCSeq => "Missing CSeq Header",
+        }
+    }
+}
+
+/// Reads a REGISTER, header lines in order (the first broken one decides
+/// the error).
+pub fn to_registrar(req: &Message, src: SocketAddr) -> Result<RegisterRequest, RegisterError> {
     let mut user = None;
     let mut contacts: Option<Vec<ContactParam>> = None;
     let mut star = false;
@@ -22,45 +70,43 @@ pub fn to_registrar(req: &rsip::Request, src: SocketAddr) -> Result<RegisterRequ
     let mut call_id = None;
     let mut cseq = None;
     let mut user_agent = None;
-    for h in req.headers.iter() {
-        match h {
-            Header::To(v) => user = Some(uri_user(v.value()).ok_or("Bad To Header")?),
-            Header::Contact(v) => {
-                for item in split_list(v.value()) {
-                    if item.trim() == "*" {
+    for (name, value) in req.lines() {
+        match full_name(name).to_ascii_lowercase().as_str() {
+            "to" => user = Some(uri_user(value).ok_or(RegisterError::BadTo)?),
+            "contact" => {
+                for item in ListItems::new(value) {
+                    if item == "*" {
                         star = true;
                     } else {
                         contacts.get_or_insert_with(Vec::new).push(contact_param(item)?);
                     }
                 }
             }
-            Header::Expires(v) => {
-                expires = Some(v.value().trim().parse::<u32>().map_err(|_| "Bad Expires Header")?)
+            "expires" => expires = Some(value.trim().parse::<u32>().map_err(|_| RegisterError::BadExpires)?),
+            "authorization" => authorizations.push(value.to_string()),
+            "call-id" => call_id = Some(value.trim().to_string()),
+            "cseq" => {
+                let num = value.split_whitespace().next().unwrap_or("");
+                cseq = Some(num.parse::<u32>().map_err(|_| RegisterError::BadCSeq)?);
             }
-            Header::Authorization(v) => authorizations.push(v.value().to_string()),
-            Header::CallId(v) => call_id = Some(v.value().trim().to_string()),
-            Header::CSeq(v) => {
-                let num = v.value().split_whitespace().next().unwrap_or("");
-                cseq = Some(num.parse::<u32>().map_err(|_| "Bad CSeq Header")?);
-            }
-            Header::UserAgent(v) => user_agent = Some(v.value().to_string()),
+            "user-agent" => user_agent = Some(value.to_string()),
             _ => {}
         }
     }
     let contacts = match (star, contacts) {
-        (true, Some(_)) => return Err("Contact * Mixed With Contacts"),
+        (true, Some(_)) => return Err(RegisterError::StarMixedWithContacts),
         (true, None) => ContactSet::Star,
         (false, Some(list)) => ContactSet::List(list),
         (false, None) => ContactSet::None,
     };
     Ok(RegisterRequest {
-        user: user.ok_or("Missing To Header")?,
+        user: user.ok_or(RegisterError::MissingTo)?,
         contacts,
         expires,
         authorizations,
-        method_uri: req.uri.to_string(),
-        call_id: call_id.ok_or("Missing Call-ID Header")?,
-        cseq: cseq.ok_or("Missing CSeq Header")?,
+        method_uri: req.request_uri().unwrap_or("").to_string(),
+        call_id: call_id.ok_or(RegisterError::MissingCallId)?,
+        cseq: cseq.ok_or(RegisterError::MissingCSeq)?,
         source: src,
         user_agent,
     })
@@ -106,11 +152,11 @@ fn uri_user(v: &str) -> Option<String> {
 }
 
 /// One Contact list item: `<uri>;expires=60;+sip.instance="..";ob` or a bare URI.
-fn contact_param(item: &str) -> Result<ContactParam, &'static str> {
+fn contact_param(item: &str) -> Result<ContactParam, RegisterError> {
     let item = item.trim();
     let (uri, params) = if let Some(start) = item.find('<') {
-        let end = item.get(start..).and_then(|s| s.find('>')).ok_or("Bad Contact Header")? + start;
-        (item.get(start + 1..end).ok_or("Bad Contact Header")?, item.get(end + 1..).unwrap_or(""))
+        let end = item.get(start..).and_then(|s| s.find('>')).ok_or(RegisterError::BadContact)? + start;
+        (item.get(start + 1..end).ok_or(RegisterError::BadContact)?, item.get(end + 1..).unwrap_or(""))
     } else {
         // addr-spec form: parameters after ';' belong to the header (§20.10).
         match item.find(';') {
@@ -120,7 +166,7 @@ fn contact_param(item: &str) -> Result<ContactParam, &'static str> {
     };
     let uri = uri.trim();
     if !(uri.starts_with("sip:") || uri.starts_with("sips:")) || uri.len() < 5 {
-        return Err("Bad Contact URI");
+        return Err(RegisterError::BadContactUri);
     }
     let mut p = ContactParam { uri: uri.to_string(), expires: None, q: None, ob: false };
     for param in params.split(';').map(str::trim).filter(|s| !s.is_empty()) {
@@ -129,36 +175,14 @@ fn contact_param(item: &str) -> Result<ContactParam, &'static str> {
             None => (param, None),
         };
         if k.eq_ignore_ascii_case("expires") {
-            p.expires = Some(v.and_then(|v| v.parse().ok()).ok_or("Bad Contact Expires")?);
+            p.expires = Some(v.and_then(|v| v.parse().ok()).ok_or(RegisterError::BadContactExpires)?);
         } else if k.eq_ignore_ascii_case("q") {
-            p.q = Some(v.and_then(|v| v.parse().ok()).ok_or("Bad Contact q")?);
+            p.q = Some(v.and_then(|v| v.parse().ok()).ok_or(RegisterError::BadContactQ)?);
         } else if k.eq_ignore_ascii_case("ob") {
             p.ob = true;
         }
     }
     Ok(p)
-}
-
-/// Splits a header value at commas outside quotes and angle brackets.
-fn split_list(v: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0usize);
-    for (i, c) in v.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth -= 1,
-            ',' if !quoted && depth <= 0 => {
-                parts.push(v.get(start..i).unwrap_or(""));
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(v.get(start..).unwrap_or(""));
-    parts.into_iter().filter(|p| !p.trim().is_empty())
 }
 
 /// RFC 7231 IMF-fixdate, as SIP's Date header wants (RFC 3261 §20.17).
@@ -190,7 +214,7 @@ mod tests {
 
     #[test]
     fn splits_contacts_outside_quotes_and_brackets() {
-        let v: Vec<_> = split_list(r#""A, b" <sip:a@h;x=1,2>;expires=5, <sip:b@h>"#).collect();
+        let v: Vec<_> = ListItems::new(r#""A, b" <sip:a@h;x=1,2>;expires=5, <sip:b@h>"#).collect();
         assert_eq!(v.len(), 2, "{v:?}");
         let c = contact_param(v[0]).unwrap();
         assert_eq!(c.uri, "sip:a@h;x=1,2");
