@@ -71,26 +71,29 @@ pub fn to_registrar(req: &Message, src: SocketAddr) -> Result<RegisterRequest, R
     let mut cseq = None;
     let mut user_agent = None;
     for (name, value) in req.lines() {
-        match full_name(name).to_ascii_lowercase().as_str() {
-            "to" => user = Some(uri_user(value).ok_or(RegisterError::BadTo)?),
-            "contact" => {
-                for item in ListItems::new(value) {
-                    if item == "*" {
-                        star = true;
-                    } else {
-                        contacts.get_or_insert_with(Vec::new).push(contact_param(item)?);
-                    }
+        let name = full_name(name);
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("to") {
+            user = Some(uri_user(value).ok_or(RegisterError::BadTo)?);
+        } else if is("contact") {
+            for item in ListItems::new(value) {
+                if item == "*" {
+                    star = true;
+                } else {
+                    contacts.get_or_insert_with(Vec::new).push(contact_param(item)?);
                 }
             }
-            "expires" => expires = Some(value.trim().parse::<u32>().map_err(|_| RegisterError::BadExpires)?),
-            "authorization" => authorizations.push(value.to_string()),
-            "call-id" => call_id = Some(value.trim().to_string()),
-            "cseq" => {
-                let num = value.split_whitespace().next().unwrap_or("");
-                cseq = Some(num.parse::<u32>().map_err(|_| RegisterError::BadCSeq)?);
-            }
-            "user-agent" => user_agent = Some(value.to_string()),
-            _ => {}
+        } else if is("expires") {
+            expires = Some(value.trim().parse::<u32>().map_err(|_| RegisterError::BadExpires)?);
+        } else if is("authorization") {
+            authorizations.push(value.to_string());
+        } else if is("call-id") {
+            call_id = Some(value.trim().to_string());
+        } else if is("cseq") {
+            let num = value.split_whitespace().next().unwrap_or("");
+            cseq = Some(num.parse::<u32>().map_err(|_| RegisterError::BadCSeq)?);
+        } else if is("user-agent") {
+            user_agent = Some(value.to_string());
         }
     }
     let contacts = match (star, contacts) {
