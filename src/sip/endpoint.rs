@@ -6,9 +6,15 @@
 //! shell ◀──poll_output: Transmit | Forward ────────────────── Endpoint
 //! TU    ◀──poll_output: Request | Cancelled | Ack | AckTimeout
 //!                       | Response | ClientTimeout ─────────── Endpoint
-//! TU    ──respond / send_request / cancel / send_ack_2xx
-//!         / send_stateless ──────────────────────────────────▶ Endpoint
+//! TU    ──respond / send / cancel / send_ack_2xx
+//!         / send_out_of_transaction / transmit ──────────────▶ Endpoint
 //! ```
+//!
+//! Requests, ACKs and responses reach the TU as `Message`: the datagram's
+//! bytes with the scan's positions, read through `View`. Peers' requests
+//! and responses are still fully validated by rsip first (a 400, or a
+//! drop, when it refuses them). The TU's requests (`OutRequest`) are
+//! written once, with our Via, by `build.rs`.
 //!
 //! Drive it like quinn-proto: after any input, drain `poll_output` until
 //! `None`, then sleep until `poll_timeout` and call `handle_timeout`.

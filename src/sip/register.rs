@@ -214,6 +214,60 @@ fn http_date(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    fn register(headers: &str) -> Message {
+        let text = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r\r\n\
+             From: <sip:alice@127.0.0.1>;tag=f\r\nCall-ID: r1\r\nCSeq: 4 REGISTER\r\n{headers}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    fn src() -> SocketAddr {
+        "127.0.0.1:5070".parse().unwrap()
+    }
+
+    #[test]
+    fn reads_a_register_through_the_view() {
+        let m = register(
+            "t: \"Alice\" <sip:alice@127.0.0.1>\r\nm: <sip:alice@10.0.0.1:5062>;expires=60, <sip:alice@10.0.0.2>\r\n\
+             CONTACT: sip:alice@10.0.0.3;q=0.5\r\nExpires: 300\r\n\
+             Authorization: Digest username=\"alice\", realm=\"r\"\r\nUser-Agent: ua/1\r\n",
+        );
+        let r = to_registrar(&m, src()).unwrap();
+        assert_eq!(r.user, "alice");
+        let ContactSet::List(list) = &r.contacts else { panic!("{:?}", r.contacts) };
+        let uris: Vec<_> = list.iter().map(|c| (c.uri.as_str(), c.expires, c.q)).collect();
+        assert_eq!(
+            uris,
+            vec![
+                ("sip:alice@10.0.0.1:5062", Some(60), None),
+                ("sip:alice@10.0.0.2", None, None),
+                ("sip:alice@10.0.0.3", None, Some(0.5))
+            ]
+        );
+        assert_eq!((r.expires, r.cseq, r.call_id.as_str()), (Some(300), 4, "r1"));
+        assert_eq!(r.authorizations, vec!["Digest username=\"alice\", realm=\"r\"".to_owned()]);
+        assert_eq!((r.method_uri.as_str(), r.user_agent.as_deref()), ("sip:127.0.0.1", Some("ua/1")));
+        let star = to_registrar(&register("To: <sip:alice@h>\r\nContact: *\r\nExpires: 0\r\n"), src()).unwrap();
+        assert!(matches!(star.contacts, ContactSet::Star));
+    }
+
+    #[test]
+    fn typed_errors_keep_their_400_phrase() {
+        let cases = [
+            ("To: <sip:h>\r\n", RegisterError::BadTo, "Bad To Header"),
+            ("To: <sip:a@h>\r\nExpires: soon\r\n", RegisterError::BadExpires, "Bad Expires Header"),
+            ("To: <sip:a@h>\r\nContact: *, <sip:a@h>\r\n", RegisterError::StarMixedWithContacts, "Contact * Mixed With Contacts"),
+            ("To: <sip:a@h>\r\nContact: <mailto:a@h>\r\n", RegisterError::BadContactUri, "Bad Contact URI"),
+            ("Contact: <sip:a@h>\r\n", RegisterError::MissingTo, "Missing To Header"),
+        ];
+        for (headers, want, phrase) in cases {
+            let err = to_registrar(&register(headers), src()).unwrap_err();
+            assert_eq!((err, err.reason(), err.to_string()), (want, phrase, phrase.to_owned()), "{headers}");
+        }
+    }
 
     #[test]
     fn splits_contacts_outside_quotes_and_brackets() {
