@@ -135,13 +135,13 @@ impl CallTable {
         let h = resp;
         match role {
             CliRole::AgentInvite if status < 300 => {
-                self.agent_answered(ep, media, id, tx, &h, resp.body(), now, wall_ms)
+                self.agent_answered(ep, media, id, tx, h, resp.body(), now, wall_ms)
             }
             CliRole::AgentInvite => self.offer_failed(media, id, tx, offer_result(status), wall_ms),
             CliRole::ReInvite(side) => {
                 let queued = self.reinvite_done(id, side);
                 if status < 300 {
-                    self.reinvite_answered(ep, media, id, side, tx, &h, resp.body(), now);
+                    self.reinvite_answered(ep, media, id, side, tx, h, resp.body(), now);
                 }
                 // (a non-2xx was ACKed by the transaction)
                 if let Some(dir) = queued {

@@ -111,6 +111,8 @@ pub trait View<'a>: Copy {
         self.header("to")
     }
 
+    // The From header's tag, not a conversion.
+    #[allow(clippy::wrong_self_convention)]
     fn from_tag(self) -> Option<&'a str> {
         param(addr_params(self.header("from")?), "tag").filter(|t| !t.is_empty())
     }
