@@ -8,6 +8,7 @@
 //! (§7.3.1). A folded value keeps its line break, which the accessors read
 //! as whitespace.
 
+use super::auth::{parse_authorization, AuthError, DigestResponse};
 use super::message::{addr_params, full_name, is_token, param, parse_via, ContentLength, StartLine, Via};
 
 /// Read access to one message. Implemented for `&Scanned` and `&Message`;
@@ -179,6 +180,12 @@ pub trait View<'a>: Copy {
     /// Authorization values, each a credentials string for `sip::auth`.
     fn authorizations(self) -> impl Iterator<Item = &'a str> + 'a {
         self.headers_named("authorization")
+    }
+
+    /// Authorization values parsed by `sip::auth` (digest credentials), in
+    /// order; a broken one is an `Err` in its place.
+    fn credentials(self) -> impl Iterator<Item = Result<DigestResponse, AuthError>> + 'a {
+        self.authorizations().map(parse_authorization)
     }
 
     fn user_agent(self) -> Option<&'a str> {

@@ -80,6 +80,8 @@ fn check_typed<'a>(v: impl View<'a>) {
     assert_eq!(v.expires(), Some(Ok(120)));
     assert_eq!(v.content_type(), Some("application/sdp"));
     assert_eq!(v.authorizations().collect::<Vec<_>>(), vec!["Digest username=\"carol\", realm=\"r\""]);
+    // Too few digest fields: sip::auth refuses it.
+    assert_eq!(v.credentials().map(|c| c.is_err()).collect::<Vec<_>>(), vec![true]);
     assert_eq!(v.user_agent(), Some("test/1"));
     // A folded value keeps its continuation.
     let subject = v.header("subject").unwrap();
@@ -117,6 +119,17 @@ fn responses_and_broken_values() {
     assert_eq!(m.contact_uri(), None);
     assert!(!m.addressable());
     assert_eq!(m.to_string(), text);
+}
+
+#[test]
+fn credentials_are_parsed_by_sip_auth() {
+    let text = "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKr\r\nTo: <sip:a@h>\r\n\
+                Authorization: Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"sip:h\", \
+                response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5\r\n\r\n";
+    let m = Message::parse(Bytes::from(text)).unwrap();
+    let creds: Vec<_> = m.credentials().collect();
+    let [Ok(c)] = &creds[..] else { panic!("{creds:?}") };
+    assert_eq!((c.username.as_str(), c.realm.as_str(), c.uri.as_str()), ("a", "r", "sip:h"));
 }
 
 #[test]
