@@ -92,7 +92,7 @@ use cc_engine::media::{LegConfig, LegId, LegPorts, OpenError, PortAllocator};
 use cc_engine::sip::auth::{compute_response, format_authorization, Algorithm, DigestResponse};
 use cc_engine::sip::ids::IdRng;
 use cc_engine::sip::message::scan;
-use cc_engine::sip::{ClientTxId, Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId, Timers};
+use cc_engine::sip::{ClientTxId, Endpoint, EndpointConfig, Output, ResponseSpec, ServerTxId, Timers, View, Message};
 
 /// A signalling shard: the shipped integrator over the fake relay.
 type Shard = Signalling<FakeRelay>;
@@ -1138,7 +1138,7 @@ impl Sim {
     fn cust_tu(&mut self, i: u32, o: Output, now: Instant) {
         match o {
             Output::Response { tx, response } => {
-                let code = response.status_code.code();
+                let code = response.status().unwrap_or(0);
                 let c = &mut self.custs[i as usize];
                 if Some(tx) == c.invite_tx {
                     if code < 200 {
@@ -1195,7 +1195,7 @@ impl Sim {
             }
             Output::Request { tx, request, .. } => {
                 let c = &mut self.custs[i as usize];
-                if request.method == rsip::Method::Bye {
+                if request.method() == Some("BYE") {
                     c.ep.respond(tx, ResponseSpec::new(200), now);
                     let text = request.to_string();
                     let same = scan(text.as_bytes()).ok().and_then(|m| m.call_id().map(|x| x == c.call_id));
@@ -1249,8 +1249,8 @@ impl Sim {
 
     /// The registrar's answer to an agent's REGISTER: a challenge is
     /// answered with the digest (`sip::auth`), a 200 is the end of it.
-    fn agent_registered(&mut self, i: u32, response: &rsip::Response, now: Instant) {
-        let code = response.status_code.code();
+    fn agent_registered(&mut self, i: u32, response: &Message, now: Instant) {
+        let code = response.status().unwrap_or(0);
         let a = &mut self.agents[i as usize];
         match code {
             100..=199 => {}
@@ -1268,9 +1268,7 @@ impl Sim {
             }
             401 if a.reg_auth_tries < 3 => {
                 a.reg_auth_tries += 1;
-                let text = response.to_string();
-                let m = scan(text.as_bytes()).expect("401 scans");
-                let challenge = m.header("www-authenticate").unwrap_or("").to_owned();
+                let challenge = response.header("www-authenticate").unwrap_or("").to_owned();
                 let param = |k: &str| -> String {
                     challenge
                         .split(',')
@@ -1321,8 +1319,8 @@ impl Sim {
                 let m = scan(text.as_bytes()).expect("request scans");
                 let call_id = m.call_id().unwrap_or("").to_owned();
                 let a = &mut self.agents[i as usize];
-                match request.method {
-                    rsip::Method::Invite if m.to_tag().is_none() => {
+                match request.method().unwrap_or("") {
+                    "INVITE" if m.to_tag().is_none() => {
                         a.invites += 1;
                         let local = format!("{};tag={}", m.header("to").unwrap_or(""), a.ep.local_tag(tx).unwrap_or(""));
                         let remote = m.header("from").unwrap_or("").to_owned();
@@ -1371,7 +1369,7 @@ impl Sim {
                             self.push(t0 + dt, Ev::Agent(i, call_id.clone(), act));
                         }
                     }
-                    rsip::Method::Invite => match a.dialogs.get(&call_id).filter(|d| !d.ended) {
+                    "INVITE" => match a.dialogs.get(&call_id).filter(|d| !d.ended) {
                         // A re-INVITE from the engine (the caller's hold):
                         // accepted with our usual SDP.
                         Some(_) => {
@@ -1383,7 +1381,7 @@ impl Sim {
                         }
                         None => a.ep.respond(tx, ResponseSpec::new(481), now),
                     },
-                    rsip::Method::Bye => match a.dialogs.get_mut(&call_id) {
+                    "BYE" => match a.dialogs.get_mut(&call_id) {
                         Some(d) => {
                             d.ended = true;
                             a.ep.respond(tx, ResponseSpec::new(200), now);
@@ -1428,7 +1426,7 @@ impl Sim {
             }
             Output::Response { tx, response } => {
                 let a = &mut self.agents[i as usize];
-                if response.status_code.code() >= 200 {
+                if response.status().unwrap_or(0) >= 200 {
                     if let Some(d) = a.bye_txs.get(&tx).and_then(|c| a.dialogs.get_mut(c)) {
                         d.ended = true;
                     }

@@ -1,7 +1,7 @@
 //! Automatic call distribution: agents, registrar, queues, persistence.
 //!
 //! The registrar is a sans-IO state machine: REGISTER in (as plain data, the
-//! integrator converts from rsip), reply + `Change`s out. The router
+//! integrator converts from the scanned message), reply + `Change`s out. The router
 //! (`router::Router`) is another: `CallFact`s in, `Decision`s and `StoreOp`s
 //! out. `routing::Routing` drives both and the group commit, sans-IO: it
 //! emits the `StoreOp`s to commit, which the routing shard's store thread

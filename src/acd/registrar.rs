@@ -73,7 +73,7 @@ impl RegistrarConfig {
     }
 }
 
-/// A REGISTER, as plain data (the integrator converts from rsip).
+/// A REGISTER, as plain data (`sip::register` reads it from the scanned message).
 #[derive(Clone, Debug)]
 pub struct RegisterRequest {
     /// User part of the To URI: the agent id.

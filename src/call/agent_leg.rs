@@ -4,12 +4,15 @@
 //! answers to INVITEs we gave up on.
 
 use std::cmp::Reverse;
+
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::call::{Agent, Side};
 use super::dialog::Dialog;
-use super::msg::{self, Hdrs};
+use super::msg;
+use crate::sip::{Message, View};
 use super::sdp;
 use super::table::{offer_result, CliRole, Orphan, Timer};
 use super::{CallTable, MediaControl};
@@ -82,7 +85,7 @@ impl CallTable {
             self.close_leg(media, leg.id, now);
             return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
         };
-        let tx = ep.send_request(req, dest, now);
+        let tx = ep.send(req, now);
         call.offers += 1;
         let seq = call.offers;
         let ring_at = now + Duration::from_millis(ring_timeout_ms);
@@ -120,25 +123,25 @@ impl CallTable {
         id: CallId,
         role: CliRole,
         tx: ClientTxId,
-        resp: &rsip::Response,
+        resp: &Message,
         now: Instant,
         wall_ms: u64,
     ) {
-        let status = resp.status_code.code();
+        let status = resp.status().unwrap_or(0);
         if status < 200 {
             return;
         }
         self.cli.remove(&tx);
-        let h = Hdrs::of(&resp.headers);
+        let h = resp;
         match role {
             CliRole::AgentInvite if status < 300 => {
-                self.agent_answered(ep, media, id, tx, &h, resp.body(), now, wall_ms)
+                self.agent_answered(ep, media, id, tx, h, resp.body(), now, wall_ms)
             }
             CliRole::AgentInvite => self.offer_failed(media, id, tx, offer_result(status), now, wall_ms),
             CliRole::ReInvite(side) => {
                 let queued = self.reinvite_done(id, side);
                 if status < 300 {
-                    self.reinvite_answered(ep, media, id, side, tx, &h, resp.body(), now);
+                    self.reinvite_answered(ep, media, id, side, tx, h, resp.body(), now);
                 }
                 // (a non-2xx was ACKed by the transaction)
                 if let Some(dir) = queued {
@@ -156,7 +159,7 @@ impl CallTable {
         id: CallId,
         side: Side,
         tx: ClientTxId,
-        h: &Hdrs,
+        h: &Message,
         body: &[u8],
         now: Instant,
     ) {
@@ -164,13 +167,13 @@ impl CallTable {
         let Some(leg) = call.leg(side).map(|l| l.id) else { return };
         let chosen = call.chosen.clone();
         let Some(d) = call.dialog_mut(side) else { return };
-        let cseq = h.cseq().map_or(d.cseq, |c| c.0);
-        if let Some(t) = h.get("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
+        let cseq = h.cseq_number().unwrap_or(d.cseq);
+        if let Some(t) = h.header("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
             d.target = t;
         }
-        let (ack, dest) = (d.ack(cseq), d.dest);
+        let (ack, dest) = (d.ack(cseq).map(|a| ep.send_out_of_transaction(a)), d.dest);
         if let Some(ack) = ack {
-            self.send_ack(ep, tx, ack, dest, now);
+            self.remember_ack(ep, tx, ack, dest, now);
         }
         if let Ok(a) = sdp::read_answer(body, &chosen) {
             if a.rtp.is_some() {
@@ -179,15 +182,9 @@ impl CallTable {
         }
     }
 
-    pub(super) fn send_ack(
-        &mut self,
-        ep: &mut Endpoint,
-        tx: ClientTxId,
-        ack: rsip::Request,
-        dest: SocketAddr,
-        now: Instant,
-    ) {
-        ep.send_stateless(ack.clone(), dest);
+    /// Keeps the bytes of a 2xx ACK just sent, to send them again for each
+    /// 2xx retransmission until 64·T1.
+    pub(super) fn remember_ack(&mut self, ep: &mut Endpoint, tx: ClientTxId, ack: Bytes, dest: SocketAddr, now: Instant) {
         let until = now + ep.config().timers.t1x64() + Duration::from_millis(1);
         self.acks.insert(tx, (ack, dest, until));
         self.timers.push(Reverse((until, Timer::AckExpiry(tx))));
@@ -200,7 +197,7 @@ impl CallTable {
         media: &mut dyn MediaControl,
         id: CallId,
         tx: ClientTxId,
-        h: &Hdrs,
+        h: &Message,
         body: &[u8],
         now: Instant,
         wall_ms: u64,
@@ -210,10 +207,11 @@ impl CallTable {
             return;
         };
         agent.dialog.confirm_uac(h);
-        let (ack, dest) = (agent.dialog.ack(agent.invite_cseq), agent.dialog.dest);
+        let ack = agent.dialog.ack(agent.invite_cseq).map(|a| ep.send_out_of_transaction(a));
+        let dest = agent.dialog.dest;
         let answer = sdp::read_answer(body, &call.chosen);
         if let Some(ack) = ack {
-            self.send_ack(ep, tx, ack, dest, now);
+            self.remember_ack(ep, tx, ack, dest, now);
         }
         let a = match answer {
             Ok(a) => a,
@@ -222,7 +220,7 @@ impl CallTable {
                 if let Some(agent) = self.take_agent(media, id, now) {
                     let mut d = agent.dialog;
                     if let Some(bye) = d.request("BYE", None) {
-                        let t = ep.send_request(bye, d.dest, now);
+                        let t = ep.send(bye, now);
                         self.orphan_cli.insert(t, Orphan::Plain);
                     }
                     let failed = OfferResult::Failed {
@@ -275,20 +273,20 @@ impl CallTable {
         }
     }
 
-    pub(super) fn orphan_response(&mut self, ep: &mut Endpoint, tx: ClientTxId, resp: &rsip::Response, now: Instant) {
-        let status = resp.status_code.code();
+    pub(super) fn orphan_response(&mut self, ep: &mut Endpoint, tx: ClientTxId, resp: &Message, now: Instant) {
+        let status = resp.status().unwrap_or(0);
         if status < 200 {
             return;
         }
         let Some(o) = self.orphan_cli.remove(&tx) else { return };
         if let (Orphan::Invite { mut dialog, cseq, bye }, 200..=299) = (o, status) {
-            dialog.confirm_uac(&Hdrs::of(&resp.headers));
-            if let Some(ack) = dialog.ack(cseq) {
-                self.send_ack(ep, tx, ack, dialog.dest, now);
+            dialog.confirm_uac(resp);
+            if let Some(ack) = dialog.ack(cseq).map(|a| ep.send_out_of_transaction(a)) {
+                self.remember_ack(ep, tx, ack, dialog.dest, now);
             }
             if bye {
                 if let Some(req) = dialog.request("BYE", None) {
-                    let t = ep.send_request(req, dialog.dest, now);
+                    let t = ep.send(req, now);
                     self.orphan_cli.insert(t, Orphan::Plain);
                 }
             }

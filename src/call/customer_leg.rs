@@ -9,7 +9,8 @@ use bytes::Bytes;
 
 use super::call::{Call, Customer, Side};
 use super::dialog::Dialog;
-use super::msg::{self, Hdrs};
+use super::msg;
+use crate::sip::{Message, View};
 use super::sdp;
 use super::table::{sdp_error_spec, spec, CliRole, Srv, SrvRole};
 use super::{CallTable, MediaControl};
@@ -27,37 +28,37 @@ impl CallTable {
         ep: &mut Endpoint,
         media: &mut dyn MediaControl,
         tx: ServerTxId,
-        req: &rsip::Request,
-        h: &Hdrs,
+        req: &Message,
+        h: &Message,
         src: SocketAddr,
         now: Instant,
         wall_ms: u64,
     ) {
         let host = ep.config().domain.clone();
-        let queue = req.uri.user().unwrap_or("").to_owned();
+        let queue = msg::user_of(req.request_uri().unwrap_or("")).to_owned();
         let Some(mode) = self.cfg.queues.get(&queue).copied() else {
             ep.respond(tx, spec(404, Some("No Such Queue")), now);
             return;
         };
-        if req.body.is_empty() {
+        if req.body().is_empty() {
             let s = spec(488, None).header("Warning", format!("399 {host} \"an SDP offer is required\""));
             ep.respond(tx, s, now);
             return;
         }
         // Validate before reserving ports.
         let ip = ep.config().local_addr.ip();
-        if let Err(e) = sdp::answer(&req.body, &self.cfg.codecs, ip, 0, 1, 1) {
+        if let Err(e) = sdp::answer(req.body(), &self.cfg.codecs, ip, 0, 1, 1) {
             ep.respond(tx, sdp_error_spec(&e, &host), now);
             return;
         }
-        let (Some(local_tag), Some(from)) = (ep.local_tag(tx).map(str::to_owned), h.get("from")) else {
+        let (Some(local_tag), Some(from)) = (ep.local_tag(tx).map(str::to_owned), h.header("from")) else {
             ep.respond(tx, spec(400, Some("Missing From or To")), now);
             return;
         };
         let seq = self.next_seq;
         let session_id = seq.wrapping_mul(2).wrapping_add(1);
         // Peer from the offer (validated above).
-        let offer = match sdp::answer(&req.body, &self.cfg.codecs, ip, 0, session_id, 1) {
+        let offer = match sdp::answer(req.body(), &self.cfg.codecs, ip, 0, session_id, 1) {
             Ok(n) => n,
             Err(e) => return ep.respond(tx, sdp_error_spec(&e, &host), now),
         };
@@ -83,7 +84,7 @@ impl CallTable {
             }
         };
         let n = match sdp::answer(
-            &req.body,
+            req.body(),
             &self.cfg.codecs,
             leg.rtp.ip(),
             leg.rtp.port(),
@@ -149,7 +150,7 @@ impl CallTable {
             call: id,
             queue,
             caller,
-            priority_bonus: msg::priority_bonus(h.get("priority")),
+            priority_bonus: msg::priority_bonus(h.header("priority")),
             sip_call_id,
             at_ms: wall_ms,
         });
@@ -286,19 +287,19 @@ impl CallTable {
         ep: &mut Endpoint,
         media: &mut dyn MediaControl,
         tx: ServerTxId,
-        req: &rsip::Request,
-        h: &Hdrs,
+        req: &Message,
+        h: &Message,
         now: Instant,
         wall_ms: u64,
     ) {
         let key = (
-            h.get("call-id").unwrap_or("").to_owned(),
-            h.tag("to").unwrap_or_default(),
+            h.header("call-id").unwrap_or("").to_owned(),
+            h.to_tag().map(str::to_owned).unwrap_or_default(),
         );
         let Some((id, side)) = self.dialogs.get(&key).copied() else {
             return ep.respond(tx, spec(481, None), now);
         };
-        let seq = h.cseq().map_or(0, |c| c.0);
+        let seq = h.cseq_number().unwrap_or(0);
         let in_order = self
             .calls
             .get_mut(&id)
@@ -307,8 +308,8 @@ impl CallTable {
         if !in_order {
             return ep.respond(tx, spec(500, Some("CSeq Out Of Order")), now);
         }
-        match req.method {
-            rsip::Method::Bye => {
+        match req.method() {
+            Some("BYE") => {
                 ep.respond(tx, ResponseSpec::new(200), now);
                 let bridged = self.calls.get(&id).is_some_and(Call::bridged);
                 if bridged {
@@ -324,10 +325,10 @@ impl CallTable {
                     self.caller_gone(ep, media, id, now, wall_ms);
                 }
             }
-            rsip::Method::Invite => self.reinvite(ep, media, id, side, tx, req, now),
-            rsip::Method::Info | rsip::Method::Options => ep.respond(tx, ResponseSpec::new(200), now),
-            rsip::Method::Update if req.body.is_empty() => ep.respond(tx, ResponseSpec::new(200), now),
-            rsip::Method::Update => ep.respond(tx, spec(501, Some("UPDATE With SDP Not Implemented")), now),
+            Some("INVITE") => self.reinvite(ep, media, id, side, tx, req, now),
+            Some("INFO" | "OPTIONS") => ep.respond(tx, ResponseSpec::new(200), now),
+            Some("UPDATE") if req.body().is_empty() => ep.respond(tx, ResponseSpec::new(200), now),
+            Some("UPDATE") => ep.respond(tx, spec(501, Some("UPDATE With SDP Not Implemented")), now),
             _ => ep.respond(tx, spec(405, None).header("Allow", ALLOWED_METHODS), now),
         }
     }
@@ -340,7 +341,7 @@ impl CallTable {
         id: CallId,
         side: Side,
         tx: ServerTxId,
-        req: &rsip::Request,
+        req: &Message,
         now: Instant,
     ) {
         let host = ep.config().domain.clone();
@@ -369,7 +370,7 @@ impl CallTable {
                 None => 1,
             },
         };
-        let (body, dir) = if req.body.is_empty() {
+        let (body, dir) = if req.body().is_empty() {
             // Offerless re-INVITE: we offer, the ACK answers.
             let b = sdp::offer(
                 &call.chosen,
@@ -383,7 +384,7 @@ impl CallTable {
             (b, Direction::SendRecv)
         } else {
             let ours = sdp::codecs_of(&call.chosen);
-            match sdp::answer(&req.body, &ours, leg.rtp.ip(), leg.rtp.port(), session, version) {
+            match sdp::answer(req.body(), &ours, leg.rtp.ip(), leg.rtp.port(), session, version) {
                 Ok(n) => {
                     if n.peer_rtp.is_some() {
                         media.set_peer(leg.id, n.peer_rtp, n.peer_rtcp);
@@ -398,8 +399,8 @@ impl CallTable {
             Side::Customer => contact,
             Side::Agent => call.agent.as_ref().map_or(contact, |a| a.dialog.contact.clone()),
         };
-        if let Some(t) = Hdrs::of(&req.headers)
-            .get("contact")
+        if let Some(t) = req
+            .header("contact")
             .map(msg::uri_of)
             .filter(|u| !u.is_empty())
         {
@@ -421,7 +422,7 @@ impl CallTable {
             },
         );
         // Pass the new direction on to the other leg.
-        if !call.bridged() || req.body.is_empty() {
+        if !call.bridged() || req.body().is_empty() {
             return;
         }
         let other = if side == Side::Customer {
@@ -461,11 +462,10 @@ impl CallTable {
         *version += 1;
         let offer = sdp::offer(&chosen, leg.rtp.ip(), leg.rtp.port(), dir, ptime, session, *version);
         let Some(d) = call.dialog_mut(side) else { return };
-        let dest = d.dest;
         let Some(r) = d.request("INVITE", Some(&offer)) else {
             return;
         };
-        let tx = ep.send_request(r, dest, now);
+        let tx = ep.send(r, now);
         match side {
             Side::Customer => call.cust.reinvite = Some(tx),
             Side::Agent => {

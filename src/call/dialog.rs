@@ -7,10 +7,10 @@
 //! target the router gave. The Route set is written as received, so loose
 //! routers on the path still see it.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::msg::{self, Hdrs};
+use super::msg;
+use crate::sip::{Message, OutRequest, View};
 
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -35,36 +35,36 @@ pub struct Dialog {
 
 impl Dialog {
     /// UAS side, from the customer's INVITE.
-    pub fn uas(h: &Hdrs, local_tag: &str, src: SocketAddr, contact: String, fallback_target: String) -> Option<Dialog> {
-        let to = h.get("to")?;
+    pub fn uas(h: &Message, local_tag: &str, src: SocketAddr, contact: String, fallback_target: String) -> Option<Dialog> {
+        let to = h.header("to")?;
         Some(Dialog {
-            call_id: h.get("call-id")?.to_owned(),
+            call_id: h.header("call-id")?.to_owned(),
             local_tag: local_tag.to_owned(),
             local: format!("{to};tag={local_tag}"),
-            remote: h.get("from")?.to_owned(),
+            remote: h.header("from")?.to_owned(),
             target: h
-                .get("contact")
+                .header("contact")
                 .map(msg::uri_of)
                 .filter(|u| !u.is_empty())
                 .unwrap_or(fallback_target),
-            routes: h.all_split("record-route"),
+            routes: h.record_route().map(str::to_owned).collect(),
             dest: src,
             cseq: 0,
-            remote_cseq: h.cseq().map(|c| c.0),
+            remote_cseq: h.cseq_number(),
             contact,
         })
     }
 
     /// UAC side confirmed by a 2xx (`h` are the response's headers): remote
     /// tag from To, target from Contact, route set = Record-Route reversed.
-    pub fn confirm_uac(&mut self, h: &Hdrs) {
-        if let Some(to) = h.get("to") {
+    pub fn confirm_uac(&mut self, h: &Message) {
+        if let Some(to) = h.header("to") {
             self.remote = to.to_owned();
         }
-        if let Some(c) = h.get("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
+        if let Some(c) = h.header("contact").map(msg::uri_of).filter(|u| !u.is_empty()) {
             self.target = c;
         }
-        let mut rr = h.all_split("record-route");
+        let mut rr: Vec<String> = h.record_route().map(str::to_owned).collect();
         rr.reverse();
         self.routes = rr;
     }
@@ -79,48 +79,33 @@ impl Dialog {
         true
     }
 
-    fn head(&self, method: &str, cseq: u32) -> String {
-        let mut s = String::with_capacity(512);
-        let _ = write!(s, "{method} {} SIP/2.0\r\nMax-Forwards: 70\r\n", self.target);
-        for r in &self.routes {
-            let _ = write!(s, "Route: {r}\r\n");
+    fn out<'d>(&'d self, method: &'d str, cseq: u32, sdp: Option<&'d str>) -> Option<OutRequest<'d>> {
+        if self.target.is_empty() {
+            return None;
         }
-        let _ = write!(
-            s,
-            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
-            self.local, self.remote, self.call_id
-        );
-        s
+        Some(OutRequest {
+            method,
+            uri: &self.target,
+            dest: self.dest,
+            routes: &self.routes,
+            from: &self.local,
+            to: &self.remote,
+            call_id: &self.call_id,
+            cseq,
+            contact: (method == "INVITE").then_some(self.contact.as_str()),
+            body: sdp.map(|b| ("application/sdp", b.as_bytes())),
+        })
     }
 
     /// A new in-dialog request (next CSeq), with an optional SDP body.
-    pub fn request(&mut self, method: &str, sdp: Option<&str>) -> Option<rsip::Request> {
+    /// `None` when the dialog has no target to send it to.
+    pub fn request<'d>(&'d mut self, method: &'d str, sdp: Option<&'d str>) -> Option<OutRequest<'d>> {
         self.cseq += 1;
-        let mut s = self.head(method, self.cseq);
-        if method == "INVITE" {
-            let _ = write!(s, "Contact: <{}>\r\n", self.contact);
-        }
-        finish(&mut s, sdp);
-        msg::request(&s)
+        self.out(method, self.cseq, sdp)
     }
 
     /// The ACK of a 2xx to our INVITE with CSeq `cseq` (§13.2.2.4).
-    pub fn ack(&self, cseq: u32) -> Option<rsip::Request> {
-        let mut s = self.head("ACK", cseq);
-        finish(&mut s, None);
-        msg::request(&s)
-    }
-}
-
-fn finish(s: &mut String, sdp: Option<&str>) {
-    match sdp {
-        Some(b) => {
-            let _ = write!(
-                s,
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            );
-        }
-        None => s.push_str("Content-Length: 0\r\n\r\n"),
+    pub fn ack(&self, cseq: u32) -> Option<OutRequest<'_>> {
+        self.out("ACK", cseq, None)
     }
 }

@@ -9,7 +9,7 @@
 //! [`CallTable`] sits between the shard's [`Endpoint`](crate::sip::Endpoint)
 //! and the router: it consumes endpoint outputs, router
 //! [`Decision`](crate::acd::facts::Decision)s and relay events, drives the
-//! endpoint (`respond`, `send_request`, `cancel`, `send_stateless`) and a
+//! endpoint (`respond`, `send`, `cancel`, `send_out_of_transaction`) and a
 //! [`MediaControl`], and emits [`CallFact`](crate::acd::facts::CallFact)s.
 //! Time is passed in; nothing here does I/O.
 //!

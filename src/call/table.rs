@@ -6,9 +6,12 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::call::{Agent, Call, Side};
 use super::dialog::Dialog;
-use super::msg::{self, Hdrs};
+use super::msg;
+use crate::sip::View;
 use super::sdp;
 use super::{CallConfig, CallCounts, Handled, MediaControl};
 use crate::acd::facts::{CallFact, CallId, EndReason, OfferResult, Party};
@@ -76,7 +79,7 @@ pub struct CallTable {
     pub(super) orphan_cli: HashMap<ClientTxId, Orphan>,
     pub(super) orphan_srv: HashSet<ServerTxId>,
     /// ACKs of 2xx responses we received: re-sent on retransmission.
-    pub(super) acks: HashMap<ClientTxId, (rsip::Request, SocketAddr, Instant)>,
+    pub(super) acks: HashMap<ClientTxId, (Bytes, SocketAddr, Instant)>,
     pub(super) timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     pub(super) facts: VecDeque<CallFact>,
 }
@@ -209,22 +212,22 @@ impl CallTable {
     ) -> Handled {
         match out {
             Output::Request { tx, request, src } => {
-                if request.method == rsip::Method::Register {
+                if request.method() == Some("REGISTER") {
                     // The registrar's, and hot: no header work here.
                     return Handled::NotMine(Output::Request { tx, request, src });
                 }
-                let h = Hdrs::of(&request.headers);
-                let in_dialog = h.tag("to").is_some();
-                match request.method {
-                    rsip::Method::Invite if !in_dialog => {
-                        self.new_invite(ep, media, tx, &request, &h, src, now, wall_ms);
+                let h = &request;
+                let in_dialog = h.to_tag().is_some();
+                match request.method() {
+                    Some("INVITE") if !in_dialog => {
+                        self.new_invite(ep, media, tx, &request, h, src, now, wall_ms);
                         Handled::Done
                     }
                     _ if in_dialog => {
-                        self.in_dialog(ep, media, tx, &request, &h, now, wall_ms);
+                        self.in_dialog(ep, media, tx, &request, h, now, wall_ms);
                         Handled::Done
                     }
-                    rsip::Method::Bye => {
+                    Some("BYE") => {
                         ep.respond(tx, spec(481, None), now);
                         Handled::Done
                     }
@@ -251,9 +254,9 @@ impl CallTable {
                 };
                 if let SrvRole::ReInvite(side) = s.role {
                     // A late answer (our 200 carried the offer).
-                    if !request.body.is_empty() {
+                    if !request.body().is_empty() {
                         if let Some(call) = self.calls.get(&s.call) {
-                            if let Ok(a) = sdp::read_answer(&request.body, &call.chosen) {
+                            if let Ok(a) = sdp::read_answer(request.body(), &call.chosen) {
                                 if let (Some(leg), true) = (call.leg(side), a.rtp.is_some()) {
                                     media.set_peer(leg.id, a.rtp, a.rtcp);
                                 }
@@ -283,8 +286,8 @@ impl CallTable {
                     return Handled::Done;
                 }
                 if let Some((ack, dest, _)) = self.acks.get(&tx) {
-                    if response.status_code.code() / 100 == 2 {
-                        ep.send_stateless(ack.clone(), *dest);
+                    if response.status().unwrap_or(0) / 100 == 2 {
+                        ep.transmit(*dest, ack.clone());
                     }
                     return Handled::Done;
                 }
@@ -450,7 +453,7 @@ impl CallTable {
         let name = a.name.clone();
         if a.answered {
             if let Some(req) = a.dialog.request("BYE", None) {
-                let t = ep.send_request(req, a.dialog.dest, now);
+                let t = ep.send(req, now);
                 self.orphan_cli.insert(t, Orphan::Plain);
             }
             return Some(name);
@@ -477,9 +480,8 @@ impl CallTable {
             return;
         }
         let Some(d) = call.dialog_mut(side) else { return };
-        let dest = d.dest;
         if let Some(req) = d.request("BYE", None) {
-            let t = ep.send_request(req, dest, now);
+            let t = ep.send(req, now);
             self.orphan_cli.insert(t, Orphan::Plain);
         }
     }

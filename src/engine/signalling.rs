@@ -22,7 +22,8 @@ use crate::acd::RegisterRequest;
 use crate::call::{CallTable, Handled, MediaControl};
 use crate::media::Event;
 use crate::mgmt::Sample;
-use crate::shard::register;
+use crate::sip::register;
+use crate::sip::{Message, View};
 use crate::sip::endpoint::{Endpoint, Output, ResponseSpec, ServerTxId};
 use crate::sip::DropReason;
 
@@ -132,7 +133,7 @@ fn reply(status: u16, reason: &str) -> ResponseSpec {
 /// The REGISTER → registrar glue, in one place: the registrar reads plain
 /// data, and how it is read off the SIP message may change under it.
 /// `Err` carries the reason phrase of a 400.
-fn register_request(req: &rsip::Request, src: SocketAddr) -> Result<RegisterRequest, &'static str> {
+fn register_request(req: &Message, src: SocketAddr) -> Result<RegisterRequest, register::RegisterError> {
     register::to_registrar(req, src)
 }
 
@@ -286,17 +287,17 @@ impl<M: MediaControl> Signalling<M> {
 
     /// Requests the call table did not take: REGISTER, and out-of-dialog
     /// requests for no call.
-    fn on_request(&mut self, tx: ServerTxId, req: rsip::Request, src: SocketAddr, now: Instant) {
-        tracing::debug!(shard = self.cfg.shard, method = %req.method, uri = %req.uri, %src, "request");
-        match req.method {
-            rsip::Method::Register => match register_request(&req, src) {
+    fn on_request(&mut self, tx: ServerTxId, req: Message, src: SocketAddr, now: Instant) {
+        tracing::debug!(shard = self.cfg.shard, method = req.method(), uri = req.request_uri(), %src, "request");
+        match req.method() {
+            Some("REGISTER") => match register_request(&req, src) {
                 Ok(rr) => {
                     let ticket = self.next_ticket;
                     self.next_ticket += 1;
                     self.awaiting_routing.insert(ticket, tx);
                     self.effects.push_back(Effect::Route(ToRouting::Register { shard: self.cfg.shard, tx: ticket, req: rr }));
                 }
-                Err(reason) => self.ep.respond(tx, reply(400, reason), now),
+                Err(e) => self.ep.respond(tx, reply(400, e.reason()), now),
             },
             _ => self.ep.respond(tx, reply(481, "Call/Transaction Does Not Exist"), now),
         }

@@ -10,7 +10,6 @@
 
 mod icmp;
 pub mod notify;
-pub(crate) mod register;
 mod routing;
 mod runtime;
 mod shared;

@@ -6,9 +6,15 @@
 //! shell ◀──poll_output: Transmit | Forward ────────────────── Endpoint
 //! TU    ◀──poll_output: Request | Cancelled | Ack | AckTimeout
 //!                       | Response | ClientTimeout ─────────── Endpoint
-//! TU    ──respond / send_request / cancel / send_ack_2xx
-//!         / send_stateless ──────────────────────────────────▶ Endpoint
+//! TU    ──respond / send / cancel / send_ack_2xx
+//!         / send_out_of_transaction / transmit ──────────────▶ Endpoint
 //! ```
+//!
+//! Requests, ACKs and responses reach the TU as `Message`: the datagram's
+//! bytes with the scan's positions, read through `View`. Peers' requests
+//! and responses are still fully validated by rsip first (a 400, or a
+//! drop, when it refuses them). The TU's requests (`OutRequest`) are
+//! written once, with our Via, by `build.rs`.
 //!
 //! Drive it like quinn-proto: after any input, drain `poll_output` until
 //! `None`, then sleep until `poll_timeout` and call `handle_timeout`.
@@ -49,15 +55,17 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::build::{write_request, OutRequest, ViaOut};
 use super::ids::{owner_of, IdGen, MAGIC_COOKIE};
-use super::message::{
-    addr_params, check_request, param, scan, DropReason, Scanned, ALLOWED_METHODS,
-};
+use super::message::{check_request, scan, DropReason, Scanned, ALLOWED_METHODS};
+use super::msg::Message;
+pub use super::output::{Counters, Output};
 use super::response::{reason_phrase, ResponseBase};
-use super::transaction::{
-    build_cancel, ClientKey, NewServerTx, ResponseFate, ServerKey, ServerState, Transactions,
-};
+use super::transaction::{build_cancel, ClientKey, NewServerTx, ResponseFate, ServerKey, ServerState, Transactions};
 pub use super::transaction::{ClientTxId, ServerTxId, Timers};
+use super::view::{uri_of, View};
+
+mod rsip_send;
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -120,83 +128,6 @@ impl ResponseSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Send this datagram.
-    Transmit { dest: SocketAddr, data: Bytes },
-    /// Hand the datagram to `shard`'s `handle_forwarded`.
-    Forward {
-        shard: u16,
-        data: Bytes,
-        src: SocketAddr,
-    },
-    /// A request the TU must answer with `respond(tx, ..)`.
-    Request {
-        tx: ServerTxId,
-        request: rsip::Request,
-        src: SocketAddr,
-    },
-    /// A CANCEL hit INVITE `tx` (200 to the CANCEL already sent): answer
-    /// that INVITE 487.
-    Cancelled { tx: ServerTxId },
-    /// The ACK of the 2xx we sent on INVITE `tx`.
-    Ack {
-        tx: ServerTxId,
-        request: rsip::Request,
-        src: SocketAddr,
-    },
-    /// The 2xx on INVITE `tx` was never ACKed (64·T1): end the dialog.
-    AckTimeout { tx: ServerTxId },
-    /// A response to our request `tx` (provisional, final, or 2xx
-    /// retransmission, which the TU must ACK again).
-    Response {
-        tx: ClientTxId,
-        response: rsip::Response,
-    },
-    /// Timer B or F: no final response.
-    ClientTimeout { tx: ClientTxId },
-}
-
-/// Plain counters; the shell publishes them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Indexed by `DropReason as usize`.
-    pub drops: [u64; DropReason::COUNT],
-    pub keepalives: u64,
-    pub forwarded: u64,
-    pub requests_in: u64,
-    pub responses_in: u64,
-    /// Indexed by status class: `[1]` = 1xx … `[6]` = 6xx.
-    pub responses_sent: [u64; 7],
-    pub retransmissions_absorbed: u64,
-    pub retransmissions_sent: u64,
-    pub client_timeouts: u64,
-    /// Client transactions ended by an ICMP error for their destination.
-    pub client_transport_errors: u64,
-    /// Timer H: a non-2xx final never ACKed.
-    pub server_timeouts: u64,
-    /// Non-INVITE requests the TU never answered within 64·T1.
-    pub server_unanswered: u64,
-}
-
-impl Counters {
-    pub fn drop(&mut self, reason: DropReason) {
-        if let Some(c) = self.drops.get_mut(reason as usize) {
-            *c += 1;
-        }
-    }
-
-    pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops.get(reason as usize).copied().unwrap_or(0)
-    }
-
-    pub fn count_response_sent(&mut self, status: u16) {
-        if let Some(c) = self.responses_sent.get_mut(usize::from(status / 100)) {
-            *c += 1;
-        }
-    }
-}
-
 pub struct Endpoint {
     cfg: EndpointConfig,
     ids: IdGen,
@@ -207,7 +138,7 @@ pub struct Endpoint {
 
 /// §17.2.3 key; requests without the RFC 3261 cookie (RFC 2543 peers) are
 /// keyed by what identifies their transaction instead.
-fn server_key<'a>(msg: &Scanned<'a>, method: &'a str) -> Option<(Cow<'a, str>, &'a str, &'a str)> {
+fn server_key<'a>(msg: &'a Scanned<'_>, method: &'a str) -> Option<(Cow<'a, str>, &'a str, &'a str)> {
     let via = msg.top_via()?;
     let branch = match via.branch {
         Some(b) if b.starts_with(MAGIC_COOKIE) => Cow::Borrowed(b),
@@ -225,15 +156,17 @@ fn server_key<'a>(msg: &Scanned<'a>, method: &'a str) -> Option<(Cow<'a, str>, &
     Some((branch, via.sent_by, method))
 }
 
-fn parse_request(bytes: &[u8]) -> Option<rsip::Request> {
+/// Full validation of a peer's request by rsip (the scan is lenient on
+/// purpose); `None` when rsip rejects it.
+fn parse_request(bytes: &[u8]) -> Option<()> {
     // rsip is third-party parsing of hostile bytes: contain any panic.
     let parsed = std::panic::catch_unwind(|| rsip::Request::try_from(bytes)).ok()?;
-    parsed.ok()
+    parsed.ok().map(drop)
 }
 
-fn parse_response(bytes: &[u8]) -> Option<rsip::Response> {
+fn parse_response(bytes: &[u8]) -> Option<()> {
     let parsed = std::panic::catch_unwind(|| rsip::Response::try_from(bytes)).ok()?;
-    parsed.ok()
+    parsed.ok().map(drop)
 }
 
 impl Endpoint {
@@ -365,9 +298,11 @@ impl Endpoint {
         let Some(id) = self.txs.client_find(branch, method) else {
             return self.dropped(DropReason::StrayResponse, src);
         };
-        let Some(response) = parse_response(data.get(..msg.msg_len).unwrap_or(data)) else {
+        // rsip validates what peers send; the TU reads our scan of it.
+        if parse_response(data.get(..msg.msg_len).unwrap_or(data)).is_none() {
             return self.dropped(DropReason::ParseFailed, src);
-        };
+        }
+        let response = Message::from_scan(msg, data);
         let to = msg.header("to").unwrap_or("");
         match self
             .txs
@@ -394,7 +329,10 @@ impl Endpoint {
         }
         match self.txs.ack_2xx(call_id, seq) {
             Some(tx) => match parse_request(data.get(..msg.msg_len).unwrap_or(data)) {
-                Some(request) => self.out.push_back(Output::Ack { tx, request, src }),
+                Some(()) => {
+                    let request = Message::from_scan(msg, data);
+                    self.out.push_back(Output::Ack { tx, request, src })
+                }
                 None => self.dropped(DropReason::ParseFailed, src),
             },
             None => self.dropped(DropReason::UnmatchedAck, src),
@@ -450,10 +388,10 @@ impl Endpoint {
             return self.reject(msg, src, 482, "Loop Detected", None);
         }
         let base = ResponseBase::from_request(msg, src);
-        let Some(request) = parse_request(data.get(..msg.msg_len).unwrap_or(data)) else {
+        if parse_request(data.get(..msg.msg_len).unwrap_or(data)).is_none() {
             // Our scanner was happy but rsip is not: still answerable.
             return self.reject(msg, src, 400, "Bad Request", None);
-        };
+        }
         // §9.2: the 200 to a CANCEL carries the To tag of the INVITE's
         // responses.
         let cancelled = (method == "CANCEL")
@@ -506,7 +444,7 @@ impl Endpoint {
             },
             _ => self.out.push_back(Output::Request {
                 tx: id,
-                request,
+                request: Message::from_scan(msg, data),
                 src,
             }),
         }
@@ -566,99 +504,35 @@ impl Endpoint {
         );
     }
 
-    /// Serialises `req`, filling what is missing: a top Via with a new
-    /// branch of ours, From tag, Call-ID, CSeq `1 <method>`, Max-Forwards,
-    /// and the Content-Length.
-    fn serialise(&mut self, req: &rsip::Request) -> String {
-        let method = req.method.to_string();
-        let mut has_via = false;
-        let mut has_call_id = false;
-        let mut has_cseq = false;
-        let mut has_mf = false;
-        let mut lines = String::with_capacity(512);
-        for h in req.headers.iter() {
-            match h {
-                rsip::Header::ContentLength(_) => continue,
-                rsip::Header::Via(_) => has_via = true,
-                rsip::Header::CallId(_) => has_call_id = true,
-                rsip::Header::CSeq(_) => has_cseq = true,
-                rsip::Header::MaxForwards(_) => has_mf = true,
-                _ => {}
-            }
-            let line = h.to_string();
-            let _ = write!(lines, "{line}");
-            if let rsip::Header::From(f) = h {
-                let v = rsip::headers::UntypedHeader::value(f);
-                if param(addr_params(v), "tag").is_none() {
-                    let _ = write!(lines, ";tag={}", self.ids.tag());
-                }
-            }
-            lines.push_str("\r\n");
-        }
-        let mut s = String::with_capacity(lines.len() + 256 + req.body.len());
-        let _ = write!(s, "{method} {} SIP/2.0\r\n", req.uri);
-        if !has_via {
-            let _ = write!(
-                s,
-                "Via: SIP/2.0/UDP {};branch={};rport\r\n",
-                self.cfg.local_addr,
-                self.ids.branch()
-            );
-        }
-        if !has_mf {
-            s.push_str("Max-Forwards: 70\r\n");
-        }
-        s.push_str(&lines);
-        if !has_call_id {
-            let _ = write!(s, "Call-ID: {}\r\n", self.ids.call_id(&self.cfg.domain));
-        }
-        if !has_cseq {
-            let _ = write!(s, "CSeq: 1 {method}\r\n");
-        }
-        let _ = write!(s, "Content-Length: {}\r\n\r\n", req.body.len());
-        s
+    /// Starts a client transaction for `req`: its bytes are written once,
+    /// with our Via on top, and that Via's branch keys the transaction.
+    pub fn send(&mut self, req: OutRequest<'_>, now: Instant) -> ClientTxId {
+        let (data, key) = self.write(&req);
+        self.txs.client_new(key, Bytes::from(data), req.dest, now, &mut self.out)
     }
 
-    /// Starts a client transaction for `req` to `dest` (see `serialise` for
-    /// what is filled in). Requests without a usable branch get a top Via.
-    pub fn send_request(
-        &mut self,
-        req: rsip::Request,
-        dest: SocketAddr,
-        now: Instant,
-    ) -> ClientTxId {
-        let mut text = self.serialise(&req);
-        let mut key = self.client_key(text.as_bytes());
-        if key.is_none() {
-            // The caller's Via had no usable branch: put ours on top.
-            let branch = self.ids.branch();
-            let via = format!(
-                "Via: SIP/2.0/UDP {};branch={branch};rport\r\n",
-                self.cfg.local_addr
-            );
-            if let Some(pos) = text.find("\r\n") {
-                text.insert_str(pos + 2, &via);
-            }
-            key = self.client_key(text.as_bytes());
-        }
-        let key = key.unwrap_or_else(|| ClientKey {
-            branch: self.ids.branch(),
-            method: req.method.to_string(),
-        });
-        let mut data = text.into_bytes();
-        data.extend_from_slice(&req.body);
-        self.txs
-            .client_new(key, Bytes::from(data), dest, now, &mut self.out)
+    /// Sends `req` outside any transaction (the ACK of a 2xx, §13.2.2.4)
+    /// and returns its bytes, which `transmit` can send again.
+    pub fn send_out_of_transaction(&mut self, req: OutRequest<'_>) -> Bytes {
+        let (data, _) = self.write(&req);
+        let data = Bytes::from(data);
+        self.transmit(req.dest, data.clone());
+        data
     }
 
-    fn client_key(&self, data: &[u8]) -> Option<ClientKey> {
-        let msg = scan(data).ok()?;
-        let branch = msg.top_via()?.branch?.to_owned();
-        let (_, method) = msg.cseq()?.ok()?;
-        Some(ClientKey {
-            branch,
-            method: method.to_owned(),
-        })
+    /// Sends bytes built before (a retransmitted 2xx ACK).
+    pub fn transmit(&mut self, dest: SocketAddr, data: Bytes) {
+        self.out.push_back(Output::Transmit { dest, data });
+    }
+
+    fn write(&mut self, req: &OutRequest<'_>) -> (Vec<u8>, ClientKey) {
+        let branch = self.ids.branch();
+        let via = ViaOut {
+            sent_by: self.cfg.local_addr,
+            branch: &branch,
+        };
+        let ids = &mut self.ids;
+        write_request(req, via, || ids.tag())
     }
 
     /// CANCEL for client transaction `tx` (§9.1). Send it only after a
@@ -672,7 +546,7 @@ impl Endpoint {
         }
         let data = build_cancel(self.txs.client_request(tx)?)?;
         let dest = self.txs.client_dest(tx)?;
-        let key = self.client_key(&data)?;
+        let key = ClientKey::of(&scan(&data).ok()?)?;
         self.txs.client_cancelled(tx, now);
         Some(self.txs.client_new(key, data, dest, now, &mut self.out))
     }
@@ -682,36 +556,24 @@ impl Endpoint {
     /// the INVITE's CSeq number. Call it for every 2xx the TU is given
     /// (retransmissions included). False when it is not a response to an
     /// INVITE or has no usable Contact.
-    pub fn send_ack_2xx(&mut self, response: &rsip::Response, dest: SocketAddr) -> bool {
-        let text = response.to_string();
-        let Ok(msg) = scan(text.as_bytes()) else {
-            return false;
-        };
-        let contact = msg.header("contact").unwrap_or("");
-        let target = match contact.split_once('<') {
-            Some((_, rest)) => rest.split_once('>').map_or(rest, |(u, _)| u),
-            None => contact.split(';').next().unwrap_or(""),
-        }
-        .trim();
-        let (Some(Ok((seq, "INVITE"))), Some(from), Some(to), Some(call_id)) = (
-            msg.cseq(),
-            msg.header("from"),
-            msg.header("to"),
-            msg.call_id(),
-        ) else {
+    pub fn send_ack_2xx(&mut self, response: &Message, dest: SocketAddr) -> bool {
+        let target = response.contacts().next().map_or("", uri_of);
+        let (Some(Ok((seq, "INVITE"))), Some(from), Some(to), Some(call_id)) =
+            (response.cseq(), response.from(), response.to(), response.call_id())
+        else {
             return false;
         };
         if target.is_empty() {
             return false;
         }
-        let mut s = String::with_capacity(text.len());
+        let mut s = String::with_capacity(response.as_bytes().len());
         let _ = write!(
             s,
             "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n",
             self.cfg.local_addr,
             self.ids.branch()
         );
-        let routes: Vec<&str> = msg
+        let routes: Vec<&str> = response
             .headers_named("record-route")
             .flat_map(|v| v.split(','))
             .collect();
@@ -727,17 +589,6 @@ impl Endpoint {
             data: Bytes::from(s),
         });
         true
-    }
-
-    /// Sends a request outside any transaction (the ACK of a 2xx,
-    /// §13.2.2.4), filling missing headers like `send_request`.
-    pub fn send_stateless(&mut self, req: rsip::Request, dest: SocketAddr) {
-        let mut data = self.serialise(&req).into_bytes();
-        data.extend_from_slice(&req.body);
-        self.out.push_back(Output::Transmit {
-            dest,
-            data: Bytes::from(data),
-        });
     }
 }
 

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use super::message::Scanned;
+use super::view::View;
 
 /// RFC 3261 magic cookie that marks a §17 branch.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";

@@ -11,6 +11,8 @@
 //! Nothing here indexes or slices input with unchecked offsets: every
 //! split goes through `split_once`/`get`, so hostile bytes cannot panic.
 
+use super::view::View;
+
 /// RFC 3261 §7.3.3 compact header names → full names (lower case).
 const COMPACT: &[(&str, &str)] = &[
     ("v", "via"),
@@ -137,6 +139,8 @@ pub struct Via<'a> {
     pub branch: Option<&'a str>,
     /// `rport` present (with or without a value), RFC 3581.
     pub rport: bool,
+    /// `received` parameter, when present.
+    pub received: Option<&'a str>,
     /// Everything after the first `;`, without it.
     pub params: &'a str,
 }
@@ -169,7 +173,7 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_byte)
 }
 
@@ -239,6 +243,11 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ScanError> {
     })
 }
 
+/// Where `part`, a subslice of `base`, starts in it.
+pub(crate) fn offset_in(base: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize)
+}
+
 /// Scan a datagram. Never panics, whatever the bytes.
 pub fn scan(data: &[u8]) -> Result<Scanned<'_>, ScanError> {
     if data.is_empty() {
@@ -260,24 +269,36 @@ pub fn scan(data: &[u8]) -> Result<Scanned<'_>, ScanError> {
 
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(16);
     let mut malformed_header = false;
+    // Byte offset in `rest` of the current header's value, so a folded
+    // continuation (§7.3.1) can widen the value to cover it: the value then
+    // holds the line break, which every accessor reads as whitespace.
+    let mut value_at: Option<usize> = None;
     for raw in rest.split('\n') {
         let line = raw.trim_end_matches('\r');
         if line.is_empty() {
             continue;
         }
         if line.starts_with([' ', '\t']) {
-            // Folded continuation (§7.3.1): keep the first line's value; the
-            // headers we interpret never need the folded remainder.
-            if headers.is_empty() {
-                malformed_header = true;
+            match (value_at, headers.last_mut()) {
+                (Some(at), Some((_, value))) if !line.trim().is_empty() => {
+                    let end = offset_in(rest, line) + line.trim_end().len();
+                    *value = rest.get(at..end).map_or(*value, str::trim);
+                }
+                (Some(_), Some(_)) => {}
+                _ => malformed_header = true,
             }
             continue;
         }
         match line.split_once(':') {
             Some((name, value)) if is_token(name.trim_end()) => {
-                headers.push((name.trim_end(), value.trim()));
+                let value = value.trim();
+                value_at = Some(offset_in(rest, value));
+                headers.push((name.trim_end(), value));
             }
-            _ => malformed_header = true,
+            _ => {
+                value_at = None;
+                malformed_header = true;
+            }
         }
     }
 
@@ -304,7 +325,7 @@ pub fn scan(data: &[u8]) -> Result<Scanned<'_>, ScanError> {
     Ok(msg)
 }
 
-fn full_name(name: &str) -> &str {
+pub(crate) fn full_name(name: &str) -> &str {
     if name.len() == 1 {
         for (c, full) in COMPACT {
             if name.eq_ignore_ascii_case(c) {
@@ -369,110 +390,15 @@ pub fn parse_via(value: &str) -> Option<Via<'_>> {
         port,
         branch: param(params, "branch").filter(|b| !b.is_empty()),
         rport: param(params, "rport").is_some(),
+        received: param(params, "received").filter(|r| !r.is_empty()),
         params,
     })
 }
 
 impl<'a> Scanned<'a> {
-    pub fn is_response(&self) -> bool {
-        matches!(self.start, StartLine::Response { .. })
-    }
-
-    pub fn method(&self) -> Option<&'a str> {
-        match self.start {
-            StartLine::Request { method, .. } => Some(method),
-            StartLine::Response { .. } => None,
-        }
-    }
-
-    pub fn status(&self) -> Option<u16> {
-        match self.start {
-            StartLine::Response { code, .. } => Some(code),
-            StartLine::Request { .. } => None,
-        }
-    }
-
-    pub fn version(&self) -> &'a str {
-        match self.start {
-            StartLine::Request { version, .. } | StartLine::Response { version, .. } => version,
-        }
-    }
-
-    /// All header lines named `name` (lower-case full name; compact forms
-    /// match too).
-    pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| full_name(n).eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers_named(name).next()
-    }
-
+    /// Header lines in order: (name as written, value trimmed).
     pub fn header_lines(&self) -> &[(&'a str, &'a str)] {
         &self.headers
-    }
-
-    /// Every Via value, top first, splitting comma-joined lines.
-    pub fn via_values<'s>(&'s self) -> impl Iterator<Item = &'a str> + 's {
-        self.headers_named("via")
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn top_via(&self) -> Option<Via<'a>> {
-        parse_via(self.via_values().next()?)
-    }
-
-    pub fn call_id(&self) -> Option<&'a str> {
-        self.header("call-id").filter(|v| !v.is_empty())
-    }
-
-    pub fn from_tag(&self) -> Option<&'a str> {
-        param(addr_params(self.header("from")?), "tag").filter(|t| !t.is_empty())
-    }
-
-    pub fn to_tag(&self) -> Option<&'a str> {
-        param(addr_params(self.header("to")?), "tag").filter(|t| !t.is_empty())
-    }
-
-    /// `Some(Ok((seq, method)))` when well-formed, `Some(Err(()))` when present
-    /// but broken.
-    pub fn cseq(&self) -> Option<Result<(u32, &'a str), ()>> {
-        let v = self.header("cseq")?;
-        let mut it = v.split_whitespace();
-        let parsed = match (it.next(), it.next(), it.next()) {
-            (Some(n), Some(m), None) if is_token(m) => match n.parse::<u32>() {
-                // §8.1.1.5: the sequence number must be below 2**31.
-                Ok(n) if n < (1 << 31) => Ok((n, m)),
-                _ => Err(()),
-            },
-            _ => Err(()),
-        };
-        Some(parsed)
-    }
-
-    pub fn max_forwards(&self) -> Option<Result<u32, ()>> {
-        self.header("max-forwards")
-            .map(|v| v.parse::<u32>().map_err(|_| ()))
-    }
-
-    /// Comma-separated option tags of all `name` headers.
-    pub fn tokens<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.headers_named(name)
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-    }
-
-    /// Enough to send a response back (§8.2.6): a request with a usable Via.
-    /// ACK is never answered.
-    pub fn addressable(&self) -> bool {
-        matches!(self.start, StartLine::Request { method, .. } if method != "ACK")
-            && self.top_via().is_some()
     }
 }
 

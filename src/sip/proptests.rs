@@ -2,6 +2,7 @@
 //! well-formed responses; transactions over a lossy, duplicating, reordering
 //! network give each request exactly one outcome and drain to zero.
 
+use crate::sip::view::View;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -147,10 +148,9 @@ fn fuzz_endpoint(t0: Instant) -> (Endpoint, String) {
             let text = String::from_utf8_lossy(&data).into_owned();
             if let Some(v) = scan(text.as_bytes())
                 .ok()
-                .and_then(|m| m.top_via())
-                .and_then(|v| v.branch)
+                .and_then(|m| m.top_via().and_then(|v| v.branch).map(str::to_owned))
             {
-                branch = v.to_owned();
+                branch = v;
             }
         }
     }
@@ -314,7 +314,7 @@ fn simulate(
             match o {
                 Output::Transmit { data, .. } => net.send(true, data, now),
                 Output::Response { tx, response } => {
-                    let code = response.status_code.code();
+                    let code = response.status().unwrap();
                     if code >= 200 {
                         outcomes.entry(tx).or_default().finals.push(code);
                     } else if to_cancel.remove(&tx) {
@@ -334,14 +334,9 @@ fn simulate(
             match o {
                 Output::Transmit { data, .. } => net.send(false, data, now),
                 Output::Request { tx, request, .. } => {
-                    let call_id = request.to_string();
-                    let call = scan(call_id.as_bytes())
-                        .ok()
-                        .and_then(|m| m.call_id())
-                        .unwrap_or("")
-                        .to_owned();
+                    let call = request.call_id().unwrap_or("").to_owned();
                     let status = statuses.get(&call).copied().unwrap_or(500);
-                    if request.method == rsip::Method::Invite {
+                    if request.method() == Some("INVITE") {
                         server.respond(tx, ResponseSpec::new(180), now);
                         if status == 0 {
                             ringing.insert(tx, now + Duration::from_secs(60));

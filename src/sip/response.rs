@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::message::{addr_params, param, parse_via, Scanned};
+use super::view::View;
 
 /// Standard reason phrase for a status code.
 pub fn reason_phrase(status: u16) -> &'static str {

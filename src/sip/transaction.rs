@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::endpoint::{Counters, Output};
-use super::message::scan;
+use super::output::{Counters, Output};
+pub use super::output::{ClientTxId, ServerTxId};
+use super::message::{scan, Scanned};
+use super::view::View;
 use super::response::ResponseBase;
 
 mod completed;
@@ -76,17 +78,23 @@ impl Timers {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerTxId(pub u64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientTxId(pub u64);
-
 /// §17.1.3 client key: our branch and the CSeq method.
 #[derive(Debug, Clone)]
 pub struct ClientKey {
     pub branch: String,
     pub method: String,
+}
+
+impl ClientKey {
+    /// The key of a request we sent, read back from its scan.
+    pub fn of(msg: &Scanned<'_>) -> Option<ClientKey> {
+        let branch = msg.top_via()?.branch?.to_owned();
+        let (_, method) = msg.cseq()?.ok()?;
+        Some(ClientKey {
+            branch,
+            method: method.to_owned(),
+        })
+    }
 }
 
 /// A client key seen as three strings, so the map keyed by owned keys can

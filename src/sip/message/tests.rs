@@ -1,3 +1,4 @@
+use crate::sip::view::View;
 use super::*;
 
 const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
