@@ -23,7 +23,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use cc_engine::media::{Event, LegConfig, PortRange, RecvMode, RelayConfig, RelayHandle};
+use cc_engine::media::{Event, RelayLegConfig, PortRange, RecvMode, RelayConfig, RelayHandle};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -65,7 +65,7 @@ fn relay(args: &[String]) {
     let mut h = RelayHandle::spawn(cfg).expect("relay");
     for i in 0..streams {
         let (a, b) = h
-            .open_pair(LegConfig::default(), LegConfig { peer_rtp: Some(peer), ..Default::default() }, Instant::now())
+            .open_pair(RelayLegConfig::default(), RelayLegConfig { peer_rtp: Some(peer), ..Default::default() }, Instant::now())
             .expect("open pair");
         assert_eq!(a.rtp.port(), base + 4 * i as u16, "port layout");
         assert_eq!(b.rtp.port(), base + 4 * i as u16 + 2);

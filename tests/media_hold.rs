@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cc_engine::media::g711::{self, Law};
 use cc_engine::media::playout::{HoldAudio, Playout, PTIME};
-use cc_engine::media::{wav, LegConfig};
+use cc_engine::media::{wav, RelayLegConfig};
 
 /// µ-law from the G.711 definition: |x| (14-bit) + 33 bias, segment =
 /// position of the leading one above bit 5, 4 mantissa bits below it, code
@@ -228,7 +228,7 @@ fn playout_cadence_and_stall_catch_up() {
 fn hold_through_relay_cadence_and_continuity() {
     let mut h = relay(28200, 4);
     let a = client();
-    let la = h.open_leg(LegConfig::peer(addr(&a)), Instant::now()).unwrap();
+    let la = h.open_leg(RelayLegConfig::peer(addr(&a)), Instant::now()).unwrap();
     h.start_hold(la.id, HoldAudio::new(Law::Alaw, &wav::default_hold_pcm()), 8);
     let mut first: Option<Instant> = None;
     let mut last: Option<(u16, u32)> = None;

@@ -6,7 +6,7 @@ use media_common::*;
 
 use std::time::{Duration, Instant};
 
-use cc_engine::media::{DropReason, Event, LegConfig, OpenError, PortError, RecvMode, RelayConfig, PortRange};
+use cc_engine::media::{DropReason, Event, RelayLegConfig, OpenError, PortError, RecvMode, RelayConfig, PortRange};
 
 fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
     let cfg = RelayConfig { range: PortRange { start, end: start + 8 }, recv_mode: mode, ..Default::default() };
@@ -17,7 +17,7 @@ fn both_directions_in(mode: RecvMode, zc: bool, start: u16) {
     assert!(!zc, "SEND_ZC is built only with the relay-bench-modes feature");
     let mut h = relay_cfg(cfg);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     assert_eq!(la.rtp.port() % 2, 0);
     assert_eq!(la.rtcp.port(), la.rtp.port() + 1);
     h.bridge(la.id, lb.id);
@@ -71,7 +71,7 @@ fn both_directions_send_zc() {
 fn latching_to_new_source_port() {
     let mut h = relay(28030, 4);
     let (sdp_a, real_a, b) = (client(), client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&sdp_a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&sdp_a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     // before A sends anything, B's media goes to A's SDP address
@@ -94,9 +94,9 @@ fn latching_to_new_source_port() {
 fn strict_mode_drops_other_sources() {
     let mut h = relay(28040, 4);
     let (sdp_a, other, b) = (client(), client(), client());
-    let mut ca = LegConfig::peer(addr(&sdp_a));
+    let mut ca = RelayLegConfig::peer(addr(&sdp_a));
     ca.strict = true;
-    let (la, lb) = h.open_pair(ca, LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(ca, RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     other.send_to(&rtp(1, 0, 0xA, 100), la.rtp).unwrap();
@@ -118,8 +118,8 @@ fn strict_mode_drops_other_sources() {
 fn rtcp_relayed_on_port_plus_one() {
     let mut h = relay(28050, 4);
     let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
-    let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), ..Default::default() };
-    let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
+    let ca = RelayLegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), ..Default::default() };
+    let cb = RelayLegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
     let (la, lb) = h.open_pair(ca, cb, Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
@@ -147,7 +147,7 @@ fn rtcp_relayed_on_port_plus_one() {
 fn ssrc_change_and_gaps_counted() {
     let mut h = relay(28060, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     for (seq, ssrc) in [(1u16, 1u32), (2, 1), (5, 1), (900, 2), (901, 2)] {
@@ -165,7 +165,7 @@ fn ssrc_change_and_gaps_counted() {
 fn junk_dropped_and_counted() {
     let mut h = relay(28070, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     a.send_to(&[1, 2, 3], la.rtp).unwrap(); // short
@@ -196,7 +196,7 @@ fn junk_dropped_and_counted() {
 fn unbridged_leg_drops_and_counts() {
     let mut h = relay(28080, 4);
     let a = client();
-    let la = h.open_leg(LegConfig::peer(addr(&a)), Instant::now()).unwrap();
+    let la = h.open_leg(RelayLegConfig::peer(addr(&a)), Instant::now()).unwrap();
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
     let (sa, _) = stats_until(&h, la.id, |s, _| s.rx_packets > 0);
@@ -208,16 +208,16 @@ fn unbridged_leg_drops_and_counts() {
 #[test]
 fn port_exhaustion_refuses_with_503() {
     let mut h = relay(28090, 2);
-    let a = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
-    let b = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
+    let a = h.open_leg(RelayLegConfig::default(), Instant::now()).unwrap();
+    let b = h.open_leg(RelayLegConfig::default(), Instant::now()).unwrap();
     assert_ne!(a.rtp, b.rtp);
-    let e = h.open_leg(LegConfig::default(), Instant::now()).unwrap_err();
+    let e = h.open_leg(RelayLegConfig::default(), Instant::now()).unwrap_err();
     assert_eq!(e.sip_status(), 503);
     let msg = e.to_string();
     assert!(msg.contains("28090-28093"), "names the range: {msg}");
     assert!(matches!(e, OpenError::Ports(PortError::Exhausted { .. })));
     assert_eq!(h.ports().exhausted_count, 1);
-    assert!(h.open_pair(LegConfig::default(), LegConfig::default(), Instant::now()).is_err());
+    assert!(h.open_pair(RelayLegConfig::default(), RelayLegConfig::default(), Instant::now()).is_err());
     assert_eq!(h.ports().exhausted_count, 2);
     h.shutdown();
 }
@@ -226,10 +226,10 @@ fn port_exhaustion_refuses_with_503() {
 fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
     let mut h = relay(28100, 2); // quarantine 300 ms
     let a = client();
-    let l1 = h.open_leg(LegConfig::peer(addr(&a)), Instant::now()).unwrap();
+    let l1 = h.open_leg(RelayLegConfig::peer(addr(&a)), Instant::now()).unwrap();
     h.close(l1.id, Instant::now());
     // Another pair is free: l1's waits out its quarantine.
-    let l2 = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
+    let l2 = h.open_leg(RelayLegConfig::default(), Instant::now()).unwrap();
     assert_ne!(l2.rtp, l1.rtp, "pair reused during quarantine");
     assert_eq!(h.ports().reused_early_count, 0);
     // A late packet of the old call is not delivered anywhere.
@@ -240,7 +240,7 @@ fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
     // with EADDRINUSE and the open is retried (bounded: 100 × 20 ms).
     let mut l3 = None;
     for _ in 0..100 {
-        match h.open_leg(LegConfig::default(), Instant::now()) {
+        match h.open_leg(RelayLegConfig::default(), Instant::now()) {
             Ok(l) => {
                 l3 = Some(l);
                 break;
@@ -259,7 +259,7 @@ fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
     let (s3, _, _) = stats(&h, l3.id);
     assert_eq!(s3.rx_packets + s3.drops_total(), 0, "new leg saw nothing of the old call");
     // Both pairs in use: now it is refused.
-    assert!(matches!(h.open_leg(LegConfig::default(), Instant::now()), Err(OpenError::Ports(PortError::Exhausted { .. }))));
+    assert!(matches!(h.open_leg(RelayLegConfig::default(), Instant::now()), Err(OpenError::Ports(PortError::Exhausted { .. }))));
     h.shutdown();
 }
 
@@ -267,8 +267,8 @@ fn quarantine_respected_while_a_pair_is_free_then_early_reuse() {
 fn deferred_rtcp_is_bound_at_bridge_time() {
     let mut h = relay(28150, 4);
     let (a, a_rtcp, b, b_rtcp) = (client(), client(), client(), client());
-    let ca = LegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), defer_rtcp: true, ..Default::default() };
-    let cb = LegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
+    let ca = RelayLegConfig { peer_rtp: Some(addr(&a)), peer_rtcp: Some(addr(&a_rtcp)), defer_rtcp: true, ..Default::default() };
+    let cb = RelayLegConfig { peer_rtp: Some(addr(&b)), peer_rtcp: Some(addr(&b_rtcp)), ..Default::default() };
     let la = h.open_leg(ca, Instant::now()).unwrap();
     let lb = h.open_leg(cb, Instant::now()).unwrap();
     assert_eq!(la.rtcp.port(), la.rtp.port() + 1, "announced as usual");
@@ -294,8 +294,8 @@ fn deferred_rtcp_is_bound_at_bridge_time() {
 fn deferred_rtcp_taken_meanwhile_bridges_without_rtcp() {
     let mut h = relay(28160, 4);
     let (a, b) = (client(), client());
-    let la = h.open_leg(LegConfig { defer_rtcp: true, ..LegConfig::peer(addr(&a)) }, Instant::now()).unwrap();
-    let lb = h.open_leg(LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let la = h.open_leg(RelayLegConfig { defer_rtcp: true, ..RelayLegConfig::peer(addr(&a)) }, Instant::now()).unwrap();
+    let lb = h.open_leg(RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     let _squatter = std::net::UdpSocket::bind(la.rtcp).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
@@ -321,14 +321,14 @@ fn ports_bound_by_others_are_skipped_bounded_and_counted() {
     let mut h = relay_cfg(cfg(28170, 4));
     let _s0 = std::net::UdpSocket::bind("127.0.0.1:28170").unwrap();
     let _s1 = std::net::UdpSocket::bind("127.0.0.1:28173").unwrap();
-    let l = h.open_leg(LegConfig::default(), Instant::now()).unwrap();
+    let l = h.open_leg(RelayLegConfig::default(), Instant::now()).unwrap();
     assert_eq!(l.rtp.port(), 28174);
     assert_eq!(h.ports().bind_skipped_count, 2);
     h.shutdown();
     // Every pair taken: the open gives up after BIND_ATTEMPTS tries.
     let mut h = relay_cfg(cfg(28180, 2));
     let _t: Vec<_> = [28180, 28182].iter().map(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).unwrap()).collect();
-    let e = h.open_leg(LegConfig::default(), Instant::now()).unwrap_err();
+    let e = h.open_leg(RelayLegConfig::default(), Instant::now()).unwrap_err();
     assert!(matches!(&e, OpenError::Bind(io) if io.kind() == std::io::ErrorKind::AddrInUse), "{e}");
     assert_eq!(h.ports().bind_skipped_count, cc_engine::media::BIND_ATTEMPTS as u64);
     assert_eq!(h.ports().in_use(), 0);
@@ -339,7 +339,7 @@ fn ports_bound_by_others_are_skipped_bounded_and_counted() {
 fn close_bridged_leg_then_traffic_is_safe() {
     let mut h = relay(28110, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     h.close(lb.id, Instant::now());
@@ -353,7 +353,7 @@ fn close_bridged_leg_then_traffic_is_safe() {
 fn media_timeout_reported() {
     let mut h = relay(28120, 4);
     let a = client();
-    let cfg = LegConfig { media_timeout: Some(Duration::from_millis(100)), ..LegConfig::peer(addr(&a)) };
+    let cfg = RelayLegConfig { media_timeout: Some(Duration::from_millis(100)), ..RelayLegConfig::peer(addr(&a)) };
     let la = h.open_leg(cfg, Instant::now()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut got = false;
@@ -374,7 +374,7 @@ fn hold_address_means_no_destination_then_resume() {
     // the agent put the call on hold with c=0.0.0.0: its leg has no destination
     let mut h = relay(28130, 4);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::default(), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::default(), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     a.send_to(&rtp(1, 0, 1, 100), la.rtp).unwrap();
@@ -396,7 +396,7 @@ fn hold_address_means_no_destination_then_resume() {
 fn wait_variant(cfg: RelayConfig) {
     let mut h = relay_cfg(cfg);
     let (a, b) = (client(), client());
-    let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
     h.bridge(la.id, lb.id);
     barrier(&h);
     for i in 0..20u16 {

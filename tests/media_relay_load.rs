@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cc_engine::media::{LegConfig, PortRange, RecvMode, RelayConfig, RelayHandle};
+use cc_engine::media::{RelayLegConfig, PortRange, RecvMode, RelayConfig, RelayHandle};
 
 struct Calls {
     h: RelayHandle,
@@ -33,7 +33,7 @@ fn setup_with(start: u16, calls: usize, base: RelayConfig) -> Calls {
         let (a, b) = (client(), client());
         a.set_nonblocking(true).unwrap();
         b.set_nonblocking(true).unwrap();
-        let (la, lb) = h.open_pair(LegConfig::peer(addr(&a)), LegConfig::peer(addr(&b)), Instant::now()).unwrap();
+        let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
         h.bridge(la.id, lb.id);
         v.push((a, b, la.rtp, lb.rtp));
     }

@@ -88,7 +88,7 @@ use cc_engine::config::{AgentConfig, AnswerMode, Config, NoAgents, QueueConfig, 
 use cc_engine::media::ports::split_range;
 use cc_engine::media::sdp::default_codecs;
 use cc_engine::engine::{Effect, Forwarded, FromRouting, Input, Signalling, SignallingConfig, ToRouting};
-use cc_engine::media::{LegConfig, LegId, LegPorts, OpenError, PortAllocator};
+use cc_engine::media::{RelayLegConfig, RelayLegId, RelayLegPorts, OpenError, PortAllocator};
 use cc_engine::sip::auth::{compute_response, format_authorization, Algorithm, DigestResponse};
 use cc_engine::sip::ids::IdRng;
 use cc_engine::sip::message::scan;
@@ -288,9 +288,9 @@ struct FakeRelay {
     ports: PortAllocator,
     ip: IpAddr,
     next: u64,
-    open: BTreeMap<LegId, u16>,
+    open: BTreeMap<RelayLegId, u16>,
     /// Open legs whose RTCP is not bound yet (deferred until bridged).
-    rtcp_deferred: BTreeSet<LegId>,
+    rtcp_deferred: BTreeSet<RelayLegId>,
     errors: Vec<String>,
     opened: u64,
     /// Customer legs refused (a 503 to the caller: the scenario's range is
@@ -303,7 +303,7 @@ struct FakeRelay {
 }
 
 impl FakeRelay {
-    fn check(&mut self, leg: LegId, what: &str) {
+    fn check(&mut self, leg: RelayLegId, what: &str) {
         if !self.open.contains_key(&leg) {
             self.errors.push(format!("{what} on leg {leg:?} that is not open"));
         }
@@ -311,7 +311,7 @@ impl FakeRelay {
 }
 
 impl MediaControl for FakeRelay {
-    fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
+    fn open_leg(&mut self, cfg: RelayLegConfig, now: Instant) -> Result<RelayLegPorts, OpenError> {
         // Only customer legs defer RTCP: the others are offers' agent legs.
         if !cfg.defer_rtcp && self.agent_leg_failure > 0.0 && self.rng.chance(self.agent_leg_failure) {
             self.agent_refused += 1;
@@ -322,41 +322,41 @@ impl MediaControl for FakeRelay {
             OpenError::Ports(e)
         })?;
         self.next += 1;
-        let id = LegId(self.next);
+        let id = RelayLegId(self.next);
         self.open.insert(id, port);
         if cfg.defer_rtcp {
             self.rtcp_deferred.insert(id);
         }
         self.opened += 1;
-        Ok(LegPorts {
+        Ok(RelayLegPorts {
             id,
             rtp: SocketAddr::new(self.ip, port),
             rtcp: SocketAddr::new(self.ip, port + 1),
         })
     }
-    fn set_peer(&mut self, leg: LegId, _rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {
+    fn set_peer(&mut self, leg: RelayLegId, _rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {
         self.check(leg, "set_peer");
     }
-    fn start_hold(&mut self, leg: LegId, _queue: &str, _pt: u8) {
+    fn start_hold(&mut self, leg: RelayLegId, _queue: &str, _pt: u8) {
         self.check(leg, "start_hold");
     }
-    fn stop_hold(&mut self, leg: LegId) {
+    fn stop_hold(&mut self, leg: RelayLegId) {
         self.check(leg, "stop_hold");
     }
-    fn bridge(&mut self, a: LegId, b: LegId) {
+    fn bridge(&mut self, a: RelayLegId, b: RelayLegId) {
         self.check(a, "bridge");
         self.check(b, "bridge");
         self.rtcp_deferred.remove(&a);
         self.rtcp_deferred.remove(&b);
     }
-    fn close(&mut self, leg: LegId, now: Instant) {
+    fn close(&mut self, leg: RelayLegId, now: Instant) {
         self.rtcp_deferred.remove(&leg);
         match self.open.remove(&leg) {
             Some(port) => self.ports.release(port, now),
             None => self.errors.push(format!("close of leg {leg:?} that is not open (double close?)")),
         }
     }
-    fn rtp_counts(&mut self, _c: LegId, _a: LegId) -> RtpCounts {
+    fn rtp_counts(&mut self, _c: RelayLegId, _a: RelayLegId) -> RtpCounts {
         RtpCounts::default()
     }
 }

@@ -18,7 +18,7 @@ use super::table::{offer_result, CliRole, Orphan, Timer};
 use super::{CallTable, MediaControl};
 use crate::acd::facts::{CallFact, CallId, OfferResult};
 use crate::media::sdp::Direction;
-use crate::media::LegConfig;
+use crate::media::RelayLegConfig;
 use crate::sip::{ClientTxId, Endpoint};
 
 impl CallTable {
@@ -41,9 +41,9 @@ impl CallTable {
             return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
         };
         // The agent-side relay leg exists only while an offer does.
-        let cfg = LegConfig {
+        let cfg = RelayLegConfig {
             media_timeout: self.cfg.media_timeout,
-            ..LegConfig::default()
+            ..RelayLegConfig::default()
         };
         let leg = match media.open_leg(cfg, now) {
             Ok(l) => l,

@@ -5,7 +5,7 @@
 use crate::acd::facts::Party;
 use crate::config::AnswerMode;
 use crate::media::sdp::{Chosen, Direction};
-use crate::media::LegPorts;
+use crate::media::RelayLegPorts;
 use crate::sip::{ClientTxId, ServerTxId};
 
 use super::dialog::Dialog;
@@ -45,7 +45,7 @@ pub struct Agent {
     pub name: String,
     /// The agent-side relay leg, opened for this offer and closed with it
     /// (`CallTable::take_agent`).
-    pub leg: LegPorts,
+    pub leg: RelayLegPorts,
     /// The INVITE client transaction.
     pub tx: ClientTxId,
     pub invite_cseq: u32,
@@ -67,7 +67,7 @@ pub struct Call {
     pub cust: Customer,
     pub agent: Option<Agent>,
     /// The customer-side relay leg (the agent's is in `agent`).
-    pub leg: LegPorts,
+    pub leg: RelayLegPorts,
     /// The agreed codecs: one audio codec, maybe telephone-event.
     pub chosen: Vec<Chosen>,
     pub ptime: u32,
@@ -103,7 +103,7 @@ impl Call {
         }
     }
 
-    pub fn leg(&self, side: Side) -> Option<LegPorts> {
+    pub fn leg(&self, side: Side) -> Option<RelayLegPorts> {
         match side {
             Side::Customer => Some(self.leg),
             Side::Agent => self.agent.as_ref().map(|a| a.leg),

@@ -17,7 +17,7 @@ use super::{CallTable, MediaControl};
 use crate::acd::facts::{CallFact, CallId, Decision, EndReason};
 use crate::config::AnswerMode;
 use crate::media::sdp::Direction;
-use crate::media::LegConfig;
+use crate::media::RelayLegConfig;
 use crate::sip::message::ALLOWED_METHODS;
 use crate::sip::{Endpoint, ResponseSpec, ServerTxId};
 
@@ -62,7 +62,7 @@ impl CallTable {
             Ok(n) => n,
             Err(e) => return ep.respond(tx, sdp_error_spec(&e, &host), now),
         };
-        let cust_cfg = LegConfig {
+        let cust_cfg = RelayLegConfig {
             peer_rtp: offer.peer_rtp,
             peer_rtcp: offer.peer_rtcp,
             strict: false,

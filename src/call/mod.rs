@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use crate::acd::facts::RtpCounts;
 use crate::config::{AnswerMode, Config};
 use crate::media::sdp::Codec;
-use crate::media::{Event, LegConfig, LegId, LegPorts, OpenError};
+use crate::media::{Event, RelayLegConfig, RelayLegId, RelayLegPorts, OpenError};
 
 pub use relay::{HoldLibrary, LegStats, RelayMedia};
 pub use table::CallTable;
@@ -109,25 +109,25 @@ pub trait MediaControl {
     /// Reserve and open one relay leg. A new caller refused for it gets 503;
     /// an offer fails (see above). The error says why: the port range is
     /// exhausted, a socket could not be bound, or the relay is gone.
-    fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError>;
+    fn open_leg(&mut self, cfg: RelayLegConfig, now: Instant) -> Result<RelayLegPorts, OpenError>;
     /// Where the leg's peer wants media (from its SDP).
-    fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>);
+    fn set_peer(&mut self, leg: RelayLegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>);
     /// Play `queue`'s hold audio to the leg, encoded for payload type `pt`
     /// (0 = PCMU, 8 = PCMA).
-    fn start_hold(&mut self, leg: LegId, queue: &str, pt: u8);
-    fn stop_hold(&mut self, leg: LegId);
+    fn start_hold(&mut self, leg: RelayLegId, queue: &str, pt: u8);
+    fn stop_hold(&mut self, leg: RelayLegId);
     /// customer ⇄ agent (stops hold on both; binds deferred RTCP).
-    fn bridge(&mut self, a: LegId, b: LegId);
+    fn bridge(&mut self, a: RelayLegId, b: RelayLegId);
     /// Close the leg; its port pair enters quarantine at `now`.
-    fn close(&mut self, leg: LegId, now: Instant);
+    fn close(&mut self, leg: RelayLegId, now: Instant);
     /// Best known RTP packets forwarded customer → agent and back (the
     /// shell may answer from the relay's last `Event::Stats`).
-    fn rtp_counts(&mut self, customer: LegId, agent: LegId) -> RtpCounts;
+    fn rtp_counts(&mut self, customer: RelayLegId, agent: RelayLegId) -> RtpCounts;
     /// Sees every relay event before the call layer does (the real relay
     /// keeps the counters `rtp_counts` answers from).
     fn observe(&mut self, _ev: &Event) {}
     /// Ask for fresh counters of a leg, answered later by `Event::Stats`.
-    fn request_stats(&mut self, _leg: LegId) {}
+    fn request_stats(&mut self, _leg: RelayLegId) {}
     /// Port and socket figures for metrics.
     fn usage(&self) -> MediaUsage {
         MediaUsage::default()

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::{MediaControl, MediaUsage};
 use crate::acd::facts::RtpCounts;
 use crate::media::g711::Law;
-use crate::media::{Event, HoldAudio, LegConfig, LegId, LegPorts, OpenError, RelayHandle};
+use crate::media::{Event, HoldAudio, RelayLegConfig, RelayLegId, RelayLegPorts, OpenError, RelayHandle};
 
 /// Hold audio per queue, encoded in both G.711 laws.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +39,7 @@ impl HoldLibrary {
 
 /// RTP packets received per leg, from the relay's `Event::Stats`.
 #[derive(Debug, Clone, Default)]
-pub struct LegStats(pub HashMap<LegId, u64>);
+pub struct LegStats(pub HashMap<RelayLegId, u64>);
 
 impl LegStats {
     /// Feed every relay event; returns true when it was a stats answer.
@@ -73,28 +73,28 @@ impl RelayMedia {
 }
 
 impl MediaControl for RelayMedia {
-    fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
+    fn open_leg(&mut self, cfg: RelayLegConfig, now: Instant) -> Result<RelayLegPorts, OpenError> {
         self.relay.open_leg(cfg, now)
     }
-    fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
+    fn set_peer(&mut self, leg: RelayLegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>) {
         self.relay.set_peer(leg, rtp, rtcp, false);
     }
-    fn start_hold(&mut self, leg: LegId, queue: &str, pt: u8) {
+    fn start_hold(&mut self, leg: RelayLegId, queue: &str, pt: u8) {
         match self.hold.get(queue, pt) {
             Some(a) => self.relay.start_hold(leg, a.clone(), pt),
             None => tracing::debug!(queue, pt, "no hold audio for this queue and codec"),
         }
     }
-    fn stop_hold(&mut self, leg: LegId) {
+    fn stop_hold(&mut self, leg: RelayLegId) {
         self.relay.stop_hold(leg);
     }
-    fn bridge(&mut self, a: LegId, b: LegId) {
+    fn bridge(&mut self, a: RelayLegId, b: RelayLegId) {
         self.relay.bridge(a, b);
     }
-    fn close(&mut self, leg: LegId, now: Instant) {
+    fn close(&mut self, leg: RelayLegId, now: Instant) {
         self.relay.close(leg, now);
     }
-    fn rtp_counts(&mut self, customer: LegId, agent: LegId) -> RtpCounts {
+    fn rtp_counts(&mut self, customer: RelayLegId, agent: RelayLegId) -> RtpCounts {
         RtpCounts {
             caller_to_agent: self.stats.0.get(&customer).copied().unwrap_or(0),
             agent_to_caller: self.stats.0.get(&agent).copied().unwrap_or(0),
@@ -103,7 +103,7 @@ impl MediaControl for RelayMedia {
     fn observe(&mut self, ev: &Event) {
         self.stats.on_event(ev);
     }
-    fn request_stats(&mut self, leg: LegId) {
+    fn request_stats(&mut self, leg: RelayLegId) {
         self.relay.request_stats(leg);
     }
     fn usage(&self) -> MediaUsage {

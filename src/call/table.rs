@@ -75,7 +75,7 @@ pub struct CallTable {
     pub(super) srv: HashMap<ServerTxId, Srv>,
     pub(super) cli: HashMap<ClientTxId, (CallId, CliRole)>,
     pub(super) dialogs: HashMap<(String, String), (CallId, Side)>,
-    pub(super) legs: HashMap<crate::media::LegId, CallId>,
+    pub(super) legs: HashMap<crate::media::RelayLegId, CallId>,
     pub(super) orphan_cli: HashMap<ClientTxId, Orphan>,
     pub(super) orphan_srv: HashSet<ServerTxId>,
     /// ACKs of 2xx responses we received: re-sent on retransmission.
@@ -157,7 +157,7 @@ impl CallTable {
     /// (customer, agent) relay legs of every bridged call: the shell asks
     /// the relay for their stats now and then (`RelayHandle::request_stats`)
     /// so `Ended` carries recent RTP counts.
-    pub fn bridged_legs(&self) -> Vec<(crate::media::LegId, crate::media::LegId)> {
+    pub fn bridged_legs(&self) -> Vec<(crate::media::RelayLegId, crate::media::RelayLegId)> {
         self.calls
             .values()
             .filter(|c| c.bridged())
@@ -426,7 +426,7 @@ impl CallTable {
 
     /// Close a relay leg and forget it. Every leg is closed through here,
     /// and only while the index has it: so exactly once.
-    pub(super) fn close_leg(&mut self, media: &mut dyn MediaControl, leg: crate::media::LegId, now: Instant) {
+    pub(super) fn close_leg(&mut self, media: &mut dyn MediaControl, leg: crate::media::RelayLegId, now: Instant) {
         if self.legs.remove(&leg).is_some() {
             media.close(leg, now);
         }

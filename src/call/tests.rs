@@ -23,32 +23,32 @@ fn addr(s: &str) -> SocketAddr {
 #[derive(Default)]
 struct FakeMedia {
     next: u64,
-    open: HashSet<LegId>,
+    open: HashSet<RelayLegId>,
     /// Legs opened with RTCP deferred (not yet bridged).
-    deferred_rtcp: HashSet<LegId>,
-    last: Option<LegPorts>,
+    deferred_rtcp: HashSet<RelayLegId>,
+    last: Option<RelayLegPorts>,
     exhausted: bool,
-    hold: HashSet<LegId>,
-    bridged: Vec<(LegId, LegId)>,
-    peers: HashMap<LegId, Option<SocketAddr>>,
+    hold: HashSet<RelayLegId>,
+    bridged: Vec<(RelayLegId, RelayLegId)>,
+    peers: HashMap<RelayLegId, Option<SocketAddr>>,
     closed: usize,
     hold_pt: Option<u8>,
 }
 
 impl MediaControl for FakeMedia {
-    fn open_leg(&mut self, cfg: LegConfig, _now: Instant) -> Result<LegPorts, OpenError> {
+    fn open_leg(&mut self, cfg: RelayLegConfig, _now: Instant) -> Result<RelayLegPorts, OpenError> {
         if self.exhausted {
             let range = crate::media::PortRange { start: 30000, end: 30001 };
             return Err(OpenError::Ports(crate::media::PortError::Exhausted { range, in_use: 1 }));
         }
         self.next += 1;
-        let id = LegId(self.next);
+        let id = RelayLegId(self.next);
         self.open.insert(id);
         if cfg.defer_rtcp {
             self.deferred_rtcp.insert(id);
         }
         let port = 30000 + 2 * self.next as u16;
-        let leg = LegPorts {
+        let leg = RelayLegPorts {
             id,
             rtp: SocketAddr::new(addr(ENGINE).ip(), port),
             rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1),
@@ -56,20 +56,20 @@ impl MediaControl for FakeMedia {
         self.last = Some(leg);
         Ok(leg)
     }
-    fn set_peer(&mut self, leg: LegId, rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {
+    fn set_peer(&mut self, leg: RelayLegId, rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {
         assert!(self.open.contains(&leg), "set_peer on closed leg");
         self.peers.insert(leg, rtp);
     }
-    fn start_hold(&mut self, leg: LegId, queue: &str, pt: u8) {
+    fn start_hold(&mut self, leg: RelayLegId, queue: &str, pt: u8) {
         assert!(self.open.contains(&leg));
         assert_eq!(queue, "support");
         self.hold_pt = Some(pt);
         self.hold.insert(leg);
     }
-    fn stop_hold(&mut self, leg: LegId) {
+    fn stop_hold(&mut self, leg: RelayLegId) {
         self.hold.remove(&leg);
     }
-    fn bridge(&mut self, a: LegId, b: LegId) {
+    fn bridge(&mut self, a: RelayLegId, b: RelayLegId) {
         assert!(self.open.contains(&a) && self.open.contains(&b), "bridge of a closed leg");
         self.hold.remove(&a);
         self.hold.remove(&b);
@@ -77,13 +77,13 @@ impl MediaControl for FakeMedia {
         self.deferred_rtcp.remove(&b);
         self.bridged.push((a, b));
     }
-    fn close(&mut self, leg: LegId, _now: Instant) {
+    fn close(&mut self, leg: RelayLegId, _now: Instant) {
         assert!(self.open.remove(&leg), "leg closed twice or never opened");
         self.hold.remove(&leg);
         self.deferred_rtcp.remove(&leg);
         self.closed += 1;
     }
-    fn rtp_counts(&mut self, _c: LegId, _a: LegId) -> RtpCounts {
+    fn rtp_counts(&mut self, _c: RelayLegId, _a: RelayLegId) -> RtpCounts {
         RtpCounts {
             caller_to_agent: 10,
             agent_to_caller: 20,
@@ -498,7 +498,7 @@ fn on_agent_rings_then_answers_when_agent_does() {
     let cust_ok = h.one_sent(CUSTOMER, "SIP/2.0 200");
     assert!(body(&cust_ok).contains("m=audio 30002"));
     assert_eq!(h.media.bridged.len(), 1);
-    assert_eq!(h.media.peers.get(&LegId(2)), Some(&Some(addr("198.51.100.7:50000"))));
+    assert_eq!(h.media.peers.get(&RelayLegId(2)), Some(&Some(addr("198.51.100.7:50000"))));
     assert_eq!(
         h.take_facts(),
         vec![CallFact::OfferResult {
@@ -587,8 +587,8 @@ fn bridged_then_customer_bye() {
     let inv = h.offer(call);
     h.agent_answers(&inv);
     assert!(h.media.hold.is_empty(), "hold stops when the agent answers");
-    assert_eq!(h.media.bridged, vec![(LegId(1), LegId(2))]);
-    assert_eq!(h.calls.bridged_legs(), vec![(LegId(1), LegId(2))]);
+    assert_eq!(h.media.bridged, vec![(RelayLegId(1), RelayLegId(2))]);
+    assert_eq!(h.calls.bridged_legs(), vec![(RelayLegId(1), RelayLegId(2))]);
     assert!(
         h.sent_to(CUSTOMER, "SIP/2.0 200").is_empty(),
         "the customer was answered before"
@@ -799,7 +799,7 @@ fn reinvite_hold_passes_through_both_ways() {
     h.customer_in_dialog("INVITE", &to, 3, Some(&sdp_body(40002, "0 101", "sendrecv")));
     let ok = h.one_sent(CUSTOMER, "SIP/2.0 200");
     assert!(body(&ok).contains("a=sendrecv"));
-    assert_eq!(h.media.peers.get(&LegId(1)), Some(&Some(addr("198.51.100.7:40002"))));
+    assert_eq!(h.media.peers.get(&RelayLegId(1)), Some(&Some(addr("198.51.100.7:40002"))));
     let re = h.one_sent(AGENT, "INVITE ");
     assert!(body(&re).contains("a=sendrecv"));
     assert_eq!(hdr(&re, "cseq").as_deref(), Some("2 INVITE"));
@@ -809,7 +809,7 @@ fn reinvite_hold_passes_through_both_ways() {
         &reply(&re, 200, None, Some(&sdp_body(50002, "0 101", "sendrecv"))),
     );
     h.one_sent(AGENT, "ACK ");
-    assert_eq!(h.media.peers.get(&LegId(2)), Some(&Some(addr("198.51.100.7:50002"))));
+    assert_eq!(h.media.peers.get(&RelayLegId(2)), Some(&Some(addr("198.51.100.7:50002"))));
     h.take_sent();
     let cack = format!(
         "ACK sip:support@{ENGINE} SIP/2.0\r\nVia: SIP/2.0/UDP {CUSTOMER};branch=z9hG4bKack3\r\nMax-Forwards: 70\r\n\
@@ -837,7 +837,7 @@ fn media_timeout_hangs_up_both_legs() {
     let inv = h.offer(call);
     // Agent leg silent before the bridge: ignored.
     let ev = crate::media::Event::MediaTimeout {
-        leg: LegId(2),
+        leg: RelayLegId(2),
         idle: Duration::from_secs(60),
     };
     assert!(h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall));
@@ -864,7 +864,7 @@ fn media_timeout_hangs_up_both_legs() {
     );
     // Unknown legs are not ours.
     let other = crate::media::Event::MediaTimeout {
-        leg: LegId(99),
+        leg: RelayLegId(99),
         idle: Duration::from_secs(1),
     };
     assert!(!h.calls.on_media_event(&mut h.ep, &mut h.media, &other, h.now, h.wall));
@@ -1087,7 +1087,7 @@ fn silent_agent_times_out_as_no_answer() {
     h.take_sent();
     // Media timeout while waiting (answered, hold audio): the engine gives up.
     let ev = crate::media::Event::MediaTimeout {
-        leg: LegId(1),
+        leg: RelayLegId(1),
         idle: Duration::from_secs(60),
     };
     assert!(h.calls.on_media_event(&mut h.ep, &mut h.media, &ev, h.now, h.wall));
@@ -1132,7 +1132,7 @@ fn random_call_scripts_leave_nothing_behind() {
                 panic!("{facts:?}")
             };
             all_facts.extend(facts);
-            let cust_leg = LegId(h.media.next);
+            let cust_leg = RelayLegId(h.media.next);
             let mut cseq = 1u32;
             let mut acseq = 1u32;
             let our_to = |h: &H| {
@@ -1248,7 +1248,7 @@ fn random_call_scripts_leave_nothing_behind() {
                     }),
                     _ => {
                         // The customer's leg, or the newest (maybe the agent's, maybe closed).
-                        let leg = if next(2) == 0 { cust_leg } else { LegId(h.media.next) };
+                        let leg = if next(2) == 0 { cust_leg } else { RelayLegId(h.media.next) };
                         let ev = crate::media::Event::MediaTimeout {
                             leg,
                             idle: Duration::from_secs(60),
@@ -1413,7 +1413,7 @@ fn route_sets_follow_record_route() {
     h2.take_sent();
     h2.queued_immediate(call);
     let ev = crate::media::Event::MediaTimeout {
-        leg: LegId(1),
+        leg: RelayLegId(1),
         idle: Duration::from_secs(60),
     };
     h2.calls.on_media_event(&mut h2.ep, &mut h2.media, &ev, h2.now, h2.wall);
@@ -1648,7 +1648,7 @@ fn hangup_all_on_shutdown() {
 fn a_waiting_call_holds_only_its_customer_leg() {
     let mut h = H::new(AnswerMode::Immediate);
     let call = h.arrive();
-    let cust = LegId(1);
+    let cust = RelayLegId(1);
     assert_eq!(h.media.open, HashSet::from([cust]), "no agent leg before an offer");
     assert!(h.media.deferred_rtcp.contains(&cust), "RTCP waits for the bridge");
     let to = h.queued_immediate(call);
@@ -1658,7 +1658,7 @@ fn a_waiting_call_holds_only_its_customer_leg() {
     assert_eq!(h.media.open.len(), 2);
     assert_eq!(h.calls.counts().legs, 2);
     h.agent_answers(&inv);
-    assert_eq!(h.media.bridged, vec![(cust, LegId(2))]);
+    assert_eq!(h.media.bridged, vec![(cust, RelayLegId(2))]);
     assert!(h.media.deferred_rtcp.is_empty(), "bridged: RTCP bound");
     h.take_sent();
     h.customer_in_dialog("BYE", &to, 2, None);
@@ -1695,7 +1695,7 @@ fn a_call_back_in_the_queue_releases_its_agent_leg() {
             matches!(&facts[..], [CallFact::OfferResult { result, .. }] if *result != OfferResult::Answered),
             "{how}: {facts:?}"
         );
-        assert_eq!(h.media.open, HashSet::from([LegId(1)]), "{how}: only the customer leg left");
+        assert_eq!(h.media.open, HashSet::from([RelayLegId(1)]), "{how}: only the customer leg left");
         assert_eq!(h.calls.counts().legs, 1, "{how}");
         assert_eq!(h.calls.counts().waiting, 1, "{how}");
         assert_eq!(h.media.hold.len(), 1, "{how}: hold audio goes on");

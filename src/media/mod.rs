@@ -23,15 +23,15 @@
 //!
 //! ```text
 //! spawn(cfg: RelayConfig)                     -> io::Result<RelayHandle>
-//! open_leg(&mut self, LegConfig, now)         -> Result<LegPorts, OpenError>   // 503 on exhaustion
-//! open_pair(&mut self, LegConfig, LegConfig, now) -> Result<(LegPorts, LegPorts), OpenError>
-//! set_peer(&self, LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool)
-//! start_hold(&self, LegId, HoldAudio, pt: u8)   // 20 ms G.711 frames to the leg's peer
-//! stop_hold(&self, LegId)
-//! bridge(&mut self, a: LegId, b: LegId)         // a⇄b, stops hold on both; binds deferred RTCP
-//! unbridge(&self, LegId)
-//! close(&mut self, LegId, now)                  // pair released (quarantine from now), Event::Closed
-//! request_stats(&self, LegId)                   // answered by Event::Stats
+//! open_leg(&mut self, RelayLegConfig, now)         -> Result<RelayLegPorts, OpenError>   // 503 on exhaustion
+//! open_pair(&mut self, RelayLegConfig, RelayLegConfig, now) -> Result<(RelayLegPorts, RelayLegPorts), OpenError>
+//! set_peer(&self, RelayLegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool)
+//! start_hold(&self, RelayLegId, HoldAudio, pt: u8)   // 20 ms G.711 frames to the leg's peer
+//! stop_hold(&self, RelayLegId)
+//! bridge(&mut self, a: RelayLegId, b: RelayLegId)         // a⇄b, stops hold on both; binds deferred RTCP
+//! unbridge(&self, RelayLegId)
+//! close(&mut self, RelayLegId, now)                  // pair released (quarantine from now), Event::Closed
+//! request_stats(&self, RelayLegId)                   // answered by Event::Stats
 //! request_counters(&self)                       // answered by Event::Counters
 //! try_event(&self) -> Option<Event>             // MediaTimeout, Stats, Closed…
 //! shutdown(self)
@@ -42,7 +42,7 @@
 //! from its SDP. A customer⇄agent call is two legs bridged. While the
 //! customer waits, its leg is not bridged and `start_hold` plays audio to it.
 //!
-//! A leg opened with `LegConfig::defer_rtcp` binds only its RTP socket; the
+//! A leg opened with `RelayLegConfig::defer_rtcp` binds only its RTP socket; the
 //! RTCP port stays reserved in the allocator and is bound when the leg is
 //! bridged. A waiting caller hears hold audio, which needs no RTCP, so a
 //! waiting call holds one socket instead of two: with the open-files limit
@@ -208,11 +208,11 @@ impl Default for RelayConfig {
 
 /// Identifies a leg in its relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegId(pub u64);
+pub struct RelayLegId(pub u64);
 
 /// How to open a leg.
 #[derive(Debug, Clone, Default)]
-pub struct LegConfig {
+pub struct RelayLegConfig {
     /// The peer's RTP address from its SDP (`None` on hold / not yet known).
     pub peer_rtp: Option<SocketAddr>,
     /// The peer's RTCP address (`a=rtcp`, else RTP port + 1).
@@ -226,17 +226,17 @@ pub struct LegConfig {
     pub defer_rtcp: bool,
 }
 
-impl LegConfig {
+impl RelayLegConfig {
     /// From a peer RTP address (RTCP = port + 1).
     pub fn peer(rtp: SocketAddr) -> Self {
-        LegConfig { peer_rtp: Some(rtp), peer_rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))), ..Default::default() }
+        RelayLegConfig { peer_rtp: Some(rtp), peer_rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))), ..Default::default() }
     }
 }
 
 /// What `open_leg` returns: the relay-side addresses to put in SDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LegPorts {
-    pub id: LegId,
+pub struct RelayLegPorts {
+    pub id: RelayLegId,
     /// Relay RTP address (even port); RTCP is on port + 1.
     pub rtp: SocketAddr,
     pub rtcp: SocketAddr,
@@ -290,28 +290,28 @@ pub struct RelayCounters {
 pub enum Event {
     /// No RTP received on `leg` for `idle` (≥ its media timeout). Reported
     /// once per silence; re-armed when packets flow again.
-    MediaTimeout { leg: LegId, idle: Duration },
+    MediaTimeout { leg: RelayLegId, idle: Duration },
     /// Answer to `request_stats`.
-    Stats { leg: LegId, rtp: StreamStats, rtcp: StreamStats, rtp_dest: Option<SocketAddr> },
+    Stats { leg: RelayLegId, rtp: StreamStats, rtcp: StreamStats, rtp_dest: Option<SocketAddr> },
     /// `request_stats` for a leg the relay does not know.
-    UnknownLeg { leg: LegId },
+    UnknownLeg { leg: RelayLegId },
     /// Answer to `request_counters`.
     Counters(RelayCounters),
     /// The leg is closed; its sockets are closed once in-flight I/O ends.
-    Closed { leg: LegId },
+    Closed { leg: RelayLegId },
 }
 
 pub(crate) enum Command {
     /// `rtcp` is `None` for a leg with deferred RTCP (`AttachRtcp` later).
-    Open { id: LegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: LegConfig },
-    AttachRtcp { id: LegId, rtcp: UdpSocket },
-    SetPeer { id: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool },
-    Bridge { a: LegId, b: LegId },
-    Unbridge { id: LegId },
-    StartHold { id: LegId, audio: HoldAudio, pt: u8 },
-    StopHold { id: LegId },
-    Close { id: LegId },
-    Stats { id: LegId },
+    Open { id: RelayLegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: RelayLegConfig },
+    AttachRtcp { id: RelayLegId, rtcp: UdpSocket },
+    SetPeer { id: RelayLegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool },
+    Bridge { a: RelayLegId, b: RelayLegId },
+    Unbridge { id: RelayLegId },
+    StartHold { id: RelayLegId, audio: HoldAudio, pt: u8 },
+    StopHold { id: RelayLegId },
+    Close { id: RelayLegId },
+    Stats { id: RelayLegId },
     Counters,
     Shutdown,
 }
@@ -324,7 +324,7 @@ pub struct RelayHandle {
     ports: PortAllocator,
     cfg: RelayConfig,
     next_id: u64,
-    open: HashMap<LegId, OpenLeg>,
+    open: HashMap<RelayLegId, OpenLeg>,
     rtcp_bind_failures: u64,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Inside a batch (`begin_batch`..`end_batch`) commands are queued
@@ -345,7 +345,7 @@ enum Batch {
 #[derive(Debug, Clone, Copy)]
 struct OpenLeg {
     port: u16,
-    /// RTCP not bound yet (`LegConfig::defer_rtcp`).
+    /// RTCP not bound yet (`RelayLegConfig::defer_rtcp`).
     rtcp_deferred: bool,
 }
 
@@ -432,7 +432,7 @@ impl RelayHandle {
 
     /// Reserve a port pair, bind it and hand it to the relay. `now` is the
     /// caller's clock: it decides which quarantined pairs are free again.
-    pub fn open_leg(&mut self, cfg: LegConfig, now: Instant) -> Result<LegPorts, OpenError> {
+    pub fn open_leg(&mut self, cfg: RelayLegConfig, now: Instant) -> Result<RelayLegPorts, OpenError> {
         let mut last_err = None;
         for _ in 0..BIND_ATTEMPTS {
             let port = self.ports.allocate(now)?;
@@ -451,7 +451,7 @@ impl RelayHandle {
                     return Err(OpenError::Bind(e));
                 }
             };
-            let id = LegId(self.next_id);
+            let id = RelayLegId(self.next_id);
             self.next_id += 1;
             let rtcp_deferred = rtcp.is_none();
             if !self.send(Command::Open { id, rtp, rtcp, cfg }) {
@@ -459,7 +459,7 @@ impl RelayHandle {
                 return Err(OpenError::RelayGone);
             }
             self.open.insert(id, OpenLeg { port, rtcp_deferred });
-            return Ok(LegPorts {
+            return Ok(RelayLegPorts {
                 id,
                 rtp: SocketAddr::new(self.cfg.bind_ip, port),
                 rtcp: SocketAddr::new(self.cfg.bind_ip, port.wrapping_add(1)),
@@ -480,7 +480,7 @@ impl RelayHandle {
 
     /// Bind a deferred RTCP socket (at bridge time). A failure leaves the
     /// leg without RTCP: the audio path does not need it.
-    fn attach_rtcp(&mut self, leg: LegId) {
+    fn attach_rtcp(&mut self, leg: RelayLegId) {
         let Some(o) = self.open.get_mut(&leg).filter(|o| o.rtcp_deferred) else { return };
         o.rtcp_deferred = false;
         let port = o.port.wrapping_add(1);
@@ -496,7 +496,7 @@ impl RelayHandle {
     }
 
     /// Open two legs (e.g. customer side and agent side); all or nothing.
-    pub fn open_pair(&mut self, a: LegConfig, b: LegConfig, now: Instant) -> Result<(LegPorts, LegPorts), OpenError> {
+    pub fn open_pair(&mut self, a: RelayLegConfig, b: RelayLegConfig, now: Instant) -> Result<(RelayLegPorts, RelayLegPorts), OpenError> {
         let pa = self.open_leg(a, now)?;
         match self.open_leg(b, now) {
             Ok(pb) => Ok((pa, pb)),
@@ -507,32 +507,32 @@ impl RelayHandle {
         }
     }
 
-    pub fn set_peer(&self, leg: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool) {
+    pub fn set_peer(&self, leg: RelayLegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool) {
         self.send(Command::SetPeer { id: leg, rtp, rtcp, strict });
     }
-    pub fn start_hold(&self, leg: LegId, audio: HoldAudio, pt: u8) {
+    pub fn start_hold(&self, leg: RelayLegId, audio: HoldAudio, pt: u8) {
         self.send(Command::StartHold { id: leg, audio, pt });
     }
-    pub fn stop_hold(&self, leg: LegId) {
+    pub fn stop_hold(&self, leg: RelayLegId) {
         self.send(Command::StopHold { id: leg });
     }
     /// Also binds the legs' deferred RTCP sockets.
-    pub fn bridge(&mut self, a: LegId, b: LegId) {
+    pub fn bridge(&mut self, a: RelayLegId, b: RelayLegId) {
         self.attach_rtcp(a);
         self.attach_rtcp(b);
         self.send(Command::Bridge { a, b });
     }
-    pub fn unbridge(&self, leg: LegId) {
+    pub fn unbridge(&self, leg: RelayLegId) {
         self.send(Command::Unbridge { id: leg });
     }
     /// Close a leg; its port pair enters quarantine at `now`.
-    pub fn close(&mut self, leg: LegId, now: Instant) {
+    pub fn close(&mut self, leg: RelayLegId, now: Instant) {
         if let Some(o) = self.open.remove(&leg) {
             self.ports.release(o.port, now);
         }
         self.send(Command::Close { id: leg });
     }
-    pub fn request_stats(&self, leg: LegId) {
+    pub fn request_stats(&self, leg: RelayLegId) {
         self.send(Command::Stats { id: leg });
     }
     pub fn request_counters(&self) {

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use cc_engine::media::{Event, LegId, PortRange, RelayConfig, RelayCounters, RelayHandle, StreamStats};
+use cc_engine::media::{Event, RelayLegId, PortRange, RelayConfig, RelayCounters, RelayHandle, StreamStats};
 
 pub fn relay(start: u16, pairs: u16) -> RelayHandle {
     let cfg = RelayConfig {
@@ -27,7 +27,7 @@ pub fn client() -> UdpSocket {
 }
 
 /// A client socket pair on an even port (RTP) and +1 (RTCP) is not needed:
-/// tests give RTCP its own socket through LegConfig::peer_rtcp.
+/// tests give RTCP its own socket through RelayLegConfig::peer_rtcp.
 pub fn addr(s: &UdpSocket) -> SocketAddr {
     s.local_addr().unwrap()
 }
@@ -75,7 +75,7 @@ pub fn barrier(h: &RelayHandle) -> RelayCounters {
     panic!("relay did not answer");
 }
 
-pub fn stats(h: &RelayHandle, leg: LegId) -> (StreamStats, StreamStats, Option<SocketAddr>) {
+pub fn stats(h: &RelayHandle, leg: RelayLegId) -> (StreamStats, StreamStats, Option<SocketAddr>) {
     h.request_stats(leg);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -89,7 +89,7 @@ pub fn stats(h: &RelayHandle, leg: LegId) -> (StreamStats, StreamStats, Option<S
 }
 
 /// Poll the stats of `leg` until `pred` holds (or panic after 5 s).
-pub fn stats_until(h: &RelayHandle, leg: LegId, pred: impl Fn(&StreamStats, &StreamStats) -> bool) -> (StreamStats, StreamStats) {
+pub fn stats_until(h: &RelayHandle, leg: RelayLegId, pred: impl Fn(&StreamStats, &StreamStats) -> bool) -> (StreamStats, StreamStats) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (a, b, _) = stats(h, leg);

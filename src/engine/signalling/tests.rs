@@ -12,7 +12,7 @@ use crate::acd::RegisterReply;
 use crate::call::CallConfig;
 use crate::config::AnswerMode;
 use crate::media::sdp::default_codecs;
-use crate::media::{LegConfig, LegId, LegPorts, OpenError};
+use crate::media::{RelayLegConfig, RelayLegId, RelayLegPorts, OpenError};
 use crate::sip::EndpointConfig;
 
 const ENGINE: &str = "192.0.2.1:5060";
@@ -25,25 +25,25 @@ fn addr(s: &str) -> SocketAddr {
 #[derive(Default)]
 struct Media {
     next: u64,
-    open: BTreeSet<LegId>,
+    open: BTreeSet<RelayLegId>,
 }
 
 impl MediaControl for Media {
-    fn open_leg(&mut self, _cfg: LegConfig, _now: Instant) -> Result<LegPorts, OpenError> {
+    fn open_leg(&mut self, _cfg: RelayLegConfig, _now: Instant) -> Result<RelayLegPorts, OpenError> {
         self.next += 1;
-        let id = LegId(self.next);
+        let id = RelayLegId(self.next);
         self.open.insert(id);
         let port = 30000 + 2 * self.next as u16;
-        Ok(LegPorts { id, rtp: SocketAddr::new(addr(ENGINE).ip(), port), rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1) })
+        Ok(RelayLegPorts { id, rtp: SocketAddr::new(addr(ENGINE).ip(), port), rtcp: SocketAddr::new(addr(ENGINE).ip(), port + 1) })
     }
-    fn set_peer(&mut self, _leg: LegId, _rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {}
-    fn start_hold(&mut self, _leg: LegId, _queue: &str, _pt: u8) {}
-    fn stop_hold(&mut self, _leg: LegId) {}
-    fn bridge(&mut self, _a: LegId, _b: LegId) {}
-    fn close(&mut self, leg: LegId, _now: Instant) {
+    fn set_peer(&mut self, _leg: RelayLegId, _rtp: Option<SocketAddr>, _rtcp: Option<SocketAddr>) {}
+    fn start_hold(&mut self, _leg: RelayLegId, _queue: &str, _pt: u8) {}
+    fn stop_hold(&mut self, _leg: RelayLegId) {}
+    fn bridge(&mut self, _a: RelayLegId, _b: RelayLegId) {}
+    fn close(&mut self, leg: RelayLegId, _now: Instant) {
         assert!(self.open.remove(&leg), "leg closed twice or never opened");
     }
-    fn rtp_counts(&mut self, _c: LegId, _a: LegId) -> RtpCounts {
+    fn rtp_counts(&mut self, _c: RelayLegId, _a: RelayLegId) -> RtpCounts {
         RtpCounts::default()
     }
 }

@@ -38,7 +38,7 @@ use super::pool::Pool;
 use super::sockaddr::{from_storage, to_storage, zeroed_storage, STORAGE_LEN};
 use super::stats::DropReason;
 use super::table::{HoldTx, Table, HOLD_FRAME, NO_SOCKET, RTCP, RTP};
-use crate::media::{Command, Event, LegConfig, LegId, RecvMode, RelayConfig, RelayCounters};
+use crate::media::{Command, Event, RelayLegConfig, RelayLegId, RecvMode, RelayConfig, RelayCounters};
 
 const TAG_RECV: u64 = 1;
 const TAG_SEND: u64 = 2;
@@ -713,7 +713,7 @@ impl Relay {
         }
     }
 
-    fn open_leg(&mut self, id: LegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: LegConfig, now: Instant) {
+    fn open_leg(&mut self, id: RelayLegId, rtp: UdpSocket, rtcp: Option<UdpSocket>, cfg: RelayLegConfig, now: Instant) {
         let li = self.table.open(id, &cfg, now);
         let s0 = self.add_sock(rtp, li, RTP);
         self.table.set_socket(li, RTP, s0);
@@ -727,7 +727,7 @@ impl Relay {
     }
 
     /// The deferred RTCP socket of a relay leg (bound at bridge time).
-    fn attach_rtcp(&mut self, id: LegId, rtcp: UdpSocket) {
+    fn attach_rtcp(&mut self, id: RelayLegId, rtcp: UdpSocket) {
         // closed meanwhile, or already attached: the socket drops
         let Some(li) = self.table.rtcp_pending(id) else { return };
         let s1 = self.add_sock(rtcp, li, RTCP);
@@ -736,7 +736,7 @@ impl Relay {
         self.arm_recv(s1);
     }
 
-    fn close_leg(&mut self, id: LegId) {
+    fn close_leg(&mut self, id: RelayLegId) {
         let Some(socks) = self.table.close(id) else { return };
         for s in socks {
             let mut cancel = None;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::stats::DropReason;
 use super::stream::{Kind, StreamState, Verdict};
 use crate::media::playout::{HoldAudio, Playout, HEADER, SAMPLES};
-use crate::media::{Event, LegConfig, LegId};
+use crate::media::{Event, RelayLegConfig, RelayLegId};
 
 /// Stream index of a relay leg's RTP socket.
 pub(crate) const RTP: usize = 0;
@@ -44,7 +44,7 @@ pub(crate) trait HoldTx {
 
 /// One side of a call in the relay.
 pub(crate) struct RelayLeg {
-    id: LegId,
+    id: RelayLegId,
     /// Ring socket per stream ([`RTP`], [`RTCP`]).
     socks: [u32; 2],
     streams: [StreamState; 2],
@@ -63,7 +63,7 @@ pub(crate) struct RelayLeg {
 pub(crate) struct Table {
     legs: Vec<Option<RelayLeg>>,
     free: Vec<u32>,
-    by_id: HashMap<LegId, u32>,
+    by_id: HashMap<RelayLegId, u32>,
     /// Relay legs that had hold audio started (pruned by `poll_hold`).
     holding: Vec<u32>,
     next_hold: Option<Instant>,
@@ -90,7 +90,7 @@ impl Table {
 
     /// Add a relay leg without sockets (attach them with
     /// [`set_socket`](Self::set_socket)); returns its index.
-    pub(crate) fn open(&mut self, id: LegId, cfg: &LegConfig, now: Instant) -> u32 {
+    pub(crate) fn open(&mut self, id: RelayLegId, cfg: &RelayLegConfig, now: Instant) -> u32 {
         let li = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -128,13 +128,13 @@ impl Table {
 
     /// Index of relay leg `id`, if it is open and still waits for its
     /// deferred RTCP socket.
-    pub(crate) fn rtcp_pending(&self, id: LegId) -> Option<u32> {
+    pub(crate) fn rtcp_pending(&self, id: RelayLegId) -> Option<u32> {
         let li = *self.by_id.get(&id)?;
         matches!(self.legs.get(li as usize), Some(Some(l)) if l.socks[RTCP] == NO_SOCKET).then_some(li)
     }
 
     /// New peer addresses (re-INVITE): both latches are forgotten.
-    pub(crate) fn set_peer(&mut self, id: LegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool) {
+    pub(crate) fn set_peer(&mut self, id: RelayLegId, rtp: Option<SocketAddr>, rtcp: Option<SocketAddr>, strict: bool) {
         if let Some(leg) = self.leg_mut(id) {
             leg.streams[RTP].set_peer(rtp, strict);
             leg.streams[RTCP].set_peer(rtcp, strict);
@@ -143,7 +143,7 @@ impl Table {
 
     /// Forward `a` ⇄ `b`; stops hold audio on both and unbridges their
     /// previous partners.
-    pub(crate) fn bridge(&mut self, a: LegId, b: LegId) {
+    pub(crate) fn bridge(&mut self, a: RelayLegId, b: RelayLegId) {
         let (Some(&ia), Some(&ib)) = (self.by_id.get(&a), self.by_id.get(&b)) else { return };
         for (x, y) in [(ia, ib), (ib, ia)] {
             let prev = self.legs.get(x as usize).and_then(|l| l.as_ref()).and_then(|l| l.bridged);
@@ -160,7 +160,7 @@ impl Table {
     }
 
     /// Stop forwarding between `id` and its partner, both ways.
-    pub(crate) fn unbridge(&mut self, id: LegId) {
+    pub(crate) fn unbridge(&mut self, id: RelayLegId) {
         let Some(&i) = self.by_id.get(&id) else { return };
         let other = self.leg_at(i).and_then(|l| l.bridged.take());
         if let Some(ol) = other.and_then(|o| self.leg_at(o)) {
@@ -172,7 +172,7 @@ impl Table {
     /// `now`. Forwarding *from* its partner stops (the partner's own bridge
     /// is left as it is). Returns the socket that will send the frames: it
     /// needs a frame buffer.
-    pub(crate) fn start_hold(&mut self, id: LegId, audio: HoldAudio, pt: u8, now: Instant) -> Option<u32> {
+    pub(crate) fn start_hold(&mut self, id: RelayLegId, audio: HoldAudio, pt: u8, now: Instant) -> Option<u32> {
         let li = *self.by_id.get(&id)?;
         let leg = self.leg_at(li)?;
         leg.playout = Some(Playout::new(audio, pt, leg.hold_ssrc, leg.hold_seq, leg.hold_ts, now));
@@ -185,7 +185,7 @@ impl Table {
         Some(sock)
     }
 
-    pub(crate) fn stop_hold(&mut self, id: LegId) {
+    pub(crate) fn stop_hold(&mut self, id: RelayLegId) {
         if let Some(leg) = self.leg_mut(id) {
             leg.playout = None;
         }
@@ -194,7 +194,7 @@ impl Table {
     /// Remove relay leg `id` and unbridge its partner; queues
     /// [`Event::Closed`]. Returns the sockets the ring must close (entries
     /// may be [`NO_SOCKET`]), `None` for an unknown leg.
-    pub(crate) fn close(&mut self, id: LegId) -> Option<[u32; 2]> {
+    pub(crate) fn close(&mut self, id: RelayLegId) -> Option<[u32; 2]> {
         let li = self.by_id.remove(&id)?;
         let leg = self.legs.get_mut(li as usize).and_then(|l| l.take())?;
         if let Some(ol) = leg.bridged.and_then(|o| self.leg_at(o)) {
@@ -207,7 +207,7 @@ impl Table {
 
     /// Queue the relay leg's counters ([`Event::Stats`], or
     /// [`Event::UnknownLeg`]).
-    pub(crate) fn request_stats(&mut self, id: LegId) {
+    pub(crate) fn request_stats(&mut self, id: RelayLegId) {
         let ev = match self.leg_mut(id) {
             Some(leg) => Event::Stats {
                 leg: id,
@@ -221,7 +221,7 @@ impl Table {
     }
 
     /// Every open relay leg (for shutdown).
-    pub(crate) fn ids(&self) -> Vec<LegId> {
+    pub(crate) fn ids(&self) -> Vec<RelayLegId> {
         self.by_id.keys().copied().collect()
     }
 
@@ -361,7 +361,7 @@ impl Table {
         self.legs.get_mut(li as usize)?.as_mut()
     }
 
-    fn leg_mut(&mut self, id: LegId) -> Option<&mut RelayLeg> {
+    fn leg_mut(&mut self, id: RelayLegId) -> Option<&mut RelayLeg> {
         let i = *self.by_id.get(&id)?;
         self.leg_at(i)
     }
@@ -395,15 +395,15 @@ mod tests {
     }
 
     /// A relay leg whose sockets are `2n` (RTP) and `2n + 1` (RTCP).
-    fn open(t: &mut Table, n: u32, cfg: LegConfig, now: Instant) -> u32 {
-        let li = t.open(LegId(n as u64), &cfg, now);
+    fn open(t: &mut Table, n: u32, cfg: RelayLegConfig, now: Instant) -> u32 {
+        let li = t.open(RelayLegId(n as u64), &cfg, now);
         t.set_socket(li, RTP, 2 * n);
         t.set_socket(li, RTCP, 2 * n + 1);
         li
     }
 
     fn stats(t: &mut Table, id: u64) -> (crate::media::StreamStats, crate::media::StreamStats, Option<SocketAddr>) {
-        t.request_stats(LegId(id));
+        t.request_stats(RelayLegId(id));
         match t.poll_event() {
             Some(Event::Stats { rtp, rtcp, rtp_dest, .. }) => (rtp, rtcp, rtp_dest),
             e => panic!("expected stats, got {e:?}"),
@@ -413,9 +413,9 @@ mod tests {
     /// Two relay legs bridged: 1 (peer A) ⇄ 2 (peer B).
     fn bridged(now: Instant) -> (Table, u32, u32) {
         let mut t = Table::new(Duration::from_millis(100), 4, now);
-        let a = open(&mut t, 1, LegConfig::peer(addr("127.0.0.1:4000")), now);
-        let b = open(&mut t, 2, LegConfig::peer(addr("127.0.0.1:5000")), now);
-        t.bridge(LegId(1), LegId(2));
+        let a = open(&mut t, 1, RelayLegConfig::peer(addr("127.0.0.1:4000")), now);
+        let b = open(&mut t, 2, RelayLegConfig::peer(addr("127.0.0.1:5000")), now);
+        t.bridge(RelayLegId(1), RelayLegId(2));
         (t, a, b)
     }
 
@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(t.on_packet(b, RTP, Some(addr("127.0.0.1:6000")), false, &rtp(2, 9), now), Some((2, addr("127.0.0.1:4000"))));
         assert_eq!(stats(&mut t, 2).2, Some(natted));
         // a new SDP address (re-INVITE) forgets the latch
-        t.set_peer(LegId(2), Some(addr("127.0.0.1:7000")), Some(addr("127.0.0.1:7001")), false);
+        t.set_peer(RelayLegId(2), Some(addr("127.0.0.1:7000")), Some(addr("127.0.0.1:7001")), false);
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(2, 7), now), Some((4, addr("127.0.0.1:7000"))));
         assert_eq!(t.on_packet(a, RTCP, Some(addr("127.0.0.1:4001")), false, &rtcp_sr(), now), Some((5, addr("127.0.0.1:7001"))));
     }
@@ -492,9 +492,9 @@ mod tests {
     fn strict_mode_drops_a_foreign_source() {
         let now = Instant::now();
         let mut t = Table::new(Duration::from_millis(100), 4, now);
-        let a = open(&mut t, 1, LegConfig { strict: true, ..LegConfig::peer(addr("127.0.0.1:4000")) }, now);
-        open(&mut t, 2, LegConfig::peer(addr("127.0.0.1:5000")), now);
-        t.bridge(LegId(1), LegId(2));
+        let a = open(&mut t, 1, RelayLegConfig { strict: true, ..RelayLegConfig::peer(addr("127.0.0.1:4000")) }, now);
+        open(&mut t, 2, RelayLegConfig::peer(addr("127.0.0.1:5000")), now);
+        t.bridge(RelayLegId(1), RelayLegId(2));
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4444")), false, &rtp(1, 7), now), None);
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(2, 7), now), Some((4, addr("127.0.0.1:5000"))));
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4444")), false, &rtp(3, 7), now), None);
@@ -527,14 +527,14 @@ mod tests {
     fn unbridge_stops_both_directions_and_a_new_bridge_drops_the_old_partner() {
         let now = Instant::now();
         let (mut t, a, b) = bridged(now);
-        let c = open(&mut t, 3, LegConfig::peer(addr("127.0.0.1:6000")), now);
-        t.unbridge(LegId(2));
+        let c = open(&mut t, 3, RelayLegConfig::peer(addr("127.0.0.1:6000")), now);
+        t.unbridge(RelayLegId(2));
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(1, 7), now), None);
         assert_eq!(t.on_packet(b, RTP, Some(addr("127.0.0.1:5000")), false, &rtp(1, 8), now), None);
         assert_eq!(stats(&mut t, 1).0.dropped(DropReason::NotBridged), 1);
         assert_eq!(stats(&mut t, 2).0.dropped(DropReason::NotBridged), 1);
-        t.bridge(LegId(1), LegId(2));
-        t.bridge(LegId(1), LegId(3));
+        t.bridge(RelayLegId(1), RelayLegId(2));
+        t.bridge(RelayLegId(1), RelayLegId(3));
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(2, 7), now), Some((6, addr("127.0.0.1:6000"))));
         assert_eq!(t.on_packet(c, RTP, Some(addr("127.0.0.1:6000")), false, &rtp(1, 9), now), Some((2, addr("127.0.0.1:4000"))));
         assert_eq!(t.on_packet(b, RTP, Some(addr("127.0.0.1:5000")), false, &rtp(2, 8), now), None, "old partner unbridged");
@@ -544,9 +544,9 @@ mod tests {
     fn a_partner_without_destination_counts_no_destination() {
         let now = Instant::now();
         let mut t = Table::new(Duration::from_millis(100), 4, now);
-        let a = open(&mut t, 1, LegConfig::peer(addr("127.0.0.1:4000")), now);
-        open(&mut t, 2, LegConfig::default(), now); // on hold: no address yet
-        t.bridge(LegId(1), LegId(2));
+        let a = open(&mut t, 1, RelayLegConfig::peer(addr("127.0.0.1:4000")), now);
+        open(&mut t, 2, RelayLegConfig::default(), now); // on hold: no address yet
+        t.bridge(RelayLegId(1), RelayLegId(2));
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(1, 7), now), None);
         assert_eq!(stats(&mut t, 1).0.dropped(DropReason::NoDestination), 1);
     }
@@ -558,9 +558,9 @@ mod tests {
         // a packet from A is on its way out of B's socket (4)...
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(1, 7), now), Some((4, addr("127.0.0.1:5000"))));
         // ...when B closes: the ring gets B's sockets to cancel and free
-        assert_eq!(t.close(LegId(2)), Some([4, 5]));
-        assert!(matches!(t.poll_event(), Some(Event::Closed { leg: LegId(2) })));
-        assert_eq!(t.close(LegId(2)), None, "closed once");
+        assert_eq!(t.close(RelayLegId(2)), Some([4, 5]));
+        assert!(matches!(t.poll_event(), Some(Event::Closed { leg: RelayLegId(2) })));
+        assert_eq!(t.close(RelayLegId(2)), None, "closed once");
         assert!(t.poll_event().is_none());
         // the send completes: its socket no longer belongs to a relay leg
         t.sent(NO_SOCKET, RTP, 172);
@@ -568,29 +568,29 @@ mod tests {
         // A is unbridged, B is unknown
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(2, 7), now), None);
         assert_eq!(stats(&mut t, 1).0.dropped(DropReason::NotBridged), 1);
-        t.request_stats(LegId(2));
-        assert!(matches!(t.poll_event(), Some(Event::UnknownLeg { leg: LegId(2) })));
+        t.request_stats(RelayLegId(2));
+        assert!(matches!(t.poll_event(), Some(Event::UnknownLeg { leg: RelayLegId(2) })));
         // the index is reused by the next relay leg, which starts clean
-        let c = open(&mut t, 3, LegConfig::peer(addr("127.0.0.1:6000")), now);
+        let c = open(&mut t, 3, RelayLegConfig::peer(addr("127.0.0.1:6000")), now);
         assert_eq!(c, b);
         t.sent(c, RTP, 100);
         let (rc, _, _) = stats(&mut t, 3);
         assert_eq!((rc.tx_packets, rc.tx_bytes, rc.rx_packets), (1, 100, 0));
         let mut ids = t.ids();
         ids.sort();
-        assert_eq!(ids, vec![LegId(1), LegId(3)]);
+        assert_eq!(ids, vec![RelayLegId(1), RelayLegId(3)]);
     }
 
     #[test]
     fn deferred_rtcp_socket_is_pending_until_attached() {
         let now = Instant::now();
         let mut t = Table::new(Duration::from_millis(100), 4, now);
-        let li = t.open(LegId(1), &LegConfig { defer_rtcp: true, ..LegConfig::peer(addr("127.0.0.1:4000")) }, now);
+        let li = t.open(RelayLegId(1), &RelayLegConfig { defer_rtcp: true, ..RelayLegConfig::peer(addr("127.0.0.1:4000")) }, now);
         t.set_socket(li, RTP, 0);
-        assert_eq!(t.rtcp_pending(LegId(1)), Some(li));
-        assert_eq!(t.rtcp_pending(LegId(2)), None);
+        assert_eq!(t.rtcp_pending(RelayLegId(1)), Some(li));
+        assert_eq!(t.rtcp_pending(RelayLegId(2)), None);
         t.set_socket(li, RTCP, 1);
-        assert_eq!(t.rtcp_pending(LegId(1)), None);
+        assert_eq!(t.rtcp_pending(RelayLegId(1)), None);
     }
 
     #[test]
@@ -599,16 +599,16 @@ mod tests {
         let tick = Duration::from_millis(100);
         let mut t = Table::new(tick, 4, t0);
         assert_eq!(t.next_tick(), t0 + tick);
-        let cfg = LegConfig { media_timeout: Some(Duration::from_secs(1)), ..LegConfig::peer(addr("127.0.0.1:4000")) };
+        let cfg = RelayLegConfig { media_timeout: Some(Duration::from_secs(1)), ..RelayLegConfig::peer(addr("127.0.0.1:4000")) };
         let a = open(&mut t, 1, cfg, t0);
-        open(&mut t, 2, LegConfig::peer(addr("127.0.0.1:5000")), t0); // no timeout
+        open(&mut t, 2, RelayLegConfig::peer(addr("127.0.0.1:5000")), t0); // no timeout
         // counted from the opening
         t.on_tick(t0 + 999 * MS);
         assert!(t.poll_event().is_none());
         assert_eq!(t.next_tick(), t0 + 999 * MS + tick);
         t.on_tick(t0 + 1000 * MS);
         match t.poll_event() {
-            Some(Event::MediaTimeout { leg, idle }) => assert_eq!((leg, idle), (LegId(1), Duration::from_secs(1))),
+            Some(Event::MediaTimeout { leg, idle }) => assert_eq!((leg, idle), (RelayLegId(1), Duration::from_secs(1))),
             e => panic!("expected a media timeout, got {e:?}"),
         }
         assert!(t.poll_event().is_none(), "one leg, one event");
@@ -625,18 +625,18 @@ mod tests {
         t.on_tick(at + 999 * MS);
         assert!(t.poll_event().is_none(), "idle counts from the last RTP");
         t.on_tick(at + 1000 * MS);
-        assert!(matches!(t.poll_event(), Some(Event::MediaTimeout { leg: LegId(1), .. })));
+        assert!(matches!(t.poll_event(), Some(Event::MediaTimeout { leg: RelayLegId(1), .. })));
     }
 
     #[test]
     fn media_timeout_fires_for_a_leg_on_hold_audio_too() {
         let t0 = Instant::now();
         let mut t = Table::new(Duration::from_millis(100), 4, t0);
-        let cfg = LegConfig { media_timeout: Some(Duration::from_secs(1)), ..LegConfig::peer(addr("127.0.0.1:4000")) };
+        let cfg = RelayLegConfig { media_timeout: Some(Duration::from_secs(1)), ..RelayLegConfig::peer(addr("127.0.0.1:4000")) };
         open(&mut t, 1, cfg, t0);
-        t.start_hold(LegId(1), hold_audio(), 0, t0);
+        t.start_hold(RelayLegId(1), hold_audio(), 0, t0);
         t.on_tick(t0 + Duration::from_secs(1));
-        assert!(matches!(t.poll_event(), Some(Event::MediaTimeout { leg: LegId(1), .. })));
+        assert!(matches!(t.poll_event(), Some(Event::MediaTimeout { leg: RelayLegId(1), .. })));
     }
 
     #[test]
@@ -646,8 +646,8 @@ mod tests {
         assert_eq!(t.next_hold(), None);
         let mut tx = FakeTx::default();
         tx.bufs.insert(2, [0; HOLD_FRAME]);
-        assert_eq!(t.start_hold(LegId(1), hold_audio(), 0, t0), Some(2));
-        assert_eq!(t.start_hold(LegId(9), hold_audio(), 0, t0), None);
+        assert_eq!(t.start_hold(RelayLegId(1), hold_audio(), 0, t0), Some(2));
+        assert_eq!(t.start_hold(RelayLegId(9), hold_audio(), 0, t0), None);
         assert_eq!(t.next_hold(), Some(t0));
         t.poll_hold(t0, &mut tx);
         assert_eq!(tx.sent.len(), 1);
@@ -674,7 +674,7 @@ mod tests {
         // on hold the relay leg forwards nothing from its old partner...
         assert_eq!(t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &rtp(1, 7), t0), None);
         // ...and a bridge stops the audio
-        t.bridge(LegId(1), LegId(2));
+        t.bridge(RelayLegId(1), RelayLegId(2));
         t.poll_hold(t0 + 60 * MS, &mut tx);
         assert_eq!(tx.sent.len(), 3);
         assert_eq!(t.next_hold(), None);
@@ -684,23 +684,23 @@ mod tests {
     fn hold_resumes_the_sequence_and_skips_a_leg_without_destination() {
         let t0 = Instant::now();
         let mut t = Table::new(Duration::from_millis(100), 4, t0);
-        open(&mut t, 1, LegConfig::peer(addr("127.0.0.1:4000")), t0);
-        open(&mut t, 2, LegConfig::default(), t0);
+        open(&mut t, 1, RelayLegConfig::peer(addr("127.0.0.1:4000")), t0);
+        open(&mut t, 2, RelayLegConfig::default(), t0);
         let mut tx = FakeTx::default();
         tx.bufs.insert(2, [0; HOLD_FRAME]);
         tx.bufs.insert(4, [0; HOLD_FRAME]);
-        t.start_hold(LegId(1), hold_audio(), 8, t0);
-        t.start_hold(LegId(2), hold_audio(), 8, t0);
+        t.start_hold(RelayLegId(1), hold_audio(), 8, t0);
+        t.start_hold(RelayLegId(2), hold_audio(), 8, t0);
         t.poll_hold(t0, &mut tx);
         assert_eq!(tx.sent.len(), 1, "the leg without an address sends nothing");
         assert_eq!(t.next_hold(), Some(t0 + 20 * MS), "but its frame is consumed");
         let first = u16::from_be_bytes([tx.sent[0].2[2], tx.sent[0].2[3]]);
-        t.stop_hold(LegId(1));
-        t.stop_hold(LegId(2));
+        t.stop_hold(RelayLegId(1));
+        t.stop_hold(RelayLegId(2));
         t.poll_hold(t0 + 20 * MS, &mut tx);
         assert_eq!(t.next_hold(), None);
         let t1 = t0 + Duration::from_secs(5);
-        t.start_hold(LegId(1), hold_audio(), 8, t1);
+        t.start_hold(RelayLegId(1), hold_audio(), 8, t1);
         t.poll_hold(t1, &mut tx);
         let f = &tx.sent[1].2;
         assert_eq!(u16::from_be_bytes([f[2], f[3]]), first.wrapping_add(1), "sequence continues across holds");
