@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod binding;
 pub mod cdr;
+pub mod command;
 pub mod facts;
 pub mod registrar;
 pub mod router;

@@ -38,7 +38,8 @@ use super::agent::AgentDef;
 use super::binding::{Binding, Change};
 use super::cdr::{RouterRestore, StoreOp};
 use super::registrar::{Registrar, RegistrarConfig};
-use super::router::{contacts_of, Router, RouterEvent, RouterOutput, RouterSnapshot};
+use super::command::{Command, CommandResult};
+use super::router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
 use super::store::{GroupCommit, Store, StoreError};
 use crate::config::Config;
 use crate::mgmt::Sample;
@@ -88,6 +89,9 @@ pub enum Input {
     Committed(CommitOutcome),
     /// Commit everything and stop; [`Effect::Stopped`] follows.
     Shutdown,
+    /// An operator's command; [`Effect::CommandDone`] with the same `id`
+    /// answers it.
+    Command { id: u64, cmd: Command },
 }
 
 /// The answer to an [`Effect::Commit`]: its `seq`, its ops handed back (kept
@@ -116,6 +120,8 @@ pub enum Effect {
     Commit { seq: u64, ops: Vec<StoreOp> },
     /// After shutdown: nothing more to commit; close the store.
     Stopped,
+    /// The answer to [`Input::Command`] `id`.
+    CommandDone { id: u64, result: CommandResult },
 }
 
 /// The commit the store is working on.
@@ -235,6 +241,10 @@ impl Routing {
             Input::Timer => self.on_timer(now_ms),
             Input::Committed(o) => self.on_committed(o, now_ms),
             Input::Shutdown => self.stopping = true,
+            Input::Command { id, cmd } => {
+                let result = self.on_command(cmd, now_ms);
+                self.effects.push_back(Effect::CommandDone { id, result });
+            }
         }
         self.maybe_commit(now_ms);
     }
@@ -316,6 +326,32 @@ impl Routing {
     /// plane's agents list is rebuilt only then: it is O(bindings)).
     pub fn take_agents_dirty(&mut self) -> bool {
         std::mem::replace(&mut self.agents_dirty, false)
+    }
+
+    fn on_command(&mut self, cmd: Command, now: u64) -> CommandResult {
+        let result = match cmd {
+            Command::Pause { agent, reason } => {
+                self.router.pause(&agent, reason, now).map(|()| self.agent_detail(&agent, now))
+            }
+            Command::Unpause { agent } => {
+                self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now))
+            }
+        };
+        self.drain_router(now);
+        match result {
+            Ok(detail) => CommandResult::Done { detail },
+            Err(RouterError::UnknownAgent(a)) => CommandResult::NotFound { what: format!("agent {a}") },
+        }
+    }
+
+    /// The agent's row of the router snapshot, as the API shows it.
+    fn agent_detail(&self, agent: &str, now: u64) -> serde_json::Value {
+        let snap = self.router.snapshot(now);
+        snap.agents
+            .iter()
+            .find(|a| a.id == agent)
+            .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or(serde_json::Value::Null)
     }
 
     fn on_shard(&mut self, msg: ToRouting, now: u64) {

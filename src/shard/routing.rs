@@ -76,6 +76,8 @@ impl Shell {
                     Effect::Stopped => {
                         let _ = self.stopped.try_send(());
                     }
+                    // No command source is wired to this shell yet.
+                    Effect::CommandDone { id, .. } => tracing::debug!(id, "command answer with no asker"),
                 }
             }
             self.wake.check(r.poll_timeout().map(|t| instant_at(t, now)));

@@ -1,0 +1,27 @@
+//! Commands from the management plane (HTTP API, wallboard, scripts) to
+//! the routing shard, and their answers. Plain data: they cross from the
+//! management thread to the routing executor.
+
+use serde::Serialize;
+
+/// What an operator asks the routing shard to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// No new offers for the agent; calls in progress carry on.
+    Pause { agent: String, reason: Option<String> },
+    Unpause { agent: String },
+}
+
+/// The answer to a [`Command`], shaped like the HTTP answer it becomes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum CommandResult {
+    /// Done; `detail` is the new state of what was changed.
+    Done { detail: serde_json::Value },
+    /// No such agent, queue or call (404).
+    NotFound { what: String },
+    /// Not possible in the present state, and why (409).
+    Conflict { reason: String },
+    /// A field of the command is not acceptable (400).
+    Invalid { field: String, reason: String },
+}
