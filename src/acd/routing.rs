@@ -106,7 +106,9 @@ pub struct CommitOutcome {
 /// Applies one commit to the store, in one transaction: what the store
 /// thread runs, and what a test calls to use a real database.
 pub fn apply_commit(store: &Store, seq: u64, ops: Vec<StoreOp>) -> CommitOutcome {
+    let t0 = std::time::Instant::now();
     let result = store.apply_ops(&ops);
+    crate::acd::store::COMMIT_TIME.observe(t0.elapsed());
     CommitOutcome { seq, ops, result }
 }
 

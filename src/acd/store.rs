@@ -664,10 +664,7 @@ impl<T: Commit> GroupCommit<T> {
     /// Commits everything pending in one transaction. On error the changes
     /// stay pending, so the next flush retries them in the same order.
     pub fn flush(&mut self, store: &Store) -> Result<usize, StoreError> {
-        let t0 = std::time::Instant::now();
-        let r = T::commit(store, &self.pending);
-        COMMIT_TIME.observe(t0.elapsed());
-        r?;
+        T::commit(store, &self.pending)?;
         let n = self.pending.len();
         self.pending.clear();
         self.oldest_ms = None;
