@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 5): builds release, starts cc-engine with a
+# The benchmark suite: builds release, starts cc-engine with a
 # generated bench config, runs a fixed cc-bench suite and SIPp, and writes
 # the "## cc-bench" section of bench/RESULTS.md (every figure with its
 # command, shard count, cores and date). Bounded: each step has a timeout,
 # the whole suite stays under 10 minutes.
 #
 #   bench/run.sh                 full suite
-#   QUICK=1 bench/run.sh         registrations only (issue 2 figure)
+#   QUICK=1 bench/run.sh         registrations only
 #   SHARDS=2 bench/run.sh        engine shards (default 1)
 #
 # Cores: the engine is pinned to CPU 0 and the load to the other CPUs when
@@ -168,7 +168,7 @@ bench() { # title, timeout seconds, cc-bench args…
 
 start_engine
 
-# 1. Registrations (issue 2): open-loop rate ladder, 5 s each.
+# 1. Registrations: open-loop rate ladder, 5 s each.
 # A failed step stops the ladder (the engine would still be draining).
 REG_RATES=${REG_RATES:-1000 2000 3000 4000 5000 6000 8000}
 best=
@@ -182,7 +182,7 @@ done
 if [ -n "$best" ]; then
   j="$OUT/register-$best.json"
   {
-    echo "**Registrations (issue 2): $best digest-authenticated registrations (401+200) per second with zero failures** (highest clean step of: $REG_RATES), engine \`--shards $SHARDS\` on CPU $ENGINE_CPUS: engine CPU $(jq -r '.engine.cpu_us_per_registration | floor' "$j") µs per registration at that rate ($(jq -r '.engine.cpu_us_per_REGISTER_request | floor' "$j") µs per REGISTER request), registration p99 $(jq -r '.histograms.registration.p99_us / 1000 | . * 10 | floor / 10' "$j") ms. Command: \`cc-bench register --agents $AGENTS --rate $best --duration 5 --engine-pid PID\`."
+    echo "**Registrations: $best digest-authenticated registrations (401+200) per second with zero failures** (highest clean step of: $REG_RATES), engine \`--shards $SHARDS\` on CPU $ENGINE_CPUS: engine CPU $(jq -r '.engine.cpu_us_per_registration | floor' "$j") µs per registration at that rate ($(jq -r '.engine.cpu_us_per_REGISTER_request | floor' "$j") µs per REGISTER request), registration p99 $(jq -r '.histograms.registration.p99_us / 1000 | . * 10 | floor / 10' "$j") ms. Command: \`cc-bench register --agents $AGENTS --rate $best --duration 5 --engine-pid PID\`."
     echo
   } >> "$MD"
 fi
@@ -198,7 +198,7 @@ else
   probe=$(timeout 30 taskset -c "$LOAD_CPUS" "$BENCH_BIN" calls --agents 2 --rate 1 --duration 1 --talk 0.2 \
     --engine "127.0.0.1:$SIP_PORT" --json "$OUT/probe.json" --quiet > /dev/null 2>&1; jq -r '.failures_total' "$OUT/probe.json" 2> /dev/null || echo x)
   if [ "$probe" = "0" ]; then
-    # Setup latency at the two rates RESULTS.md headlines (issue 5): 100/s
+    # Setup latency at the two rates RESULTS.md headlines: 100/s
     # with RTP both ways (so "agent 200 -> customer hears agent RTP" is
     # measured), 1,000/s signalling only (2,000 RTP streams at 50 pps each
     # way would measure the relay, which has its own figure below).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Queued calls driven by SIPp on both sides (issue 3 measurement): N agents
+# Queued calls driven by SIPp on both sides: N agents
 # register with digest auth (contacts on one SIPp UAS that auto-answers),
 # SIPp customers call `support` at each rate for DURATION seconds, talk
 # TALK_MS, hang up. Engine pinned to CPU 0 (one shard), SIPp to CPU 1.

@@ -395,7 +395,7 @@ fn calls_smoke_full_path() {
     assert!(j["engine"]["cpu_us_per_call"].as_f64().unwrap() > 0.0);
 }
 
-/// A minimal B2BUA with the engine's queued-call wire behaviour (issue 3),
+/// A minimal B2BUA with the engine's queued-call wire behaviour,
 /// to test cc-bench's call and RTP code before the engine has it, and to
 /// inject faults the engine would not: every `reject_nth` customer INVITE
 /// is answered 503, every `lose_bye_nth` hang-up is not passed on to the

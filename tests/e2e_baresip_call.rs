@@ -1,4 +1,4 @@
-//! End-to-end call with a real softphone as the agent (project issue 3):
+//! End-to-end call with a real softphone as the agent:
 //! baresip registers as alice and auto-answers (account `answermode=auto`),
 //! speaking a generated WAV (aufile source) with no sound device; a SIPp
 //! customer calls `support` and plays PCMA RTP (sipp/customer_rtp.xml,

@@ -1,4 +1,4 @@
-//! End-to-end calls through the real `cc-engine` with SIPp (project issue 3):
+//! End-to-end calls through the real `cc-engine` with SIPp:
 //! agents register with digest auth (sipp/register.xml) and run a UAS
 //! scenario on the port they registered (sipp/agent_*.xml); customers call a
 //! queue (sipp/customer_*.xml). Every test writes its own config (short

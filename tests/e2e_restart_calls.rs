@@ -1,4 +1,4 @@
-//! `kill -9` with calls live (project issue 3): two customers talking to
+//! `kill -9` with calls live: two customers talking to
 //! the two agents and one waiting; the engine is killed and restarted on the
 //! same state dir. The three calls get `failed` / `engine-restart` CDRs,
 //! the agents are still registered (/agents), and a new call is answered.

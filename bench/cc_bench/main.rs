@@ -1,4 +1,4 @@
-//! cc-bench: SIP load generator for cc-engine (issue 5). Plays agents and
+//! cc-bench: SIP load generator for cc-engine. Plays agents and
 //! customers over UDP with kernel receive timestamps and reports latency
 //! percentiles, failures by reason, and the engine's CPU time per operation
 //! (from /proc/PID/task/*/schedstat) and RSS per call.

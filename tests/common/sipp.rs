@@ -78,7 +78,7 @@ pub fn sipp(engine: &Engine, scenario: &str, extra: &[&str], timeout: Duration) 
     }
 }
 
-// ---------------------------------------------------------------- calls (issue 3)
+// ---------------------------------------------------------------- calls
 //
 // Helpers for the call tests (tests/e2e_calls.rs, e2e_baresip_call.rs,
 // e2e_restart_calls.rs): a config with the test's own queues and agents,
