@@ -390,6 +390,10 @@ pub struct QueueConfig {
     /// 0 = wait forever.
     #[serde(default)]
     pub max_wait_s: u32,
+    /// Longest a call may last once an agent answered; the engine then
+    /// hangs up both legs (CDR reason `max-duration`). 0 = no limit.
+    #[serde(default)]
+    pub max_talk_s: u32,
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout_s: u32,
     #[serde(default = "default_wrap_up")]

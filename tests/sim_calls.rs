@@ -516,6 +516,7 @@ fn queue_config(sc: &Scenario) -> QueueConfig {
         retry_after_s: 5,
         no_agents: NoAgents::Wait,
         max_wait_s: 0,
+        max_talk_s: 0,
         ring_timeout_s: sc.ring_timeout_s,
         wrap_up_s: sc.wrap_up_s,
         // Offers fail at random here; pausing agents would only starve the
@@ -1568,6 +1569,7 @@ impl Sim {
                             Decision::Offer { .. } => "decision_late_offer",
                             Decision::Rejected { .. } => "decision_late_rejected",
                             Decision::TimedOut { .. } => "decision_late_timed_out",
+                            Decision::MaxDuration { .. } => "decision_late_max_duration",
                         });
                     }
                     self.shard_input(s, Input::Routing(FromRouting::Decision(d)))

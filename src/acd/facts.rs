@@ -110,6 +110,8 @@ pub enum EndReason {
     Failed,
     /// The router told the shard to end the call (max wait).
     TimedOut,
+    /// The call reached its queue's `max_talk_s` and the engine ended it.
+    MaxDuration,
 }
 
 /// RTP packets the relay forwarded for this call.
@@ -141,6 +143,10 @@ pub enum Decision {
     /// The call waited `max_wait_s`: the shard hangs up the caller (BYE, or
     /// 408 if not yet answered) and sends nothing more about it.
     TimedOut { call: CallId },
+    /// The bridged call reached its queue's `max_talk_s`: the shard BYEs
+    /// both legs and answers `Ended { hangup: Engine, reason: MaxDuration }`.
+    /// A call not (or no longer) bridged there is left alone.
+    MaxDuration { call: CallId },
 }
 
 impl Decision {
@@ -149,7 +155,8 @@ impl Decision {
             Decision::Queued { call, .. }
             | Decision::Rejected { call, .. }
             | Decision::Offer { call, .. }
-            | Decision::TimedOut { call } => *call,
+            | Decision::TimedOut { call }
+            | Decision::MaxDuration { call } => *call,
         }
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::call::{Agent, Side};
+use super::call::{failure_rank, Agent, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
 use crate::sip::{Message, View};
@@ -34,13 +34,14 @@ impl CallTable {
         now: Instant,
         wall_ms: u64,
     ) {
-        let domain = ep.config().domain.clone();
         let Some(call) = self.calls.get(&id) else { return };
         let busy = call.agent.is_some() || call.cust.final_sent.is_some_and(|s| s >= 300);
-        let Some((uri, dest)) = targets.into_iter().next().filter(|_| !busy) else {
+        if busy || targets.is_empty() {
             return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
-        };
-        // The agent-side relay leg exists only while an offer does.
+        }
+        // The agent-side relay leg exists only while an offer does; every
+        // contact is offered the same ports, and the one that answers sets
+        // the peer.
         let cfg = RelayLegConfig {
             media_timeout: self.cfg.media_timeout,
             ..RelayLegConfig::default()
@@ -53,14 +54,65 @@ impl CallTable {
             }
         };
         self.legs.insert(leg.id, id);
+        let mut forks = Vec::with_capacity(targets.len());
+        for (uri, dest) in targets {
+            if let Some(f) = self.invite_contact(ep, id, &agent, &leg, uri, dest, now) {
+                forks.push(f);
+            }
+        }
+        let mut forks = forks.into_iter();
+        let Some(first) = forks.next() else {
+            self.close_leg(media, leg.id, now);
+            return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
+        };
+        let forks: Vec<Fork> = forks.collect();
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        call.offers += 1;
+        let seq = call.offers;
+        let ring_at = now + Duration::from_millis(ring_timeout_ms);
+        for f in std::iter::once(&first).chain(forks.iter()) {
+            call.cli.push(f.tx);
+            self.cli.insert(f.tx, (id, CliRole::AgentInvite));
+        }
+        call.agent = Some(Agent {
+            name: agent,
+            leg,
+            tx: first.tx,
+            invite_cseq: first.invite_cseq,
+            dialog: first.dialog,
+            answered: false,
+            seq,
+            sdp_version: 1,
+            reinvite: None,
+            queued_dir: None,
+            forks,
+            failure: None,
+        });
+        self.timers.push(Reverse((ring_at, Timer::Ring(id, seq))));
+    }
+
+    /// INVITE one contact of the agent: its own Call-ID and tag, so each
+    /// contact is a dialog of its own.
+    #[allow(clippy::too_many_arguments)]
+    fn invite_contact(
+        &mut self,
+        ep: &mut Endpoint,
+        id: CallId,
+        agent: &str,
+        leg: &crate::media::RelayLegPorts,
+        uri: String,
+        dest: SocketAddr,
+        now: Instant,
+    ) -> Option<Fork> {
+        let domain = ep.config().domain.clone();
         let uri = uri.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
         let tag = self.ids.tag();
         let call_id = self.ids.call_id(&domain);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let call = self.calls.get(&id)?;
         let display = format!("{} ({})", msg::quote(&call.caller_display), msg::quote(&call.queue));
         let contact = format!("sip:{}@{}", call.queue, ep.config().local_addr);
         let mut dialog = Dialog {
-            call_id: call_id.clone(),
+            call_id,
             local_tag: tag.clone(),
             local: format!("\"{display}\" <sip:{}@{domain}>;tag={tag}", call.queue),
             remote: format!("<sip:{agent}@{domain}>"),
@@ -71,7 +123,6 @@ impl CallTable {
             remote_cseq: None,
             contact,
         };
-        let version = 1;
         let body = sdp::offer(
             &call.chosen,
             leg.rtp.ip(),
@@ -79,31 +130,15 @@ impl CallTable {
             Direction::SendRecv,
             call.ptime,
             call.session_id.wrapping_add(1),
-            version,
+            1,
         );
-        let Some(req) = dialog.request("INVITE", Some(&body)) else {
-            self.close_leg(media, leg.id, now);
-            return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
-        };
+        let req = dialog.request("INVITE", Some(&body))?;
         let tx = ep.send(req, now);
-        call.offers += 1;
-        let seq = call.offers;
-        let ring_at = now + Duration::from_millis(ring_timeout_ms);
-        call.agent = Some(Agent {
-            name: agent,
-            leg,
+        Some(Fork {
             tx,
             invite_cseq: dialog.cseq,
             dialog,
-            answered: false,
-            seq,
-            sdp_version: version,
-            reinvite: None,
-            queued_dir: None,
-        });
-        call.cli.push(tx);
-        self.cli.insert(tx, (id, CliRole::AgentInvite));
-        self.timers.push(Reverse((ring_at, Timer::Ring(id, seq))));
+        })
     }
 
     fn offer_result(&mut self, call: CallId, agent: String, result: OfferResult, at_ms: u64) {
@@ -203,9 +238,28 @@ impl CallTable {
         wall_ms: u64,
     ) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(agent) = call.agent.as_mut().filter(|a| a.tx == tx && !a.answered) else {
+        let Some(agent) = call.agent.as_mut().filter(|a| a.rings_on(tx)) else {
             return;
         };
+        // The first contact to answer wins: it becomes the agent's dialog
+        // and every other contact still ringing is cancelled (a 200 that
+        // crosses our CANCEL is ACKed and BYEd as an orphan).
+        if agent.tx != tx {
+            if let Some(i) = agent.forks.iter().position(|f| f.tx == tx) {
+                let won = agent.forks.swap_remove(i);
+                agent.forks.push(Fork {
+                    tx: std::mem::replace(&mut agent.tx, won.tx),
+                    invite_cseq: std::mem::replace(&mut agent.invite_cseq, won.invite_cseq),
+                    dialog: std::mem::replace(&mut agent.dialog, won.dialog),
+                });
+            }
+        }
+        let losers = std::mem::take(&mut agent.forks);
+        for f in losers {
+            self.cancel_fork(ep, f, now);
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(agent) = call.agent.as_mut() else { return };
         agent.dialog.confirm_uac(h);
         let ack = agent.dialog.ack(agent.invite_cseq).map(|a| ep.send_out_of_transaction(a));
         let dest = agent.dialog.dest;
@@ -265,11 +319,28 @@ impl CallTable {
         now: Instant,
         wall_ms: u64,
     ) {
-        let Some(call) = self.calls.get(&id) else { return };
-        if call.agent.as_ref().is_some_and(|a| a.tx == tx && !a.answered) {
-            if let Some(a) = self.take_agent(media, id, now) {
-                self.offer_result(id, a.name, result, wall_ms);
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(agent) = call.agent.as_mut().filter(|a| a.rings_on(tx)) else {
+            return;
+        };
+        if agent.failure.as_ref().is_none_or(|w| failure_rank(&result) > failure_rank(w)) {
+            agent.failure = Some(result);
+        }
+        // Other contacts still ring: the offer goes on without this one.
+        if agent.tx == tx {
+            if let Some(next) = agent.forks.pop() {
+                agent.tx = next.tx;
+                agent.invite_cseq = next.invite_cseq;
+                agent.dialog = next.dialog;
+                return;
             }
+        } else {
+            agent.forks.retain(|f| f.tx != tx);
+            return;
+        }
+        if let Some(a) = self.take_agent(media, id, now) {
+            let result = a.failure.unwrap_or(OfferResult::Failed { status: None });
+            self.offer_result(id, a.name, result, wall_ms);
         }
     }
 

@@ -2,7 +2,7 @@
 //! the agreed codec. The transitions live in `table.rs`, which owns the
 //! indexes that find a call from a transaction, dialog or relay leg.
 
-use crate::acd::facts::Party;
+use crate::acd::facts::{OfferResult, Party};
 use crate::config::AnswerMode;
 use crate::media::sdp::{Chosen, Direction};
 use crate::media::RelayLegPorts;
@@ -40,13 +40,23 @@ pub struct Customer {
     pub queued_dir: Option<Direction>,
 }
 
+/// One more contact of the agent rung in parallel with the one in
+/// [`Agent`]; each is its own INVITE and would-be dialog.
+#[derive(Debug)]
+pub struct Fork {
+    pub tx: ClientTxId,
+    pub invite_cseq: u32,
+    pub dialog: Dialog,
+}
+
 #[derive(Debug)]
 pub struct Agent {
     pub name: String,
     /// The agent-side relay leg, opened for this offer and closed with it
     /// (`CallTable::take_agent`).
     pub leg: RelayLegPorts,
-    /// The INVITE client transaction.
+    /// The INVITE client transaction (of the contact that answered, once
+    /// one has; until then of any contact still ringing).
     pub tx: ClientTxId,
     pub invite_cseq: u32,
     pub dialog: Dialog,
@@ -57,6 +67,35 @@ pub struct Agent {
     pub sdp_version: u64,
     pub reinvite: Option<ClientTxId>,
     pub queued_dir: Option<Direction>,
+    /// The agent's other contacts still ringing (empty once answered).
+    pub forks: Vec<Fork>,
+    /// The most telling failure among the contacts that gave up so far.
+    pub failure: Option<OfferResult>,
+}
+
+impl Agent {
+    /// Whether `tx` is the INVITE of one of this offer's contacts.
+    pub fn rings_on(&self, tx: ClientTxId) -> bool {
+        !self.answered && (self.tx == tx || self.forks.iter().any(|f| f.tx == tx))
+    }
+}
+
+/// How much a failed contact says about the agent, to pick the one result
+/// the router hears when every contact failed. A phone that rang out means
+/// the person did not take the call (it counts toward auto-pause); a busy
+/// or DND phone means they are occupied; a decline is a choice about this
+/// call; a transport or other error says only that a device is gone. So the
+/// rank is no-answer > busy > declined > failed; a relay shortage (never
+/// per contact) ranks last.
+pub fn failure_rank(r: &OfferResult) -> u8 {
+    match r {
+        OfferResult::Answered => 5,
+        OfferResult::NoAnswer => 4,
+        OfferResult::Busy => 3,
+        OfferResult::Declined => 2,
+        OfferResult::Failed { .. } => 1,
+        OfferResult::MediaUnavailable => 0,
+    }
 }
 
 #[derive(Debug)]

@@ -278,6 +278,12 @@ impl CallTable {
                 self.drop_agent(ep, media, id, now);
                 self.finish(ep, media, id, now);
             }
+            Decision::MaxDuration { .. } => {
+                if self.calls.get(&id).is_some_and(Call::bridged) {
+                    let why = "maximum call duration";
+                    self.engine_hangup(ep, media, id, EndReason::MaxDuration, why, now, wall_ms);
+                }
+            }
         }
     }
 

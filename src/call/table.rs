@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::call::{Agent, Call, Side};
+use super::call::{Agent, Call, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
 use crate::sip::View;
@@ -458,19 +458,33 @@ impl CallTable {
             }
             return Some(name);
         }
-        self.cli.remove(&a.tx);
-        if let Some(c) = ep.cancel(a.tx, now) {
+        for f in std::mem::take(&mut a.forks) {
+            self.cancel_fork(ep, f, now);
+        }
+        let main = Fork {
+            tx: a.tx,
+            invite_cseq: a.invite_cseq,
+            dialog: a.dialog,
+        };
+        self.cancel_fork(ep, main, now);
+        Some(name)
+    }
+
+    /// CANCEL one ringing contact; its INVITE becomes an orphan that ACKs
+    /// and BYEs a 2xx crossing the CANCEL.
+    pub(super) fn cancel_fork(&mut self, ep: &mut Endpoint, f: Fork, now: Instant) {
+        self.cli.remove(&f.tx);
+        if let Some(c) = ep.cancel(f.tx, now) {
             self.orphan_cli.insert(c, Orphan::Plain);
         }
         self.orphan_cli.insert(
-            a.tx,
+            f.tx,
             Orphan::Invite {
-                dialog: Box::new(a.dialog),
-                cseq: a.invite_cseq,
+                dialog: Box::new(f.dialog),
+                cseq: f.invite_cseq,
                 bye: true,
             },
         );
-        Some(name)
     }
 
     /// BYE one confirmed leg.
@@ -567,17 +581,15 @@ impl CallTable {
             // Callers drop the agent first; this is the safety net.
             self.cli.remove(&a.tx);
             if !a.answered {
-                if let Some(c) = ep.cancel(a.tx, now) {
-                    self.orphan_cli.insert(c, Orphan::Plain);
+                for f in a.forks {
+                    self.cancel_fork(ep, f, now);
                 }
-                self.orphan_cli.insert(
-                    a.tx,
-                    Orphan::Invite {
-                        dialog: Box::new(a.dialog),
-                        cseq: a.invite_cseq,
-                        bye: true,
-                    },
-                );
+                let main = Fork {
+                    tx: a.tx,
+                    invite_cseq: a.invite_cseq,
+                    dialog: a.dialog,
+                };
+                self.cancel_fork(ep, main, now);
             }
         }
         let Some(call) = self.calls.remove(&id) else { return };

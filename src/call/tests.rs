@@ -1753,3 +1753,202 @@ fn offer_without_a_relay_leg_keeps_the_call_queued() {
     answer_byes(&mut h, AGENT);
     h.assert_clean();
 }
+
+const AGENT2: &str = "203.0.113.6:5070";
+
+impl H {
+    /// Offers `call` to agent 1001 registered from two phones: returns the
+    /// INVITEs to each.
+    fn offer_two_phones(&mut self, call: CallId) -> (String, String) {
+        self.decide(Decision::Offer {
+            call,
+            agent: "1001".into(),
+            targets: vec![
+                (format!("sip:1001@{AGENT}"), addr(AGENT)),
+                (format!("sip:1001@{AGENT2}"), addr(AGENT2)),
+            ],
+            ring_timeout_ms: 15_000,
+        });
+        let a = self.one_sent(AGENT, "INVITE ");
+        let b = self.one_sent(AGENT2, "INVITE ");
+        assert_ne!(hdr(&a, "call-id"), hdr(&b, "call-id"), "each phone is a dialog of its own");
+        assert_eq!(body(&a), body(&b), "both phones are offered the same relay leg");
+        assert_eq!(self.media.open.len(), 2, "one relay leg for the customer, one for the agent");
+        self.take_sent();
+        self.recv(AGENT, &reply(&a, 180, Some("p1"), None));
+        self.recv(AGENT2, &reply(&b, 180, Some("p2"), None));
+        (a, b)
+    }
+}
+
+#[test]
+fn two_phones_ring_the_first_answer_wins_and_the_other_is_cancelled() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    let (a, b) = h.offer_two_phones(call);
+    assert!(h.take_facts().is_empty());
+    // The second phone answers first.
+    h.recv(AGENT2, &reply(&b, 200, Some("p2"), Some(&sdp_body(50002, "0 101", "sendrecv"))));
+    h.one_sent(AGENT2, "ACK ");
+    let cancel = h.one_sent(AGENT, "CANCEL ");
+    assert_eq!(hdr(&cancel, "call-id"), hdr(&a, "call-id"));
+    assert_eq!(h.media.bridged.len(), 1);
+    assert_eq!(
+        h.take_facts(),
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::Answered,
+            at_ms: h.wall
+        }]
+    );
+    h.take_sent();
+    h.recv(AGENT, &reply(&cancel, 200, None, None));
+    h.recv(AGENT, &reply(&a, 487, Some("p1"), None));
+    assert!(h.take_facts().is_empty(), "the cancelled phone is no fact");
+    // The call is with the second phone: the caller's BYE goes there.
+    h.customer_in_dialog("BYE", &to, 2, None);
+    let bye = h.one_sent(AGENT2, "BYE ");
+    assert!(hdr(&bye, "to").unwrap().contains("tag=p2"));
+    assert!(h.sent_to(AGENT, "BYE ").is_empty());
+    answer_byes(&mut h, AGENT2);
+    h.assert_clean();
+}
+
+#[test]
+fn two_phones_a_200_crossing_the_cancel_is_acked_and_byed() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    let (a, b) = h.offer_two_phones(call);
+    h.recv(AGENT, &reply(&a, 200, Some("p1"), Some(&sdp_body(50000, "0 101", "sendrecv"))));
+    h.one_sent(AGENT, "ACK ");
+    let cancel = h.one_sent(AGENT2, "CANCEL ");
+    h.take_sent();
+    // The other phone answered too, before it saw the CANCEL.
+    h.recv(AGENT2, &reply(&cancel, 481, None, None));
+    h.recv(AGENT2, &reply(&b, 200, Some("p2"), Some(&sdp_body(50002, "0 101", "sendrecv"))));
+    h.one_sent(AGENT2, "ACK ");
+    let bye = h.one_sent(AGENT2, "BYE ");
+    assert!(hdr(&bye, "to").unwrap().contains("tag=p2"));
+    assert_eq!(h.media.bridged.len(), 1, "exactly one bridge");
+    let facts = h.take_facts();
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    answer_byes(&mut h, AGENT2);
+    h.take_sent();
+    h.customer_in_dialog("BYE", &to, 2, None);
+    answer_byes(&mut h, AGENT);
+    h.assert_clean();
+}
+
+#[test]
+fn two_phones_fail_once_both_have_with_the_most_telling_result() {
+    for (s1, s2, result) in [
+        (486, 603, OfferResult::Busy),
+        (603, 500, OfferResult::Declined),
+        (500, 486, OfferResult::Busy),
+        (480, 408, OfferResult::NoAnswer),
+        (500, 503, OfferResult::Failed { status: Some(500) }),
+    ] {
+        let mut h = H::new(AnswerMode::Immediate);
+        let call = h.arrive();
+        h.queued_immediate(call);
+        let (a, b) = h.offer_two_phones(call);
+        h.recv(AGENT, &reply(&a, s1, Some("p1"), None));
+        assert!(h.take_facts().is_empty(), "the other phone still rings");
+        assert_eq!(h.calls.counts().ringing, 1);
+        assert!(h.sent_to(AGENT2, "CANCEL ").is_empty());
+        h.recv(AGENT2, &reply(&b, s2, Some("p2"), None));
+        assert_eq!(
+            h.take_facts(),
+            vec![CallFact::OfferResult {
+                call,
+                agent: "1001".into(),
+                result,
+                at_ms: h.wall
+            }],
+            "{s1} {s2}"
+        );
+        assert_eq!(h.calls.counts().waiting, 1);
+        assert_eq!(h.media.open.len(), 1, "the agent's relay leg is closed");
+        h.decide(Decision::TimedOut { call });
+        answer_byes(&mut h, CUSTOMER);
+        h.assert_clean();
+    }
+}
+
+#[test]
+fn two_phones_ring_out_together() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let (a, b) = h.offer_two_phones(call);
+    h.advance(Duration::from_millis(15_000));
+    let c1 = h.one_sent(AGENT, "CANCEL ");
+    let c2 = h.one_sent(AGENT2, "CANCEL ");
+    assert_eq!(
+        h.take_facts(),
+        vec![CallFact::OfferResult {
+            call,
+            agent: "1001".into(),
+            result: OfferResult::NoAnswer,
+            at_ms: h.wall
+        }]
+    );
+    h.take_sent();
+    h.recv(AGENT, &reply(&c1, 200, None, None));
+    h.recv(AGENT, &reply(&a, 487, Some("p1"), None));
+    h.recv(AGENT2, &reply(&c2, 200, None, None));
+    h.recv(AGENT2, &reply(&b, 487, Some("p2"), None));
+    assert!(h.take_facts().is_empty());
+    h.decide(Decision::TimedOut { call });
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}
+
+#[test]
+fn max_duration_byes_both_legs_and_reports_it() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::MaxDuration { call });
+    h.one_sent(CUSTOMER, "BYE ");
+    h.one_sent(AGENT, "BYE ");
+    let facts = h.take_facts();
+    assert!(
+        matches!(
+            facts[..],
+            [CallFact::Ended {
+                hangup: Party::Engine,
+                reason: EndReason::MaxDuration,
+                ..
+            }]
+        ),
+        "{facts:?}"
+    );
+    answer_byes(&mut h, CUSTOMER);
+    answer_byes(&mut h, AGENT);
+    // Late: the call is gone; nothing happens.
+    h.take_sent();
+    h.decide(Decision::MaxDuration { call });
+    assert!(h.take_sent().is_empty() && h.take_facts().is_empty());
+    h.assert_clean();
+}
+
+#[test]
+fn max_duration_leaves_a_call_not_bridged_alone() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    h.decide(Decision::MaxDuration { call });
+    assert!(h.take_sent().is_empty() && h.take_facts().is_empty());
+    assert_eq!(h.calls.counts().waiting, 1);
+    h.decide(Decision::TimedOut { call });
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}

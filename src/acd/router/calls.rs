@@ -186,6 +186,7 @@ impl Router {
                         .then(|| at_ms.saturating_add(u64::from(q.max_wait_s) * 1000)),
                     orig_position: 0,
                     ring_started_ms: 0,
+                    talk_deadline_ms: None,
                 };
                 let live = live_call(&c);
                 self.hint_timer(c.deadline_ms);
@@ -389,6 +390,7 @@ impl Router {
         let c = self.calls.get_mut(&call).expect("checked above");
         let q = &self.queues[&c.queue];
         let max_no_answer = q.max_no_answer;
+        let max_talk_ms = u64::from(q.max_talk_s) * 1000;
         let a = self.agents.get_mut(&agent).expect("checked above");
         a.ringing.remove(&call);
         if result == OfferResult::Answered {
@@ -398,6 +400,10 @@ impl Router {
                 agent: agent.clone(),
                 answered_ms,
             };
+            // Counted from the router's clock: the limit is the engine's
+            // promise, whatever the shard's wall clock said.
+            c.talk_deadline_ms = (max_talk_ms > 0).then(|| now_ms.saturating_add(max_talk_ms));
+            let talk_deadline = c.talk_deadline_ms;
             a.busy.insert(call);
             a.answered += 1;
             a.no_answer = 0;
@@ -406,6 +412,7 @@ impl Router {
             self.emit_persist(StoreOp::CallLive(live));
             // Persists the agent too (counters, the reset no-answer count).
             self.report_answered(&snapshot, &agent, answered_ms, now_ms);
+            self.hint_timer(talk_deadline);
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
             return;
@@ -604,6 +611,7 @@ pub(super) fn end_reason_text(r: EndReason) -> Option<String> {
         EndReason::MediaTimeout => Some("media-timeout".into()),
         EndReason::Failed => Some("failed".into()),
         EndReason::TimedOut => Some("timed-out".into()),
+        EndReason::MaxDuration => Some("max-duration".into()),
     }
 }
 

@@ -118,7 +118,7 @@ use super::binding::Binding;
 use super::cdr::{Disposition, Pause, RouterRestore, StoreOp};
 use super::queue_log::{QueueEvent, QueueLogEntry};
 use super::stats::QueueStats;
-use super::facts::{CallFact, CallId, Party, RtpCounts};
+use super::facts::{CallFact, CallId, Decision, Party, RtpCounts};
 use crate::config::{AgentConfig, QueueConfig};
 
 /// Finished call ids remembered to drop late duplicate facts.
@@ -462,6 +462,19 @@ impl Router {
         expired.sort();
         for (_, _, id) in expired {
             self.max_wait_reached(id, now_ms);
+        }
+        // The call stays Talking until the shard's `Ended` arrives.
+        let mut cut: Vec<(u64, CallId)> = Vec::new();
+        for c in self.calls.values_mut() {
+            if let Some(d) = c.talk_deadline_ms.filter(|d| *d <= now_ms) {
+                c.talk_deadline_ms = None;
+                cut.push((d, c.id));
+            }
+        }
+        cut.sort();
+        for (_, call) in cut {
+            self.out
+                .push_back(RouterOutput::Decision(Decision::MaxDuration { call }));
         }
         let mut ended = Vec::new();
         let mut unpause = Vec::new();

@@ -49,6 +49,9 @@ pub(super) struct Call {
     pub last_failed_ms: u64,
     /// Max-wait deadline (`None`: wait forever).
     pub deadline_ms: Option<u64>,
+    /// When a talking call is cut (`max_talk_s`); cleared once the shard
+    /// has been told, so it is told once.
+    pub talk_deadline_ms: Option<u64>,
     /// Place in line on entering the queue (queue log `origposition`).
     pub orig_position: u32,
     /// When the current offer started ringing (queue log ring times).

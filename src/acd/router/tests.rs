@@ -886,3 +886,42 @@ fn media_unavailable_requeues_without_blame_and_holds_that_shard_back() {
     let c = h.r.snapshot(h.now);
     assert_eq!(c.agents[0].status, AgentStatus::Busy);
 }
+
+#[test]
+fn max_talk_cuts_a_bridged_call_once_with_a_max_duration_cdr() {
+    let q = queue("name = \"q\"\nmax_talk_s = 30");
+    let mut h = H::new(&[q], &[agent("a", &["q"], "")]);
+    h.login("a");
+    assert_eq!(offers(&h.arrive(1, "q", 0)), vec![o(1, "a")]);
+    h.at(2_000);
+    h.result(1, "a", OfferResult::Answered);
+    assert_eq!(h.r.next_timeout(), Some(T0 + 32_000));
+    assert_eq!(decisions(&h.tick(31_999)), vec![]);
+    assert_eq!(decisions(&h.tick(32_000)), vec![Decision::MaxDuration { call: cid(1) }]);
+    // Told once: the call stays up until the shard says it ended.
+    assert_eq!(decisions(&h.tick(40_000)), vec![]);
+    assert!(h.cdrs().is_empty());
+    h.at(32_010);
+    h.fact(CallFact::Ended {
+        call: cid(1),
+        at_ms: h.now,
+        hangup: Party::Engine,
+        reason: EndReason::MaxDuration,
+        rtp: RtpCounts::default(),
+    });
+    let c = h.cdrs();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].reason.as_deref(), Some("max-duration"));
+    assert_eq!(c[0].hangup, Some(Party::Engine));
+    assert_eq!(c[0].talk_s, 30);
+}
+
+#[test]
+fn max_talk_zero_never_cuts() {
+    let q = queue("name = \"q\"");
+    let mut h = H::new(&[q], &[agent("a", &["q"], "")]);
+    h.login("a");
+    h.arrive(1, "q", 0);
+    h.result(1, "a", OfferResult::Answered);
+    assert_eq!(decisions(&h.tick(86_400_000)), vec![]);
+}
