@@ -15,6 +15,7 @@ pub mod health;
 pub mod log_level;
 mod metrics;
 mod server;
+mod wallboard;
 pub mod tls;
 
 pub use board::{Board, Sample};

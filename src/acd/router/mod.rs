@@ -397,6 +397,7 @@ impl Router {
                 agent: agent.to_string(),
                 reason,
             }));
+        self.track_status(now_ms);
         Ok(())
     }
 
