@@ -57,6 +57,12 @@ fn wallboard_pauses_an_agent_from_the_browser() {
     assert!(both.is_some(), "the page did not show both demo agents: {:?}", rows(&b));
     let role = b.script("return document.getElementById('role').textContent").unwrap();
     assert_eq!(role, "admin");
+    // The event stream opens with `?token=` (EventSource sends no headers).
+    let live = poll(Duration::from_secs(10), || {
+        let v = b.script("return document.getElementById('live').textContent").ok()?;
+        (v == "live").then_some(())
+    });
+    assert!(live.is_some(), "the page did not open the event stream");
 
     // The table is redrawn on every refresh: an element found may be gone
     // by the time it is used, so each step is retried (bounded).
@@ -103,8 +109,20 @@ fn the_page_is_open_the_data_is_not() {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let h = if auth { format!("Authorization: Bearer {DEMO_VIEWER_TOKEN}\r\n") } else { String::new() };
         write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n{h}Connection: close\r\n\r\n").unwrap();
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
+        // The event stream never ends: its head is enough.
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            }
+            if path.starts_with("/v1/events") && raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let buf = String::from_utf8_lossy(&raw).into_owned();
         let code: u16 = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         (code, buf)
     };
@@ -125,5 +143,7 @@ fn the_page_is_open_the_data_is_not() {
     // `?token=` is for the event stream only.
     assert_eq!(get(&format!("/v1/agents?token={DEMO_VIEWER_TOKEN}"), false).0, 401);
     assert_eq!(get("/v1/events?token=not-a-token", false).0, 401);
-    assert_ne!(get(&format!("/v1/events?token={DEMO_VIEWER_TOKEN}"), false).0, 401);
+    let (code, r) = get(&format!("/v1/events?token={DEMO_VIEWER_TOKEN}&since=0"), false);
+    assert_eq!(code, 200, "{r}");
+    assert!(r.to_ascii_lowercase().contains("content-type: text/event-stream"), "{r}");
 }

@@ -9,10 +9,12 @@
 
 mod act;
 mod api;
+mod sse;
 pub mod auth;
 mod board;
 pub mod command_link;
 pub mod control;
+pub mod events;
 mod histogram;
 pub mod health;
 pub mod log_level;

@@ -84,6 +84,14 @@ impl Shell {
                 }
             }
             self.wake.check(r.poll_timeout().map(|t| instant_at(t, now)));
+            // Events for the live stream, handed over under one lock.
+            let mut events = Vec::new();
+            while let Some(e) = r.poll_event() {
+                events.extend(crate::mgmt::events::router_event(&e, now));
+            }
+            if !events.is_empty() {
+                self.control.events.publish(events);
+            }
         }
     }
 }
@@ -108,7 +116,9 @@ pub async fn run(ctx: Context) {
             return;
         }
     };
-    let routing = Routing::new(&cfg, loaded, now_ms());
+    let mut routing = Routing::new(&cfg, loaded, now_ms());
+    // Kept for the live event stream, drained after every step.
+    routing.keep_events();
     let (wake, wake_rx) = Wake::new();
     let (stopped_tx, stopped_rx) = local_channel::new_bounded(1);
     let control = shared.control.clone();

@@ -7,10 +7,11 @@
   const POLL_MS = 2000;          // without the event stream
   const LIVE_REFRESH_MS = 5000;  // with it: waits grow between events
   const CHART_SPAN_MS = 10 * 60 * 1000;
+  // The stream's `event:` names (README "Live events"); any of them only
+  // asks for fresh snapshots.
   const EVENT_TYPES = [
-    "agent_status", "agent_paused", "agent_unpaused", "agent_login", "agent_logout",
-    "call_queued", "call_offered", "call_answered", "call_ended", "call_abandoned",
-    "queue_counters", "reload", "gap",
+    "agent-status", "call-queued", "call-offered", "call-answered", "call-ended",
+    "call-abandoned", "call-overflowed", "offer-failed", "queue-counters", "reload", "gap",
   ];
 
   const $ = (id) => document.getElementById(id);
