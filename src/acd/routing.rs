@@ -511,6 +511,7 @@ impl Routing {
                 }
             }
         }
+        self.router.drain_answered_waits(|ms| WAIT_TIME.observe(std::time::Duration::from_millis(ms)));
     }
 
     /// The management plane's agents list: one object per binding.
@@ -605,6 +606,10 @@ impl Routing {
         (v, serde_json::to_value(&snap).unwrap_or_default())
     }
 }
+
+/// Answered callers' wait (arrival → answer), for `/metrics`.
+pub static WAIT_TIME: crate::mgmt::Histogram =
+    crate::mgmt::Histogram::new(&[1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0]);
 
 /// One info line per call event; per-message detail stays at debug.
 fn log_event(e: &RouterEvent) {

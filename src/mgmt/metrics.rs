@@ -57,6 +57,11 @@ impl Metrics {
             help: "Store group commit time (transaction and fsync), failed commits included",
             hist: &crate::acd::store::COMMIT_TIME,
         }));
+        registry.register_collector(Box::new(HistogramCollector {
+            name: "cc_queue_wait_seconds",
+            help: "Wait of answered callers, arrival to answer",
+            hist: &crate::acd::routing::WAIT_TIME,
+        }));
         Metrics { registry, auth_failures, requests, refused }
     }
 
@@ -193,6 +198,7 @@ pub fn help(name: &str) -> &'static str {
         "cc_queue_agents_available" => "Agents of the queue free to take a call",
         "cc_queue_agents_online" => "Agents of the queue with at least one registered contact",
         "cc_queue_calls" => "Calls in the queue, by state (waiting, ringing, talking)",
+        "cc_queue_wait_seconds" => "Wait of answered callers, arrival to answer (histogram)",
         "cc_queue_longest_wait_ms" => "Longest current wait in the queue, in milliseconds",
         "cc_queue_dispositions_total" => "Queue calls by disposition (offered, answered, abandoned, timed_out, overflowed, failed, rejected, answered_in_sl), since the database was created",
         "cc_queue_dispositions_today" => "Queue calls by disposition over the current UTC day (restarts at midnight)",
@@ -297,5 +303,6 @@ mod tests {
         assert!(text.contains("# TYPE cc_mgmt_auth_failures_total counter\n"), "{text}");
         assert!(text.contains("# TYPE cc_store_commit_seconds histogram\n"), "{text}");
         assert!(text.contains("cc_store_commit_seconds_bucket{le=\"+Inf\"} "), "{text}");
+        assert!(text.contains("# TYPE cc_queue_wait_seconds histogram\n"), "{text}");
     }
 }
