@@ -335,9 +335,12 @@ impl Routing {
             Command::Pause { agent, reason } => {
                 self.router.pause(&agent, reason, now).map(|()| self.agent_detail(&agent, now))
             }
-            Command::Unpause { agent } => {
-                self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now))
-            }
+            Command::Unpause { agent } => match self.router.is_paused(&agent) {
+                Ok(false) => {
+                    return CommandResult::Conflict { reason: format!("agent {agent} is not paused") };
+                }
+                _ => self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now)),
+            },
         };
         self.drain_router(now);
         match result {
@@ -508,6 +511,7 @@ impl Routing {
                 }
             }
         }
+        self.router.drain_answered_waits(|ms| WAIT_TIME.observe(std::time::Duration::from_millis(ms)));
     }
 
     /// The management plane's agents list: one object per binding.
@@ -550,16 +554,62 @@ impl Routing {
             v.push(Sample::new("cc_queue_longest_wait_ms", l(""), q.longest_wait_ms));
             v.push(Sample::new("cc_queue_agents_online", l(""), q.agents_online as u64));
             v.push(Sample::new("cc_queue_agents_available", l(""), q.agents_available as u64));
+            // Reporting counters: since the database was created (counters),
+            // and over the current UTC day (gauges: they restart at midnight).
+            for (c, name) in [(&q.total, "cc_queue_dispositions_total"), (&q.today, "cc_queue_dispositions_today")] {
+                for (disposition, n) in [
+                    ("offered", c.offered),
+                    ("answered", c.answered),
+                    ("abandoned", c.abandoned),
+                    ("timed_out", c.timed_out),
+                    ("overflowed", c.overflowed),
+                    ("failed", c.failed),
+                    ("rejected", c.rejected),
+                    ("answered_in_sl", c.answered_in_sl),
+                ] {
+                    v.push(Sample::new(name, l(&format!(",disposition=\"{disposition}\"")), n));
+                }
+            }
+            v.push(Sample::new("cc_queue_wait_answered_ms_total", l(""), q.total.wait_ms_answered));
+            v.push(Sample::new("cc_queue_talk_ms_total", l(""), q.total.talk_ms));
+            v.push(Sample::new("cc_queue_longest_wait_today_ms", l(""), q.today.longest_wait_ms));
+            v.push(Sample::new("cc_queue_service_level_threshold_seconds", l(""), u64::from(q.service_level_s)));
+            // Percent of answered calls within the threshold (integer:
+            // samples are whole numbers; the counters above give the exact
+            // ratio).
+            for (period, c) in [("today", &q.today), ("total", &q.total)] {
+                if let Some(sl) = c.service_level_answered() {
+                    v.push(Sample::new("cc_queue_service_level_percent", l(&format!(",period=\"{period}\"")), sl.round() as u64));
+                }
+            }
         }
         for a in &snap.agents {
             let status = serde_json::to_value(a.status).ok();
             let status = status.as_ref().and_then(|s| s.as_str()).unwrap_or("unknown");
             v.push(Sample::new("cc_agent_status", format!("agent=\"{}\",status=\"{status}\"", a.id), 1));
             v.push(Sample::new("cc_agent_answered_total", format!("agent=\"{}\"", a.id), a.answered));
+            let c = &a.counters;
+            let al = |extra: &str| format!("agent=\"{}\"{extra}", a.id);
+            v.push(Sample::new("cc_agent_reported_answered_total", al(""), c.answered));
+            for (kind, n) in [
+                ("no_answer", c.missed.no_answer),
+                ("busy", c.missed.busy),
+                ("rejected", c.missed.rejected),
+                ("unreachable", c.missed.unreachable),
+            ] {
+                v.push(Sample::new("cc_agent_missed_total", al(&format!(",kind=\"{kind}\"")), n));
+            }
+            v.push(Sample::new("cc_agent_talk_ms_total", al(""), c.talk_ms));
+            v.push(Sample::new("cc_agent_pause_ms_total", al(""), c.pause_ms));
+            v.push(Sample::new("cc_agent_status_seconds", al(""), now.saturating_sub(a.status_since_ms) / 1000));
         }
         (v, serde_json::to_value(&snap).unwrap_or_default())
     }
 }
+
+/// Answered callers' wait (arrival → answer), for `/metrics`.
+pub static WAIT_TIME: crate::mgmt::Histogram =
+    crate::mgmt::Histogram::new(&[1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0]);
 
 /// One info line per call event; per-message detail stays at debug.
 fn log_event(e: &RouterEvent) {

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -39,10 +39,15 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/queues", get(queues_snapshot))
         .route("/v1/agents", get(agents))
         .route("/v1/agents/{id}", get(agent))
+        .route("/v1/agents/{id}/pause", post(super::act::pause))
+        .route("/v1/agents/{id}/unpause", post(super::act::unpause))
+        .route("/v1/events", get(super::sse::events))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", get(queue))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/whoami", get(whoami))
+        .merge(super::wallboard::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -154,8 +159,10 @@ fn agents_v1(st: &AppState) -> Vec<Value> {
                     })
                 })
                 .collect();
+            let since = a.get("status_since_ms").and_then(Value::as_u64).unwrap_or(now);
             if let Some(o) = a.as_object_mut() {
                 o.insert("registrations".into(), regs.into());
+                o.insert("time_in_status_ms".into(), now.saturating_sub(since).into());
             }
             a
         })
@@ -251,6 +258,15 @@ async fn put_log_level(body: Bytes) -> Response {
         Err(e @ LogLevelError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string(), Some("level")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
     }
+}
+
+/// The caller's role, so a page shows the actions its token may take.
+async fn whoami(role: Option<axum::Extension<crate::config::MgmtRole>>) -> Response {
+    let role = match role.map(|r| r.0) {
+        Some(crate::config::MgmtRole::Admin) => "admin",
+        _ => "viewer",
+    };
+    Json(json!({ "role": role })).into_response()
 }
 
 async fn openapi() -> Response {

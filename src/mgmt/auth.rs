@@ -51,6 +51,15 @@ impl Tokens {
     /// The role of the caller presenting this `Authorization` header value.
     pub fn check(&self, authorization: Option<&[u8]>) -> Result<MgmtRole, AuthError> {
         let token = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
+        self.check_token(token)
+    }
+
+    /// The role of a bare token (the event stream's `?token=`).
+    pub fn check_token(&self, token: &[u8]) -> Result<MgmtRole, AuthError> {
+        let token = token.trim_ascii();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
         let d = digest(token);
         let mut role = None;
         // Every entry is compared: the time taken does not say which matched.
@@ -103,6 +112,9 @@ mod tests {
         assert_eq!(t.check(Some(b"Basic YWRtaW46eA==")), Err(AuthError::Missing));
         assert_eq!(t.check(Some(b"Bearer ")), Err(AuthError::Missing));
         assert_eq!(t.check(None), Err(AuthError::Missing));
+        assert_eq!(t.check_token(b"viewer-token-0123456789"), Ok(MgmtRole::Viewer));
+        assert_eq!(t.check_token(b"viewer-token-012345678"), Err(AuthError::Invalid));
+        assert_eq!(t.check_token(b""), Err(AuthError::Missing));
     }
 
     #[test]

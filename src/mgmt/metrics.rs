@@ -57,6 +57,11 @@ impl Metrics {
             help: "Store group commit time (transaction and fsync), failed commits included",
             hist: &crate::acd::store::COMMIT_TIME,
         }));
+        registry.register_collector(Box::new(HistogramCollector {
+            name: "cc_queue_wait_seconds",
+            help: "Wait of answered callers, arrival to answer",
+            hist: &crate::acd::routing::WAIT_TIME,
+        }));
         Metrics { registry, auth_failures, requests, refused }
     }
 
@@ -182,13 +187,26 @@ pub fn help(name: &str) -> &'static str {
     match name {
         "cc_agent_answered_total" => "Calls answered, by agent",
         "cc_agent_status" => "Agents by ACD status (1 for the agent's current status)",
+        "cc_agent_status_seconds" => "Seconds the agent has been in its current status",
+        "cc_agent_reported_answered_total" => "Calls the agent answered, since the database was created",
+        "cc_agent_missed_total" => "Offers the agent missed, by kind (no_answer, busy, rejected, unreachable), since the database was created",
+        "cc_agent_talk_ms_total" => "Agent talk time in milliseconds, counted when a call ends, since the database was created",
+        "cc_agent_pause_ms_total" => "Agent pause time in milliseconds, counted when a pause ends, since the database was created",
         "cc_call_facts_total" => "Call facts a signalling shard sent to the routing shard",
         "cc_calls_active" => "Calls in progress on a signalling shard",
         "cc_media_timeouts_total" => "Calls ended because no RTP arrived within media_timeout_s",
         "cc_queue_agents_available" => "Agents of the queue free to take a call",
         "cc_queue_agents_online" => "Agents of the queue with at least one registered contact",
         "cc_queue_calls" => "Calls in the queue, by state (waiting, ringing, talking)",
+        "cc_queue_wait_seconds" => "Wait of answered callers, arrival to answer (histogram)",
         "cc_queue_longest_wait_ms" => "Longest current wait in the queue, in milliseconds",
+        "cc_queue_dispositions_total" => "Queue calls by disposition (offered, answered, abandoned, timed_out, overflowed, failed, rejected, answered_in_sl), since the database was created",
+        "cc_queue_dispositions_today" => "Queue calls by disposition over the current UTC day (restarts at midnight)",
+        "cc_queue_wait_answered_ms_total" => "Sum of answered callers' waits in milliseconds (÷ answered: the average wait)",
+        "cc_queue_talk_ms_total" => "Sum of answered calls' talk time in milliseconds",
+        "cc_queue_longest_wait_today_ms" => "Longest wait of a caller who left the queue today, in milliseconds",
+        "cc_queue_service_level_threshold_seconds" => "The queue's service level threshold (service_level_s)",
+        "cc_queue_service_level_percent" => "Answered within the threshold ÷ answered, in percent, by period (today, total)",
         "cc_registered_contacts" => "Registered agent contacts (bindings)",
         "cc_registrations_total" => "REGISTER requests answered, by response class (2xx, 4xx, ...)",
         "cc_routing_decisions_total" => "Routing decisions the routing shard made",
@@ -285,5 +303,6 @@ mod tests {
         assert!(text.contains("# TYPE cc_mgmt_auth_failures_total counter\n"), "{text}");
         assert!(text.contains("# TYPE cc_store_commit_seconds histogram\n"), "{text}");
         assert!(text.contains("cc_store_commit_seconds_bucket{le=\"+Inf\"} "), "{text}");
+        assert!(text.contains("# TYPE cc_queue_wait_seconds histogram\n"), "{text}");
     }
 }

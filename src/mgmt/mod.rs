@@ -7,17 +7,24 @@
 //! management plane: the board's locks are held for a copy, never across
 //! I/O.
 
+mod act;
 mod api;
+mod sse;
 pub mod auth;
 mod board;
+pub mod command_link;
+pub mod control;
+pub mod events;
 mod histogram;
 pub mod health;
 pub mod log_level;
 mod metrics;
 mod server;
+mod wallboard;
 pub mod tls;
 
 pub use board::{Board, Sample};
+pub use control::Control;
 pub use histogram::Histogram;
 pub use metrics::help as metric_help;
 pub use server::{serve, ServeError, MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT};

@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::auth::{self, Tokens};
 use super::health::{Beats, Commits};
 use super::metrics::Metrics;
-use super::{api, Board};
+use super::{api, wallboard, Board, Control};
 use crate::config::{MgmtRole, MgmtSection};
 
 /// Largest request body accepted (413 beyond).
@@ -44,6 +44,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Everything a handler may read.
 pub struct AppState {
     pub board: Arc<Board>,
+    pub control: Arc<Control>,
     pub tokens: Tokens,
     pub open_metrics: bool,
     pub metrics: Metrics,
@@ -71,6 +72,7 @@ pub fn serve(
     addr: SocketAddr,
     cfg: &MgmtSection,
     board: Arc<Board>,
+    control: Arc<Control>,
     heartbeats: Arc<Vec<AtomicU64>>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, ServeError> {
@@ -91,6 +93,7 @@ pub fn serve(
     let state = Arc::new(AppState {
         metrics: Metrics::new(board.clone()),
         board,
+        control,
         tokens,
         open_metrics: cfg.open_metrics,
         heartbeats,
@@ -190,13 +193,23 @@ where
 
 /// Bearer authentication and roles: reading needs a viewer token, acting
 /// an admin one; `/metrics` and `/health` may be open by config.
-async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let open = st.open_metrics && matches!(path, "/metrics" | "/health");
+    let open = (st.open_metrics && matches!(path, "/metrics" | "/health")) || wallboard::is_open(path);
     if !open {
         let needed = if matches!(*req.method(), Method::GET | Method::HEAD) { MgmtRole::Viewer } else { MgmtRole::Admin };
         let peer = req.extensions().get::<Peer>().map(|p| p.0.to_string()).unwrap_or_default();
-        let refused = match st.tokens.check(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        let header_token = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        // A browser's EventSource cannot send headers: the event stream
+        // also takes the token as `?token=`, checked the same way.
+        let checked = match (header_token, path) {
+            (None, "/v1/events") => match query_token(req.uri().query()) {
+                Some(t) => st.tokens.check_token(t.as_bytes()),
+                None => st.tokens.check(None),
+            },
+            (h, _) => st.tokens.check(h),
+        };
+        let refused = match checked {
             Err(e) => {
                 tracing::warn!(%peer, method = %req.method(), path, reason = e.label(), "management API: authentication failed");
                 st.metrics.count_auth_failure(e.label());
@@ -213,13 +226,21 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
                 st.metrics.count_auth_failure("forbidden");
                 Some(api::error(StatusCode::FORBIDDEN, "this token may read, not act (role viewer)", None))
             }
-            Ok(_) => None,
+            Ok(role) => {
+                req.extensions_mut().insert(role);
+                None
+            }
         };
         if let Some(r) = refused {
             return r;
         }
     }
     next.run(req).await
+}
+
+/// The value of `token` in a query string, percent-decoded.
+fn query_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
 }
 
 /// The outermost layer: every error answer is JSON, whichever layer made

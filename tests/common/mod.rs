@@ -17,9 +17,11 @@ mod http;
 mod process;
 mod sip;
 mod sipp;
+mod webdriver;
 
 pub use engine::*;
 pub use http::*;
 pub use process::*;
 pub use sip::*;
 pub use sipp::*;
+pub use webdriver::*;

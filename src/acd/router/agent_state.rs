@@ -74,6 +74,10 @@ pub(super) struct Agent {
     pub rest_until: Option<u64>,
     /// End of the last wrap-up, or login (`longest-idle`).
     pub idle_since: u64,
+    /// The status last seen by [`Agent::track_status`], and since when:
+    /// the wallboard's time in status.
+    pub status_seen: AgentStatus,
+    pub status_since: u64,
 }
 
 impl Agent {
@@ -94,6 +98,20 @@ impl Agent {
             counters: AgentCounters::default(),
             rest_until: None,
             idle_since: now_ms,
+            status_seen: AgentStatus::Offline,
+            status_since: now_ms,
+        }
+    }
+
+    /// Restarts the time in status when the status differs from the one
+    /// last seen. Status is derived from several fields that many paths
+    /// change, so it is compared after each input rather than set on each
+    /// path.
+    pub fn track_status(&mut self, now_ms: u64) {
+        let s = self.status();
+        if s != self.status_seen {
+            self.status_seen = s;
+            self.status_since = now_ms;
         }
     }
 

@@ -10,8 +10,20 @@ use crate::config::{skills_in_force, Strategy};
 
 impl Router {
     /// Offers waiting calls, best first, to the agents their strategies
-    /// pick, until no waiting call has a free agent.
+    /// pick, until no waiting call has a free agent. Every input ends
+    /// here, so this is also where agents' time in status restarts.
     pub(super) fn dispatch(&mut self, now_ms: u64) {
+        self.offer_waiting(now_ms);
+        self.track_status(now_ms);
+    }
+
+    pub(super) fn track_status(&mut self, now_ms: u64) {
+        for a in self.agents.values_mut() {
+            a.track_status(now_ms);
+        }
+    }
+
+    fn offer_waiting(&mut self, now_ms: u64) {
         self.leave_empty_queues(now_ms);
         if !self.agents.values().any(Agent::free) {
             return;

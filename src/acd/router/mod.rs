@@ -145,6 +145,9 @@ pub struct Router {
     next_seq: u64,
     finished: BTreeSet<CallId>,
     finished_order: VecDeque<CallId>,
+    /// Answered callers' waits (ms) not yet taken by the integrator for
+    /// its histogram; emptied after every input, so it stays short.
+    answered_waits: Vec<u64>,
     out: VecDeque<RouterOutput>,
     /// Every deadline ever set (max wait, end of wrap-up), some stale: the
     /// shell asks for the next timeout after every message, so it must not
@@ -219,6 +222,7 @@ impl Router {
             next_seq: 0,
             finished: BTreeSet::new(),
             finished_order: VecDeque::new(),
+            answered_waits: Vec::new(),
             out: VecDeque::new(),
             timer_hints: BTreeSet::new(),
             media_short: BTreeMap::new(),
@@ -239,6 +243,13 @@ impl Router {
 
     pub fn poll_output(&mut self) -> Option<RouterOutput> {
         self.out.pop_front()
+    }
+
+    /// Hands each answered caller's wait (ms) since the last call to `f`.
+    pub fn drain_answered_waits(&mut self, mut f: impl FnMut(u64)) {
+        for w in self.answered_waits.drain(..) {
+            f(w);
+        }
     }
 
     pub fn call_fact(&mut self, fact: CallFact, now_ms: u64) {
@@ -397,6 +408,7 @@ impl Router {
                 agent: agent.to_string(),
                 reason,
             }));
+        self.track_status(now_ms);
         Ok(())
     }
 
@@ -503,6 +515,14 @@ impl Router {
     }
 
     // ----- internals -------------------------------------------------------
+
+    /// Whether `agent` is paused (by an operator or for missed offers).
+    pub fn is_paused(&self, agent: &str) -> Result<bool, RouterError> {
+        self.agents
+            .get(agent)
+            .map(|a| a.paused.is_some())
+            .ok_or_else(|| RouterError::UnknownAgent(agent.to_string()))
+    }
 
     fn agent_mut(&mut self, agent: &str) -> Result<&mut Agent, RouterError> {
         self.agents

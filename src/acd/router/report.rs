@@ -101,6 +101,10 @@ impl Router {
     pub(super) fn report_answered(&mut self, c: &Call, agent: &str, answered_ms: u64, now_ms: u64) {
         let wait = answered_ms.saturating_sub(c.arrived_ms);
         let ring = answered_ms.saturating_sub(c.ring_started_ms);
+        // Bounded: the integrator takes them after every input.
+        if self.answered_waits.len() < 4096 {
+            self.answered_waits.push(wait);
+        }
         let e = QueueLogEntry::new(now_ms, &c.sip_call_id, &c.queue, Some(agent), QueueEvent::Connect)
             .with([secs(wait).to_string(), c.id.to_string(), secs(ring).to_string()]);
         self.qlog(e);

@@ -29,6 +29,8 @@ pub struct AgentSnapshot {
     /// Reporting counters since the database was created.
     pub counters: AgentCounters,
     pub idle_since_ms: u64,
+    /// When the agent entered its current status (the router's clock).
+    pub status_since_ms: u64,
     pub wrap_up_until_ms: Option<u64>,
 }
 
@@ -65,6 +67,7 @@ impl Router {
                 talk_ms: a.talk_ms,
                 counters: a.counters,
                 idle_since_ms: a.idle_since,
+                status_since_ms: a.status_since,
                 wrap_up_until_ms: a.wrap_up_until,
             })
             .collect();
