@@ -280,3 +280,40 @@ fn the_event_stream_numbers_events_and_replays_what_a_reconnecting_client_missed
     let ids: Vec<u64> = got[1..].iter().map(|e| e.id.unwrap()).collect();
     assert_eq!(ids, (first..first + 8).collect::<Vec<_>>(), "{got:?}");
 }
+
+#[test]
+fn logout_and_login_show_in_the_agents_list_and_the_event_stream_and_survive_a_restart() {
+    let mut e = Engine::start();
+    let m = e.mgmt_addr();
+    for path in ["/v1/agents/bob/logout", "/v1/agents/bob/login"] {
+        assert_eq!(call(m, "POST", path, None, None).0, 401, "{path}");
+        assert_eq!(call(m, "POST", path, VIEWER, None).0, 403, "{path}");
+        let (code, v) = call(m, "POST", path, ADMIN, Some(r#"{"now": true}"#));
+        assert_eq!((code, v["field"].as_str()), (400, Some("now")), "{path}: {v}");
+        assert_eq!(call(m, "POST", &path.replace("bob", "nobody"), ADMIN, None).0, 404, "{path}");
+    }
+    let (code, v) = call(m, "POST", "/v1/agents/bob/login", ADMIN, None);
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("not logged out"), "{v}");
+
+    let mut live = Stream::open(m, DEMO_VIEWER_TOKEN, "", "");
+    act(m, "/v1/agents/bob/logout", "");
+    let (code, v) = call(m, "POST", "/v1/agents/bob/logout", ADMIN, None);
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(agent(m, "bob")["status"], "logged-out");
+    let (code, v) = call(m, "GET", "/v1/agents?status=logged-out", VIEWER, None);
+    assert_eq!(code, 200);
+    let ids: Vec<_> = v["agents"].as_array().unwrap().iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(ids, [serde_json::json!("bob")], "{v}");
+    let got = live.events(1);
+    assert_eq!((got[0].data["agent"].as_str(), got[0].data["status"].as_str()), (Some("bob"), Some("logged-out")));
+    drop(live);
+
+    // Persisted: still logged out after a restart.
+    e.terminate(Duration::from_secs(10)).expect("engine stops on SIGTERM");
+    e.spawn();
+    let m = e.mgmt_addr();
+    assert_eq!(agent(m, "bob")["status"], "logged-out");
+    act(m, "/v1/agents/bob/login", "");
+    assert_ne!(agent(m, "bob")["status"], "logged-out");
+}
