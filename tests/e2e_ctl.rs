@@ -317,3 +317,43 @@ fn logout_and_login_show_in_the_agents_list_and_the_event_stream_and_survive_a_r
     act(m, "/v1/agents/bob/login", "");
     assert_ne!(agent(m, "bob")["status"], "logged-out");
 }
+
+#[test]
+fn the_queue_log_is_readable_over_the_api_while_the_engine_runs() {
+    let e = Engine::start();
+    let m = e.mgmt_addr();
+    assert_eq!(call(m, "GET", "/v1/queue-log", None, None).0, 401);
+    let (code, v) = call(m, "GET", "/v1/queue-log?since=yesterday", VIEWER, None);
+    assert_eq!((code, v["field"].as_str()), (400, Some("since")), "{v}");
+    let (code, v) = call(m, "GET", "/v1/queue-log?limit=0", VIEWER, None);
+    assert_eq!((code, v["field"].as_str()), (400, Some("limit")), "{v}");
+
+    act(m, "/v1/agents/alice/pause", r#"{"reason": "lunch break"}"#);
+    act(m, "/v1/agents/alice/unpause", "");
+    act(m, "/v1/agents/bob/logout", "");
+    // Written by the next group commit (a few ms later).
+    let entries = poll(Duration::from_secs(5), || {
+        let (code, v) = call(m, "GET", "/v1/queue-log?since=0", VIEWER, None);
+        assert_eq!(code, 200, "{v}");
+        let e = v["entries"].as_array().unwrap().clone();
+        (e.iter().filter(|x| x["queue"] == "NONE").count() >= 3).then_some((e, v))
+    })
+    .expect("the three agent lines in the queue log");
+    let (entries, v) = entries;
+    let agent_lines: Vec<_> = entries.iter().filter(|x| x["queue"] == "NONE").collect();
+    let got: Vec<(&str, &str, &str)> = agent_lines
+        .iter()
+        .map(|x| (x["agent"].as_str().unwrap(), x["event"].as_str().unwrap(), x["data"][0].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        got,
+        [("alice", "PAUSE", "lunch break"), ("alice", "UNPAUSE", "lunch break"), ("bob", "AGENTLOGOFF", "")],
+        "{v}"
+    );
+    let line = v["lines"].as_array().unwrap().iter().find(|l| l.as_str().unwrap().contains("|PAUSE|")).unwrap();
+    let f: Vec<&str> = line.as_str().unwrap().split('|').collect();
+    assert!(f[0].parse::<u64>().unwrap() > 1_700_000_000, "{line}");
+    assert_eq!(&f[1..6], ["NONE", "NONE", "alice", "PAUSE", "lunch break"], "{line}");
+    let (code, v) = call(m, "GET", "/v1/queue-log?since=0&limit=1", VIEWER, None);
+    assert_eq!((code, v["lines"].as_array().unwrap().len()), (200, 1), "{v}");
+}

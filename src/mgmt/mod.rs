@@ -19,6 +19,7 @@ mod histogram;
 pub mod health;
 pub mod log_level;
 mod metrics;
+mod reports;
 mod server;
 pub mod tls;
 
