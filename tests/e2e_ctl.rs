@@ -357,3 +357,60 @@ fn the_queue_log_is_readable_over_the_api_while_the_engine_runs() {
     let (code, v) = call(m, "GET", "/v1/queue-log?since=0&limit=1", VIEWER, None);
     assert_eq!((code, v["lines"].as_array().unwrap().len()), (200, 1), "{v}");
 }
+
+#[test]
+fn cdrs_are_paged_over_the_api_while_the_engine_runs() {
+    let (e, _cfg) = start_calls_engine(
+        r#"
+[[queue]]
+name = "support"
+answer = "immediate"
+wrap_up_s = 0
+
+[[queue]]
+name = "sales"
+answer = "immediate"
+wrap_up_s = 0
+
+[[agent]]
+id = "alice"
+password = "alice-pass"
+queues = ["support", "sales"]
+"#,
+    );
+    let m = e.mgmt_addr();
+    assert_eq!(call(m, "GET", "/v1/cdrs", None, None).0, 401);
+    for (q, field) in [("since=soon", "since"), ("until=x", "until"), ("limit=0", "limit"), ("cursor=abc", "cursor")] {
+        let (code, v) = call(m, "GET", &format!("/v1/cdrs?{q}"), VIEWER, None);
+        assert_eq!((code, v["field"].as_str()), (400, Some(field)), "{q}: {v}");
+    }
+    // No agent logged in: three callers wait and hang up (abandoned).
+    for q in ["support", "support", "sales"] {
+        let run = sipp_on(&e, "customer_call.xml", free_udp_port(), &["-s", q, "-m", "1", "-d", "500"], Duration::from_secs(30));
+        assert!(run.ok(), "{}", run.describe());
+    }
+    let all = poll(Duration::from_secs(5), || {
+        let (code, v) = call(m, "GET", "/v1/cdrs?since=0", VIEWER, None);
+        assert_eq!(code, 200, "{v}");
+        (v["cdrs"].as_array().unwrap().len() == 3).then_some(v)
+    })
+    .expect("three CDRs while the engine runs");
+    assert!(all.get("next_cursor").is_none(), "{all}");
+    assert!(all["cdrs"].as_array().unwrap().iter().all(|c| c["disposition"] == "abandoned"), "{all}");
+
+    let (_, v) = call(m, "GET", "/v1/cdrs?queue=support", VIEWER, None);
+    assert_eq!(v["cdrs"].as_array().unwrap().len(), 2, "{v}");
+    let (_, v) = call(m, "GET", "/v1/cdrs?agent=alice", VIEWER, None);
+    assert_eq!(v["cdrs"].as_array().unwrap().len(), 0, "{v}");
+    let (_, v) = call(m, "GET", "/v1/cdrs?until=1000000000", VIEWER, None);
+    assert_eq!(v["cdrs"].as_array().unwrap().len(), 0, "{v}");
+
+    // Pages of two: every CDR once, in order.
+    let (_, p1) = call(m, "GET", "/v1/cdrs?limit=2", VIEWER, None);
+    let cursor = p1["next_cursor"].as_str().expect("a second page").to_string();
+    let (_, p2) = call(m, "GET", &format!("/v1/cdrs?limit=2&cursor={cursor}"), VIEWER, None);
+    assert!(p2.get("next_cursor").is_none(), "{p2}");
+    let ids: Vec<_> = p1["cdrs"].as_array().unwrap().iter().chain(p2["cdrs"].as_array().unwrap()).map(|c| c["call_id"].clone()).collect();
+    let want: Vec<_> = all["cdrs"].as_array().unwrap().iter().map(|c| c["call_id"].clone()).collect();
+    assert_eq!(ids, want);
+}

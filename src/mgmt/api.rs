@@ -44,6 +44,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/agents/{id}/logout", post(super::act::logout))
         .route("/v1/agents/{id}/login", post(super::act::login))
         .route("/v1/queue-log", get(super::reports::queue_log))
+        .route("/v1/cdrs", get(super::reports::cdrs))
         .route("/v1/events", get(super::sse::events))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", get(queue))

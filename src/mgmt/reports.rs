@@ -73,3 +73,89 @@ pub fn parse_line(line: &str) -> Value {
         "data": data,
     })
 }
+
+/// CDRs answered at most per page, and when `limit` is not given.
+const CDR_MAX_LIMIT: usize = 1000;
+const CDR_DEFAULT_LIMIT: usize = 100;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrQuery {
+    since: Option<String>,
+    until: Option<String>,
+    queue: Option<String>,
+    agent: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/cdrs?since=&until=&queue=&agent=&limit=&cursor=`: CDRs by end
+/// time, oldest first, a page at a time; `next_cursor` fetches the next
+/// page with the same filters (absent on the last page).
+pub async fn cdrs(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<CdrQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the query parameters are since, until, queue, agent, limit and cursor",
+            Some("query"),
+        );
+    };
+    let time = |v: &Option<String>, field: &str| match v.as_deref().map(parse_since) {
+        None => Ok(None),
+        Some(Ok(ms)) => Ok(Some(ms)),
+        Some(Err(e)) => {
+            Err(error(StatusCode::BAD_REQUEST, format!("{field}: {e} (unix seconds or RFC 3339)"), Some(field)))
+        }
+    };
+    let since = match time(&q.since, "since") {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let until = match time(&q.until, "until") {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let limit = match q.limit.as_deref().map(|s| s.trim().parse::<usize>()) {
+        None => CDR_DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=CDR_MAX_LIMIT).contains(&n) => n,
+        _ => return error(StatusCode::BAD_REQUEST, format!("limit must be 1..={CDR_MAX_LIMIT}"), Some("limit")),
+    };
+    let skip = match q.cursor.as_deref().map(|s| s.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "cursor is not one this API gave", Some("cursor")),
+    };
+    let (queue, agent) = (q.queue, q.agent);
+    let read = st
+        .control
+        .read(move |s| {
+            s.cdrs(since).map(|all| {
+                let mut matching = all.into_iter().filter(|c| {
+                    until.is_none_or(|u| c.ended_ms < u)
+                        && queue.as_deref().is_none_or(|qn| c.queue == qn)
+                        && agent.as_deref().is_none_or(|a| c.agent.as_deref() == Some(a))
+                });
+                let page: Vec<Value> =
+                    matching.by_ref().skip(skip).take(limit).map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
+                let more = matching.next().is_some();
+                (page, more)
+            })
+        })
+        .await;
+    match read {
+        Ok(Ok((page, more))) => {
+            let mut body = json!({ "cdrs": page });
+            if more {
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("next_cursor".into(), (skip + limit).to_string().into());
+                }
+            }
+            Json(body).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
+    }
+}
