@@ -413,4 +413,29 @@ queues = ["support", "sales"]
     let ids: Vec<_> = p1["cdrs"].as_array().unwrap().iter().chain(p2["cdrs"].as_array().unwrap()).map(|c| c["call_id"].clone()).collect();
     let want: Vec<_> = all["cdrs"].as_array().unwrap().iter().map(|c| c["call_id"].clone()).collect();
     assert_eq!(ids, want);
+
+    // The command line reads the same through the API while the engine runs.
+    let url = format!("http://{m}");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(engine_bin()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = cli(&["cdrs", "--mgmt", &url, "--token", DEMO_VIEWER_TOKEN]);
+    let got: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(got.iter().map(|c| c["call_id"].clone()).collect::<Vec<_>>(), want, "{json}");
+    let csv = cli(&["cdrs", "--mgmt", &url, "--token", DEMO_VIEWER_TOKEN, "--csv"]);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("call_id,sip_call_id,queue,"), "{csv}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows.iter().all(|r| r.contains(",abandoned,")), "{csv}");
+    let qlog = cli(&["queue-log", "--mgmt", &url, "--token", DEMO_VIEWER_TOKEN]);
+    let enter: Vec<&str> = qlog.lines().filter(|l| l.split('|').nth(4) == Some("ENTERQUEUE")).collect();
+    assert_eq!(enter.len(), 3, "{qlog}");
+    assert!(qlog.lines().all(|l| l.split('|').count() >= 5 && l.split('|').next().unwrap().parse::<u64>().is_ok()), "{qlog}");
+    // A wrong token is an error naming the status.
+    let out = std::process::Command::new(engine_bin()).args(["queue-log", "--mgmt", &url, "--token", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -12,6 +12,7 @@ mod api;
 mod sse;
 pub mod auth;
 mod board;
+pub mod client;
 pub mod command_link;
 pub mod control;
 pub mod events;
