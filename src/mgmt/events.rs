@@ -121,6 +121,10 @@ pub fn router_event(e: &RouterEvent, now_ms: u64) -> Option<(&'static str, Value
             ("agent-status", json!({ "agent": agent, "status": "paused", "reason": reason }))
         }
         RouterEvent::AgentUnpaused { agent } => ("agent-status", json!({ "agent": agent, "status": "unpaused" })),
+        RouterEvent::AgentLoggedOut { agent } => {
+            ("agent-status", json!({ "agent": agent, "status": "logged-out" }))
+        }
+        RouterEvent::AgentLoggedIn { agent } => ("agent-status", json!({ "agent": agent, "status": "logged-in" })),
         RouterEvent::AgentOnline { agent } => ("agent-status", json!({ "agent": agent, "status": "online" })),
         RouterEvent::AgentOffline { agent } => ("agent-status", json!({ "agent": agent, "status": "offline" })),
         RouterEvent::WrapUpEnded { agent } => ("agent-status", json!({ "agent": agent, "status": "wrap-up-ended" })),

@@ -116,6 +116,7 @@ pub async fn run(ctx: Context) {
             return;
         }
     };
+    shared.control.set_store(store.reader());
     let mut routing = Routing::new(&cfg, loaded, now_ms());
     // Kept for the live event stream, drained after every step.
     routing.keep_events();
@@ -258,6 +259,8 @@ pub async fn run(ctx: Context) {
     shell.step(Input::Shutdown, &mut out);
     send_all(&senders, &mut out).await;
     let _ = stopped_rx.recv().await;
+    // The management plane's read handle would keep the thread alive.
+    shell.control.set_store(None);
     shell.store.finish();
     let _ = closed_rx.recv().await;
     shell.store.join();
