@@ -182,6 +182,7 @@ impl Router {
                     state: CallState::Waiting,
                     last_agent: None,
                     last_failed_ms: 0,
+                    failed: Vec::new(),
                     deadline_ms: (q.max_wait_s > 0)
                         .then(|| at_ms.saturating_add(u64::from(q.max_wait_s) * 1000)),
                     orig_position: 0,
@@ -440,6 +441,10 @@ impl Router {
         }
         c.last_agent = Some(agent.clone());
         c.last_failed_ms = now_ms;
+        match c.failed.iter_mut().find(|(a, _)| *a == agent) {
+            Some(f) => f.1 = now_ms,
+            None => c.failed.push((agent.clone(), now_ms)),
+        }
         let snapshot = c.clone();
         let retry_ms = u64::from(q.retry_s) * 1000;
         // How long the agent rests before any new offer. An unreachable

@@ -74,12 +74,15 @@ impl Router {
             t => u32::try_from(waited / (u64::from(t) * 1000)).unwrap_or(u32::MAX).saturating_add(1),
         };
         let skilled = |a: &Agent| q.strategy != Strategy::Skills || a.skill_score(needed).is_some();
+        let retry_ms = u64::from(q.retry_s) * 1000;
+        let retry_pending =
+            |a: &Agent| c.failed.iter().any(|(id, t)| *id == a.id && t.saturating_add(retry_ms) > now_ms);
         let candidates = || {
             members
                 .iter()
                 .filter(move |(_, level)| *level <= max_level)
                 .filter_map(|(m, level)| self.agents.at(*m).map(|a| (a, *level)))
-                .filter(|(a, _)| a.free() && skilled(a))
+                .filter(|(a, _)| a.free() && skilled(a) && !retry_pending(a))
         };
         let rr = self
             .rr_last

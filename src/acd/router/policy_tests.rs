@@ -193,6 +193,26 @@ fn a_failed_offer_is_retried_on_the_same_agent_only_after_retry_s() {
     assert_eq!(offers(&h.tick(20_000)), vec![o(1, "a")]);
 }
 
+/// Two agents that both let a call ring out do not take turns on it: each
+/// waits its own `retry_s` from its own failure, not just the last one.
+#[test]
+fn two_failing_agents_each_wait_retry_s_for_the_call() {
+    let q = queue("name = \"q\"\nretry_s = 10\nwrap_up_s = 0\nno_answer_delay_s = 0");
+    let mut h = H::new(&[q], &[agent("a", &["q"], ""), agent("b", &["q"], "")]);
+    h.login("a");
+    h.login("b");
+    let first = offers(&h.arrive(1, "q", 0));
+    assert_eq!(first.len(), 1);
+    let (x, y) = if first[0].1 == "a" { ("a", "b") } else { ("b", "a") };
+    h.at(6_000);
+    assert_eq!(offers(&h.result(1, x, OfferResult::NoAnswer)), vec![o(1, y)]);
+    h.at(12_000);
+    // x failed at 6 s: not before 16 s, though it is no longer the last.
+    assert_eq!(offers(&h.result(1, y, OfferResult::NoAnswer)), vec![]);
+    assert_eq!(offers(&h.tick(15_999)), vec![]);
+    assert_eq!(offers(&h.tick(16_000)), vec![o(1, x)]);
+}
+
 #[test]
 fn an_unreachable_phone_rests_instead_of_failing_every_call_at_once() {
     let q = queue("name = \"q\"\nretry_s = 5");

@@ -47,6 +47,11 @@ pub(super) struct Call {
     /// When `last_agent` failed it: that agent waits the queue's
     /// `retry_s` before this call is offered to it again.
     pub last_failed_ms: u64,
+    /// Every agent that failed this call, with when it last did: none is
+    /// offered it again before the queue's `retry_s` (with only
+    /// `last_agent` remembered, two agents that both fail would take
+    /// turns ringing, each well inside its retry time).
+    pub failed: Vec<(String, u64)>,
     /// Max-wait deadline (`None`: wait forever).
     pub deadline_ms: Option<u64>,
     /// When a talking call is cut (`max_talk_s`); cleared once the shard
