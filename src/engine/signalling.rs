@@ -346,6 +346,7 @@ impl<M: MediaControl> Signalling<M> {
         v.push(Sample::new("cc_routing_pending", "", self.awaiting_routing.len() as u64));
         v.push(Sample::new("cc_call_facts_total", "", self.facts_sent));
         v.push(Sample::new("cc_media_timeouts_total", "", self.media_timeouts));
+        v.push(Sample::new("cc_sip_untrusted_priority_total", "", self.calls.untrusted_priority()));
         v.push(Sample::new("cc_calls_active", "", self.calls.active() as u64));
         let u = self.media.usage();
         v.push(Sample::new("cc_rtp_ports_in_use", "", u.ports_in_use as u64));
