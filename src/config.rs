@@ -212,6 +212,13 @@ pub struct RegistrarSection {
     pub nonce_lifetime_s: u32,
     /// Digest challenges offered, in this order: "MD5", "SHA-256".
     pub algorithms: Vec<String>,
+    /// Seconds between OPTIONS to every registered contact (they also keep
+    /// NAT bindings open); 0 = none.
+    pub keepalive_s: u32,
+    /// Probes in a row without an answer (timeout or ICMP unreachable)
+    /// that make a contact unreachable: no offers until it answers again
+    /// or registers again.
+    pub keepalive_failures: u32,
 }
 
 impl Default for RegistrarSection {
@@ -225,6 +232,8 @@ impl Default for RegistrarSection {
             // MD5 alone by default: Debian's baresip 1.0 fails a REGISTER
             // when any challenge is SHA-256, and SIPp answers only MD5.
             algorithms: vec!["MD5".into()],
+            keepalive_s: 30,
+            keepalive_failures: 2,
         }
     }
 }
@@ -585,6 +594,9 @@ impl Config {
             return err("sip.t1_ms", format!("{} is outside 50..=10000", self.sip.t1_ms));
         }
         let r = &self.registrar;
+        if r.keepalive_failures == 0 {
+            return err("registrar.keepalive_failures", "must be at least 1".into());
+        }
         if r.min_expires == 0 {
             return err("registrar.min_expires", "must be at least 1".into());
         }

@@ -131,3 +131,54 @@ queues = ["second"]
         assert!(t > c["answered_ms"].as_u64().unwrap_or(u64::MAX), "{}", ctx());
     }
 }
+
+#[test]
+fn a_contact_that_stops_answering_options_gets_no_offer() {
+    let dir = TempDir::new("live-cfg");
+    let config = calls_config(
+        dir.path(),
+        r#"
+[[queue]]
+name = "support"
+ring_timeout_s = 2
+wrap_up_s = 0
+
+[[agent]]
+id = "alice"
+password = "alice-pass"
+queues = ["support"]
+
+[[agent]]
+id = "bob"
+password = "bob-pass"
+queues = ["support"]
+"#,
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("keepalive_s = 30") && text.contains("keepalive_failures = 2"));
+    let text = text.replace("keepalive_s = 30", "keepalive_s = 1").replace("keepalive_failures = 2", "keepalive_failures = 1");
+    std::fs::write(&config, text).unwrap();
+    let mut e = Engine::start_with(EngineOpts { config, ..Default::default() });
+    let ports = free_udp_ports(3);
+    // bob registers first (longest idle) from a port nobody listens on
+    // afterwards: his OPTIONS meet ICMP port unreachable.
+    sipp_register_agent(&e, "bob", "bob-pass", ports[0]);
+    let alice = phone(&e, "alice", ports[1]);
+    let bob_contacts = || -> Option<u64> {
+        let (code, body) = e.http_get("/v1/agents/bob");
+        (code == 200).then(|| serde_json::from_str::<Value>(&body).ok()?["contacts"].as_u64()).flatten()
+    };
+    assert_eq!(bob_contacts(), Some(1), "{}", e.log_tail(4000));
+    let gone = poll(Duration::from_secs(10), || (bob_contacts() == Some(0)).then_some(()));
+    assert!(gone.is_some(), "bob's dead contact was never taken out: {:?}\n{}", bob_contacts(), e.log_tail(4000));
+    let run = caller(&e, ports[2], "support", "2000");
+    assert!(run.ok(), "caller: {}\n{}", run.describe(), e.log_tail(4000));
+    let (_, bob) = e.http_get("/v1/agents/bob");
+    let cdrs = e.stop_and_cdrs();
+    let ctx = || format!("{}\n{}\nbob: {bob}", show_cdrs(&cdrs), alice.describe());
+    assert_eq!(cdr_of(&cdrs, ports[2])["agent"], "alice", "{}", ctx());
+    let bob: Value = serde_json::from_str(&bob).unwrap();
+    let missed = &bob["counters"]["missed"];
+    let total: u64 = missed.as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    assert_eq!(total, 0, "bob was offered the call: {}", ctx());
+}
