@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod cidr;
 mod routing;
+pub use cidr::Cidr;
 pub use routing::{skills_in_force, EmptyWhen, RelaxStep, SkillReq};
 
 /// Why a configuration was refused.
@@ -172,6 +174,11 @@ pub struct SipSection {
     /// not rate limited.
     #[serde(default = "default_true")]
     pub rate_limit_exempt_loopback: bool,
+    /// Sources (CIDR ranges) whose `Priority`, `X-CC-Priority` and
+    /// `X-CC-Skills` headers are believed; from anyone else they are
+    /// ignored and counted. Empty: no one's.
+    #[serde(default)]
+    pub trusted_sources: Vec<Cidr>,
 }
 
 fn default_rate_limit() -> u32 {
@@ -205,6 +212,13 @@ pub struct RegistrarSection {
     pub nonce_lifetime_s: u32,
     /// Digest challenges offered, in this order: "MD5", "SHA-256".
     pub algorithms: Vec<String>,
+    /// Seconds between OPTIONS to every registered contact (they also keep
+    /// NAT bindings open); 0 = none.
+    pub keepalive_s: u32,
+    /// Probes in a row without an answer (timeout or ICMP unreachable)
+    /// that make a contact unreachable: no offers until it answers again
+    /// or registers again.
+    pub keepalive_failures: u32,
 }
 
 impl Default for RegistrarSection {
@@ -218,6 +232,8 @@ impl Default for RegistrarSection {
             // MD5 alone by default: Debian's baresip 1.0 fails a REGISTER
             // when any challenge is SHA-256, and SIPp answers only MD5.
             algorithms: vec!["MD5".into()],
+            keepalive_s: 30,
+            keepalive_failures: 2,
         }
     }
 }
@@ -585,6 +601,9 @@ impl Config {
             return err("sip.t1_ms", format!("{} is outside 50..=10000", self.sip.t1_ms));
         }
         let r = &self.registrar;
+        if r.keepalive_failures == 0 {
+            return err("registrar.keepalive_failures", "must be at least 1".into());
+        }
         if r.min_expires == 0 {
             return err("registrar.min_expires", "must be at least 1".into());
         }
@@ -862,6 +881,18 @@ mod tests {
         assert_eq!(key_of(&t), "sip.lisen");
         let e = parse(&t).unwrap_err().to_string();
         assert!(e.contains("test.toml") && e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn trusted_sources_are_cidr_ranges() {
+        let t = SHIPPED.replace("trusted_sources = []", "trusted_sources = [\"127.0.0.2/32\", \"10.0.0.0/8\"]");
+        let c = parse(&t).unwrap();
+        assert_eq!(c.sip.trusted_sources.len(), 2);
+        assert!(c.sip.trusted_sources[1].contains("10.9.8.7".parse().unwrap()));
+        let bad = SHIPPED.replace("trusted_sources = []", "trusted_sources = [\"127.0.0.2/32\", \"10.0.0.1/8\"]");
+        assert!(key_of(&bad).starts_with("sip.trusted_sources"), "{}", key_of(&bad));
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("host bits"), "{e}");
     }
 
     #[test]

@@ -593,6 +593,7 @@ fn build_shards(sc: &Scenario, seed: u64, rng: &mut Rng, epoch: u32) -> Vec<Shar
                 queues: [(QUEUE.to_owned(), sc.mode)].into_iter().collect(),
                 codecs: default_codecs(),
                 media_timeout: None,
+                trusted_sources: Vec::new(),
             };
             let relay = FakeRelay {
                 ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),

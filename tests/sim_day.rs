@@ -594,6 +594,7 @@ fn base_queue(sc: &Scenario, name: &str, strategy: Strategy) -> QueueConfig {
         leave_when_empty: Vec::new(),
         leave_empty_queue: None,
         service_level_s: 20,
+        max_talk_s: 0,
     }
 }
 
@@ -751,6 +752,7 @@ fn build_shards(sc: &Scenario, seed: u64, rng: &mut Rng, epoch: u32) -> Vec<Shar
                 queues: QUEUES.iter().map(|q| (q.to_string(), sc.mode)).collect(),
                 codecs: default_codecs(),
                 media_timeout: None,
+                trusted_sources: Vec::new(),
             };
             let relay = FakeRelay {
                 ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),
@@ -1991,6 +1993,7 @@ impl Sim {
                             Decision::Offer { .. } => "decision_late_offer",
                             Decision::Rejected { .. } => "decision_late_rejected",
                             Decision::TimedOut { .. } => "decision_late_timed_out",
+                            Decision::MaxDuration { .. } => "decision_late_max_duration",
                         });
                     }
                     self.shard_input(s, Input::Routing(FromRouting::Decision(d)))

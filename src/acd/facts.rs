@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::SkillReq;
+
 /// Engine-wide call id; the owning shard is in the top 16 bits so a
 /// decision finds its shard without a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -50,6 +52,10 @@ pub enum CallFact {
         /// Added to the queue's base priority: from the `Priority:` header
         /// (RFC 3261 §20.26): emergency +3, urgent +2, normal 0, non-urgent -1.
         priority_bonus: i32,
+        /// The call's own skill requirement (a trusted source's
+        /// `X-CC-Skills`): it replaces the queue's until the queue's first
+        /// relaxation step. Empty: the queue's.
+        skills: Vec<SkillReq>,
         /// The customer leg's SIP Call-ID, for the CDR.
         sip_call_id: String,
         at_ms: u64,

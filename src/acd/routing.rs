@@ -37,6 +37,7 @@ use std::collections::VecDeque;
 use super::agent::AgentDef;
 use super::binding::{Binding, Change};
 use super::cdr::{RouterRestore, StoreOp};
+use super::liveness::Liveness;
 use super::registrar::{Registrar, RegistrarConfig};
 use super::command::{Command, CommandResult};
 use super::router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
@@ -138,6 +139,9 @@ struct InFlight {
 pub struct Routing {
     registrar: Registrar,
     router: Router,
+    liveness: Liveness,
+    /// Signalling shards, to spread probes over.
+    shards: u16,
     pending: GroupCommit<StoreOp>,
     in_flight: Option<InFlight>,
     next_seq: u64,
@@ -192,6 +196,8 @@ impl Routing {
         let mut r = Routing {
             registrar,
             router,
+            liveness: Liveness::new(cfg.registrar.keepalive_s, cfg.registrar.keepalive_failures, now_ms),
+            shards: cfg.engine.shards.resolve().max(1),
             pending: GroupCommit::new(cfg.engine.group_commit_ms, MAX_PENDING),
             in_flight: None,
             next_seq: 1,
@@ -277,7 +283,9 @@ impl Routing {
             }
             _ => None,
         };
-        [self.registrar.next_expiry(), self.router.next_timeout(), commit]
+        // No binding, nothing to probe: no wake-up for liveness.
+        let probes = self.registrar.next_expiry().and(self.liveness.next_timeout());
+        [self.registrar.next_expiry(), self.router.next_timeout(), probes, commit]
             .into_iter()
             .flatten()
             .min()
@@ -383,6 +391,13 @@ impl Routing {
                 self.facts += 1;
                 self.router.call_fact(fact, now);
             }
+            ToRouting::ProbeResult { probe, ok } => {
+                if let Some(agent) = self.liveness.result(probe, ok) {
+                    tracing::info!(%agent, reachable = ok, "agent contact reachability changed");
+                    self.agents_dirty = true;
+                    self.refresh_contacts(&agent, now);
+                }
+            }
         }
         self.drain_router(now);
     }
@@ -397,6 +412,20 @@ impl Routing {
         }
         if self.router.next_timeout().is_some_and(|t| t <= now) {
             self.router.handle_timeout(now);
+        }
+        if self.liveness.next_timeout().is_some_and(|t| t <= now) {
+            let contacts = self
+                .registrar
+                .all_bindings()
+                .filter(|b| b.expires_at_ms > now)
+                .map(|b| (b.agent.as_str(), b.contact_uri.as_str(), b.target));
+            for p in self.liveness.round(contacts, now) {
+                let shard = u16::try_from(p.id % u64::from(self.shards)).unwrap_or(0);
+                self.effects.push_back(Effect::ToShard(
+                    shard,
+                    FromRouting::Probe { probe: p.id, uri: p.uri, dest: p.dest },
+                ));
+            }
         }
         self.drain_router(now);
     }
@@ -477,12 +506,14 @@ impl Routing {
         for c in changes {
             match &c {
                 Change::Upsert(b) => {
+                    self.liveness.reset(&b.agent, &b.contact_uri);
                     if b.registered_at_ms == now {
                         tracing::info!(agent = %b.agent, contact = %b.contact_uri, target = %b.target, "agent registered");
                     }
                     touched.push(b.agent.clone());
                 }
                 Change::Remove { agent, contact } => {
+                    self.liveness.reset(agent, contact);
                     tracing::info!(%agent, %contact, "agent contact removed");
                     touched.push(agent.clone());
                 }
@@ -497,7 +528,9 @@ impl Routing {
     }
 
     fn refresh_contacts(&mut self, agent: &str, now: u64) {
-        let contacts = contacts_of(&self.registrar.live_bindings(agent, now));
+        let mut live = self.registrar.live_bindings(agent, now);
+        live.retain(|b| !self.liveness.is_unreachable(&b.agent, &b.contact_uri));
+        let contacts = contacts_of(&live);
         if let Err(e) = self.router.agent_contacts(agent, contacts, now) {
             tracing::warn!(%agent, error = %e, "router refused contacts");
         }

@@ -82,6 +82,7 @@ fn arrived(n: u64, at_ms: u64) -> Input {
         queue: "q".into(),
         caller: format!("sip:c{n}@x"),
         priority_bonus: 0,
+        skills: Vec::new(),
         sip_call_id: format!("s{n}"),
         at_ms,
     }))

@@ -162,6 +162,7 @@ fn live_call_becomes_engine_restart_cdr() {
                     queue: "q".into(),
                     caller: "c".into(),
                     priority_bonus: 0,
+                    skills: Vec::new(),
                     sip_call_id: format!("s{n}"),
                     at_ms: T0,
                 },

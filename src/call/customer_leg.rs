@@ -146,14 +146,30 @@ impl CallTable {
         self.dialogs.insert(key, (id, Side::Customer));
         self.legs.insert(leg.id, id);
         self.calls.insert(id, call);
+        let asks = self.caller_asks(h, src);
         self.fact(CallFact::Arrived {
             call: id,
             queue,
             caller,
-            priority_bonus: msg::priority_bonus(h.header("priority")),
+            priority_bonus: asks.priority_bonus,
+            skills: asks.skills,
             sip_call_id,
             at_ms: wall_ms,
         });
+    }
+
+    /// The caller's priority and skills headers, believed only from a
+    /// trusted source: anyone else asking is ignored and counted.
+    fn caller_asks(&mut self, h: &Message, src: SocketAddr) -> msg::CallerAsks {
+        let (p, ccp, ccs) = (h.header("priority"), h.header("x-cc-priority"), h.header("x-cc-skills"));
+        if self.cfg.trusted_sources.iter().any(|c| c.contains(src.ip())) {
+            return msg::CallerAsks::read(p, ccp, ccs);
+        }
+        if msg::CallerAsks::asked(p, ccp, ccs) {
+            self.untrusted_priority += 1;
+            tracing::debug!(%src, "priority or skills headers from an untrusted source ignored");
+        }
+        msg::CallerAsks::default()
     }
 
     /// 200 to the customer's INVITE with the relay's SDP.

@@ -72,7 +72,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::acd::facts::RtpCounts;
-use crate::config::{AnswerMode, Config};
+use crate::config::{AnswerMode, Cidr, Config};
 use crate::media::sdp::Codec;
 use crate::media::{Event, RelayLegConfig, RelayLegId, RelayLegPorts, OpenError};
 
@@ -88,6 +88,8 @@ pub struct CallConfig {
     pub codecs: Vec<Codec>,
     /// Relay legs report `MediaTimeout` after this long without RTP.
     pub media_timeout: Option<Duration>,
+    /// Sources whose priority and skills headers are believed.
+    pub trusted_sources: Vec<Cidr>,
 }
 
 impl CallConfig {
@@ -97,6 +99,7 @@ impl CallConfig {
             codecs: cfg.media.codecs.iter().map(|c| Codec::new(c, 8000)).collect(),
             media_timeout: (cfg.media.media_timeout_s > 0)
                 .then(|| Duration::from_secs(u64::from(cfg.media.media_timeout_s))),
+            trusted_sources: cfg.sip.trusted_sources.clone(),
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct CallTable {
     pub(super) acks: HashMap<ClientTxId, (Bytes, SocketAddr, Instant)>,
     pub(super) timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     pub(super) facts: VecDeque<CallFact>,
+    /// Callers whose priority or skills headers were ignored because
+    /// their source is not trusted (`/metrics`).
+    pub(super) untrusted_priority: u64,
 }
 
 pub(super) fn spec(status: u16, reason: Option<&str>) -> ResponseSpec {
@@ -131,7 +134,13 @@ impl CallTable {
             acks: HashMap::new(),
             timers: BinaryHeap::new(),
             facts: VecDeque::new(),
+            untrusted_priority: 0,
         }
+    }
+
+    /// Callers whose priority or skills headers were ignored (untrusted).
+    pub fn untrusted_priority(&self) -> u64 {
+        self.untrusted_priority
     }
 
     pub fn poll_fact(&mut self) -> Option<CallFact> {

@@ -200,6 +200,7 @@ impl H {
             queues: [("support".to_owned(), mode)].into_iter().collect(),
             codecs: default_codecs(),
             media_timeout: Some(Duration::from_secs(60)),
+            trusted_sources: vec![crate::config::Cidr::parse("198.51.100.7/32").unwrap()],
         };
         H {
             ep: Endpoint::new(cfg),
@@ -1951,4 +1952,25 @@ fn max_duration_leaves_a_call_not_bridged_alone() {
     h.decide(Decision::TimedOut { call });
     answer_byes(&mut h, CUSTOMER);
     h.assert_clean();
+}
+
+#[test]
+fn priority_and_skills_headers_count_only_from_trusted_sources() {
+    let asking = "Priority: emergency\r\nX-CC-Skills: french>=40, billing\r\n";
+    let arrived = |h: &mut H| match &h.take_facts()[..] {
+        [CallFact::Arrived { priority_bonus, skills, .. }] => {
+            (*priority_bonus, skills.iter().map(ToString::to_string).collect::<Vec<_>>())
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut h = H::new(AnswerMode::Immediate);
+    h.customer_invite(asking, &sdp_body(40000, "0 8 101", "sendrecv"));
+    assert_eq!(arrived(&mut h), (3, vec!["french>=40".to_owned(), "billing".to_owned()]));
+    assert_eq!(h.calls.untrusted_priority(), 0);
+
+    let mut h = H::new(AnswerMode::Immediate);
+    h.calls.cfg.trusted_sources = vec![crate::config::Cidr::parse("198.51.100.0/31").unwrap()];
+    h.customer_invite(asking, &sdp_body(40000, "0 8 101", "sendrecv"));
+    assert_eq!(arrived(&mut h), (0, Vec::new()));
+    assert_eq!(h.calls.untrusted_priority(), 1);
 }

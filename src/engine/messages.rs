@@ -11,6 +11,9 @@ pub enum ToRouting {
     Register { shard: u16, tx: u64, req: RegisterRequest },
     /// Something happened to a call this shard owns.
     Call(CallFact),
+    /// What became of a [`FromRouting::Probe`]: `ok` when the contact sent
+    /// any response, false on timeout or transport error.
+    ProbeResult { probe: u64, ok: bool },
 }
 
 /// Routing → shard.
@@ -19,6 +22,10 @@ pub enum FromRouting {
     RegisterReply { tx: u64, reply: RegisterReply },
     /// The router's decision about a call this shard owns.
     Decision(Decision),
+    /// Send OPTIONS to a registered contact (`uri` at `dest`) and answer
+    /// with [`ToRouting::ProbeResult`]: the routing shard knows bindings,
+    /// signalling shards own sockets and transactions.
+    Probe { probe: u64, uri: String, dest: std::net::SocketAddr },
 }
 
 /// Shard → shard over the mesh.

@@ -25,7 +25,7 @@ use crate::mgmt::Sample;
 use crate::sip::register;
 use crate::sip::{Message, View};
 use crate::sip::endpoint::{Endpoint, Output, ResponseSpec, ServerTxId};
-use crate::sip::DropReason;
+use crate::sip::{ClientTxId, DropReason, OutRequest};
 
 /// How often bridged legs' RTP counters are refreshed, so that a call's CDR
 /// carries counts at most this old.
@@ -108,6 +108,8 @@ pub struct Signalling<M: MediaControl> {
     effects: VecDeque<Effect>,
     next_ticket: u64,
     awaiting_routing: HashMap<u64, ServerTxId>,
+    /// Liveness OPTIONS in flight → the routing shard's probe id.
+    probes: HashMap<ClientTxId, u64>,
     /// When bridged legs' counters are next refreshed; armed while calls exist.
     next_stats: Option<Instant>,
     /// Responses put on the wire, by status code (100..=699), for /metrics.
@@ -148,6 +150,7 @@ impl<M: MediaControl> Signalling<M> {
             effects: VecDeque::new(),
             next_ticket: 0,
             awaiting_routing: HashMap::new(),
+            probes: HashMap::new(),
             next_stats: None,
             statuses: Box::new([0; 700]),
             rate_limited: 0,
@@ -273,6 +276,16 @@ impl<M: MediaControl> Signalling<M> {
                 }
                 Output::Request { tx, request, src } => self.on_request(tx, request, src, now),
                 Output::Cancelled { tx } => self.ep.respond(tx, ResponseSpec::new(487), now),
+                Output::Response { tx, response } if response.status().is_some_and(|s| s >= 200) => {
+                    if let Some(probe) = self.probes.remove(&tx) {
+                        self.effects.push_back(Effect::Route(ToRouting::ProbeResult { probe, ok: true }));
+                    }
+                }
+                Output::ClientTimeout { tx } => {
+                    if let Some(probe) = self.probes.remove(&tx) {
+                        self.effects.push_back(Effect::Route(ToRouting::ProbeResult { probe, ok: false }));
+                    }
+                }
                 other => {
                     tracing::trace!(shard = self.cfg.shard, output = ?other, "endpoint output ignored");
                 }
@@ -310,7 +323,30 @@ impl<M: MediaControl> Signalling<M> {
                 None => self.routing_lost += 1,
             },
             FromRouting::Decision(d) => self.calls.on_decision(&mut self.ep, &mut self.media, d, now, wall_ms),
+            FromRouting::Probe { probe, uri, dest } => self.send_probe(probe, &uri, dest, now),
         }
+    }
+
+    /// OPTIONS to a registered contact for the routing shard's liveness
+    /// check; any response counts as alive.
+    fn send_probe(&mut self, probe: u64, uri: &str, dest: SocketAddr, now: Instant) {
+        let from = format!("<sip:cc-engine@{}>", self.ep.config().domain);
+        let to = format!("<{uri}>");
+        let call_id = format!("probe-{}-{probe}", self.cfg.shard);
+        let req = OutRequest {
+            method: "OPTIONS",
+            uri,
+            dest,
+            routes: &[],
+            from: &from,
+            to: &to,
+            call_id: &call_id,
+            cseq: 1,
+            contact: None,
+            body: None,
+        };
+        let tx = self.ep.send(req, now);
+        self.probes.insert(tx, probe);
     }
 
     /// The shard's figures for /metrics.
@@ -346,6 +382,7 @@ impl<M: MediaControl> Signalling<M> {
         v.push(Sample::new("cc_routing_pending", "", self.awaiting_routing.len() as u64));
         v.push(Sample::new("cc_call_facts_total", "", self.facts_sent));
         v.push(Sample::new("cc_media_timeouts_total", "", self.media_timeouts));
+        v.push(Sample::new("cc_sip_untrusted_priority_total", "", self.calls.untrusted_priority()));
         v.push(Sample::new("cc_calls_active", "", self.calls.active() as u64));
         let u = self.media.usage();
         v.push(Sample::new("cc_rtp_ports_in_use", "", u.ports_in_use as u64));

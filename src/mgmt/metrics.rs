@@ -232,6 +232,7 @@ pub fn help(name: &str) -> &'static str {
         "cc_sip_retransmissions_absorbed_total" => "Retransmitted SIP requests answered from the transaction layer",
         "cc_sip_retransmissions_sent_total" => "SIP messages retransmitted",
         "cc_sip_send_errors_total" => "SIP datagrams the kernel refused to send",
+        "cc_sip_untrusted_priority_total" => "Callers whose Priority, X-CC-Priority or X-CC-Skills header was ignored (source not in sip.trusted_sources)",
         "cc_sip_server_timeouts_total" => "Server transactions that timed out",
         "cc_sip_transactions" => "Live SIP transactions, by kind",
         "cc_store_commit_errors_total" => "Store group commits that failed (retried)",

@@ -9,7 +9,7 @@ use super::{Router, RouterEvent, RouterOutput, NO_ANSWER_REASON};
 use crate::acd::cdr::{secs, Cdr, Disposition, LiveCall, Pause, StoreOp};
 use crate::acd::facts::{CallId, Decision, EndReason, OfferResult, Party, RtpCounts};
 use crate::acd::queue_log::{QueueEvent, QueueLogEntry};
-use crate::config::{EmptyWhen, NoAgents, Strategy};
+use crate::config::{EmptyWhen, NoAgents, SkillReq, Strategy};
 
 /// CDR reason of a caller who left a queue that `leave_when_empty` found
 /// empty (queue_log's EXITEMPTY).
@@ -121,7 +121,7 @@ impl Router {
         call: CallId,
         queue: &str,
         caller: String,
-        bonus: i32,
+        (bonus, skills): (i32, Vec<SkillReq>),
         sip_call_id: String,
         at_ms: u64,
         now_ms: u64,
@@ -179,6 +179,7 @@ impl Router {
                     overflowed_from: overflowed_from.clone(),
                     arrived_ms: at_ms,
                     priority: q.priority.saturating_add(bonus),
+                    skills,
                     state: CallState::Waiting,
                     last_agent: None,
                     last_failed_ms: 0,

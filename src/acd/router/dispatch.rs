@@ -68,12 +68,15 @@ impl Router {
         let q = self.queues.get(&c.queue)?;
         let members = self.members.get(&c.queue)?;
         let waited = now_ms.saturating_sub(c.arrived_ms);
-        let needed = skills_in_force(&q.skills, &q.relax, waited);
+        // A call with its own requirement is held to it whatever the
+        // strategy, and relaxes on the queue's steps like the queue's would.
+        let own = !c.skills.is_empty();
+        let needed = skills_in_force(if own { &c.skills } else { &q.skills }, &q.relax, waited);
         let max_level = match q.tier_wait_s {
             0 => u32::MAX,
             t => u32::try_from(waited / (u64::from(t) * 1000)).unwrap_or(u32::MAX).saturating_add(1),
         };
-        let skilled = |a: &Agent| q.strategy != Strategy::Skills || a.skill_score(needed).is_some();
+        let skilled = |a: &Agent| (q.strategy != Strategy::Skills && !own) || a.skill_score(needed).is_some();
         let retry_ms = u64::from(q.retry_s) * 1000;
         let retry_pending =
             |a: &Agent| c.failed.iter().any(|(id, t)| *id == a.id && t.saturating_add(retry_ms) > now_ms);

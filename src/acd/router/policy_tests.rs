@@ -165,6 +165,36 @@ fn skills_need_a_minimum_proficiency_relaxed_as_the_caller_waits() {
 }
 
 #[test]
+fn a_call_with_its_own_skills_needs_them_until_the_queue_relaxes() {
+    // A longest-idle queue with no skills of its own: the call's trusted
+    // `X-CC-Skills` still picks the agent, and its first relaxation step
+    // (any agent at 30 s) frees it.
+    let q = queue("name = \"q\"\nwrap_up_s = 0\nrelax = [{ after_s = 30 }]");
+    let agents = [agent("plain", &["q"], ""), agent("french", &["q"], "skills = { french = 70 }")];
+    let mut h = H::new(&[q], &agents);
+    h.login("plain");
+    h.login("french");
+    let own = |n: u64, h: &mut H, skill: &str| {
+        h.fact(CallFact::Arrived {
+            call: cid(n),
+            queue: "q".into(),
+            caller: format!("sip:c{n}@example.com"),
+            priority_bonus: 0,
+            skills: vec![crate::config::SkillReq::parse(skill).unwrap()],
+            sip_call_id: format!("sip-{n}"),
+            at_ms: h.now,
+        })
+    };
+    // plain has been idle longest, yet only french speaks French.
+    assert_eq!(offers(&own(1, &mut h, "french>=50")), vec![o(1, "french")]);
+    h.result(1, "french", OfferResult::Answered);
+    // Nobody has german: call 2 waits for the relaxation step.
+    assert_eq!(offers(&own(2, &mut h, "german")), vec![]);
+    assert_eq!(offers(&h.tick(29_999)), vec![]);
+    assert_eq!(offers(&h.tick(30_000)), vec![o(2, "plain")]);
+}
+
+#[test]
 fn ageing_rate_is_set_per_queue() {
     // Call 1 (priority 0) arrives at 0 s, call 2 (priority 2) at 25 s; the
     // agent logs in at 30 s. Ageing 10 s/level: call 1 is at 3.0, call 2

@@ -40,6 +40,9 @@ pub(super) struct Call {
     pub arrived_ms: u64,
     /// Base priority of `queue` plus the caller's bonus.
     pub priority: i32,
+    /// The call's own skill requirement, in place of the queue's until
+    /// the first relaxation step (empty: the queue's).
+    pub skills: Vec<crate::config::SkillReq>,
     pub state: CallState,
     /// The agent that last failed to take this call: skipped next time if
     /// anyone else can take it.

@@ -91,6 +91,7 @@ impl H {
             queue: q.into(),
             caller: format!("sip:caller{n}@example.com"),
             priority_bonus: bonus,
+            skills: Vec::new(),
             sip_call_id: format!("sip-{n}"),
             at_ms: self.now,
         })
@@ -873,6 +874,7 @@ fn media_unavailable_requeues_without_blame_and_holds_that_shard_back() {
         queue: "q".into(),
         caller: "sip:x@example.com".into(),
         priority_bonus: 0,
+        skills: Vec::new(),
         sip_call_id: "sip-x".into(),
         at_ms: h.now,
     });

@@ -57,6 +57,7 @@ fn shard(id: u16, shards: u16, rate: u32, exempt_loopback: bool) -> Signalling<M
         queues: [("support".to_owned(), AnswerMode::OnAgent)].into_iter().collect(),
         codecs: default_codecs(),
         media_timeout: None,
+        trusted_sources: Vec::new(),
     };
     let sc = SignallingConfig {
         rate_limit_per_ip: rate,
