@@ -335,9 +335,12 @@ impl Routing {
             Command::Pause { agent, reason } => {
                 self.router.pause(&agent, reason, now).map(|()| self.agent_detail(&agent, now))
             }
-            Command::Unpause { agent } => {
-                self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now))
-            }
+            Command::Unpause { agent } => match self.router.is_paused(&agent) {
+                Ok(false) => {
+                    return CommandResult::Conflict { reason: format!("agent {agent} is not paused") };
+                }
+                _ => self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now)),
+            },
         };
         self.drain_router(now);
         match result {

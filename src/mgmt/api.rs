@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -39,6 +39,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/queues", get(queues_snapshot))
         .route("/v1/agents", get(agents))
         .route("/v1/agents/{id}", get(agent))
+        .route("/v1/agents/{id}/pause", post(super::act::pause))
+        .route("/v1/agents/{id}/unpause", post(super::act::unpause))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", get(queue))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))

@@ -7,9 +7,12 @@
 //! management plane: the board's locks are held for a copy, never across
 //! I/O.
 
+mod act;
 mod api;
 pub mod auth;
 mod board;
+pub mod command_link;
+pub mod control;
 mod histogram;
 pub mod health;
 pub mod log_level;
@@ -18,6 +21,7 @@ mod server;
 pub mod tls;
 
 pub use board::{Board, Sample};
+pub use control::Control;
 pub use histogram::Histogram;
 pub use metrics::help as metric_help;
 pub use server::{serve, ServeError, MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT};

@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::auth::{self, Tokens};
 use super::health::{Beats, Commits};
 use super::metrics::Metrics;
-use super::{api, Board};
+use super::{api, Board, Control};
 use crate::config::{MgmtRole, MgmtSection};
 
 /// Largest request body accepted (413 beyond).
@@ -44,6 +44,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Everything a handler may read.
 pub struct AppState {
     pub board: Arc<Board>,
+    pub control: Arc<Control>,
     pub tokens: Tokens,
     pub open_metrics: bool,
     pub metrics: Metrics,
@@ -71,6 +72,7 @@ pub fn serve(
     addr: SocketAddr,
     cfg: &MgmtSection,
     board: Arc<Board>,
+    control: Arc<Control>,
     heartbeats: Arc<Vec<AtomicU64>>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, ServeError> {
@@ -91,6 +93,7 @@ pub fn serve(
     let state = Arc::new(AppState {
         metrics: Metrics::new(board.clone()),
         board,
+        control,
         tokens,
         open_metrics: cfg.open_metrics,
         heartbeats,

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::local_channel::{self, LocalSender};
@@ -27,6 +28,7 @@ use crate::acd::routing::{CommitOutcome, Effect, Input, Loaded, Routing};
 use crate::acd::{Store, StoreError};
 use crate::config::Config;
 use crate::engine::{FromRouting, ToRouting};
+use crate::mgmt::Control;
 
 pub struct Context {
     pub cfg: Config,
@@ -51,6 +53,8 @@ struct Shell {
     wake: Wake,
     /// Told once the integrator says `Stopped` after shutdown.
     stopped: LocalSender<()>,
+    /// Where operators' commands come from and their answers go.
+    control: Arc<Control>,
 }
 
 impl Shell {
@@ -76,8 +80,7 @@ impl Shell {
                     Effect::Stopped => {
                         let _ = self.stopped.try_send(());
                     }
-                    // No command source is wired to this shell yet.
-                    Effect::CommandDone { id, .. } => tracing::debug!(id, "command answer with no asker"),
+                    Effect::CommandDone { id, result } => self.control.commands.answer(id, result),
                 }
             }
             self.wake.check(r.poll_timeout().map(|t| instant_at(t, now)));
@@ -108,7 +111,8 @@ pub async fn run(ctx: Context) {
     let routing = Routing::new(&cfg, loaded, now_ms());
     let (wake, wake_rx) = Wake::new();
     let (stopped_tx, stopped_rx) = local_channel::new_bounded(1);
-    let shell = Rc::new(Shell { routing: RefCell::new(routing), store, wake, stopped: stopped_tx });
+    let control = shared.control.clone();
+    let shell = Rc::new(Shell { routing: RefCell::new(routing), store, wake, stopped: stopped_tx, control });
 
     // Calls that died with the previous process get their CDRs before any
     // new call is taken: no shard is connected until that commit is done.
@@ -182,6 +186,19 @@ pub async fn run(ctx: Context) {
         })
         .detach();
     }
+    // Operators' commands from the management thread, one at a time; each
+    // is answered as soon as the integrator has handled it.
+    {
+        let (shell, senders) = (shell.clone(), senders.clone());
+        glommio::spawn_local(async move {
+            let mut out = Vec::new();
+            while let Some((id, cmd)) = shell.control.commands.next().await {
+                shell.step(Input::Command { id, cmd }, &mut out);
+                send_all(&senders, &mut out).await;
+            }
+        })
+        .detach();
+    }
     // Timers: registration expiry, router timers (wrap-up, max wait), the
     // group commit deadline and a failed commit's retry, whichever is first.
     {
@@ -226,6 +243,7 @@ pub async fn run(ctx: Context) {
     .await;
     // Shutdown: whatever is decided reaches the disk, and the database is
     // closed, before we return.
+    shell.control.commands.close();
     let mut out = Vec::new();
     shell.step(Input::Shutdown, &mut out);
     send_all(&senders, &mut out).await;

@@ -20,7 +20,7 @@ use crate::acd::{Store, StoreError};
 use crate::call::HoldLibrary;
 use crate::config::Config;
 use crate::media::{RelayConfig, RelayHandle};
-use crate::mgmt::{self, Board};
+use crate::mgmt::{self, Board, Control};
 
 /// Capacity of each cross-executor channel. A full channel back-pressures
 /// the sender (it awaits) rather than dropping.
@@ -112,6 +112,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let (exited_tx, exited_rx) = mpsc::channel();
     let shared = Shared {
         board: Arc::new(Board::new(shards as usize + 1)),
+        control: Arc::new(Control::new()),
         shutdown: Arc::new(AtomicBool::new(false)),
         heartbeats: Arc::new((0..=shards).map(|_| AtomicU64::new(0)).collect()),
         ready: ready_tx,
@@ -236,7 +237,14 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 
     let mgmt = match cfg.mgmt.listen {
         Some(addr) => Some(
-            mgmt::serve(addr, &cfg.mgmt, shared.board.clone(), shared.heartbeats.clone(), shared.shutdown.clone())
+            mgmt::serve(
+                addr,
+                &cfg.mgmt,
+                shared.board.clone(),
+                shared.control.clone(),
+                shared.heartbeats.clone(),
+                shared.shutdown.clone(),
+            )
                 .map_err(|source| RunError::Mgmt { addr, source })?,
         ),
         None => None,

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::mgmt::{Board, Sample};
+use crate::mgmt::{Board, Control, Sample};
 
 /// Everything an executor shares with the main thread.
 #[derive(Clone)]
 pub struct Shared {
     pub board: Arc<Board>,
+    /// Operator commands in, events out (the routing shard's end).
+    pub control: Arc<Control>,
     pub shutdown: Arc<AtomicBool>,
     /// Bumped by each executor's housekeeping tick; the watchdog is only
     /// fed while all of them move.

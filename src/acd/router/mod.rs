@@ -506,6 +506,14 @@ impl Router {
 
     // ----- internals -------------------------------------------------------
 
+    /// Whether `agent` is paused (by an operator or for missed offers).
+    pub fn is_paused(&self, agent: &str) -> Result<bool, RouterError> {
+        self.agents
+            .get(agent)
+            .map(|a| a.paused.is_some())
+            .ok_or_else(|| RouterError::UnknownAgent(agent.to_string()))
+    }
+
     fn agent_mut(&mut self, agent: &str) -> Result<&mut Agent, RouterError> {
         self.agents
             .get_mut(agent)

@@ -1,0 +1,117 @@
+//! The routes that act: each sends a command to the routing shard through
+//! the [`CommandLink`](super::command_link::CommandLink) and turns its
+//! answer into HTTP (200, 400 naming the field, 404, 409 saying why, 503
+//! when the shard does not answer in time).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::api::error;
+use super::command_link::CommandError;
+use super::server::AppState;
+use crate::acd::command::{Command, CommandResult};
+
+/// Longest pause reason accepted; it is shown in snapshots and logs.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// Sends `cmd` and maps its answer.
+pub async fn run(st: &AppState, cmd: Command) -> Response {
+    match st.control.commands.ask(cmd).await {
+        Ok(CommandResult::Done { detail }) => Json(detail).into_response(),
+        Ok(CommandResult::NotFound { what }) => {
+            error(StatusCode::NOT_FOUND, format!("no {what}"), Some("id"))
+        }
+        Ok(CommandResult::Conflict { reason }) => error(StatusCode::CONFLICT, reason, None),
+        Ok(CommandResult::Invalid { field, reason }) => {
+            error(StatusCode::BAD_REQUEST, reason, Some(&field))
+        }
+        Err(e @ (CommandError::Timeout | CommandError::Busy | CommandError::Gone)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+        }
+    }
+}
+
+/// The body of an action: empty, or a JSON object with only `allowed`
+/// fields. Returns the object, or the 400 answer naming the field.
+#[allow(clippy::result_large_err)]
+fn body_object(body: &Bytes, allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    let field = allowed.first().copied();
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+            field,
+        )
+    })?;
+    let Value::Object(obj) = v else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+            field,
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown field `{k}`"),
+            Some(k),
+        ));
+    }
+    Ok(obj)
+}
+
+/// `POST /v1/agents/{id}/pause {"reason": "..."}`; the reason is optional
+/// free text.
+pub async fn pause(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let obj = match body_object(&body, &["reason"]) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let reason = match obj.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.len() > MAX_REASON_LEN || s.chars().any(char::is_control) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("reason must be at most {MAX_REASON_LEN} bytes of printable text"),
+                    Some("reason"),
+                );
+            }
+            (!s.is_empty()).then(|| s.to_string())
+        }
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "reason must be a string",
+                Some("reason"),
+            )
+        }
+    };
+    run(&st, Command::Pause { agent: id, reason }).await
+}
+
+/// `POST /v1/agents/{id}/unpause` (no body, or `{}`).
+pub async fn unpause(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = body_object(&body, &[]) {
+        return r;
+    }
+    run(&st, Command::Unpause { agent: id }).await
+}
