@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod reload;
 mod routing;
+
+pub use reload::Reload;
 pub use routing::{skills_in_force, EmptyWhen, RelaxStep, SkillReq};
 
 /// Why a configuration was refused.
@@ -84,6 +87,9 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     #[serde(default, rename = "queue")]
     pub queues: Vec<QueueConfig>,
+    /// The file this was read from (`Config::load`): what a reload reads.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -505,7 +511,9 @@ impl Config {
             file: file.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, file)
+        let mut cfg = Config::parse(&text, file)?;
+        cfg.source = Some(file.to_path_buf());
+        Ok(cfg)
     }
 
     /// Parses and validates TOML text; `file` only names the source in errors.

@@ -19,6 +19,8 @@ pub enum FromRouting {
     RegisterReply { tx: u64, reply: RegisterReply },
     /// The router's decision about a call this shard owns.
     Decision(Decision),
+    /// Per-queue call settings after a config reload: for the next call.
+    CallConfig(crate::call::CallConfig),
 }
 
 /// Shard → shard over the mesh.

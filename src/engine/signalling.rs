@@ -310,6 +310,7 @@ impl<M: MediaControl> Signalling<M> {
                 None => self.routing_lost += 1,
             },
             FromRouting::Decision(d) => self.calls.on_decision(&mut self.ep, &mut self.media, d, now, wall_ms),
+            FromRouting::CallConfig(c) => self.calls.set_config(c),
         }
     }
 
