@@ -41,6 +41,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/agents/{id}", get(agent))
         .route("/v1/agents/{id}/pause", post(super::act::pause))
         .route("/v1/agents/{id}/unpause", post(super::act::unpause))
+        .route("/v1/reload", post(super::act::reload))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", get(queue))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))

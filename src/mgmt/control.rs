@@ -7,6 +7,9 @@ use super::command_link::CommandLink;
 #[derive(Default)]
 pub struct Control {
     pub commands: CommandLink,
+    /// The config the engine started with: what `POST /v1/reload` reads
+    /// the file again against (set once at start).
+    pub started: std::sync::OnceLock<crate::config::Config>,
 }
 
 impl Control {

@@ -119,6 +119,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         exited: exited_tx,
     };
 
+    let _ = shared.control.started.set(cfg.clone());
+
     // Channels: shard → routing, routing → shard, and a full shard mesh.
     let mut to_routing_tx = Vec::new();
     let mut to_routing_rx = Vec::new();
