@@ -107,6 +107,9 @@ pub struct EngineSection {
     /// The routing shard commits registrations and CDRs at most this long
     /// after they happen: the bound on what a crash can lose.
     pub group_commit_ms: u64,
+    /// redb's page cache, in MiB: the bound on what the database keeps in
+    /// memory however many CDRs it holds.
+    pub db_cache_mib: u32,
     /// Pin executors to CPUs (off only for debugging on busy machines).
     pub pin_cpus: bool,
     /// Where the routing shard runs: its own executor, or as tasks inside
@@ -148,6 +151,7 @@ impl Default for EngineSection {
             log_level: "info".into(),
             io_memory_kib: 256,
             group_commit_ms: 5,
+            db_cache_mib: 32,
             pin_cpus: true,
             routing_executor: RoutingExecutor::Auto,
         }
@@ -556,6 +560,12 @@ impl Config {
             return err(
                 "engine.io_memory_kib",
                 format!("{} is outside 64..=65536", self.engine.io_memory_kib),
+            );
+        }
+        if !(1..=65536).contains(&self.engine.db_cache_mib) {
+            return err(
+                "engine.db_cache_mib",
+                format!("{} is outside 1..=65536", self.engine.db_cache_mib),
             );
         }
         if !(1..=1000).contains(&self.engine.group_commit_ms) {

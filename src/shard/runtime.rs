@@ -59,7 +59,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
     let state_dir: PathBuf = cfg.engine.state_dir.clone();
-    let store = Store::open(&state_dir)?;
+    let store = Store::open_with_cache(&state_dir, cfg.engine.db_cache_mib as usize * (1 << 20))?;
 
     // Bind every shard's socket before starting anything.
     let mut sockets = Vec::with_capacity(shards as usize);
