@@ -249,6 +249,9 @@ pub struct MgmtSection {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Events kept for `/v1/events` clients that reconnect (0: the default).
+    #[serde(default)]
+    pub event_buffer: usize,
 }
 
 /// One bearer token of the management API.

@@ -46,16 +46,46 @@ enum Cmd {
         #[arg(short = 'c', long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Print call detail records (JSON lines) from the database of a stopped
-    /// engine.
+    /// Print call detail records (JSON lines, or CSV): from a running
+    /// engine's API with --mgmt and --token, else from the database of a
+    /// stopped engine.
     Cdrs {
         /// The engine's state directory (its database).
-        #[arg(long, value_name = "DIR")]
-        state_dir: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "mgmt")]
+        state_dir: Option<PathBuf>,
         /// Only records ended at or after T (unix seconds or RFC 3339).
         #[arg(long, value_name = "T")]
         since: Option<String>,
+        /// Write CSV (with a header line) instead of JSON lines.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        api: ApiArgs,
     },
+    /// Print the queue log as `epoch|callid|queue|agent|event|data1|data2|data3`
+    /// lines: from a running engine's API with --mgmt and --token, else from
+    /// the database of a stopped engine.
+    QueueLog {
+        /// The engine's state directory (its database).
+        #[arg(long, value_name = "DIR", required_unless_present = "mgmt")]
+        state_dir: Option<PathBuf>,
+        /// Only lines at or after T (unix seconds or RFC 3339).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Reading from a running engine's management API.
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    /// The management API of a running engine, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL", requires = "token")]
+    mgmt: Option<String>,
+    /// A viewer or admin bearer token of that API.
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
 }
 
 /// Command-line overrides of the config file's keys.
@@ -151,7 +181,8 @@ fn main() -> ExitCode {
             }
         },
         Some(Cmd::Agents { state_dir, config }) => agents(state_dir, config),
-        Some(Cmd::Cdrs { state_dir, since }) => cdrs(state_dir, since),
+        Some(Cmd::Cdrs { state_dir, since, csv, api }) => cdrs(state_dir, since, csv, api),
+        Some(Cmd::QueueLog { state_dir, since, api }) => queue_log(state_dir, since, api),
     }
 }
 
@@ -208,13 +239,61 @@ fn agents(dir: PathBuf, config: Option<PathBuf>) -> ExitCode {
     print_json_lines(cc_engine::acd::agents_report(&dir, &defs, now))
 }
 
-fn cdrs(dir: PathBuf, since: Option<String>) -> ExitCode {
+fn cdrs(dir: Option<PathBuf>, since: Option<String>, csv: bool, api: ApiArgs) -> ExitCode {
     let since_ms = match since.as_deref().map(cc_engine::acd::parse_since) {
         None => None,
         Some(Ok(ms)) => Some(ms),
         Some(Err(e)) => return usage_error(&format!("--since: {e}")),
     };
-    print_json_lines(cc_engine::acd::cdrs_report(&dir, since_ms))
+    let rows = match (&api.mgmt, &api.token, dir) {
+        (Some(url), Some(token), _) => {
+            cc_engine::mgmt::client::all_cdrs(url, token, since_ms).map_err(|e| e.to_string())
+        }
+        (_, _, Some(dir)) => cc_engine::acd::cdrs_report(&dir, since_ms).map_err(|e| e.to_string()),
+        _ => return usage_error("give --state-dir DIR, or --mgmt URL --token T"),
+    };
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cc-engine: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if csv {
+        print!("{}", cc_engine::mgmt::client::cdrs_csv(&rows));
+        ExitCode::SUCCESS
+    } else {
+        print_json_lines(Ok(rows))
+    }
+}
+
+fn queue_log(dir: Option<PathBuf>, since: Option<String>, api: ApiArgs) -> ExitCode {
+    let since_ms = match since.as_deref().map(cc_engine::acd::parse_since) {
+        None => None,
+        Some(Ok(ms)) => Some(ms),
+        Some(Err(e)) => return usage_error(&format!("--since: {e}")),
+    };
+    let lines = match (&api.mgmt, &api.token, dir) {
+        (Some(url), Some(token), _) => {
+            cc_engine::mgmt::client::queue_log(url, token, since_ms).map_err(|e| e.to_string())
+        }
+        (_, _, Some(dir)) => {
+            cc_engine::acd::queue_log_report(&dir, since_ms, usize::MAX).map_err(|e| e.to_string())
+        }
+        _ => return usage_error("give --state-dir DIR, or --mgmt URL --token T"),
+    };
+    match lines {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cc-engine: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Prints a report as JSON lines, or its error (exit 1).

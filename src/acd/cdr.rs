@@ -129,6 +129,9 @@ pub struct AgentPersist {
     pub no_answer: u32,
     #[serde(default)]
     pub counters: AgentCounters,
+    /// Logged out by an operator: no offers until logged in again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logged_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,9 @@ pub enum Command {
     /// No new offers for the agent; calls in progress carry on.
     Pause { agent: String, reason: Option<String> },
     Unpause { agent: String },
+    /// No new offers; a call in progress ends normally. Persisted.
+    Logout { agent: String },
+    Login { agent: String },
     /// Apply a reloaded config's agents and queues (`config::Reload`).
     Reload(NewConfig),
 }

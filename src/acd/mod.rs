@@ -27,4 +27,4 @@ pub use registrar::{
 };
 pub use routing::Routing;
 pub use router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
-pub use store::{agents_report, cdrs_report, GroupCommit, Store, StoreError};
+pub use store::{agents_report, cdrs_report, queue_log_report, GroupCommit, Store, StoreError};

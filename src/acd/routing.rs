@@ -341,6 +341,14 @@ impl Routing {
                 _ => self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now)),
             },
             Command::Reload(r) => return self.reload(&r.0, now),
+            Command::Logout { agent } => match self.router.logout(&agent, now) {
+                Ok(false) => return CommandResult::Conflict { reason: format!("agent {agent} is logged out already") },
+                r => r.map(|_| self.agent_detail(&agent, now)),
+            },
+            Command::Login { agent } => match self.router.login(&agent, now) {
+                Ok(false) => return CommandResult::Conflict { reason: format!("agent {agent} is not logged out") },
+                r => r.map(|_| self.agent_detail(&agent, now)),
+            },
         };
         self.drain_router(now);
         match result {

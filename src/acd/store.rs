@@ -545,6 +545,15 @@ pub fn cdrs_report(state_dir: &Path, since_ms: Option<u64>) -> Result<Vec<Value>
     Ok(cdrs.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect())
 }
 
+/// Queue log lines of a stopped engine's database, oldest first.
+pub fn queue_log_report(state_dir: &Path, since_ms: Option<u64>, limit: usize) -> Result<Vec<String>, StoreError> {
+    let path = state_dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    with_report_tx(&path, |tx| read_queue_log(tx, &path, since_ms, limit))
+}
+
 /// Runs `f` in a read transaction of the stopped engine's database. After a
 /// crash (`kill -9`) redb wants a repair, which a read-only open cannot do;
 /// the read-write open does it, and still fails while the engine runs

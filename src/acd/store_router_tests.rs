@@ -106,6 +106,7 @@ fn router_state_round_trip() {
         }),
         no_answer: 3,
             counters: Default::default(),
+            logged_out: false,
     };
     s.apply_ops(&[
         StoreOp::RoundRobin {

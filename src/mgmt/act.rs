@@ -104,6 +104,22 @@ pub async fn pause(
     run(&st, Command::Pause { agent: id, reason }).await
 }
 
+/// `POST /v1/agents/{id}/logout` (no body, or `{}`).
+pub async fn logout(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = body_object(&body, &[]) {
+        return r;
+    }
+    run(&st, Command::Logout { agent: id }).await
+}
+
+/// `POST /v1/agents/{id}/login` (no body, or `{}`).
+pub async fn login(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = body_object(&body, &[]) {
+        return r;
+    }
+    run(&st, Command::Login { agent: id }).await
+}
+
 /// `POST /v1/agents/{id}/unpause` (no body, or `{}`).
 pub async fn unpause(
     State(st): State<Arc<AppState>>,

@@ -29,7 +29,7 @@ const FRESH_WITHIN: Duration = Duration::from_millis(500);
 const MAX_FILTER_LEN: usize = 1024;
 
 /// Agent statuses, as the snapshots spell them.
-const STATUSES: [&str; 6] = ["offline", "available", "ringing", "busy", "wrap-up", "paused"];
+const STATUSES: [&str; 7] = ["offline", "available", "ringing", "busy", "wrap-up", "paused", "logged-out"];
 
 pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
@@ -42,6 +42,11 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/agents/{id}/pause", post(super::act::pause))
         .route("/v1/agents/{id}/unpause", post(super::act::unpause))
         .route("/v1/reload", post(super::act::reload))
+        .route("/v1/agents/{id}/logout", post(super::act::logout))
+        .route("/v1/agents/{id}/login", post(super::act::login))
+        .route("/v1/queue-log", get(super::reports::queue_log))
+        .route("/v1/cdrs", get(super::reports::cdrs))
+        .route("/v1/events", get(super::sse::events))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", get(queue))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))

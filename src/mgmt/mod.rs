@@ -9,14 +9,18 @@
 
 mod act;
 mod api;
+mod sse;
 pub mod auth;
 mod board;
+pub mod client;
 pub mod command_link;
 pub mod control;
+pub mod events;
 mod histogram;
 pub mod health;
 pub mod log_level;
 mod metrics;
+mod reports;
 mod server;
 pub mod tls;
 

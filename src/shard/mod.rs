@@ -14,7 +14,7 @@ mod routing;
 mod runtime;
 mod shared;
 mod signalling;
-mod store_thread;
+pub mod store_thread;
 pub mod unix_signals;
 mod wake;
 

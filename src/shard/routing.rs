@@ -91,6 +91,14 @@ impl Shell {
                 }
             }
             self.wake.check(r.poll_timeout().map(|t| instant_at(t, now)));
+            // Events for the live stream, handed over under one lock.
+            let mut events = Vec::new();
+            while let Some(e) = r.poll_event() {
+                events.extend(crate::mgmt::events::router_event(&e, now));
+            }
+            if !events.is_empty() {
+                self.control.events.publish(events);
+            }
         }
     }
 }
@@ -115,7 +123,10 @@ pub async fn run(ctx: Context) {
             return;
         }
     };
-    let routing = Routing::new(&cfg, loaded, now_ms());
+    shared.control.set_store(store.reader());
+    let mut routing = Routing::new(&cfg, loaded, now_ms());
+    // Kept for the live event stream, drained after every step.
+    routing.keep_events();
     let shards = u16::try_from(outbox.len()).unwrap_or(u16::MAX);
     let (wake, wake_rx) = Wake::new();
     let (stopped_tx, stopped_rx) = local_channel::new_bounded(1);
@@ -256,6 +267,8 @@ pub async fn run(ctx: Context) {
     shell.step(Input::Shutdown, &mut out);
     send_all(&senders, &mut out).await;
     let _ = stopped_rx.recv().await;
+    // The management plane's read handle would keep the thread alive.
+    shell.control.set_store(None);
     shell.store.finish();
     let _ = closed_rx.recv().await;
     shell.store.join();

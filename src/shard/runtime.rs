@@ -112,7 +112,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let (exited_tx, exited_rx) = mpsc::channel();
     let shared = Shared {
         board: Arc::new(Board::new(shards as usize + 1)),
-        control: Arc::new(Control::new()),
+        control: Arc::new(Control::with_event_buffer(cfg.mgmt.event_buffer)),
         shutdown: Arc::new(AtomicBool::new(false)),
         heartbeats: Arc::new((0..=shards).map(|_| AtomicU64::new(0)).collect()),
         ready: ready_tx,

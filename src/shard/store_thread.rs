@@ -23,9 +23,26 @@ use crate::acd::{Store, StoreOp};
 /// makes commits later, within what a slow disk does anyway.
 pub const TEST_COMMIT_DELAY_ENV: &str = "CC_ENGINE_TEST_COMMIT_DELAY_MS";
 
-struct Job {
-    seq: u64,
-    ops: Vec<StoreOp>,
+enum Job {
+    Commit { seq: u64, ops: Vec<StoreOp> },
+    /// A read for the management plane, run between commits.
+    Read(StoreRead),
+}
+
+/// A read-only look at the database, run on the store thread.
+pub type StoreRead = Box<dyn FnOnce(&Store) + Send>;
+
+/// The management plane's way to read the database while the engine
+/// runs: the read runs on the store thread (redb allows one open handle
+/// per file), between commits, never on a shard.
+#[derive(Clone)]
+pub struct StoreReader(mpsc::Sender<Job>);
+
+impl StoreReader {
+    /// Queues `read`; `Err` if the store thread has ended.
+    pub fn read(&self, read: StoreRead) -> Result<(), ()> {
+        self.0.send(Job::Read(read)).map_err(|_| ())
+    }
 }
 
 #[derive(Default)]
@@ -69,7 +86,14 @@ impl StoreThread {
             // the inbox says so: redb marks a database that is never
             // dropped as needing repair.
             let store = store;
-            while let Ok(Job { seq, ops }) = rx.recv() {
+            while let Ok(job) = rx.recv() {
+                let (seq, ops) = match job {
+                    Job::Commit { seq, ops } => (seq, ops),
+                    Job::Read(read) => {
+                        read(&store);
+                        continue;
+                    }
+                };
                 if let Some(d) = delay {
                     std::thread::sleep(d);
                 }
@@ -88,9 +112,17 @@ impl StoreThread {
     /// gone.
     pub fn commit(&self, seq: u64, ops: Vec<StoreOp>) -> Result<(), Vec<StoreOp>> {
         match self.jobs.borrow().as_ref() {
-            Some(j) => j.send(Job { seq, ops }).map_err(|e| e.0.ops),
+            Some(j) => j.send(Job::Commit { seq, ops }).map_err(|e| match e.0 {
+                Job::Commit { ops, .. } => ops,
+                Job::Read(_) => Vec::new(),
+            }),
             None => Err(ops),
         }
+    }
+
+    /// A handle for reads; drop every one before `finish` can end the thread.
+    pub fn reader(&self) -> Option<StoreReader> {
+        self.jobs.borrow().as_ref().map(|j| StoreReader(j.clone()))
     }
 
     /// The next outcome, in commit order; `None` once the thread has ended

@@ -45,6 +45,8 @@ pub enum AgentStatus {
     Busy,
     WrapUp,
     Paused,
+    /// Logged out by an operator (shown once its last call has ended).
+    LoggedOut,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,9 @@ pub(super) struct Agent {
     pub busy: BTreeSet<CallId>,
     pub wrap_up_until: Option<u64>,
     pub paused: Option<Pause>,
+    /// Logged out by an operator: takes no offers; calls in progress end
+    /// normally.
+    pub logged_out: bool,
     /// Consecutive offers that rang out; reset by an answer or an unpause.
     pub no_answer: u32,
     /// Calls answered since the router started (`fewest-calls`).
@@ -88,6 +93,7 @@ impl Agent {
             busy: BTreeSet::new(),
             wrap_up_until: None,
             paused: None,
+            logged_out: false,
             no_answer: 0,
             answered: 0,
             talk_ms: 0,
@@ -108,6 +114,7 @@ impl Agent {
     /// May be offered a new call now.
     pub fn free(&self) -> bool {
         self.online()
+            && !self.logged_out
             && self.paused.is_none()
             && self.wrap_up_until.is_none()
             && self.rest_until.is_none()
@@ -119,6 +126,8 @@ impl Agent {
             AgentStatus::Ringing
         } else if !self.busy.is_empty() {
             AgentStatus::Busy
+        } else if self.logged_out {
+            AgentStatus::LoggedOut
         } else if self.paused.is_some() {
             AgentStatus::Paused
         } else if self.wrap_up_until.is_some() {
@@ -149,6 +158,7 @@ impl Agent {
             paused: self.paused.clone(),
             no_answer: self.no_answer,
             counters: self.counters,
+            logged_out: self.logged_out,
         }
     }
 

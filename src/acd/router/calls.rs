@@ -287,7 +287,7 @@ impl Router {
         let away = |a: &Agent| {
             a.active() == 0
                 && when.iter().any(|w| match w {
-                    EmptyWhen::Offline => !a.online(),
+                    EmptyWhen::Offline => !a.online() || a.logged_out,
                     EmptyWhen::Paused => a.paused.is_some(),
                     EmptyWhen::WrapUp => a.wrap_up_until.is_some(),
                 })

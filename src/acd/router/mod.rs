@@ -192,6 +192,7 @@ impl Router {
                 a.paused = p.paused.clone();
                 a.no_answer = p.no_answer;
                 a.counters = p.counters;
+                a.logged_out = p.logged_out;
             }
             for (q, level) in cfg.queue_levels() {
                 if let Some(m) = members.get_mut(q) {
@@ -505,6 +506,39 @@ impl Router {
     }
 
     // ----- internals -------------------------------------------------------
+
+    /// Logs `agent` out: no new offers; a call in progress ends normally
+    /// and the agent shows as logged out then. `Ok(false)`: already out.
+    pub fn logout(&mut self, agent: &str, now_ms: u64) -> Result<bool, RouterError> {
+        self.set_logged_out(agent, true, now_ms)
+    }
+
+    /// Logs `agent` back in. `Ok(false)`: it was not logged out.
+    pub fn login(&mut self, agent: &str, now_ms: u64) -> Result<bool, RouterError> {
+        let changed = self.set_logged_out(agent, false, now_ms)?;
+        if changed {
+            self.dispatch(now_ms);
+        }
+        Ok(changed)
+    }
+
+    fn set_logged_out(&mut self, agent: &str, out: bool, now_ms: u64) -> Result<bool, RouterError> {
+        let a = self.agent_mut(agent)?;
+        if a.logged_out == out {
+            return Ok(false);
+        }
+        a.logged_out = out;
+        let state = a.persist();
+        self.emit_persist(StoreOp::Agent { agent: agent.to_string(), state });
+        let (event, ev) = if out {
+            (QueueEvent::AgentLogoff, RouterEvent::AgentLoggedOut { agent: agent.to_string() })
+        } else {
+            (QueueEvent::AgentLogin, RouterEvent::AgentLoggedIn { agent: agent.to_string() })
+        };
+        self.qlog(QueueLogEntry::agent(now_ms, agent, event));
+        self.out.push_back(RouterOutput::Event(ev));
+        Ok(true)
+    }
 
     /// Whether `agent` is paused (by an operator or for missed offers).
     pub fn is_paused(&self, agent: &str) -> Result<bool, RouterError> {

@@ -41,6 +41,12 @@ pub enum RouterEvent {
     AgentOnline {
         agent: String,
     },
+    AgentLoggedOut {
+        agent: String,
+    },
+    AgentLoggedIn {
+        agent: String,
+    },
     AgentOffline {
         agent: String,
     },

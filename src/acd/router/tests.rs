@@ -721,6 +721,7 @@ fn restored_pause_and_no_answer_count_apply() {
             }),
             no_answer: 2,
             counters: Default::default(),
+            logged_out: false,
         },
     );
     let restore = RouterRestore {
