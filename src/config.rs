@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod cidr;
+mod reload;
 mod routing;
+
 pub use cidr::Cidr;
+pub use reload::Reload;
 pub use routing::{skills_in_force, EmptyWhen, RelaxStep, SkillReq};
 
 /// Why a configuration was refused.
@@ -86,6 +89,9 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     #[serde(default, rename = "queue")]
     pub queues: Vec<QueueConfig>,
+    /// The file this was read from (`Config::load`): what a reload reads.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +109,9 @@ pub struct EngineSection {
     /// The routing shard commits registrations and CDRs at most this long
     /// after they happen: the bound on what a crash can lose.
     pub group_commit_ms: u64,
+    /// redb's page cache, in MiB: the bound on what the database keeps in
+    /// memory however many CDRs it holds.
+    pub db_cache_mib: u32,
     /// Pin executors to CPUs (off only for debugging on busy machines).
     pub pin_cpus: bool,
     /// Where the routing shard runs: its own executor, or as tasks inside
@@ -144,6 +153,7 @@ impl Default for EngineSection {
             log_level: "info".into(),
             io_memory_kib: 256,
             group_commit_ms: 5,
+            db_cache_mib: 32,
             pin_cpus: true,
             routing_executor: RoutingExecutor::Auto,
         }
@@ -528,7 +538,9 @@ impl Config {
             file: file.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, file)
+        let mut cfg = Config::parse(&text, file)?;
+        cfg.source = Some(file.to_path_buf());
+        Ok(cfg)
     }
 
     /// Parses and validates TOML text; `file` only names the source in errors.
@@ -571,6 +583,12 @@ impl Config {
             return err(
                 "engine.io_memory_kib",
                 format!("{} is outside 64..=65536", self.engine.io_memory_kib),
+            );
+        }
+        if !(1..=65536).contains(&self.engine.db_cache_mib) {
+            return err(
+                "engine.db_cache_mib",
+                format!("{} is outside 1..=65536", self.engine.db_cache_mib),
             );
         }
         if !(1..=1000).contains(&self.engine.group_commit_ms) {

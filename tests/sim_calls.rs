@@ -969,7 +969,8 @@ impl Sim {
                     self.chan(Node::Router, Node::Shard(sh), Ev::FromRouting(self.epoch, sh, msg));
                 }
                 routing::Effect::Commit { seq, ops } => self.commit(seq, ops),
-                routing::Effect::Stopped | routing::Effect::CommandDone { .. } => {}
+                // The simulation never reloads its config.
+                routing::Effect::Stopped | routing::Effect::CommandDone { .. } | routing::Effect::CallConfig(_) => {}
             }
         }
         let next = self.routing.poll_timeout().map(|t| t.saturating_sub(WALL0) * MS);

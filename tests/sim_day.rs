@@ -1210,7 +1210,7 @@ impl Sim {
                 }
                 routing::Effect::Commit { seq, ops } => self.commit(seq, ops),
                 routing::Effect::CommandDone { result, .. } => self.chk.command = Some(result),
-                routing::Effect::Stopped => {}
+                routing::Effect::Stopped | routing::Effect::CallConfig(_) => {}
             }
         }
         let next = self.routing.poll_timeout().map(|t| t.saturating_sub(WALL0) * MS);

@@ -13,6 +13,19 @@ pub enum Command {
     /// No new offers; a call in progress ends normally. Persisted.
     Logout { agent: String },
     Login { agent: String },
+    /// Apply a reloaded config's agents and queues (`config::Reload`).
+    Reload(NewConfig),
+}
+
+/// A reloaded config, shared as is (two are equal only if they are the
+/// same reload: a config has no meaningful equality).
+#[derive(Debug, Clone)]
+pub struct NewConfig(pub std::sync::Arc<crate::config::Reload>);
+
+impl PartialEq for NewConfig {
+    fn eq(&self, other: &NewConfig) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The answer to a [`Command`], shaped like the HTTP answer it becomes.

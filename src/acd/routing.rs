@@ -42,7 +42,8 @@ use super::registrar::{Registrar, RegistrarConfig};
 use super::command::{Command, CommandResult};
 use super::router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
 use super::store::{GroupCommit, Store, StoreError};
-use crate::config::Config;
+use crate::call::CallConfig;
+use crate::config::{Config, Reload};
 use crate::mgmt::Sample;
 use crate::engine::{FromRouting, ToRouting};
 use crate::sip::auth::{Algorithm, NonceKey};
@@ -125,6 +126,9 @@ pub enum Effect {
     Stopped,
     /// The answer to [`Input::Command`] `id`.
     CommandDone { id: u64, result: CommandResult },
+    /// Send to every signalling shard (as `FromRouting::CallConfig`): the
+    /// call settings after a reload.
+    CallConfig(CallConfig),
 }
 
 /// The commit the store is working on.
@@ -172,12 +176,7 @@ impl Routing {
     /// that were live, are queued as the first commit, which is emitted at
     /// once.
     pub fn new(cfg: &Config, loaded: Loaded, now_ms: u64) -> Routing {
-        let agents = cfg.agents.iter().map(|a| {
-            let mut d = AgentDef::new(a.id.clone(), a.password.clone());
-            d.max_calls = a.max_calls;
-            d.queues = a.queues.clone();
-            d
-        });
+        let agents = agent_defs(cfg);
         let rc = RegistrarConfig {
             realm: cfg.sip.realm.clone(),
             default_expires: cfg.registrar.default_expires,
@@ -349,6 +348,7 @@ impl Routing {
                 }
                 _ => self.router.unpause(&agent, now).map(|()| self.agent_detail(&agent, now)),
             },
+            Command::Reload(r) => return self.reload(&r.0, now),
             Command::Logout { agent } => match self.router.logout(&agent, now) {
                 Ok(false) => return CommandResult::Conflict { reason: format!("agent {agent} is logged out already") },
                 r => r.map(|_| self.agent_detail(&agent, now)),
@@ -362,6 +362,42 @@ impl Routing {
         match result {
             Ok(detail) => CommandResult::Done { detail },
             Err(RouterError::UnknownAgent(a)) => CommandResult::NotFound { what: format!("agent {a}") },
+        }
+    }
+
+    /// Applies a reloaded config's agents and queues: the registrar's
+    /// agent set and passwords (bindings of removed agents go), the
+    /// router's queues and agents (calls kept, see `router/reconfig.rs`),
+    /// and the shards' per-queue call settings.
+    fn reload(&mut self, r: &Reload, now: u64) -> CommandResult {
+        let gone = self.registrar.set_agents(agent_defs(&r.config));
+        self.apply_changes(gone, now);
+        let summary = self.router.reconfigure(&r.config.queues, &r.config.agents, now);
+        for a in &summary.agents_added {
+            self.refresh_contacts(a, now);
+        }
+        self.agents_dirty = true;
+        self.drain_router(now);
+        self.effects
+            .push_back(Effect::CallConfig(CallConfig::from_config(&r.config)));
+        for key in &r.needs_restart {
+            tracing::warn!(%key, "changed in the config file; applies after a restart");
+        }
+        tracing::info!(
+            added_agents = ?summary.agents_added, removed_agents = ?summary.agents_removed,
+            added_queues = ?summary.queues_added, removed_queues = ?summary.queues_removed,
+            draining = ?summary.queues_draining, "config reloaded"
+        );
+        CommandResult::Done {
+            detail: serde_json::json!({
+                "agents_added": summary.agents_added,
+                "agents_removed": summary.agents_removed,
+                "queues_added": summary.queues_added,
+                "queues_removed": summary.queues_removed,
+                "queues_draining": summary.queues_draining,
+                "agents_retiring": summary.agents_retiring,
+                "needs_restart": r.needs_restart,
+            }),
         }
     }
 
@@ -651,6 +687,18 @@ impl Routing {
 /// Answered callers' wait (arrival → answer), for `/metrics`.
 pub static WAIT_TIME: crate::mgmt::Histogram =
     crate::mgmt::Histogram::new(&[1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0]);
+/// The registrar's view of the configured agents.
+fn agent_defs(cfg: &Config) -> Vec<AgentDef> {
+    cfg.agents
+        .iter()
+        .map(|a| {
+            let mut d = AgentDef::new(a.id.clone(), a.password.clone());
+            d.max_calls = a.max_calls;
+            d.queues = a.queues.clone();
+            d
+        })
+        .collect()
+}
 
 /// One info line per call event; per-message detail stays at debug.
 fn log_event(e: &RouterEvent) {

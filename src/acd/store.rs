@@ -95,8 +95,9 @@ impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
     }
 }
 
-/// Page cache of the engine's database.
-const CACHE_BYTES: usize = 32 << 20;
+/// Page cache of the engine's database unless the config sets one
+/// (`engine.db_cache_mib`).
+pub const CACHE_BYTES: usize = 32 << 20;
 
 pub struct Store {
     db: Database,
@@ -108,6 +109,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<state_dir>/cc-engine.redb`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(state_dir, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes`.
+    pub fn open_with_cache(state_dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
             path: state_dir.to_path_buf(),
             source,
@@ -116,7 +122,7 @@ impl Store {
         // redb's default cache is 1 GiB; the engine's working set (bindings,
         // live calls, router state) is small and CDRs are written, not read.
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(&path)
             .ctx("open database", &path)?;
         let store = Store { db, path, qlog_next: std::cell::Cell::new(0) };

@@ -118,6 +118,12 @@ pub(super) fn offer_result(status: u16) -> OfferResult {
 impl CallTable {
     /// `seed` seeds the ids (tags, Call-IDs) of agent legs; they carry
     /// `shard` so replies find this shard.
+    /// New settings after a config reload; calls already set up keep what
+    /// they were set up with.
+    pub fn set_config(&mut self, cfg: CallConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn new(cfg: CallConfig, shard: u16, seed: u64) -> CallTable {
         CallTable {
             cfg,

@@ -26,6 +26,8 @@ pub enum FromRouting {
     /// with [`ToRouting::ProbeResult`]: the routing shard knows bindings,
     /// signalling shards own sockets and transactions.
     Probe { probe: u64, uri: String, dest: std::net::SocketAddr },
+    /// Per-queue call settings after a config reload: for the next call.
+    CallConfig(crate::call::CallConfig),
 }
 
 /// Shard → shard over the mesh.

@@ -324,6 +324,7 @@ impl<M: MediaControl> Signalling<M> {
             },
             FromRouting::Decision(d) => self.calls.on_decision(&mut self.ep, &mut self.media, d, now, wall_ms),
             FromRouting::Probe { probe, uri, dest } => self.send_probe(probe, &uri, dest, now),
+            FromRouting::CallConfig(c) => self.calls.set_config(c),
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::api::error;
 use super::command_link::CommandError;
 use super::server::AppState;
-use crate::acd::command::{Command, CommandResult};
+use crate::acd::command::{Command, CommandResult, NewConfig};
 
 /// Longest pause reason accepted; it is shown in snapshots and logs.
 pub const MAX_REASON_LEN: usize = 256;
@@ -130,4 +130,34 @@ pub async fn unpause(
         return r;
     }
     run(&st, Command::Unpause { agent: id }).await
+}
+
+/// `POST /v1/reload` (no body): reads the config file again and applies its
+/// agents and queues live. A bad file is refused whole (400, with file, key
+/// and reason) and the running config stays; keys that cannot change live
+/// are listed in `needs_restart` and left as they are.
+pub async fn reload(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    if let Err(r) = body_object(&body, &[]) {
+        return r;
+    }
+    let Some(started) = st.control.started.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the engine is still starting", None);
+    };
+    let Some(file) = started.source.clone() else {
+        return error(StatusCode::CONFLICT, "the engine was not started from a config file", None);
+    };
+    let base = started.clone();
+    let read = tokio::task::spawn_blocking(move || crate::config::Reload::read(&file, &base)).await;
+    match read {
+        Ok(Ok(r)) => run(&st, Command::Reload(NewConfig(Arc::new(r)))).await,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reload refused; the running config stays");
+            let key = match &e {
+                crate::config::ConfigError::Invalid { key, .. } => Some(key.clone()),
+                _ => None,
+            };
+            error(StatusCode::BAD_REQUEST, e.to_string(), key.as_deref())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
 }

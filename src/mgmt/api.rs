@@ -41,6 +41,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/agents/{id}", get(agent))
         .route("/v1/agents/{id}/pause", post(super::act::pause))
         .route("/v1/agents/{id}/unpause", post(super::act::unpause))
+        .route("/v1/reload", post(super::act::reload))
         .route("/v1/agents/{id}/logout", post(super::act::logout))
         .route("/v1/agents/{id}/login", post(super::act::login))
         .route("/v1/queue-log", get(super::reports::queue_log))

@@ -23,6 +23,9 @@ pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Default)]
 pub struct Control {
     pub commands: CommandLink,
+    /// The config the engine started with: what `POST /v1/reload` reads
+    /// the file again against (set once at start).
+    pub started: std::sync::OnceLock<crate::config::Config>,
     pub events: EventRing,
     /// Set by the routing shard while its store thread runs.
     store: std::sync::Mutex<Option<StoreReader>>,
@@ -36,7 +39,12 @@ impl Control {
     /// With a ring of `event_buffer` events (0: the default size).
     pub fn with_event_buffer(event_buffer: usize) -> Control {
         let cap = if event_buffer == 0 { super::events::RING_CAPACITY } else { event_buffer };
-        Control { commands: CommandLink::new(), events: EventRing::new(cap), store: Default::default() }
+        Control {
+            commands: CommandLink::new(),
+            started: Default::default(),
+            events: EventRing::new(cap),
+            store: Default::default(),
+        }
     }
 
     /// The routing shard's store thread, or `None` when it stops.

@@ -135,6 +135,14 @@ pub fn router_event(e: &RouterEvent, now_ms: u64) -> Option<(&'static str, Value
             };
             (kind, json!({ "call": call.to_string(), "disposition": disposition }))
         }
+        RouterEvent::Reloaded(r) => (
+            "reload",
+            json!({
+                "agents_added": r.agents_added, "agents_removed": r.agents_removed,
+                "queues_added": r.queues_added, "queues_removed": r.queues_removed,
+                "queues_draining": r.queues_draining, "agents_retiring": r.agents_retiring,
+            }),
+        ),
         RouterEvent::Ignored { .. } => return None,
     };
     let mut data = data;

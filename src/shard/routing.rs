@@ -55,6 +55,8 @@ struct Shell {
     stopped: LocalSender<()>,
     /// Where operators' commands come from and their answers go.
     control: Arc<Control>,
+    /// Signalling shards (each gets the call settings after a reload).
+    shards: u16,
 }
 
 impl Shell {
@@ -81,6 +83,11 @@ impl Shell {
                         let _ = self.stopped.try_send(());
                     }
                     Effect::CommandDone { id, result } => self.control.commands.answer(id, result),
+                    Effect::CallConfig(c) => {
+                        for shard in 0..self.shards {
+                            out.push((shard, FromRouting::CallConfig(c.clone())));
+                        }
+                    }
                 }
             }
             self.wake.check(r.poll_timeout().map(|t| instant_at(t, now)));
@@ -120,10 +127,11 @@ pub async fn run(ctx: Context) {
     let mut routing = Routing::new(&cfg, loaded, now_ms());
     // Kept for the live event stream, drained after every step.
     routing.keep_events();
+    let shards = u16::try_from(outbox.len()).unwrap_or(u16::MAX);
     let (wake, wake_rx) = Wake::new();
     let (stopped_tx, stopped_rx) = local_channel::new_bounded(1);
     let control = shared.control.clone();
-    let shell = Rc::new(Shell { routing: RefCell::new(routing), store, wake, stopped: stopped_tx, control });
+    let shell = Rc::new(Shell { routing: RefCell::new(routing), store, wake, stopped: stopped_tx, control, shards });
 
     // Calls that died with the previous process get their CDRs before any
     // new call is taken: no shard is connected until that commit is done.

@@ -59,7 +59,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
     let state_dir: PathBuf = cfg.engine.state_dir.clone();
-    let store = Store::open(&state_dir)?;
+    let store = Store::open_with_cache(&state_dir, cfg.engine.db_cache_mib as usize * (1 << 20))?;
 
     // Bind every shard's socket before starting anything.
     let mut sockets = Vec::with_capacity(shards as usize);
@@ -118,6 +118,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         ready: ready_tx,
         exited: exited_tx,
     };
+
+    let _ = shared.control.started.set(cfg.clone());
 
     // Channels: shard → routing, routing → shard, and a full shard mesh.
     let mut to_routing_tx = Vec::new();
@@ -278,6 +280,10 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let mut last_beats: Vec<u64> = vec![0; shards as usize + 1];
     loop {
         if let Some(sig) = signals::wait(tick) {
+            if signals::is_reload(sig) {
+                reload(&cfg, &shared);
+                continue;
+            }
             tracing::info!(signal = sig, "shutting down");
             break;
         }
@@ -309,6 +315,27 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the config file again and hands its agents and queues
+/// to the routing shard; a bad file is refused whole and logged, and the
+/// running config stays. Always compared with the config the engine
+/// started with: what cannot change live never changes before a restart.
+fn reload(started: &Config, shared: &Shared) {
+    let Some(file) = &started.source else {
+        tracing::warn!("SIGHUP: the engine was not started from a config file; nothing to reload");
+        return;
+    };
+    match crate::config::Reload::read(file, started) {
+        Ok(r) => {
+            let cmd = crate::acd::command::Command::Reload(crate::acd::command::NewConfig(Arc::new(r)));
+            // The routing shard logs what it applied; nobody waits here.
+            if let Err(e) = shared.control.commands.submit(cmd) {
+                tracing::error!(error = %e, "SIGHUP: reload not applied");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: config refused; the running config stays"),
+    }
 }
 
 /// A UDP socket with SO_REUSEPORT so every shard binds the same port and the

@@ -1,4 +1,4 @@
-//! SIGTERM/SIGINT handling without a signal handler: the signals are blocked
+//! SIGTERM/SIGINT (stop) and SIGHUP (reload the config) handling without a signal handler: the signals are blocked
 //! in every thread (the mask is inherited by the executors spawned after
 //! `block`), and the main thread collects them with `sigtimedwait`.
 
@@ -11,11 +11,12 @@ fn term_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Blocks SIGTERM and SIGINT in the calling thread and the threads it spawns.
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and the threads it spawns.
 pub fn block() {
     let set = term_set();
     // SAFETY: set is a valid sigset; a null old-set pointer is allowed.
@@ -24,7 +25,7 @@ pub fn block() {
     }
 }
 
-/// Waits up to `timeout` for SIGTERM or SIGINT; returns the signal number.
+/// Waits up to `timeout` for SIGTERM, SIGINT or SIGHUP; returns the signal number.
 pub fn wait(timeout: Duration) -> Option<i32> {
     let set = term_set();
     let ts = libc::timespec {
@@ -34,4 +35,9 @@ pub fn wait(timeout: Duration) -> Option<i32> {
     // SAFETY: valid set and timespec; a null siginfo pointer is allowed.
     let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
     (sig > 0).then_some(sig)
+}
+
+/// Whether `sig` (from [`wait`]) asks for a config reload rather than a stop.
+pub fn is_reload(sig: i32) -> bool {
+    sig == libc::SIGHUP
 }

@@ -83,7 +83,8 @@ impl Router {
 
     /// Where an arriving call goes, or why it is refused.
     pub(super) fn place(&self, asked: &str) -> Result<Placement, Rejection> {
-        let Some(first) = self.queues.get(asked) else {
+        // A queue removed by a reload and draining takes no new caller.
+        let Some(first) = self.open_queue(asked) else {
             return Err(Rejection::UnknownQueue);
         };
         let mut name = asked;
@@ -95,7 +96,7 @@ impl Router {
                 break;
             }
             match q.overflow.as_deref() {
-                Some(o) if self.queues.contains_key(o) && !visited.contains(o) => name = o,
+                Some(o) if self.open_queue(o).is_some() && !visited.contains(o) => name = o,
                 _ => {
                     let retry_after_s = (first.full_status == 503).then_some(first.retry_after_s);
                     return Err(Rejection::Full { status: first.full_status, retry_after_s });
@@ -108,7 +109,7 @@ impl Router {
         let q = &self.queues[name];
         if !q.join_empty.is_empty() && self.queue_empty(name, &q.join_empty) {
             match q.join_empty_queue.as_deref() {
-                Some(o) if self.queues.contains_key(o) && !visited.contains(o) => name = o,
+                Some(o) if self.open_queue(o).is_some() && !visited.contains(o) => name = o,
                 _ => return Err(Rejection::NoAgents),
             }
         }
@@ -318,7 +319,7 @@ impl Router {
                 .collect();
             leaving.sort();
             for (_, call) in leaving {
-                match target.as_deref().filter(|t| self.queues.contains_key(*t)) {
+                match target.as_deref().filter(|t| self.open_queue(t).is_some()) {
                     Some(t) => self.move_to_queue(call, t, true, now_ms),
                     None => self.time_out_because(call, now_ms, Some(LEAVE_EMPTY_REASON.into())),
                 }
@@ -335,7 +336,7 @@ impl Router {
             .get(&call)
             .and_then(|c| self.queues.get(&c.queue))
             .and_then(|q| q.max_wait_queue.clone())
-            .filter(|t| self.queues.contains_key(t));
+            .filter(|t| self.open_queue(t).is_some());
         match target {
             Some(t) => self.move_to_queue(call, &t, false, now_ms),
             None => self.time_out(call, now_ms),

@@ -87,6 +87,7 @@ mod calls;
 mod dispatch;
 mod output;
 mod queue;
+mod reconfig;
 mod report;
 mod snapshot;
 mod strategy;
@@ -96,6 +97,8 @@ mod tally;
 mod policy_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reconfig_tests;
 #[cfg(test)]
 mod report_tests;
 #[cfg(test)]
@@ -107,6 +110,7 @@ use std::net::SocketAddr;
 pub use agent_state::{AgentStatus, Misses};
 pub use output::{RouterError, RouterEvent, RouterOutput};
 pub use queue::AGEING_MS_PER_LEVEL;
+pub use reconfig::ReloadSummary;
 pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
 
 use agent_state::{Agent, AgentTable};
@@ -161,6 +165,12 @@ pub struct Router {
     rng: strategy::Rng,
     /// Reporting counters per queue (`stats.rs`), persisted.
     qstats: BTreeMap<String, QueueStats>,
+    /// The agents as configured, in config order (`reconfig.rs`).
+    agent_cfgs: Vec<AgentConfig>,
+    /// Removed queues still holding calls → who served them (id, level).
+    draining: BTreeMap<String, Vec<(String, u32)>>,
+    /// Removed agents still holding a call.
+    retiring: BTreeSet<String>,
 }
 
 impl Router {
@@ -229,6 +239,9 @@ impl Router {
             media_short: BTreeMap::new(),
             rng: strategy::Rng::new(now_ms ^ 0x6363_2d65_6e67_696e),
             qstats: restored.queue_stats,
+            agent_cfgs: agents.to_vec(),
+            draining: BTreeMap::new(),
+            retiring: BTreeSet::new(),
         };
         for cdr in &restart_cdrs {
             router.report_restart(cdr);
@@ -342,6 +355,7 @@ impl Router {
                 self.finish(c, end, now_ms);
             }
         }
+        self.prune_reloaded(now_ms);
         self.dispatch(now_ms);
     }
 
@@ -513,6 +527,7 @@ impl Router {
             // Known agent (taken from the table above): cannot fail.
             let _ = self.unpause(&agent, now_ms);
         }
+        self.prune_reloaded(now_ms);
         self.dispatch(now_ms);
     }
 

@@ -63,6 +63,8 @@ pub enum RouterEvent {
         call: CallId,
         fact: &'static str,
     },
+    /// The configuration was reloaded (`Router::reconfigure`).
+    Reloaded(super::ReloadSummary),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
