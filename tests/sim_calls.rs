@@ -939,7 +939,7 @@ impl Sim {
     fn routing_drain(&mut self) {
         while let Some(ev) = self.routing.poll_event() {
             match ev {
-                RouterEvent::Offered { agent, call } => {
+                RouterEvent::Offered { agent, call, .. } => {
                     self.stage.insert(call, 2);
                     self.offered.push(agent)
                 }

@@ -1179,7 +1179,7 @@ impl Sim {
         while let Some(ev) = self.routing.poll_event() {
             self.watch(&ev);
             match ev {
-                RouterEvent::Offered { agent, call } => {
+                RouterEvent::Offered { agent, call, .. } => {
                     self.stage.insert(call, 2);
                     self.offered.push(agent)
                 }
@@ -1257,7 +1257,7 @@ impl Sim {
                     self.chk.failed.insert((*call, agent.clone()), now);
                 }
             }
-            RouterEvent::Offered { call, agent } => {
+            RouterEvent::Offered { call, agent, .. } => {
                 self.chk.offers_checked += 1;
                 let mut bad = Vec::new();
                 if let Some(since) = self.chk.paused.get(agent) {

@@ -111,7 +111,10 @@ pub fn router_event(e: &RouterEvent, now_ms: u64) -> Option<(&'static str, Value
         RouterEvent::Overflowed { call, from, to } => {
             ("call-overflowed", json!({ "call": call.to_string(), "queue": from, "to": to }))
         }
-        RouterEvent::Offered { call, agent } => ("call-offered", json!({ "call": call.to_string(), "agent": agent })),
+        RouterEvent::Offered { call, agent, queue, caller, sip_call_id } => (
+            "call-offered",
+            json!({ "call": call.to_string(), "agent": agent, "queue": queue, "caller": caller, "sip_call_id": sip_call_id }),
+        ),
         RouterEvent::Answered { call, agent } => ("call-answered", json!({ "call": call.to_string(), "agent": agent })),
         RouterEvent::OfferFailed { call, agent, result } => (
             "offer-failed",
@@ -189,5 +192,22 @@ mod tests {
         // The last one dropped is still contiguous: no gap.
         let After::Events(e) = ring.after(6, 100) else { panic!() };
         assert_eq!(seqs(&e), [7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn an_offer_event_names_the_caller_and_queue_for_a_screen_pop() {
+        let e = RouterEvent::Offered {
+            call: crate::acd::facts::CallId::new(0, 7),
+            agent: "alice".into(),
+            queue: "support".into(),
+            caller: "sip:+15551234@carrier".into(),
+            sip_call_id: "abc@carrier".into(),
+        };
+        let (kind, data) = router_event(&e, 5).expect("watched");
+        assert_eq!(kind, "call-offered");
+        assert_eq!(data["agent"], "alice");
+        assert_eq!(data["queue"], "support");
+        assert_eq!(data["caller"], "sip:+15551234@carrier");
+        assert_eq!(data["sip_call_id"], "abc@carrier");
     }
 }

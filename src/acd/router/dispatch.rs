@@ -121,6 +121,7 @@ impl Router {
         c.ring_started_ms = now_ms;
         let q = &self.queues[&c.queue];
         let (queue, round_robin) = (c.queue.clone(), q.strategy == Strategy::RoundRobin);
+        let (caller, sip_call_id) = (c.caller.clone(), c.sip_call_id.clone());
         let ring_timeout_ms = u64::from(q.ring_timeout_s) * 1000;
         let a = self.agents.get_mut(&agent).expect("chosen among agents");
         a.ringing.insert(id);
@@ -128,7 +129,7 @@ impl Router {
         if round_robin {
             self.rr_last.insert(queue.clone(), agent.clone());
             self.emit_persist(StoreOp::RoundRobin {
-                queue,
+                queue: queue.clone(),
                 last_agent: agent.clone(),
             });
         }
@@ -136,6 +137,9 @@ impl Router {
             .push_back(RouterOutput::Event(RouterEvent::Offered {
                 call: id,
                 agent: agent.clone(),
+                queue,
+                caller,
+                sip_call_id,
             }));
         self.out.push_back(RouterOutput::Decision(Decision::Offer {
             call: id,

@@ -18,9 +18,14 @@ pub enum RouterEvent {
         from: String,
         to: String,
     },
+    /// Carries who is calling and from which queue, so that a CRM can
+    /// show the caller on the agent's screen as the phone rings.
     Offered {
         call: CallId,
         agent: String,
+        queue: String,
+        caller: String,
+        sip_call_id: String,
     },
     Answered {
         call: CallId,
