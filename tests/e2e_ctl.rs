@@ -439,3 +439,54 @@ queues = ["support", "sales"]
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn live_calls_are_listed_with_their_queue_caller_and_state() {
+    let (e, _cfg) = start_calls_engine(
+        r#"
+[[queue]]
+name = "support"
+answer = "immediate"
+wrap_up_s = 0
+
+[[agent]]
+id = "alice"
+password = "alice-pass"
+queues = ["support"]
+"#,
+    );
+    let m = e.mgmt_addr();
+    assert_eq!(call(m, "GET", "/v1/calls", None, None).0, 401);
+    let (code, body) = call(m, "GET", "/v1/calls", VIEWER, None);
+    assert_eq!((code, body["calls"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let (code, body) = call(m, "GET", "/v1/calls?state=dancing", VIEWER, None);
+    assert_eq!((code, body["field"].as_str()), (400, Some("state")), "{body}");
+    let (code, body) = call(m, "GET", "/v1/calls?colour=red", VIEWER, None);
+    assert_eq!(code, 400, "{body}");
+    // Nobody is logged in: the caller waits (answered, hold audio) for 3 s.
+    let port = free_udp_port();
+    let caller = std::thread::scope(|s| {
+        let h = s.spawn(|| sipp_on(&e, "customer_call.xml", port, &["-s", "support", "-m", "1", "-d", "3000"], Duration::from_secs(30)));
+        let seen = poll(Duration::from_secs(10), || {
+            let (code, body) = call(m, "GET", "/v1/calls?queue=support&state=waiting", VIEWER, None);
+            let list = body["calls"].as_array().cloned().unwrap_or_default();
+            (code == 200 && list.len() == 1).then(|| list[0].clone())
+        });
+        let run = h.join().unwrap();
+        (seen, run)
+    });
+    let (seen, run) = caller;
+    assert!(run.ok(), "{}", run.describe());
+    let c = seen.unwrap_or_else(|| panic!("the waiting call never showed in /v1/calls\n{}", e.log_tail(3000)));
+    assert_eq!(c["queue"], "support", "{c}");
+    assert_eq!(c["state"], "waiting", "{c}");
+    assert!(c["agent"].is_null(), "{c}");
+    assert!(c["caller"].as_str().is_some_and(|s| s.starts_with("sip:")), "{c}");
+    assert!(c["sip_call_id"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+    // Filters that match nothing.
+    let (_, body) = call(m, "GET", "/v1/calls?agent=alice", VIEWER, None);
+    assert!(body["calls"].as_array().is_some_and(|a| a.is_empty()), "{body}");
+    assert!(e.wait_no_calls(Duration::from_secs(10)).is_ok());
+    let (_, body) = call(m, "GET", "/v1/calls", VIEWER, None);
+    assert!(body["calls"].as_array().is_some_and(|a| a.is_empty()), "{body}");
+}

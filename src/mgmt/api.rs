@@ -48,6 +48,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/cdrs", get(super::reports::cdrs))
         .route("/v1/events", get(super::sse::events))
         .route("/v1/queues", get(queues))
+        .route("/v1/calls", get(calls))
         .route("/v1/queues/{name}", get(queue))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))
         .route("/v1/openapi.json", get(openapi))
@@ -227,6 +228,40 @@ async fn queue(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> Res
         Some(q) => Json(q).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no queue `{name}`"), Some("name")),
     }
+}
+
+/// `GET /v1/calls[?queue=&agent=&state=]`: live calls from the router's
+/// snapshot, in arrival order.
+async fn calls(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "query parameters are queue, agent and state", Some("query"));
+    };
+    if let Some(s) = q.state.as_deref() {
+        if !["waiting", "ringing", "talking"].contains(&s) {
+            return error(StatusCode::BAD_REQUEST, format!("state `{s}` is not waiting, ringing or talking"), Some("state"));
+        }
+    }
+    refresh(&st).await;
+    let all = st.board.queues().get("calls").and_then(Value::as_array).cloned().unwrap_or_default();
+    let keep = |c: &Value, field: &str, want: &Option<String>| {
+        want.as_deref().is_none_or(|w| c.get(field).and_then(Value::as_str) == Some(w))
+    };
+    let list: Vec<Value> = all
+        .into_iter()
+        .filter(|c| keep(c, "queue", &q.queue) && keep(c, "agent", &q.agent) && keep(c, "state", &q.state))
+        .collect();
+    Json(json!({ "calls": list })).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallsQuery {
+    queue: Option<String>,
+    agent: Option<String>,
+    state: Option<String>,
 }
 
 async fn get_log_level() -> Response {

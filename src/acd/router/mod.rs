@@ -111,7 +111,7 @@ pub use agent_state::{AgentStatus, Misses};
 pub use output::{RouterError, RouterEvent, RouterOutput};
 pub use queue::AGEING_MS_PER_LEVEL;
 pub use reconfig::ReloadSummary;
-pub use snapshot::{AgentSnapshot, QueueSnapshot, RouterSnapshot};
+pub use snapshot::{AgentSnapshot, CallSnapshot, QueueSnapshot, RouterSnapshot};
 
 use agent_state::{Agent, AgentTable};
 use calls::{end_reason_text, End};

@@ -11,6 +11,27 @@ use super::Router;
 pub struct RouterSnapshot {
     pub agents: Vec<AgentSnapshot>,
     pub queues: Vec<QueueSnapshot>,
+    /// Live calls, in arrival order.
+    pub calls: Vec<CallSnapshot>,
+}
+
+/// One live call as an operator sees it (`GET /v1/calls`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSnapshot {
+    pub id: String,
+    pub sip_call_id: String,
+    pub queue: String,
+    pub overflowed_from: Option<String>,
+    pub caller: String,
+    /// `waiting`, `ringing` or `talking`.
+    pub state: &'static str,
+    /// The agent ringing or talking.
+    pub agent: Option<String>,
+    pub priority: i32,
+    pub arrived_ms: u64,
+    pub answered_ms: Option<u64>,
+    /// How long since it arrived.
+    pub wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,7 +121,33 @@ impl Router {
                 }
             })
             .collect();
-        RouterSnapshot { agents, queues }
+        let mut calls: Vec<(u64, CallSnapshot)> = self
+            .calls
+            .values()
+            .map(|c| {
+                let (state, agent, answered_ms) = match &c.state {
+                    CallState::Waiting => ("waiting", None, None),
+                    CallState::Ringing { agent } => ("ringing", Some(agent.clone()), None),
+                    CallState::Talking { agent, answered_ms } => ("talking", Some(agent.clone()), Some(*answered_ms)),
+                };
+                let snap = CallSnapshot {
+                    id: c.id.to_string(),
+                    sip_call_id: c.sip_call_id.clone(),
+                    queue: c.queue.clone(),
+                    overflowed_from: c.overflowed_from.clone(),
+                    caller: c.caller.clone(),
+                    state,
+                    agent,
+                    priority: c.priority,
+                    arrived_ms: c.arrived_ms,
+                    answered_ms,
+                    wait_ms: now_ms.saturating_sub(c.arrived_ms),
+                };
+                (c.seq, snap)
+            })
+            .collect();
+        calls.sort_by_key(|(seq, _)| *seq);
+        RouterSnapshot { agents, queues, calls: calls.into_iter().map(|(_, c)| c).collect() }
     }
 
     fn agents_in_config_order(&self) -> impl Iterator<Item = &Agent> {
