@@ -106,17 +106,8 @@ impl CommandLink {
             let Ok(mut i) = self.inner.lock() else {
                 return Poll::Ready(None);
             };
-            if let Some(c) = i.queued.pop_front() {
-                return Poll::Ready(Some(c));
-            }
-            if i.closed {
-                return Poll::Ready(None);
-            }
-            match &mut i.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            Poll::Pending
+            let i = &mut *i;
+            crate::shard::mailbox::poll_next(&mut i.queued, i.closed, &mut i.waker, cx)
         })
         .await
     }

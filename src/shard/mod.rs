@@ -9,6 +9,7 @@
 //! SIGINT handling, nothing to do with SIP signalling.
 
 mod icmp;
+pub(crate) mod mailbox;
 pub mod notify;
 mod routing;
 mod runtime;

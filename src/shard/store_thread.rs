@@ -132,17 +132,8 @@ impl StoreThread {
             let Ok(mut i) = self.inbox.lock() else {
                 return Poll::Ready(None);
             };
-            if let Some(o) = i.outcomes.pop_front() {
-                return Poll::Ready(Some(o));
-            }
-            if i.closed {
-                return Poll::Ready(None);
-            }
-            match &mut i.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            Poll::Pending
+            let i = &mut *i;
+            super::mailbox::poll_next(&mut i.outcomes, i.closed, &mut i.waker, cx)
         })
         .await
     }
