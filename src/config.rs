@@ -379,6 +379,9 @@ pub enum Strategy {
     /// Random, weighted by the agent's tier level for the queue (level 1
     /// twice as likely as level 2, ...).
     WeightedRandom,
+    /// Every free member of the lowest tier reached rings at once; the
+    /// first to answer takes the call.
+    RingAll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

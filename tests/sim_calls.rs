@@ -1568,7 +1568,7 @@ impl Sim {
                         // The caller hung up before this decision arrived.
                         self.bump(match d {
                             Decision::Queued { .. } => "decision_late_queued",
-                            Decision::Offer { .. } => "decision_late_offer",
+                            Decision::Offer { .. } | Decision::RingAll { .. } => "decision_late_offer",
                             Decision::Rejected { .. } => "decision_late_rejected",
                             Decision::TimedOut { .. } => "decision_late_timed_out",
                             Decision::MaxDuration { .. } => "decision_late_max_duration",

@@ -95,6 +95,12 @@ pub enum OfferResult {
     /// exhausted), so the agent was never rung: the engine's shortage, not
     /// the agent's doing. The call stays queued.
     MediaUnavailable,
+    /// A `RingAll` offer: another agent answered first (or the winner's
+    /// answer was unusable after the others had been let go), so this
+    /// agent's phones were CANCELled. Not a miss: the agent did nothing
+    /// wrong and is free again at once. The shard sends it before the
+    /// winner's `Answered`.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +152,18 @@ pub enum Decision {
         targets: Vec<(String, SocketAddr)>,
         ring_timeout_ms: u64,
     },
+    /// Ring every agent in `agents` (each with its targets, as in `Offer`)
+    /// at once, on one agent-side relay leg: the first 200 is bridged, every
+    /// other phone is CANCELled (a 200 crossing the CANCEL gets ACK + BYE).
+    /// The shard answers one `OfferResult` per agent: `Cancelled` for the
+    /// agents that lost to the winner, the agent's own failure for one
+    /// whose phones all failed (sent as soon as they have, while the others
+    /// may still ring), `NoAnswer` for each at the ring timeout.
+    RingAll {
+        call: CallId,
+        agents: Vec<(String, Vec<(String, SocketAddr)>)>,
+        ring_timeout_ms: u64,
+    },
     /// The call waited `max_wait_s`: the shard hangs up the caller (BYE, or
     /// 408 if not yet answered) and sends nothing more about it.
     TimedOut { call: CallId },
@@ -161,6 +179,7 @@ impl Decision {
             Decision::Queued { call, .. }
             | Decision::Rejected { call, .. }
             | Decision::Offer { call, .. }
+            | Decision::RingAll { call, .. }
             | Decision::TimedOut { call }
             | Decision::MaxDuration { call } => *call,
         }

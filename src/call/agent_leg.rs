@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::call::{failure_rank, Agent, Fork, Side};
+use super::call::{Agent, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
 use crate::sip::{Message, View};
@@ -22,22 +22,27 @@ use crate::media::RelayLegConfig;
 use crate::sip::{ClientTxId, Endpoint};
 
 impl CallTable {
+    /// Rings `agents` (one for an `Offer`, several for a `RingAll`), each on
+    /// all its targets, on one agent-side relay leg. An agent none of whose
+    /// phones could be rung is answered for at once.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn offer(
         &mut self,
         ep: &mut Endpoint,
         media: &mut dyn MediaControl,
         id: CallId,
-        agent: String,
-        targets: Vec<(String, SocketAddr)>,
+        agents: Vec<(String, Vec<(String, SocketAddr)>)>,
         ring_timeout_ms: u64,
         now: Instant,
         wall_ms: u64,
     ) {
         let Some(call) = self.calls.get(&id) else { return };
         let busy = call.agent.is_some() || call.cust.final_sent.is_some_and(|s| s >= 300);
-        if busy || targets.is_empty() {
-            return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
+        if busy || agents.iter().all(|(_, t)| t.is_empty()) {
+            for (agent, _) in agents {
+                self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
+            }
+            return;
         }
         // The agent-side relay leg exists only while an offer does; every
         // contact is offered the same ports, and the one that answers sets
@@ -50,20 +55,33 @@ impl CallTable {
             Ok(l) => l,
             Err(reason) => {
                 tracing::warn!(call = %id, %reason, "no relay leg for the agent; the call stays queued");
-                return self.offer_result(id, agent, OfferResult::MediaUnavailable, wall_ms);
+                for (agent, _) in agents {
+                    self.offer_result(id, agent, OfferResult::MediaUnavailable, wall_ms);
+                }
+                return;
             }
         };
         self.legs.insert(leg.id, id);
-        let mut forks = Vec::with_capacity(targets.len());
-        for (uri, dest) in targets {
-            if let Some(f) = self.invite_contact(ep, id, &agent, &leg, uri, dest, now) {
-                forks.push(f);
+        let mut forks = Vec::new();
+        let mut unrung = Vec::new();
+        for (agent, targets) in agents {
+            let before = forks.len();
+            for (uri, dest) in targets {
+                if let Some(f) = self.invite_contact(ep, id, &agent, &leg, uri, dest, now) {
+                    forks.push(f);
+                }
             }
+            if forks.len() == before {
+                unrung.push(agent);
+            }
+        }
+        for agent in unrung {
+            self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
         }
         let mut forks = forks.into_iter();
         let Some(first) = forks.next() else {
             self.close_leg(media, leg.id, now);
-            return self.offer_result(id, agent, OfferResult::Failed { status: None }, wall_ms);
+            return;
         };
         let forks: Vec<Fork> = forks.collect();
         let Some(call) = self.calls.get_mut(&id) else { return };
@@ -75,7 +93,7 @@ impl CallTable {
             self.cli.insert(f.tx, (id, CliRole::AgentInvite));
         }
         call.agent = Some(Agent {
-            name: agent,
+            name: first.agent,
             leg,
             tx: first.tx,
             invite_cseq: first.invite_cseq,
@@ -86,7 +104,7 @@ impl CallTable {
             reinvite: None,
             queued_dir: None,
             forks,
-            failure: None,
+            failures: Vec::new(),
         });
         self.timers.push(Reverse((ring_at, Timer::Ring(id, seq))));
     }
@@ -135,6 +153,7 @@ impl CallTable {
         let req = dialog.request("INVITE", Some(&body))?;
         let tx = ep.send(req, now);
         Some(Fork {
+            agent: agent.to_owned(),
             tx,
             invite_cseq: dialog.cseq,
             dialog,
@@ -248,6 +267,7 @@ impl CallTable {
             if let Some(i) = agent.forks.iter().position(|f| f.tx == tx) {
                 let won = agent.forks.swap_remove(i);
                 agent.forks.push(Fork {
+                    agent: std::mem::replace(&mut agent.name, won.agent),
                     tx: std::mem::replace(&mut agent.tx, won.tx),
                     invite_cseq: std::mem::replace(&mut agent.invite_cseq, won.invite_cseq),
                     dialog: std::mem::replace(&mut agent.dialog, won.dialog),
@@ -255,8 +275,20 @@ impl CallTable {
             }
         }
         let losers = std::mem::take(&mut agent.forks);
+        let winner = agent.name.clone();
+        // Ring-all: the other agents lost the race; the router hears so
+        // before it hears of the winner, and frees them without a miss.
+        let mut lost: Vec<String> = Vec::new();
+        for f in &losers {
+            if f.agent != winner && !lost.contains(&f.agent) {
+                lost.push(f.agent.clone());
+            }
+        }
         for f in losers {
             self.cancel_fork(ep, f, now);
+        }
+        for a in lost {
+            self.offer_result(id, a, OfferResult::Cancelled, wall_ms);
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
         let Some(agent) = call.agent.as_mut() else { return };
@@ -323,24 +355,32 @@ impl CallTable {
         let Some(agent) = call.agent.as_mut().filter(|a| a.rings_on(tx)) else {
             return;
         };
-        if agent.failure.as_ref().is_none_or(|w| failure_rank(&result) > failure_rank(w)) {
-            agent.failure = Some(result);
+        let Some(who) = agent.agent_of(tx).map(str::to_owned) else { return };
+        agent.note_failure(&who, result);
+        if agent.tx == tx && agent.forks.is_empty() {
+            // The last phone ringing: the offer is over.
+            if let Some(a) = self.take_agent(media, id, now) {
+                let result = a.failure_of(&who);
+                self.offer_result(id, who, result, wall_ms);
+            }
+            return;
         }
         // Other contacts still ring: the offer goes on without this one.
         if agent.tx == tx {
             if let Some(next) = agent.forks.pop() {
+                agent.name = next.agent;
                 agent.tx = next.tx;
                 agent.invite_cseq = next.invite_cseq;
                 agent.dialog = next.dialog;
-                return;
             }
         } else {
             agent.forks.retain(|f| f.tx != tx);
-            return;
         }
-        if let Some(a) = self.take_agent(media, id, now) {
-            let result = a.failure.unwrap_or(OfferResult::Failed { status: None });
-            self.offer_result(id, a.name, result, wall_ms);
+        // Every phone of `who` gave up while other agents' still ring
+        // (ring-all): `who` is done with this call.
+        if !agent.rings_for(&who) {
+            let result = agent.failure_of(&who);
+            self.offer_result(id, who, result, wall_ms);
         }
     }
 

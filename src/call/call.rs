@@ -1,4 +1,4 @@
-//! One call's state: the customer leg, the current agent leg, relay legs,
+//! One call's state: the customer leg, the current agent leg (or offer), relay legs,
 //! the agreed codec. The transitions live in `table.rs`, which owns the
 //! indexes that find a call from a transaction, dialog or relay leg.
 
@@ -40,17 +40,23 @@ pub struct Customer {
     pub queued_dir: Option<Direction>,
 }
 
-/// One more contact of the agent rung in parallel with the one in
-/// [`Agent`]; each is its own INVITE and would-be dialog.
+/// One more contact rung in parallel with the one in [`Agent`] (of the
+/// same agent, or of another one in a ring-all offer); each is its own
+/// INVITE and would-be dialog.
 #[derive(Debug)]
 pub struct Fork {
+    /// The agent whose contact this is.
+    pub agent: String,
     pub tx: ClientTxId,
     pub invite_cseq: u32,
     pub dialog: Dialog,
 }
 
+/// The offer of a call to one agent's phones, or to several agents' at
+/// once (ring-all); once answered, the bridged agent leg.
 #[derive(Debug)]
 pub struct Agent {
+    /// The agent of the contact in `tx` / `dialog`: the winner once answered.
     pub name: String,
     /// The agent-side relay leg, opened for this offer and closed with it
     /// (`CallTable::take_agent`).
@@ -67,16 +73,65 @@ pub struct Agent {
     pub sdp_version: u64,
     pub reinvite: Option<ClientTxId>,
     pub queued_dir: Option<Direction>,
-    /// The agent's other contacts still ringing (empty once answered).
+    /// The other contacts still ringing (empty once answered).
     pub forks: Vec<Fork>,
-    /// The most telling failure among the contacts that gave up so far.
-    pub failure: Option<OfferResult>,
+    /// Per agent, the most telling failure among its contacts that gave up
+    /// so far.
+    pub failures: Vec<(String, OfferResult)>,
 }
 
 impl Agent {
     /// Whether `tx` is the INVITE of one of this offer's contacts.
     pub fn rings_on(&self, tx: ClientTxId) -> bool {
         !self.answered && (self.tx == tx || self.forks.iter().any(|f| f.tx == tx))
+    }
+
+    /// The agent whose contact `tx` is.
+    pub fn agent_of(&self, tx: ClientTxId) -> Option<&str> {
+        if self.tx == tx {
+            return Some(&self.name);
+        }
+        self.forks.iter().find(|f| f.tx == tx).map(|f| f.agent.as_str())
+    }
+
+    /// Whether a contact of `agent` still rings.
+    pub fn rings_for(&self, agent: &str) -> bool {
+        !self.answered && (self.name == agent || self.forks.iter().any(|f| f.agent == agent))
+    }
+
+    /// The agents with a contact still ringing, each once, in ring order.
+    pub fn ringing_agents(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        if self.answered {
+            return v;
+        }
+        for a in std::iter::once(&self.name).chain(self.forks.iter().map(|f| &f.agent)) {
+            if !v.contains(a) {
+                v.push(a.clone());
+            }
+        }
+        v
+    }
+
+    /// Keeps `result` as `agent`'s failure if it says more than the one
+    /// kept so far.
+    pub fn note_failure(&mut self, agent: &str, result: OfferResult) {
+        match self.failures.iter_mut().find(|(a, _)| a == agent) {
+            Some((_, kept)) => {
+                if failure_rank(&result) > failure_rank(kept) {
+                    *kept = result;
+                }
+            }
+            None => self.failures.push((agent.to_owned(), result)),
+        }
+    }
+
+    /// `agent`'s most telling failure (a transport failure if none was kept).
+    pub fn failure_of(&self, agent: &str) -> OfferResult {
+        self.failures
+            .iter()
+            .find(|(a, _)| a == agent)
+            .map_or(OfferResult::Failed { status: None }, |(_, r)| r.clone())
     }
 }
 
@@ -94,7 +149,7 @@ pub fn failure_rank(r: &OfferResult) -> u8 {
         OfferResult::Busy => 3,
         OfferResult::Declined => 2,
         OfferResult::Failed { .. } => 1,
-        OfferResult::MediaUnavailable => 0,
+        OfferResult::MediaUnavailable | OfferResult::Cancelled => 0,
     }
 }
 

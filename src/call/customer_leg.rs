@@ -282,7 +282,12 @@ impl CallTable {
                 ring_timeout_ms,
                 ..
             } => {
-                self.offer(ep, media, id, agent, targets, ring_timeout_ms, now, wall_ms);
+                self.offer(ep, media, id, vec![(agent, targets)], ring_timeout_ms, now, wall_ms);
+            }
+            Decision::RingAll {
+                agents, ring_timeout_ms, ..
+            } => {
+                self.offer(ep, media, id, agents, ring_timeout_ms, now, wall_ms);
             }
             Decision::TimedOut { .. } => {
                 if self.calls.get(&id).is_some_and(Call::bridged) {

@@ -385,16 +385,21 @@ impl CallTable {
                 }
                 Timer::Ring(id, seq) => {
                     let Some(call) = self.calls.get_mut(&id) else { continue };
-                    if !call.agent.as_ref().is_some_and(|a| a.seq == seq && !a.answered) {
+                    let Some(a) = call.agent.as_ref().filter(|a| a.seq == seq && !a.answered) else {
                         continue;
-                    }
-                    if let Some(name) = self.drop_agent(ep, media, id, now) {
-                        self.fact(CallFact::OfferResult {
-                            call: id,
-                            agent: name,
-                            result: OfferResult::NoAnswer,
-                            at_ms: wall_ms,
-                        });
+                    };
+                    // Every agent still ringing rang out (one, or several
+                    // for a ring-all offer).
+                    let names = a.ringing_agents();
+                    if self.drop_agent(ep, media, id, now).is_some() {
+                        for name in names {
+                            self.fact(CallFact::OfferResult {
+                                call: id,
+                                agent: name,
+                                result: OfferResult::NoAnswer,
+                                at_ms: wall_ms,
+                            });
+                        }
                     }
                 }
             }
@@ -477,6 +482,7 @@ impl CallTable {
             self.cancel_fork(ep, f, now);
         }
         let main = Fork {
+            agent: a.name,
             tx: a.tx,
             invite_cseq: a.invite_cseq,
             dialog: a.dialog,
@@ -600,6 +606,7 @@ impl CallTable {
                     self.cancel_fork(ep, f, now);
                 }
                 let main = Fork {
+                    agent: a.name,
                     tx: a.tx,
                     invite_cseq: a.invite_cseq,
                     dialog: a.dialog,

@@ -385,7 +385,7 @@ impl Router {
         let ringing_this = self
             .calls
             .get(&call)
-            .is_some_and(|c| matches!(&c.state, CallState::Ringing { agent: a } if *a == agent));
+            .is_some_and(|c| matches!(&c.state, CallState::Ringing { agents } if agents.contains(&agent)));
         if !ringing_this || !self.agents.contains_key(&agent) {
             self.ignored(call, "offer-result");
             return;
@@ -396,6 +396,14 @@ impl Router {
         let max_talk_ms = u64::from(q.max_talk_s) * 1000;
         let a = self.agents.get_mut(&agent).expect("checked above");
         a.ringing.remove(&call);
+        // The agents of a ring-all offer still ringing besides this one.
+        let others: Vec<String> = match &mut c.state {
+            CallState::Ringing { agents } => {
+                agents.retain(|x| *x != agent);
+                agents.clone()
+            }
+            _ => Vec::new(),
+        };
         if result == OfferResult::Answered {
             let answered_ms = at_ms.max(c.arrived_ms);
             self.tally.moved(&c.queue, c.priority, Some(Kind::Ringing), Some(Kind::Talking));
@@ -412,6 +420,14 @@ impl Router {
             a.no_answer = 0;
             let live = live_call(c);
             let snapshot = c.clone();
+            // The shard cancels the losers of a ring-all race as it bridges
+            // the winner (and says so first); should its word be missing,
+            // they are free anyway, since the call is taken.
+            for o in &others {
+                if let Some(oa) = self.agents.get_mut(o) {
+                    oa.ringing.remove(&call);
+                }
+            }
             self.emit_persist(StoreOp::CallLive(live));
             // Persists the agent too (counters, the reset no-answer count).
             self.report_answered(&snapshot, &agent, answered_ms, now_ms);
@@ -420,16 +436,24 @@ impl Router {
                 .push_back(RouterOutput::Event(RouterEvent::Answered { call, agent }));
             return;
         }
-        self.tally.moved(&c.queue, c.priority, Some(Kind::Ringing), Some(Kind::Waiting));
-        c.state = CallState::Waiting;
-        let expired = c.deadline_ms.is_some_and(|d| d <= now_ms);
-        if result == OfferResult::MediaUnavailable {
-            // The shard's relay is out of legs; the agent was never rung.
-            // Not the agent's fault, and every call of that shard would fail
-            // the same way: hold its calls back for a moment instead.
-            let until = now_ms.saturating_add(super::MEDIA_RETRY_MS);
-            self.media_short.insert(call.shard(), until);
-            self.hint_timer(Some(until));
+        // The call goes back to waiting only once no agent rings for it.
+        let back = others.is_empty();
+        if back {
+            self.tally.moved(&c.queue, c.priority, Some(Kind::Ringing), Some(Kind::Waiting));
+            c.state = CallState::Waiting;
+        }
+        let expired = back && c.deadline_ms.is_some_and(|d| d <= now_ms);
+        if matches!(result, OfferResult::MediaUnavailable | OfferResult::Cancelled) {
+            if result == OfferResult::MediaUnavailable {
+                // The shard's relay is out of legs; the agent was never rung.
+                // Not the agent's fault, and every call of that shard would
+                // fail the same way: hold its calls back for a moment instead.
+                let until = now_ms.saturating_add(super::MEDIA_RETRY_MS);
+                self.media_short.insert(call.shard(), until);
+                self.hint_timer(Some(until));
+            }
+            // A cancelled ring-all loser is simply free again: no miss, no
+            // rest, no queue log line.
             self.out
                 .push_back(RouterOutput::Event(RouterEvent::OfferFailed {
                     call,
@@ -542,9 +566,11 @@ impl Router {
         };
         match &c.state {
             CallState::Waiting => {}
-            CallState::Ringing { agent } => {
-                if let Some(a) = self.agents.get_mut(agent) {
-                    a.ringing.remove(&c.id);
+            CallState::Ringing { agents } => {
+                for agent in agents {
+                    if let Some(a) = self.agents.get_mut(agent) {
+                        a.ringing.remove(&c.id);
+                    }
                 }
             }
             CallState::Talking { agent, .. } => {
@@ -598,7 +624,7 @@ fn count_miss(m: &mut Misses, result: &OfferResult) {
         OfferResult::Busy => &mut m.busy,
         OfferResult::Declined | OfferResult::Failed { status: Some(_) } => &mut m.rejected,
         OfferResult::Failed { status: None } => &mut m.unreachable,
-        OfferResult::Answered | OfferResult::MediaUnavailable => return,
+        OfferResult::Answered | OfferResult::MediaUnavailable | OfferResult::Cancelled => return,
     };
     *counter += 1;
 }

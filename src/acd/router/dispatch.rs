@@ -42,7 +42,20 @@ impl Router {
             .collect();
         order.sort();
         for (_, id) in order {
-            if let Some(agent) = self.choose_agent(id, now_ms) {
+            let ring_all = self
+                .calls
+                .get(&id)
+                .and_then(|c| self.queues.get(&c.queue))
+                .is_some_and(|q| q.strategy == Strategy::RingAll);
+            if ring_all {
+                let agents = self.choose_all(id, now_ms);
+                if !agents.is_empty() {
+                    self.offer_all(id, agents, now_ms);
+                }
+                if !self.agents.values().any(Agent::free) {
+                    return;
+                }
+            } else if let Some(agent) = self.choose_agent(id, now_ms) {
                 self.offer(id, agent, now_ms);
                 if !self.agents.values().any(Agent::free) {
                     return;
@@ -64,9 +77,20 @@ impl Router {
     /// that just failed this call is skipped when anyone else can take it,
     /// and offered again only after the queue's `retry_s`.
     pub(super) fn choose_agent(&self, id: CallId, now_ms: u64) -> Option<String> {
-        let c = self.calls.get(&id)?;
-        let q = self.queues.get(&c.queue)?;
-        let members = self.members.get(&c.queue)?;
+        self.choose(id, now_ms, false).into_iter().next()
+    }
+
+    /// For a `ring-all` queue: every agent `choose_agent` would choose
+    /// among, rather than one of them (the lowest tier level present, the
+    /// same skipping of agents that failed the call).
+    pub(super) fn choose_all(&self, id: CallId, now_ms: u64) -> Vec<String> {
+        self.choose(id, now_ms, true)
+    }
+
+    fn choose(&self, id: CallId, now_ms: u64, all: bool) -> Vec<String> {
+        let Some(c) = self.calls.get(&id) else { return Vec::new() };
+        let Some(q) = self.queues.get(&c.queue) else { return Vec::new() };
+        let Some(members) = self.members.get(&c.queue) else { return Vec::new() };
         let waited = now_ms.saturating_sub(c.arrived_ms);
         // A call with its own requirement is held to it whatever the
         // strategy, and relaxes on the queue's steps like the queue's would.
@@ -93,20 +117,29 @@ impl Router {
             .and_then(|l| self.agents.position(l))
             .filter(|l| members.binary_search_by_key(l, |(p, _)| *p).is_ok());
         let last = c.last_agent.as_deref();
-        let pick_from = |skip_last: bool| {
+        let pick_from = |skip_last: bool| -> Vec<String> {
             let pool = || candidates().filter(move |(a, _)| !skip_last || Some(a.id.as_str()) != last);
             // Weighted-random weighs the levels against each other instead
             // of serving them in order.
             let lowest = match q.strategy {
                 Strategy::WeightedRandom => u32::MAX,
-                _ => pool().map(|(_, level)| level).min()?,
+                _ => match pool().map(|(_, level)| level).min() {
+                    Some(l) => l,
+                    None => return Vec::new(),
+                },
             };
-            strategy::pick(q, needed, pool().filter(move |(_, l)| *l <= lowest), rr, &self.rng)
+            let tier = pool().filter(move |(_, l)| *l <= lowest);
+            if all {
+                return tier.map(|(a, _)| a.id.clone()).collect();
+            }
+            strategy::pick(q, needed, tier, rr, &self.rng).map(|a| vec![a.id.clone()]).unwrap_or_default()
         };
         let retry_due = c.last_failed_ms.saturating_add(u64::from(q.retry_s) * 1000) <= now_ms;
-        pick_from(true)
-            .or_else(|| if last.is_some() && retry_due { pick_from(false) } else { None })
-            .map(|a| a.id.clone())
+        let chosen = pick_from(true);
+        if chosen.is_empty() && last.is_some() && retry_due {
+            return pick_from(false);
+        }
+        chosen
     }
 
     pub(super) fn offer(&mut self, id: CallId, agent: String, now_ms: u64) {
@@ -116,7 +149,7 @@ impl Router {
             .expect("dispatch offers known calls");
         self.tally.moved(&c.queue, c.priority, Some(Kind::of(&c.state)), Some(Kind::Ringing));
         c.state = CallState::Ringing {
-            agent: agent.clone(),
+            agents: vec![agent.clone()],
         };
         c.ring_started_ms = now_ms;
         let q = &self.queues[&c.queue];
@@ -145,6 +178,39 @@ impl Router {
             call: id,
             agent,
             targets,
+            ring_timeout_ms,
+        }));
+    }
+}
+
+impl Router {
+    /// Rings every agent in `agents` at once for call `id` (`ring-all`):
+    /// each agent holds the call as ringing, using one of its slots, until
+    /// the shard reports on it.
+    pub(super) fn offer_all(&mut self, id: CallId, agents: Vec<String>, now_ms: u64) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(q) = self.queues.get(&c.queue) else { return };
+        self.tally.moved(&c.queue, c.priority, Some(Kind::of(&c.state)), Some(Kind::Ringing));
+        c.state = CallState::Ringing { agents: agents.clone() };
+        c.ring_started_ms = now_ms;
+        let (queue, caller, sip_call_id) = (c.queue.clone(), c.caller.clone(), c.sip_call_id.clone());
+        let ring_timeout_ms = u64::from(q.ring_timeout_s) * 1000;
+        let mut targets = Vec::with_capacity(agents.len());
+        for agent in agents {
+            let Some(a) = self.agents.get_mut(&agent) else { continue };
+            a.ringing.insert(id);
+            targets.push((agent.clone(), a.contacts.clone()));
+            self.out.push_back(RouterOutput::Event(RouterEvent::Offered {
+                call: id,
+                agent,
+                queue: queue.clone(),
+                caller: caller.clone(),
+                sip_call_id: sip_call_id.clone(),
+            }));
+        }
+        self.out.push_back(RouterOutput::Decision(Decision::RingAll {
+            call: id,
+            agents: targets,
             ring_timeout_ms,
         }));
     }

@@ -47,7 +47,13 @@
 //! - Which agent: members of the tiers the call has reached (level L after
 //!   (L-1) × `tier_wait_s` of waiting), lowest level first, whose skills
 //!   meet the requirement in force (relaxed by `relax` steps as the call
-//!   waits), then the queue's strategy (`strategy.rs`). Which call: queue
+//!   waits), then the queue's strategy (`strategy.rs`). A `ring-all`
+//!   queue takes every such agent at once (`Decision::RingAll`): the call
+//!   rings them all until one answers (the others are freed without a
+//!   miss, `OfferResult::Cancelled`) or each has failed (misses counted
+//!   per agent as above; the call goes back once the last has). An agent
+//!   freed while a ring-all call rings is not added to it; it may take the
+//!   next waiting call. Which call: queue
 //!   `weight`, then effective priority (ageing per `ageing_s`), then
 //!   arrival.
 //! - Exits: at max wait a call moves to `max_wait_queue` (keeping its
@@ -101,6 +107,8 @@ mod proptests;
 mod reconfig_tests;
 #[cfg(test)]
 mod report_tests;
+#[cfg(test)]
+mod ring_all_tests;
 #[cfg(test)]
 mod tests;
 

@@ -29,16 +29,16 @@ enum Op {
     Advance(u64),
 }
 
-const QUEUES: [&str; 4] = ["a", "b", "c", "unknown"];
+const QUEUES: [&str; 5] = ["a", "b", "c", "d", "unknown"];
 const AGENTS: [&str; 3] = ["x", "y", "z"];
 
 fn op() -> impl Strategy<Value = Op> {
     let n = 0u64..12;
     prop_oneof![
-        4 => (n.clone(), 0usize..4, -1i32..4).prop_map(|(n, q, bonus)| Op::Arrive { n, q, bonus }),
+        4 => (n.clone(), 0usize..5, -1i32..4).prop_map(|(n, q, bonus)| Op::Arrive { n, q, bonus }),
         1 => n.clone().prop_map(Op::Abandon),
         3 => n.clone().prop_map(Op::Answer),
-        2 => (n.clone(), 0u8..4).prop_map(|(n, k)| Op::Refuse(n, k)),
+        2 => (n.clone(), 0u8..6).prop_map(|(n, k)| Op::Refuse(n, k)),
         1 => (n.clone(), 0usize..3).prop_map(|(n, a)| Op::WrongAgent(n, a)),
         2 => (n.clone(), 0u8..3).prop_map(|(n, k)| Op::End(n, k)),
         1 => n.prop_map(Op::Fail),
@@ -54,19 +54,20 @@ fn harness() -> H {
     let qs = [
         queue("name = \"a\"\nmax_waiting = 3\noverflow = \"b\"\nmax_wait_s = 60\nmax_no_answer = 2\nmax_wait_queue = \"c\"\nbusy_delay_s = 3\nauto_unpause_s = 30"),
         queue("name = \"b\"\nmax_waiting = 2\noverflow = \"a\"\nno_agents = \"reject\"\nstrategy = \"round-robin\"\nfull_status = 503"),
+        queue("name = \"d\"\nstrategy = \"ring-all\"\nmax_waiting = 4\nmax_wait_s = 90\nwrap_up_s = 0\ntier_wait_s = 10\nretry_s = 0"),
         queue("name = \"c\"\nstrategy = \"skills\"\nskills = [\"fr>=80\"]\nrelax = [{ after_s = 20, skills = [\"fr\"] }]\nwrap_up_s = 0\npriority = 1\nweight = 5\ntier_wait_s = 15"),
     ];
     let agents = [
-        agent("x", &["a"], "tiers = { b = 2 }"),
-        agent("y", &["b", "c"], "max_calls = 2\n[skills]\nfr = 40"),
-        agent("z", &["a"], "tiers = { c = 2 }\n[skills]\nfr = 90"),
+        agent("x", &["a", "d"], "tiers = { b = 2 }"),
+        agent("y", &["b", "c", "d"], "max_calls = 2\n[skills]\nfr = 40"),
+        agent("z", &["a"], "tiers = { c = 2, d = 2 }\n[skills]\nfr = 90"),
     ];
     H::new(&qs, &agents)
 }
 
 fn ringing_agent(h: &H, n: u64) -> Option<String> {
     match h.r.calls.get(&cid(n)).map(|c| &c.state) {
-        Some(CallState::Ringing { agent }) => Some(agent.clone()),
+        Some(CallState::Ringing { agents }) => agents.first().cloned(),
         _ => None,
     }
 }
@@ -94,7 +95,9 @@ fn apply(h: &mut H, op: &Op, arrived: &mut BTreeMap<CallId, ()>) {
                 0 => OfferResult::NoAnswer,
                 1 => OfferResult::Busy,
                 2 => OfferResult::Declined,
-                _ => OfferResult::Failed { status: None },
+                3 => OfferResult::Failed { status: None },
+                4 => OfferResult::Cancelled,
+                _ => OfferResult::MediaUnavailable,
             };
             h.result(n, &a, r);
         }

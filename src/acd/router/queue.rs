@@ -24,7 +24,9 @@ const LEVEL_UNITS: i128 = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CallState {
     Waiting,
-    Ringing { agent: String },
+    /// Offered to `agents` (one, or every agent a `ring-all` offer rang
+    /// that has not answered or failed yet; never empty).
+    Ringing { agents: Vec<String> },
     Talking { agent: String, answered_ms: u64 },
 }
 

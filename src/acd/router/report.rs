@@ -124,8 +124,8 @@ impl Router {
     }
 
     pub(super) fn report_offer_failed(&mut self, c: &Call, agent: &str, result: &OfferResult, now_ms: u64) {
-        if matches!(result, OfferResult::MediaUnavailable | OfferResult::Answered) {
-            return; // the agent was never rung
+        if matches!(result, OfferResult::MediaUnavailable | OfferResult::Answered | OfferResult::Cancelled) {
+            return; // the agent was never rung, or lost a ring-all race
         }
         let ring_ms = now_ms.saturating_sub(c.ring_started_ms);
         let e = QueueLogEntry::new(now_ms, &c.sip_call_id, &c.queue, Some(agent), QueueEvent::RingNoAnswer)

@@ -127,7 +127,7 @@ impl Router {
             .map(|c| {
                 let (state, agent, answered_ms) = match &c.state {
                     CallState::Waiting => ("waiting", None, None),
-                    CallState::Ringing { agent } => ("ringing", Some(agent.clone()), None),
+                    CallState::Ringing { agents } => ("ringing", agents.first().cloned(), None),
                     CallState::Talking { agent, answered_ms } => ("talking", Some(agent.clone()), Some(*answered_ms)),
                 };
                 let snap = CallSnapshot {

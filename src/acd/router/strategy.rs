@@ -16,6 +16,8 @@
 //! - `random`: uniform among the candidates.
 //! - `weighted-random`: random with weight 1/level (the agent's tier level
 //!   for the queue): a level-1 agent is twice as likely as a level-2 one.
+//! - `ring-all`: every candidate of the lowest tier level present rings
+//!   at once (`Router::choose_all`); the first to answer takes the call.
 //! - `skills`: only agents with every skill in force at its minimum
 //!   (filtered by the caller); highest proficiency sum, then longest idle.
 
@@ -78,7 +80,9 @@ pub(super) fn pick<'a>(
             first
         }
         Strategy::Linear => candidates.next().map(|(a, _)| a),
-        Strategy::LongestIdle | Strategy::Priority => candidates.map(|(a, _)| a).min_by_key(|a| idle(a)),
+        // Ring-all rings every candidate (`Router::choose_all`); asked for
+        // one, it would give the longest idle.
+        Strategy::LongestIdle | Strategy::Priority | Strategy::RingAll => candidates.map(|(a, _)| a).min_by_key(|a| idle(a)),
         Strategy::FewestCalls => candidates.map(|(a, _)| a).min_by_key(|a| (a.answered, idle(a))),
         Strategy::LeastTalkTime => candidates.map(|(a, _)| a).min_by_key(|a| (a.talk_ms, idle(a))),
         // Reservoir sampling: the i-th candidate replaces the pick with

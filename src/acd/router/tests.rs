@@ -176,11 +176,12 @@ impl Router {
         for a in self.agents.values() {
             for id in &a.ringing {
                 let c = self.calls.get(id).expect("ringing agent has a call");
-                assert_eq!(
-                    c.state,
-                    CallState::Ringing {
-                        agent: a.id.clone()
-                    }
+                assert!(
+                    matches!(&c.state, CallState::Ringing { agents } if agents.contains(&a.id)),
+                    "{:?} rings {} but is {:?}",
+                    id,
+                    a.id,
+                    c.state
                 );
             }
             for id in &a.busy {
@@ -201,7 +202,16 @@ impl Router {
                         .values()
                         .all(|a| !a.ringing.contains(&c.id) && !a.busy.contains(&c.id)))
                 }
-                CallState::Ringing { agent } => assert!(self.agents[agent].ringing.contains(&c.id)),
+                CallState::Ringing { agents } => {
+                    assert!(!agents.is_empty(), "{:?} rings nobody", c.id);
+                    let mut distinct = agents.clone();
+                    distinct.sort();
+                    distinct.dedup();
+                    assert_eq!(distinct.len(), agents.len(), "{:?} rings an agent twice", c.id);
+                    for agent in agents {
+                        assert!(self.agents[agent].ringing.contains(&c.id));
+                    }
+                }
                 CallState::Talking { agent, .. } => {
                     assert!(self.agents[agent].busy.contains(&c.id))
                 }
