@@ -1974,3 +1974,215 @@ fn priority_and_skills_headers_count_only_from_trusted_sources() {
     assert_eq!(arrived(&mut h), (0, Vec::new()));
     assert_eq!(h.calls.untrusted_priority(), 1);
 }
+
+const AGENT3: &str = "203.0.113.7:5070";
+
+fn offer_fact(call: CallId, agent: &str, result: OfferResult, at_ms: u64) -> CallFact {
+    CallFact::OfferResult { call, agent: agent.into(), result, at_ms }
+}
+
+impl H {
+    /// Ring-all of `call` to agent 1001 (on AGENT) and 1002 (on AGENT2, and
+    /// on AGENT3 if `two_phones`): returns the INVITEs in that order.
+    fn ring_all(&mut self, call: CallId, two_phones: bool) -> Vec<String> {
+        let mut second = vec![(format!("sip:1002@{AGENT2}"), addr(AGENT2))];
+        if two_phones {
+            second.push((format!("sip:1002@{AGENT3}"), addr(AGENT3)));
+        }
+        self.decide(Decision::RingAll {
+            call,
+            agents: vec![
+                ("1001".into(), vec![(format!("sip:1001@{AGENT}"), addr(AGENT))]),
+                ("1002".into(), second),
+            ],
+            ring_timeout_ms: 15_000,
+        });
+        let mut invs = vec![self.one_sent(AGENT, "INVITE "), self.one_sent(AGENT2, "INVITE ")];
+        if two_phones {
+            invs.push(self.one_sent(AGENT3, "INVITE "));
+        }
+        assert!(invs.iter().all(|i| body(i) == body(&invs[0])), "one relay leg for all");
+        assert!(hdr(&invs[0], "to").unwrap().contains("sip:1001@"));
+        assert!(hdr(&invs[1], "to").unwrap().contains("sip:1002@"));
+        assert_eq!(self.media.open.len(), 2, "one relay leg for the customer, one for the agents");
+        self.take_sent();
+        for (i, (inv, to)) in invs.iter().zip([AGENT, AGENT2, AGENT3]).enumerate() {
+            self.recv(to, &reply(inv, 180, Some(&format!("r{i}")), None));
+        }
+        assert!(self.take_facts().is_empty());
+        invs
+    }
+}
+
+#[test]
+fn ring_all_first_answer_wins_the_other_agent_is_cancelled_and_told_first() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    let invs = h.ring_all(call, false);
+    h.recv(AGENT2, &reply(&invs[1], 200, Some("r1"), Some(&sdp_body(50002, "0 101", "sendrecv"))));
+    h.one_sent(AGENT2, "ACK ");
+    let cancel = h.one_sent(AGENT, "CANCEL ");
+    assert_eq!(hdr(&cancel, "call-id"), hdr(&invs[0], "call-id"));
+    assert_eq!(h.media.bridged.len(), 1);
+    assert_eq!(
+        h.take_facts(),
+        vec![
+            offer_fact(call, "1001", OfferResult::Cancelled, h.wall),
+            offer_fact(call, "1002", OfferResult::Answered, h.wall),
+        ]
+    );
+    h.take_sent();
+    h.recv(AGENT, &reply(&cancel, 200, None, None));
+    h.recv(AGENT, &reply(&invs[0], 487, Some("r0"), None));
+    assert!(h.take_facts().is_empty());
+    h.customer_in_dialog("BYE", &to, 2, None);
+    let bye = h.one_sent(AGENT2, "BYE ");
+    assert!(hdr(&bye, "to").unwrap().contains("tag=r1"));
+    assert!(h.sent_to(AGENT, "BYE ").is_empty());
+    answer_byes(&mut h, AGENT2);
+    h.assert_clean();
+}
+
+#[test]
+fn ring_all_two_answers_at_once_one_bridge_the_late_200_is_acked_and_byed() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    let invs = h.ring_all(call, false);
+    h.recv(AGENT, &reply(&invs[0], 200, Some("r0"), Some(&sdp_body(50000, "0 101", "sendrecv"))));
+    let cancel = h.one_sent(AGENT2, "CANCEL ");
+    h.take_sent();
+    h.recv(AGENT2, &reply(&cancel, 481, None, None));
+    h.recv(AGENT2, &reply(&invs[1], 200, Some("r1"), Some(&sdp_body(50002, "0 101", "sendrecv"))));
+    h.one_sent(AGENT2, "ACK ");
+    let bye = h.one_sent(AGENT2, "BYE ");
+    assert!(hdr(&bye, "to").unwrap().contains("tag=r1"));
+    assert_eq!(h.media.bridged.len(), 1, "exactly one bridge");
+    assert_eq!(
+        h.take_facts(),
+        vec![
+            offer_fact(call, "1002", OfferResult::Cancelled, h.wall),
+            offer_fact(call, "1001", OfferResult::Answered, h.wall),
+        ]
+    );
+    answer_byes(&mut h, AGENT2);
+    h.take_sent();
+    h.customer_in_dialog("BYE", &to, 2, None);
+    answer_byes(&mut h, AGENT);
+    h.assert_clean();
+}
+
+#[test]
+fn ring_all_an_agent_that_rejects_is_told_at_once_while_the_other_rings_on() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    let to = h.queued_immediate(call);
+    let invs = h.ring_all(call, true);
+    // One of 1002's two phones refuses: 1002 still rings on the other.
+    h.recv(AGENT3, &reply(&invs[2], 603, Some("r2"), None));
+    assert!(h.take_facts().is_empty());
+    h.recv(AGENT, &reply(&invs[0], 486, Some("r0"), None));
+    assert_eq!(h.take_facts(), vec![offer_fact(call, "1001", OfferResult::Busy, h.wall)]);
+    assert_eq!(h.calls.counts().ringing, 1);
+    assert!(h.sent_to(AGENT2, "CANCEL ").is_empty());
+    h.recv(AGENT2, &reply(&invs[1], 200, Some("r1"), Some(&sdp_body(50002, "0 101", "sendrecv"))));
+    assert_eq!(h.take_facts(), vec![offer_fact(call, "1002", OfferResult::Answered, h.wall)]);
+    assert_eq!(h.media.bridged.len(), 1);
+    h.take_sent();
+    h.customer_in_dialog("BYE", &to, 2, None);
+    answer_byes(&mut h, AGENT2);
+    h.assert_clean();
+}
+
+#[test]
+fn ring_all_every_agent_fails_each_with_its_own_result() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let invs = h.ring_all(call, true);
+    h.recv(AGENT2, &reply(&invs[1], 486, Some("r1"), None));
+    h.recv(AGENT, &reply(&invs[0], 480, Some("r0"), None));
+    assert_eq!(
+        h.take_facts(),
+        vec![offer_fact(call, "1001", OfferResult::Failed { status: Some(480) }, h.wall)]
+    );
+    assert_eq!(h.media.open.len(), 2, "1002's other phone still rings");
+    h.recv(AGENT3, &reply(&invs[2], 603, Some("r2"), None));
+    assert_eq!(h.take_facts(), vec![offer_fact(call, "1002", OfferResult::Busy, h.wall)], "the most telling of 1002's");
+    assert_eq!(h.calls.counts().waiting, 1);
+    assert_eq!(h.media.open.len(), 1, "the agents' relay leg is closed");
+    h.decide(Decision::TimedOut { call });
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}
+
+#[test]
+fn ring_all_rings_out_as_no_answer_for_every_agent() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let invs = h.ring_all(call, false);
+    h.advance(Duration::from_millis(15_000));
+    let c1 = h.one_sent(AGENT, "CANCEL ");
+    let c2 = h.one_sent(AGENT2, "CANCEL ");
+    assert_eq!(
+        h.take_facts(),
+        vec![
+            offer_fact(call, "1001", OfferResult::NoAnswer, h.wall),
+            offer_fact(call, "1002", OfferResult::NoAnswer, h.wall),
+        ]
+    );
+    h.take_sent();
+    h.recv(AGENT, &reply(&c1, 200, None, None));
+    h.recv(AGENT, &reply(&invs[0], 487, Some("r0"), None));
+    h.recv(AGENT2, &reply(&c2, 200, None, None));
+    h.recv(AGENT2, &reply(&invs[1], 487, Some("r1"), None));
+    assert!(h.take_facts().is_empty());
+    h.decide(Decision::TimedOut { call });
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}
+
+#[test]
+fn ring_all_without_a_relay_leg_answers_for_every_agent() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    h.media.exhausted = true;
+    h.decide(Decision::RingAll {
+        call,
+        agents: vec![
+            ("1001".into(), vec![(format!("sip:1001@{AGENT}"), addr(AGENT))]),
+            ("1002".into(), Vec::new()),
+        ],
+        ring_timeout_ms: 15_000,
+    });
+    assert!(h.sent.is_empty());
+    assert_eq!(
+        h.take_facts(),
+        vec![
+            offer_fact(call, "1001", OfferResult::MediaUnavailable, h.wall),
+            offer_fact(call, "1002", OfferResult::MediaUnavailable, h.wall),
+        ]
+    );
+    // With ports, an agent without a phone is answered for at once and
+    // the other rings.
+    h.media.exhausted = false;
+    h.decide(Decision::RingAll {
+        call,
+        agents: vec![
+            ("1001".into(), vec![(format!("sip:1001@{AGENT}"), addr(AGENT))]),
+            ("1002".into(), Vec::new()),
+        ],
+        ring_timeout_ms: 15_000,
+    });
+    assert_eq!(h.take_facts(), vec![offer_fact(call, "1002", OfferResult::Failed { status: None }, h.wall)]);
+    let inv = h.one_sent(AGENT, "INVITE ");
+    h.take_sent();
+    h.recv(AGENT, &reply(&inv, 486, Some("r0"), None));
+    assert_eq!(h.take_facts(), vec![offer_fact(call, "1001", OfferResult::Busy, h.wall)]);
+    h.decide(Decision::TimedOut { call });
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}
