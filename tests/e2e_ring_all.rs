@@ -84,6 +84,9 @@ fn two_agents_answer_at_once_exactly_one_is_bridged_the_other_is_cancelled() {
         "the loser gets CANCEL, or ACK + BYE for a 200 that crossed it\n{ctx}"
     );
     assert_eq!(lost.count("BYE"), lost.count("ACK"), "a late 200 is ACKed and BYEd at once\n{ctx}");
+    for u in uas {
+        assert!(u.errors().trim().is_empty(), "{}'s phone saw nothing unexpected\n{ctx}", u.name);
+    }
     assert!(cdrs[0]["wait_s"].as_u64().unwrap_or(99) < 10, "answered at once\n{ctx}");
     for (name, m) in &missed {
         assert!(no_miss(m), "{name} missed nothing: {m}\n{ctx}");
