@@ -6,11 +6,12 @@
 //!
 //! - Poisson arrivals (thinning) with a morning peak: the rate rises from a
 //!   base to about three times it and falls back; exponential talk times;
-//! - three queues with different strategies: `sales` (longest-idle, max
+//! - four queues with different strategies: `sales` (longest-idle, max
 //!   wait → overflow into `support` keeping the arrival time, tier
 //!   escalation), `support` (skills with relaxation, max wait → timed out),
 //!   `billing` (round-robin, small `max_waiting` → rejected full, join-empty
-//!   and leave-when-empty when all its members are paused or offline);
+//!   and leave-when-empty when all its members are paused or offline),
+//!   `vip` (ring-all over eight support agents, max wait → timed out);
 //! - 40 agents with mixed skills and proficiencies, tiers (`tiers =
 //!   {sales = 2}`), some with two registered phones (one REGISTER, two
 //!   contacts: whether only the first rings or all do, the checks hold),
@@ -33,6 +34,9 @@
 //!   and the agent gets no offer before its no-answer / busy rest;
 //! - every exit is reached: answered, abandoned, timed out, overflowed,
 //!   leave-empty, join-empty, rejected full;
+//! - ring-all races happen (offers to several agents at once) and are lost
+//!   (`Cancelled`); a lost race is no failed offer: the checks above
+//!   treat it as none (no rest, no retry wait);
 //! - fairness (bounds derived where they are asserted);
 //! - one CDR per call; the queue log recounted per queue and event equals
 //!   the router's `today` and `total` counters, and the CDRs per queue and
@@ -83,9 +87,11 @@ const SEC: u64 = 1_000 * MS;
 const SALES: &str = "sales";
 const SUPPORT: &str = "support";
 const BILLING: &str = "billing";
-const QUEUES: [&str; 3] = [SALES, SUPPORT, BILLING];
+/// Ring-all: every free member rings at once.
+const VIP: &str = "vip";
+const QUEUES: [&str; 4] = [SALES, SUPPORT, BILLING, VIP];
 /// Share of the callers dialling each queue.
-const QUEUE_MIX: [f64; 3] = [0.45, 0.35, 0.20];
+const QUEUE_MIX: [f64; 4] = [0.40, 0.35, 0.20, 0.05];
 
 fn engine_addr() -> SocketAddr {
     "192.0.2.1:5060".parse().unwrap()
@@ -492,6 +498,9 @@ struct Checks {
     command: Option<CommandResult>,
     commands: u64,
     offers_checked: u64,
+    /// Ring-all offers to more than one agent, and agents that lost one.
+    ring_all_wide: u64,
+    ring_all_lost: u64,
 }
 
 struct Sim {
@@ -609,6 +618,7 @@ const NO_ANSWER_DELAY_S: u32 = 4;
 const SALES_MAX_WAIT_S: u32 = 30;
 const SUPPORT_MAX_WAIT_S: u32 = 75;
 const BILLING_MAX_WAIT_S: u32 = 60;
+const VIP_MAX_WAIT_S: u32 = 60;
 /// Billing lets this many callers wait at once; the next get 503.
 const BILLING_MAX_WAITING: u32 = 4;
 
@@ -635,7 +645,9 @@ fn queue_configs(sc: &Scenario) -> Vec<QueueConfig> {
     billing.tier_wait_s = 20;
     billing.join_empty = vec![EmptyWhen::Offline, EmptyWhen::Paused];
     billing.leave_when_empty = vec![EmptyWhen::Offline, EmptyWhen::Paused];
-    vec![sales, support, billing]
+    let mut vip = base_queue(sc, VIP, Strategy::RingAll);
+    vip.max_wait_s = VIP_MAX_WAIT_S;
+    vec![sales, support, billing, vip]
 }
 
 /// What an agent of the day's roster is, besides its config.
@@ -677,8 +689,10 @@ fn roster(n: u32) -> (Vec<AgentConfig>, Vec<Role>) {
                 }
                 if i < 16 {
                     tiers.insert(SALES.to_owned(), 2);
+                    (vec![SUPPORT.to_owned()], 1)
+                } else {
+                    (vec![SUPPORT.to_owned(), VIP.to_owned()], 1)
                 }
-                (vec![SUPPORT.to_owned()], 1)
             }
             24..=31 => {
                 role.billing_cohort = true;
@@ -976,8 +990,10 @@ impl Sim {
             SALES
         } else if x < QUEUE_MIX[0] + QUEUE_MIX[1] {
             SUPPORT
-        } else {
+        } else if x < QUEUE_MIX[0] + QUEUE_MIX[1] + QUEUE_MIX[2] {
             BILLING
+        } else {
+            VIP
         };
         let c = Cust {
             queue,
@@ -1253,7 +1269,10 @@ impl Sim {
                 if let Some((s, why)) = rest {
                     self.chk.rest.insert(agent.clone(), (now + u64::from(s) * 1000, why));
                 }
-                if !matches!(result, OfferResult::MediaUnavailable | OfferResult::Answered) {
+                if *result == OfferResult::Cancelled {
+                    self.chk.ring_all_lost += 1;
+                }
+                if !matches!(result, OfferResult::MediaUnavailable | OfferResult::Answered | OfferResult::Cancelled) {
                     self.chk.failed.insert((*call, agent.clone()), now);
                 }
             }
@@ -1986,6 +2005,9 @@ impl Sim {
                     }
                 }
                 Ev::FromRouting(_, s, FromRouting::Decision(d)) => {
+                    if matches!(&d, Decision::RingAll { agents, .. } if agents.len() > 1) {
+                        self.chk.ring_all_wide += 1;
+                    }
                     if !self.shards[usize::from(s)].calls().contains(d.call()) {
                         // The caller hung up before this decision arrived.
                         self.bump(match d {
@@ -2055,6 +2077,8 @@ struct Outcome {
     /// How often each exit was taken.
     exits: BTreeMap<&'static str, u64>,
     agent_legs_refused: u64,
+    /// Ring-all offers to several agents at once, and races lost.
+    ring_all: (u64, u64),
 }
 
 fn fnv(h: &mut u64, s: &str) {
@@ -2299,7 +2323,10 @@ impl Sim {
             answered_per_agent.iter().max().unwrap_or(&0),
         );
         let agent_legs_refused = self.shards.iter().map(|sh| sh.media().agent_refused).sum::<u64>() + self.lost_relays.1;
-        let summary = format!("{summary} exits={:?} qlog={:?} offers_checked={}", day.exits, day.qlog, self.chk.offers_checked);
+        let summary = format!(
+            "{summary} exits={:?} qlog={:?} offers_checked={} ring_all(wide,lost)=({},{})",
+            day.exits, day.qlog, self.chk.offers_checked, self.chk.ring_all_wide, self.chk.ring_all_lost
+        );
         let pick = |f: fn(&Role) -> bool| -> Vec<u64> {
             snap.agents.iter().zip(&self.roles).filter(|(_, r)| f(r)).map(|(a, _)| a.answered).collect()
         };
@@ -2308,6 +2335,7 @@ impl Sim {
             summary,
             digest,
             agent_legs_refused,
+            ring_all: (self.chk.ring_all_wide, self.chk.ring_all_lost),
             sales_cohort: pick(|r| r.sales_cohort),
             billing_cohort: pick(|r| r.billing_cohort),
             exits: day.exits,
@@ -2324,6 +2352,7 @@ fn max_wait_s(queue: &str) -> u64 {
     u64::from(match queue {
         SALES => SALES_MAX_WAIT_S,
         SUPPORT => SUPPORT_MAX_WAIT_S,
+        VIP => VIP_MAX_WAIT_S,
         _ => BILLING_MAX_WAIT_S,
     })
 }
@@ -2519,6 +2548,7 @@ fn day_of_traffic() {
     let sc = Scenario::day(0, "day");
     for o in run_scenario(sc, &[(1, 3_000)]) {
         assert_eq!(o.agent_legs_refused, 0, "{}", o.summary);
+        assert!(o.ring_all.0 > 0 && o.ring_all.1 > 0, "no ring-all race rung and lost: {:?}\n{}", o.ring_all, o.summary);
         for e in EXITS {
             assert!(o.exits.get(e).copied().unwrap_or(0) > 0, "exit {e} never taken: {:?}\n{}", o.exits, o.summary);
         }
