@@ -1,5 +1,5 @@
-//! The agent leg: the INVITE for an `Offer` (with a relay leg opened for
-//! it), its responses (bridge on 2xx, `OfferResult` otherwise, closing the
+//! The agent leg: the INVITEs for an `Offer` or a `RingAll` (with one relay
+//! leg opened for it), their responses (bridge on 2xx, `OfferResult` otherwise, closing the
 //! relay leg), our ACKs of 2xx (§13.2.2.4), re-INVITE responses, and late
 //! answers to INVITEs we gave up on.
 

@@ -43,6 +43,12 @@
 //!   and the call stays queued; the router does not hold it against the
 //!   agent. Every relay leg is closed exactly once, through
 //!   `CallTable::close_leg`.
+//! - A `RingAll` decision is one offer over several agents' phones on one
+//!   agent-side relay leg; each fork knows its agent. The first 2xx wins;
+//!   the other agents are told `Cancelled` (before the winner's
+//!   `Answered`) and their phones CANCELled; an agent whose phones have
+//!   all failed is reported at once while the others ring on; at the ring
+//!   timeout every agent still ringing gets `NoAnswer`.
 //! - The 2xx retransmission of our answers (§13.3.1.4) lives in the
 //!   endpoint's server transaction (RFC 6026 Accepted); we get `Ack` or
 //!   `AckTimeout`. We ACK the agent's 2xx ourselves (§13.2.2.4) and re-send
