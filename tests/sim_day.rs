@@ -666,7 +666,7 @@ struct Role {
 }
 
 /// 40 agents: 0–9 sales (0–5 the cohort), 10–23 support with mixed
-/// English (and some French) proficiency, 10–15 also sales at level 2,
+/// English (and some French) proficiency, 10–15 also sales at level 2, 16–23 also vip (ring-all),
 /// 24–31 billing, 32–39 support and billing at level 2 (36–39 take two
 /// calls at once). Every third agent has two phones.
 fn roster(n: u32) -> (Vec<AgentConfig>, Vec<Role>) {
@@ -2542,7 +2542,7 @@ fn run_scenario(base: Scenario, runs: &[(u64, u32)]) -> Vec<Outcome> {
 const EXITS: [&str; 8] = ["answered", "abandoned", "timed-out", "overflowed", "leave-empty", "join-empty", "full", "rejected"];
 
 /// The day: ~3,000 calls over 2 virtual hours with a morning peak, 40
-/// agents, 3 queues, breaks, a billing meeting, outages, 5 % loss.
+/// agents, 4 queues (one ring-all), breaks, a billing meeting, outages, 5 % loss.
 #[test]
 fn day_of_traffic() {
     let sc = Scenario::day(0, "day");
