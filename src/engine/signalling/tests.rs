@@ -58,6 +58,7 @@ fn shard(id: u16, shards: u16, rate: u32, exempt_loopback: bool) -> Signalling<M
         codecs: default_codecs(),
         media_timeout: None,
         trusted_sources: Vec::new(),
+        feature_tone: None,
     };
     let sc = SignallingConfig {
         rate_limit_per_ip: rate,
