@@ -616,9 +616,11 @@ impl Routing {
 
     fn refresh_contacts(&mut self, agent: &str, now: u64) {
         let mut live = self.registrar.live_bindings(agent, now);
+        let registered = !live.is_empty();
         live.retain(|b| !self.liveness.is_unreachable(&b.agent, &b.contact_uri));
+        let unreachable = registered && live.is_empty();
         let contacts = contacts_of(&live);
-        if let Err(e) = self.router.agent_contacts(agent, contacts, now) {
+        if let Err(e) = self.router.agent_reach(agent, contacts, unreachable, now) {
             tracing::warn!(%agent, error = %e, "router refused contacts");
         }
     }
@@ -656,6 +658,7 @@ impl Routing {
                     "received": b.received.map(|r| r.to_string()),
                     "expires_at_ms": b.expires_at_ms,
                     "user_agent": b.user_agent,
+                    "reachable": !self.liveness.is_unreachable(&b.agent, &b.contact_uri),
                 })
             })
             .collect()

@@ -130,6 +130,9 @@ pub fn router_event(e: &RouterEvent, now_ms: u64) -> Option<(&'static str, Value
         RouterEvent::AgentLoggedIn { agent } => ("agent-status", json!({ "agent": agent, "status": "logged-in" })),
         RouterEvent::AgentOnline { agent } => ("agent-status", json!({ "agent": agent, "status": "online" })),
         RouterEvent::AgentOffline { agent } => ("agent-status", json!({ "agent": agent, "status": "offline" })),
+        RouterEvent::AgentReachability { agent, reachable, status } => {
+            ("agent-status", json!({ "agent": agent, "status": status, "reachable": reachable }))
+        }
         RouterEvent::WrapUpEnded { agent } => ("agent-status", json!({ "agent": agent, "status": "wrap-up-ended" })),
         RouterEvent::CallFinished { call, disposition } => {
             let kind = match disposition {
