@@ -778,3 +778,7 @@ fn log_event(e: &RouterEvent) {
 #[cfg(test)]
 #[path = "routing_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "routing_feature_tests.rs"]
+mod feature_tests;
