@@ -91,6 +91,11 @@ fn an_agent_pauses_and_unpauses_from_the_phone_and_calls_wait_meanwhile() {
     });
     assert!(phone.count("INVITE") >= 1, "alice never got the call after *56\n{}", phone.describe());
 
+    let logged = poll(Duration::from_secs(5), || {
+        let (_, body) = e.http_get("/v1/queue-log");
+        (body.contains("|alice|PAUSE|lunch") && body.contains("|alice|UNPAUSE|lunch")).then_some(())
+    });
+    assert!(logged.is_some(), "queue log: {}", e.http_get("/v1/queue-log").1);
     for (action, result) in [("pause", "done"), ("unpause", "done"), ("unknown", "forbidden")] {
         let (v, m) = e.wait_metric("cc_feature_codes_total", &[("action", action), ("result", result)], 1.0);
         assert_eq!(v, Some(1.0), "{action} {result}: {}", m.0);

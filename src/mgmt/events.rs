@@ -213,4 +213,15 @@ mod tests {
         assert_eq!(data["caller"], "sip:+15551234@carrier");
         assert_eq!(data["sip_call_id"], "abc@carrier");
     }
+
+    #[test]
+    fn reachability_flips_are_agent_status_events_both_ways() {
+        use crate::acd::router::AgentStatus;
+        let down = RouterEvent::AgentReachability { agent: "alice".into(), reachable: false, status: AgentStatus::Unreachable };
+        let (kind, data) = router_event(&down, 5).expect("watched");
+        assert_eq!((kind, &data["status"], &data["reachable"]), ("agent-status", &json!("unreachable"), &json!(false)));
+        let up = RouterEvent::AgentReachability { agent: "alice".into(), reachable: true, status: AgentStatus::Paused };
+        let (_, data) = router_event(&up, 6).expect("watched");
+        assert_eq!((&data["status"], &data["reachable"]), (&json!("paused"), &json!(true)));
+    }
 }
