@@ -279,7 +279,12 @@ impl<M: MediaControl> Signalling<M> {
                     self.effects.push_back(Effect::Forward(shard, Forwarded::Datagram { data, src }))
                 }
                 Output::Request { tx, request, src } => self.on_request(tx, request, src, now),
-                Output::Cancelled { tx } => self.ep.respond(tx, ResponseSpec::new(487), now),
+                Output::Cancelled { tx } => {
+                    // A feature code cancelled while routing decides: its
+                    // verdict, when it comes, has no call left to answer.
+                    self.awaiting_feature.retain(|_, (t, _, _)| *t != tx);
+                    self.ep.respond(tx, ResponseSpec::new(487), now)
+                }
                 Output::Response { tx, response } if response.status().is_some_and(|s| s >= 200) => {
                     if let Some(probe) = self.probes.remove(&tx) {
                         self.effects.push_back(Effect::Route(ToRouting::ProbeResult { probe, ok: true }));
@@ -345,12 +350,13 @@ impl<M: MediaControl> Signalling<M> {
                 Some(stx) => self.ep.respond(stx, register::to_response(&reply, wall_ms), now),
                 None => self.routing_lost += 1,
             },
+            // No entry: the phone cancelled meanwhile (the change stands).
             FromRouting::FeatureReply { tx, reply } => match self.awaiting_feature.remove(&tx) {
                 Some((stx, req, src)) if reply.status() == 200 => {
                     self.calls.answer_feature(&mut self.ep, &mut self.media, stx, &req, src, now)
                 }
                 Some((stx, _, _)) => self.ep.respond(stx, feature::to_response(&reply), now),
-                None => self.routing_lost += 1,
+                None => tracing::debug!(tx, "feature code verdict for a cancelled INVITE"),
             },
             FromRouting::Decision(d) => self.calls.on_decision(&mut self.ep, &mut self.media, d, now, wall_ms),
             FromRouting::Probe { probe, uri, dest } => self.send_probe(probe, &uri, dest, now),
