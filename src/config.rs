@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod cidr;
+mod features;
 mod reload;
 mod routing;
 
 pub use cidr::Cidr;
+pub use features::{is_feature_user, FeatureAction, FeatureError, FeaturesSection};
 pub use reload::Reload;
 pub use routing::{skills_in_force, EmptyWhen, RelaxStep, SkillReq};
 
@@ -85,6 +87,8 @@ pub struct Config {
     pub mgmt: MgmtSection,
     #[serde(default)]
     pub media: MediaSection,
+    #[serde(default)]
+    pub features: FeaturesSection,
     #[serde(default, rename = "agent")]
     pub agents: Vec<AgentConfig>,
     #[serde(default, rename = "queue")]
@@ -688,11 +692,15 @@ impl Config {
                 );
             }
         }
+        self.features.validate()?;
         let mut queue_names = BTreeSet::new();
         for (i, q) in self.queues.iter().enumerate() {
             let key = |f: &str| format!("queue[{i}].{f}");
             if !is_sip_user(&q.name) {
                 return err(&key("name"), format!("\"{}\" is not a valid SIP user part", q.name));
+            }
+            if self.features.enabled && is_feature_user(&q.name) {
+                return err(&key("name"), format!("\"{}\" starts like a feature code (see [features])", q.name));
             }
             if !queue_names.insert(q.name.as_str()) {
                 return err(&key("name"), format!("queue \"{}\" is defined twice", q.name));

@@ -594,6 +594,7 @@ fn build_shards(sc: &Scenario, seed: u64, rng: &mut Rng, epoch: u32) -> Vec<Shar
                 codecs: default_codecs(),
                 media_timeout: None,
                 trusted_sources: Vec::new(),
+                feature_tone: None,
             };
             let relay = FakeRelay {
                 ports: PortAllocator::new(ranges[usize::from(id)], Duration::from_secs(5)),

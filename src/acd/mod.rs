@@ -12,6 +12,7 @@ pub mod binding;
 pub mod cdr;
 pub mod command;
 pub mod facts;
+pub mod feature;
 pub mod liveness;
 pub mod registrar;
 pub mod router;

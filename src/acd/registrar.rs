@@ -295,7 +295,7 @@ impl Registrar {
         let Some(agent) = self.agents.get(&req.user) else {
             return reply(RegisterReply::NotFound);
         };
-        if let Err(r) = self.authenticate(req, agent, now_ms) {
+        if let Err(r) = self.authenticate(req, agent, "REGISTER", now_ms) {
             return reply(r);
         }
         // Expired-but-not-yet-reaped bindings must not count (limits, ordering).
@@ -324,10 +324,40 @@ impl Registrar {
         }
     }
 
+    /// Digest-checks another request of agent `user` (a feature-code
+    /// INVITE) by the very rules of REGISTER: same realm, nonces, replies.
+    /// An unknown user is `NotFound`, as for REGISTER.
+    pub fn check_digest(
+        &self,
+        user: &str,
+        method: &str,
+        request_uri: &str,
+        authorizations: &[String],
+        source: SocketAddr,
+        now_ms: u64,
+    ) -> Result<(), RegisterReply> {
+        let Some(agent) = self.agents.get(user) else {
+            return Err(RegisterReply::NotFound);
+        };
+        let req = RegisterRequest {
+            user: user.to_string(),
+            contacts: ContactSet::None,
+            expires: None,
+            authorizations: authorizations.to_vec(),
+            method_uri: request_uri.to_string(),
+            call_id: String::new(),
+            cseq: 0,
+            source,
+            user_agent: None,
+        };
+        self.authenticate(&req, agent, method, now_ms)
+    }
+
     fn authenticate(
         &self,
         req: &RegisterRequest,
         agent: &AgentDef,
+        method: &str,
         now_ms: u64,
     ) -> Result<(), RegisterReply> {
         let realm = &self.cfg.realm;
@@ -375,7 +405,7 @@ impl Registrar {
         if !r.uri.trim().eq_ignore_ascii_case(req.method_uri.trim()) {
             return Err(RegisterReply::BadRequest("Digest URI Mismatch"));
         }
-        let good = auth::verify(&r, "REGISTER", &agent.password, realm);
+        let good = auth::verify(&r, method, &agent.password, realm);
         match (status, good) {
             (NonceStatus::Valid, true) => Ok(()),
             (NonceStatus::Valid, false) => Err(RegisterReply::Forbidden("wrong credentials")),

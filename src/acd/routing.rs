@@ -43,7 +43,9 @@ use super::command::{Command, CommandResult};
 use super::router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
 use super::store::{GroupCommit, Store, StoreError};
 use crate::call::CallConfig;
-use crate::config::{Config, Reload};
+use super::feature::{FeatureReply, FeatureRequest};
+use super::registrar::RegisterReply;
+use crate::config::{Config, FeatureAction, FeatureError, FeaturesSection, Reload};
 use crate::mgmt::Sample;
 use crate::engine::{FromRouting, ToRouting};
 use crate::sip::auth::{Algorithm, NonceKey};
@@ -168,6 +170,9 @@ pub struct Routing {
     commits: u64,
     commit_errors: u64,
     agents_dirty: bool,
+    features: FeaturesSection,
+    /// Feature-code requests by (action, result), for `/metrics`.
+    feature_uses: std::collections::BTreeMap<(&'static str, &'static str), u64>,
 }
 
 impl Routing {
@@ -214,6 +219,8 @@ impl Routing {
             commits: 0,
             commit_errors: 0,
             agents_dirty: true,
+            features: cfg.features.clone(),
+            feature_uses: std::collections::BTreeMap::new(),
         };
         let restart_outputs = startup.len();
         for o in startup {
@@ -370,6 +377,7 @@ impl Routing {
     /// router's queues and agents (calls kept, see `router/reconfig.rs`),
     /// and the shards' per-queue call settings.
     fn reload(&mut self, r: &Reload, now: u64) -> CommandResult {
+        self.features = r.config.features.clone();
         let gone = self.registrar.set_agents(agent_defs(&r.config));
         self.apply_changes(gone, now);
         let summary = self.router.reconfigure(&r.config.queues, &r.config.agents, now);
@@ -423,6 +431,12 @@ impl Routing {
                 self.effects
                     .push_back(Effect::ToShard(shard, FromRouting::RegisterReply { tx, reply: out.reply }));
             }
+            ToRouting::Feature { shard, tx, req } => {
+                let (action, reply) = self.on_feature(&req, now);
+                tracing::info!(agent = %req.user, code = %req.code, status = reply.status(), ?reply, "feature code");
+                *self.feature_uses.entry((action, reply.result())).or_default() += 1;
+                self.effects.push_back(Effect::ToShard(shard, FromRouting::FeatureReply { tx, reply }));
+            }
             ToRouting::Call(fact) => {
                 self.facts += 1;
                 self.router.call_fact(fact, now);
@@ -436,6 +450,43 @@ impl Routing {
             }
         }
         self.drain_router(now);
+    }
+
+    /// A feature code dialled by an agent: the digest first (as REGISTER:
+    /// nothing about codes leaks to an unauthenticated caller), then the
+    /// code, applied like the operator's command. Returns the action's name
+    /// for metrics (`unknown` before the code is read) and the reply.
+    fn on_feature(&mut self, req: &FeatureRequest, now: u64) -> (&'static str, FeatureReply) {
+        let auth = self.registrar.check_digest(&req.user, "INVITE", &req.request_uri, &req.authorizations, req.source, now);
+        if let Err(r) = auth {
+            let reply = match r {
+                RegisterReply::Challenge { www_authenticate } => FeatureReply::Challenge { www_authenticate },
+                RegisterReply::BadRequest(why) => FeatureReply::BadRequest(why),
+                RegisterReply::NotFound => FeatureReply::Forbidden("unknown agent"),
+                RegisterReply::Forbidden(why) => FeatureReply::Forbidden(why),
+                _ => FeatureReply::Forbidden("not authenticated"),
+            };
+            return ("unknown", reply);
+        }
+        let action = match self.features.parse(&req.code) {
+            Ok(a) => a,
+            Err(FeatureError::BadReason(_)) => return ("unknown", FeatureReply::BadRequest("Bad Reason Code")),
+            Err(FeatureError::UnknownCode(_) | FeatureError::Disabled) => return ("unknown", FeatureReply::UnknownCode),
+        };
+        let name = action.name();
+        let agent = req.user.clone();
+        let cmd = match action {
+            FeatureAction::Pause { reason } => Command::Pause { agent, reason },
+            FeatureAction::Unpause => Command::Unpause { agent },
+            FeatureAction::Login => Command::Login { agent },
+            FeatureAction::Logout => Command::Logout { agent },
+        };
+        let reply = match self.on_command(cmd, now) {
+            CommandResult::Done { .. } => FeatureReply::Done { action: name },
+            CommandResult::Conflict { .. } => FeatureReply::Refused(refusal_phrase(name).to_string()),
+            _ => FeatureReply::Forbidden("agent not in the router"),
+        };
+        (name, reply)
     }
 
     fn on_timer(&mut self, now: u64) {
@@ -565,9 +616,11 @@ impl Routing {
 
     fn refresh_contacts(&mut self, agent: &str, now: u64) {
         let mut live = self.registrar.live_bindings(agent, now);
+        let registered = !live.is_empty();
         live.retain(|b| !self.liveness.is_unreachable(&b.agent, &b.contact_uri));
+        let unreachable = registered && live.is_empty();
         let contacts = contacts_of(&live);
-        if let Err(e) = self.router.agent_contacts(agent, contacts, now) {
+        if let Err(e) = self.router.agent_reach(agent, contacts, unreachable, now) {
             tracing::warn!(%agent, error = %e, "router refused contacts");
         }
     }
@@ -605,6 +658,7 @@ impl Routing {
                     "received": b.received.map(|r| r.to_string()),
                     "expires_at_ms": b.expires_at_ms,
                     "user_agent": b.user_agent,
+                    "reachable": !self.liveness.is_unreachable(&b.agent, &b.contact_uri),
                 })
             })
             .collect()
@@ -618,6 +672,9 @@ impl Routing {
         }
         v.push(Sample::new("cc_registered_contacts", "", self.registrar.all_bindings().count() as u64));
         v.push(Sample::new("cc_routing_facts_total", "", self.facts));
+        for ((action, result), n) in &self.feature_uses {
+            v.push(Sample::new("cc_feature_codes_total", format!("action=\"{action}\",result=\"{result}\""), *n));
+        }
         v.push(Sample::new("cc_routing_decisions_total", "", self.decisions));
         v.push(Sample::new("cc_store_commits_total", "", self.commits));
         v.push(Sample::new("cc_store_commit_errors_total", "", self.commit_errors));
@@ -700,6 +757,16 @@ fn agent_defs(cfg: &Config) -> Vec<AgentDef> {
         .collect()
 }
 
+/// The 480 phrase when an agent is already in the state a code asks for.
+fn refusal_phrase(action: &str) -> &'static str {
+    match action {
+        "unpause" => "Not Paused",
+        "login" => "Already Logged In",
+        "logout" => "Already Logged Out",
+        _ => "Temporarily Unavailable",
+    }
+}
+
 /// One info line per call event; per-message detail stays at debug.
 fn log_event(e: &RouterEvent) {
     match e {
@@ -711,3 +778,7 @@ fn log_event(e: &RouterEvent) {
 #[cfg(test)]
 #[path = "routing_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "routing_feature_tests.rs"]
+mod feature_tests;

@@ -323,6 +323,9 @@ impl CallTable {
             h.header("call-id").unwrap_or("").to_owned(),
             h.to_tag().map(str::to_owned).unwrap_or_default(),
         );
+        if self.feature_in_dialog(ep, media, tx, req, &key, now) {
+            return;
+        }
         let Some((id, side)) = self.dialogs.get(&key).copied() else {
             return ep.respond(tx, spec(481, None), now);
         };

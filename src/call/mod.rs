@@ -65,6 +65,7 @@ mod agent_leg;
 mod call;
 mod customer_leg;
 mod dialog;
+mod feature_leg;
 mod msg;
 mod relay;
 mod sdp;
@@ -83,6 +84,7 @@ use crate::media::sdp::Codec;
 use crate::media::{Event, RelayLegConfig, RelayLegId, RelayLegPorts, OpenError};
 
 pub use relay::{HoldLibrary, LegStats, RelayMedia};
+pub use feature_leg::FEATURE_TONE;
 pub use table::CallTable;
 
 /// What the call layer needs from the configuration.
@@ -96,6 +98,9 @@ pub struct CallConfig {
     pub media_timeout: Option<Duration>,
     /// Sources whose priority and skills headers are believed.
     pub trusted_sources: Vec<Cidr>,
+    /// How long a feature-code call hears its tone; `None`: feature codes
+    /// are off and a star code is dialled like any queue name.
+    pub feature_tone: Option<Duration>,
 }
 
 impl CallConfig {
@@ -106,6 +111,10 @@ impl CallConfig {
             media_timeout: (cfg.media.media_timeout_s > 0)
                 .then(|| Duration::from_secs(u64::from(cfg.media.media_timeout_s))),
             trusted_sources: cfg.sip.trusted_sources.clone(),
+            feature_tone: cfg
+                .features
+                .enabled
+                .then(|| Duration::from_millis(u64::from(cfg.features.tone_ms))),
         }
     }
 }

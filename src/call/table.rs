@@ -59,6 +59,8 @@ pub(super) enum Timer {
     AckExpiry(ClientTxId),
     /// Re-send the 180 to a caller still waiting unanswered (§13.3.1.1).
     Provisional(CallId),
+    /// A feature call's tone has played: BYE.
+    FeatureEnd(u64),
 }
 
 /// §13.3.1.1: a UAS that cannot answer at once sends a provisional at least
@@ -85,6 +87,9 @@ pub struct CallTable {
     /// Callers whose priority or skills headers were ignored because
     /// their source is not trusted (`/metrics`).
     pub(super) untrusted_priority: u64,
+    /// Answered feature-code calls by id, and their dialogs.
+    pub(super) feature_calls: HashMap<u64, super::feature_leg::FeatureCall>,
+    pub(super) feature_dialogs: HashMap<(String, String), u64>,
 }
 
 pub(super) fn spec(status: u16, reason: Option<&str>) -> ResponseSpec {
@@ -141,6 +146,8 @@ impl CallTable {
             timers: BinaryHeap::new(),
             facts: VecDeque::new(),
             untrusted_priority: 0,
+            feature_calls: HashMap::new(),
+            feature_dialogs: HashMap::new(),
         }
     }
 
@@ -183,7 +190,7 @@ impl CallTable {
     pub fn counts(&self) -> CallCounts {
         let mut c = CallCounts {
             calls: self.calls.len(),
-            dialogs: self.dialogs.len(),
+            dialogs: self.dialogs.len() + self.feature_dialogs.len(),
             transactions: self.srv.len() + self.cli.len(),
             legs: self.legs.len(),
             orphans: self.orphan_cli.len() + self.orphan_srv.len(),
@@ -234,6 +241,10 @@ impl CallTable {
                 let h = &request;
                 let in_dialog = h.to_tag().is_some();
                 match request.method() {
+                    Some("INVITE") if !in_dialog && self.is_feature_invite(msg::user_of(request.request_uri().unwrap_or(""))) => {
+                        // The routing shard authenticates and applies it.
+                        Handled::NotMine(Output::Request { tx, request, src })
+                    }
                     Some("INVITE") if !in_dialog => {
                         self.new_invite(ep, media, tx, &request, h, src, now, wall_ms);
                         Handled::Done
@@ -366,6 +377,7 @@ impl CallTable {
             }
             self.timers.pop();
             match t {
+                Timer::FeatureEnd(id) => self.end_feature(ep, media, id, true, now),
                 Timer::AckExpiry(tx) => {
                     if self.acks.get(&tx).is_some_and(|(_, _, until)| *until <= now) {
                         self.acks.remove(&tx);
@@ -412,6 +424,11 @@ impl CallTable {
     /// to the router as `Failed` or `Ended { hangup: Engine, reason: Failed }`.
     /// Keep driving the endpoint afterwards until its transactions drain.
     pub fn hangup_all(&mut self, ep: &mut Endpoint, media: &mut dyn MediaControl, now: Instant, wall_ms: u64) {
+        let mut features: Vec<u64> = self.feature_calls.keys().copied().collect();
+        features.sort();
+        for id in features {
+            self.end_feature(ep, media, id, true, now);
+        }
         let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
         ids.sort();
         for id in ids {

@@ -201,6 +201,7 @@ impl H {
             codecs: default_codecs(),
             media_timeout: Some(Duration::from_secs(60)),
             trusted_sources: vec![crate::config::Cidr::parse("198.51.100.7/32").unwrap()],
+            feature_tone: None,
         };
         H {
             ep: Endpoint::new(cfg),

@@ -1,5 +1,5 @@
 //! A reload: the config file read again and split into what applies live
-//! (agents and queues) and what needs a restart (everything else: listen
+//! (agents, queues and feature codes) and what needs a restart (everything else: listen
 //! addresses, shards, state dir, RTP range, registrar and management
 //! settings, hold audio files), which is reported and left unchanged.
 
@@ -50,7 +50,7 @@ impl Reload {
                 needs_restart.push(format!("queue.{}.hold_audio", q.name));
             }
         }
-        let config = Config { agents: new.agents, queues: new.queues, ..running.clone() };
+        let config = Config { agents: new.agents, queues: new.queues, features: new.features, ..running.clone() };
         Reload { config, needs_restart }
     }
 }

@@ -61,10 +61,13 @@ impl<'de> Deserialize<'de> for SkillReq {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmptyWhen {
-    /// No live registration.
+    /// No reachable registration: none at all, or every contact failed
+    /// the liveness check (so `offline` covers `unreachable`).
     Offline,
     Paused,
     WrapUp,
+    /// Registered, but no contact answers the liveness OPTIONS.
+    Unreachable,
 }
 
 /// After a caller has waited `after_s`, the queue's skill requirement

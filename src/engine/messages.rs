@@ -2,6 +2,7 @@
 //! Plain data: they cross executors over glommio's lock-free channels.
 
 use crate::acd::facts::{CallFact, Decision};
+use crate::acd::feature::{FeatureReply, FeatureRequest};
 use crate::acd::{RegisterReply, RegisterRequest};
 
 /// Shard → routing.
@@ -9,6 +10,9 @@ use crate::acd::{RegisterReply, RegisterRequest};
 pub enum ToRouting {
     /// A REGISTER to authenticate and apply; `tx` comes back in the reply.
     Register { shard: u16, tx: u64, req: RegisterRequest },
+    /// A feature-code INVITE to authenticate and apply; `tx` comes back in
+    /// the reply.
+    Feature { shard: u16, tx: u64, req: FeatureRequest },
     /// Something happened to a call this shard owns.
     Call(CallFact),
     /// What became of a [`FromRouting::Probe`]: `ok` when the contact sent
@@ -20,6 +24,7 @@ pub enum ToRouting {
 #[derive(Debug)]
 pub enum FromRouting {
     RegisterReply { tx: u64, reply: RegisterReply },
+    FeatureReply { tx: u64, reply: FeatureReply },
     /// The router's decision about a call this shard owns.
     Decision(Decision),
     /// Send OPTIONS to a registered contact (`uri` at `dest`) and answer

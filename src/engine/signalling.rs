@@ -22,7 +22,7 @@ use crate::acd::RegisterRequest;
 use crate::call::{CallTable, Handled, MediaControl};
 use crate::media::Event;
 use crate::mgmt::Sample;
-use crate::sip::register;
+use crate::sip::{feature, register};
 use crate::sip::{Message, View};
 use crate::sip::endpoint::{Endpoint, Output, ResponseSpec, ServerTxId};
 use crate::sip::{ClientTxId, DropReason, OutRequest};
@@ -108,6 +108,9 @@ pub struct Signalling<M: MediaControl> {
     effects: VecDeque<Effect>,
     next_ticket: u64,
     awaiting_routing: HashMap<u64, ServerTxId>,
+    /// Feature-code INVITEs waiting for the routing shard's verdict, by
+    /// ticket: the request is kept to answer it with SDP.
+    awaiting_feature: HashMap<u64, (ServerTxId, Message, SocketAddr)>,
     /// Liveness OPTIONS in flight → the routing shard's probe id.
     probes: HashMap<ClientTxId, u64>,
     /// When bridged legs' counters are next refreshed; armed while calls exist.
@@ -150,6 +153,7 @@ impl<M: MediaControl> Signalling<M> {
             effects: VecDeque::new(),
             next_ticket: 0,
             awaiting_routing: HashMap::new(),
+            awaiting_feature: HashMap::new(),
             probes: HashMap::new(),
             next_stats: None,
             statuses: Box::new([0; 700]),
@@ -275,7 +279,12 @@ impl<M: MediaControl> Signalling<M> {
                     self.effects.push_back(Effect::Forward(shard, Forwarded::Datagram { data, src }))
                 }
                 Output::Request { tx, request, src } => self.on_request(tx, request, src, now),
-                Output::Cancelled { tx } => self.ep.respond(tx, ResponseSpec::new(487), now),
+                Output::Cancelled { tx } => {
+                    // A feature code cancelled while routing decides: its
+                    // verdict, when it comes, has no call left to answer.
+                    self.awaiting_feature.retain(|_, (t, _, _)| *t != tx);
+                    self.ep.respond(tx, ResponseSpec::new(487), now)
+                }
                 Output::Response { tx, response } if response.status().is_some_and(|s| s >= 200) => {
                     if let Some(probe) = self.probes.remove(&tx) {
                         self.effects.push_back(Effect::Route(ToRouting::ProbeResult { probe, ok: true }));
@@ -312,7 +321,26 @@ impl<M: MediaControl> Signalling<M> {
                 }
                 Err(e) => self.ep.respond(tx, reply(400, e.reason()), now),
             },
+            // The call table passes on only feature-code INVITEs.
+            Some("INVITE") => self.feature_request(tx, req, src, now),
             _ => self.ep.respond(tx, reply(481, "Call/Transaction Does Not Exist"), now),
+        }
+    }
+
+    /// A feature-code INVITE: its SDP is checked here (nothing is applied
+    /// for a call we could not answer), the rest on the routing shard.
+    fn feature_request(&mut self, tx: ServerTxId, req: Message, src: SocketAddr, now: Instant) {
+        if let Some(refusal) = self.calls.feature_offer_error(&self.ep, &req) {
+            return self.ep.respond(tx, refusal, now);
+        }
+        match feature::to_request(&req, src) {
+            Ok(fr) => {
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                self.awaiting_feature.insert(ticket, (tx, req, src));
+                self.effects.push_back(Effect::Route(ToRouting::Feature { shard: self.cfg.shard, tx: ticket, req: fr }));
+            }
+            Err(e) => self.ep.respond(tx, reply(400, &e.to_string()), now),
         }
     }
 
@@ -321,6 +349,14 @@ impl<M: MediaControl> Signalling<M> {
             FromRouting::RegisterReply { tx, reply } => match self.awaiting_routing.remove(&tx) {
                 Some(stx) => self.ep.respond(stx, register::to_response(&reply, wall_ms), now),
                 None => self.routing_lost += 1,
+            },
+            // No entry: the phone cancelled meanwhile (the change stands).
+            FromRouting::FeatureReply { tx, reply } => match self.awaiting_feature.remove(&tx) {
+                Some((stx, req, src)) if reply.status() == 200 => {
+                    self.calls.answer_feature(&mut self.ep, &mut self.media, stx, &req, src, now)
+                }
+                Some((stx, _, _)) => self.ep.respond(stx, feature::to_response(&reply), now),
+                None => tracing::debug!(tx, "feature code verdict for a cancelled INVITE"),
             },
             FromRouting::Decision(d) => self.calls.on_decision(&mut self.ep, &mut self.media, d, now, wall_ms),
             FromRouting::Probe { probe, uri, dest } => self.send_probe(probe, &uri, dest, now),
@@ -380,7 +416,8 @@ impl<M: MediaControl> Signalling<M> {
         v.push(Sample::new("cc_sip_transactions", "kind=\"completed\"", self.ep.completed_transactions() as u64));
         v.push(Sample::new("cc_sip_send_errors_total", "", self.send_errors));
         v.push(Sample::new("cc_routing_replies_unmatched_total", "", self.routing_lost));
-        v.push(Sample::new("cc_routing_pending", "", self.awaiting_routing.len() as u64));
+        v.push(Sample::new("cc_routing_pending", "", (self.awaiting_routing.len() + self.awaiting_feature.len()) as u64));
+        v.push(Sample::new("cc_feature_calls_active", "", self.calls.feature_calls() as u64));
         v.push(Sample::new("cc_call_facts_total", "", self.facts_sent));
         v.push(Sample::new("cc_media_timeouts_total", "", self.media_timeouts));
         v.push(Sample::new("cc_sip_untrusted_priority_total", "", self.calls.untrusted_priority()));

@@ -87,6 +87,26 @@ pub fn to_wav_bytes(pcm: &[i16]) -> Vec<u8> {
     v
 }
 
+/// The confirmation a feature-code call hears: two short rising beeps
+/// (880 Hz then 1320 Hz, 150 ms each), then silence to one second.
+pub fn confirm_tone_pcm() -> Vec<i16> {
+    let rate = 8000.0f64;
+    let mut out = vec![0i16; 8000];
+    for (start, freq) in [(0.05f64, 880.0f64), (0.30, 1320.0)] {
+        let s0 = (start * rate) as usize;
+        let len = (0.15 * rate) as usize;
+        for i in 0..len {
+            let t = i as f64 / rate;
+            let env = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / len as f64).cos();
+            let v = 6000.0 * env * (2.0 * std::f64::consts::PI * freq * t).sin();
+            if let Some(o) = out.get_mut(s0 + i) {
+                *o = v.round() as i16;
+            }
+        }
+    }
+    out
+}
+
 /// The default hold audio: a soft 4-second pattern (two gentle chimes,
 /// 523 Hz then 659 Hz, each 0.6 s with a raised-cosine envelope, at about
 /// −18 dBFS, then silence), generated here rather than downloaded.

@@ -29,7 +29,7 @@ const FRESH_WITHIN: Duration = Duration::from_millis(500);
 const MAX_FILTER_LEN: usize = 1024;
 
 /// Agent statuses, as the snapshots spell them.
-const STATUSES: [&str; 7] = ["offline", "available", "ringing", "busy", "wrap-up", "paused", "logged-out"];
+const STATUSES: [&str; 8] = ["offline", "available", "ringing", "busy", "wrap-up", "paused", "logged-out", "unreachable"];
 
 pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
@@ -161,6 +161,7 @@ fn agents_v1(st: &AppState) -> Vec<Value> {
                         "contact": b.get("contact"),
                         "received": b.get("received"),
                         "user_agent": b.get("user_agent"),
+                        "reachable": b.get("reachable"),
                         "expires_in": at.saturating_sub(now).div_ceil(1000),
                     })
                 })

@@ -130,6 +130,9 @@ pub fn router_event(e: &RouterEvent, now_ms: u64) -> Option<(&'static str, Value
         RouterEvent::AgentLoggedIn { agent } => ("agent-status", json!({ "agent": agent, "status": "logged-in" })),
         RouterEvent::AgentOnline { agent } => ("agent-status", json!({ "agent": agent, "status": "online" })),
         RouterEvent::AgentOffline { agent } => ("agent-status", json!({ "agent": agent, "status": "offline" })),
+        RouterEvent::AgentReachability { agent, reachable, status } => {
+            ("agent-status", json!({ "agent": agent, "status": status, "reachable": reachable }))
+        }
         RouterEvent::WrapUpEnded { agent } => ("agent-status", json!({ "agent": agent, "status": "wrap-up-ended" })),
         RouterEvent::CallFinished { call, disposition } => {
             let kind = match disposition {
@@ -209,5 +212,16 @@ mod tests {
         assert_eq!(data["queue"], "support");
         assert_eq!(data["caller"], "sip:+15551234@carrier");
         assert_eq!(data["sip_call_id"], "abc@carrier");
+    }
+
+    #[test]
+    fn reachability_flips_are_agent_status_events_both_ways() {
+        use crate::acd::router::AgentStatus;
+        let down = RouterEvent::AgentReachability { agent: "alice".into(), reachable: false, status: AgentStatus::Unreachable };
+        let (kind, data) = router_event(&down, 5).expect("watched");
+        assert_eq!((kind, &data["status"], &data["reachable"]), ("agent-status", &json!("unreachable"), &json!(false)));
+        let up = RouterEvent::AgentReachability { agent: "alice".into(), reachable: true, status: AgentStatus::Paused };
+        let (_, data) = router_event(&up, 6).expect("watched");
+        assert_eq!((&data["status"], &data["reachable"]), (&json!("paused"), &json!(true)));
     }
 }

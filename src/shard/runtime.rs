@@ -364,6 +364,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
 fn load_hold_audio(cfg: &Config) -> Result<HoldLibrary, RunError> {
     let mut lib = HoldLibrary::default();
     lib.insert("", &crate::media::wav::default_hold_pcm());
+    lib.insert(crate::call::FEATURE_TONE, &crate::media::wav::confirm_tone_pcm());
     for q in &cfg.queues {
         if let Some(path) = &q.hold_audio {
             let pcm = crate::media::wav::load(path)

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod build;
 pub mod endpoint;
+pub mod feature;
 pub mod ids;
 pub mod message;
 pub mod msg;

@@ -141,7 +141,7 @@ pub fn to_response(reply: &RegisterReply, wall_ms: u64) -> ResponseSpec {
 }
 
 /// The user part of a name-addr or addr-spec (`"A" <sip:alice@h>;tag=x`).
-fn uri_user(v: &str) -> Option<String> {
+pub(crate) fn uri_user(v: &str) -> Option<String> {
     let uri = match (v.find('<'), v.find('>')) {
         (Some(a), Some(b)) if a < b => v.get(a + 1..b)?,
         _ => v.split(';').next()?,

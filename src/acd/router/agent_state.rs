@@ -1,9 +1,12 @@
 //! One agent as the router sees it: contacts, calls, pause, wrap-up.
 //!
 //! Status rules (`Agent::status`, first match wins):
-//! ringing (an offer is out) > busy (talking) > paused > wrap-up > offline
+//! ringing (an offer is out) > busy (talking) > logged-out > unreachable
+//! (live bindings, none answering OPTIONS) > paused > wrap-up > offline
 //! (no live binding) > available. Calls in progress show even when the
 //! agent is paused or offline, because those calls still hold the agent.
+//! Unreachable outranks paused so that a supervisor sees a dead phone; the
+//! pause is kept and shows again once a contact answers.
 //!
 //! Capacity: an agent may be offered a call while `ringing + busy <
 //! max_calls`, it has a live binding, is not paused and is not in wrap-up.
@@ -47,6 +50,8 @@ pub enum AgentStatus {
     Paused,
     /// Logged out by an operator (shown once its last call has ended).
     LoggedOut,
+    /// Registered, but no contact answers the liveness OPTIONS.
+    Unreachable,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +63,9 @@ pub(super) struct Agent {
     pub skills: BTreeMap<String, u8>,
     /// Live bindings, best first, as the registrar last reported them.
     pub contacts: Vec<(String, SocketAddr)>,
+    /// It has live bindings, but every one failed the liveness check (so
+    /// `contacts` is empty).
+    pub unreachable: bool,
     pub ringing: BTreeSet<CallId>,
     pub busy: BTreeSet<CallId>,
     pub wrap_up_until: Option<u64>,
@@ -93,6 +101,7 @@ impl Agent {
             max_calls: cfg.max_calls.max(1),
             skills: cfg.skills.clone(),
             contacts: Vec::new(),
+            unreachable: false,
             ringing: BTreeSet::new(),
             busy: BTreeSet::new(),
             wrap_up_until: None,
@@ -146,6 +155,8 @@ impl Agent {
             AgentStatus::Busy
         } else if self.logged_out {
             AgentStatus::LoggedOut
+        } else if self.unreachable && !self.online() {
+            AgentStatus::Unreachable
         } else if self.paused.is_some() {
             AgentStatus::Paused
         } else if self.wrap_up_until.is_some() {

@@ -293,6 +293,7 @@ impl Router {
                     EmptyWhen::Offline => !a.online() || a.logged_out,
                     EmptyWhen::Paused => a.paused.is_some(),
                     EmptyWhen::WrapUp => a.wrap_up_until.is_some(),
+                    EmptyWhen::Unreachable => a.unreachable && !a.online(),
                 })
         };
         self.members

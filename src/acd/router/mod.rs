@@ -59,7 +59,7 @@
 //! - Exits: at max wait a call moves to `max_wait_queue` (keeping its
 //!   arrival time) or times out; `join_empty` / `leave_when_empty` treat a
 //!   queue whose members are all in the listed states (offline, paused,
-//!   wrap-up) as empty: arrivals go to `join_empty_queue` or get 480,
+//!   wrap-up, unreachable) as empty: arrivals go to `join_empty_queue` or get 480,
 //!   waiting callers go to `leave_empty_queue` or time out (`leave-empty`).
 //! - Max wait applies to calls *waiting*: a call ringing an agent when its
 //!   deadline passes is not torn down under the agent's hand; if the offer
@@ -375,12 +375,39 @@ impl Router {
         contacts: Vec<(String, SocketAddr)>,
         now_ms: u64,
     ) -> Result<(), RouterError> {
+        self.agent_reach(agent, contacts, false, now_ms)
+    }
+
+    /// Like [`agent_contacts`](Self::agent_contacts), with `contacts` the
+    /// live bindings that answer the liveness check and `unreachable` true
+    /// when the agent has live bindings but none of them answers. An
+    /// unreachable agent stays logged in (no AGENTLOGOFF: the phone is
+    /// registered) and gets no offers; the flip is an event both ways.
+    pub fn agent_reach(
+        &mut self,
+        agent: &str,
+        contacts: Vec<(String, SocketAddr)>,
+        unreachable: bool,
+        now_ms: u64,
+    ) -> Result<(), RouterError> {
         let a = self.agent_mut(agent)?;
-        let was_online = a.online();
+        let unreachable = unreachable && contacts.is_empty();
+        let was_online = a.online() || a.unreachable;
+        let was_unreachable = a.unreachable;
         let first_contact = contacts.first().map(|(uri, _)| uri.clone());
         let last_contact = a.contacts.first().map(|(uri, _)| uri.clone());
         a.contacts = contacts;
-        let event = match (was_online, a.online()) {
+        a.unreachable = unreachable;
+        let now_online = a.online() || a.unreachable;
+        let mut reach = None;
+        if was_online && now_online && was_unreachable != unreachable {
+            if !unreachable {
+                // Idle time restarts: a dead phone did not wait for calls.
+                a.idle_since = a.idle_since.max(now_ms);
+            }
+            reach = Some(RouterEvent::AgentReachability { agent: agent.to_string(), reachable: !unreachable, status: a.status() });
+        }
+        let event = match (was_online, now_online) {
             (false, true) => {
                 a.idle_since = now_ms;
                 let e = QueueLogEntry::agent(now_ms, agent, QueueEvent::AgentLogin).with(first_contact);
@@ -398,7 +425,7 @@ impl Router {
             }
             _ => None,
         };
-        if let Some(e) = event {
+        for e in [reach, event].into_iter().flatten() {
             self.out.push_back(RouterOutput::Event(e));
         }
         self.dispatch(now_ms);

@@ -55,6 +55,14 @@ pub enum RouterEvent {
     AgentOffline {
         agent: String,
     },
+    /// All of a registered agent's contacts stopped answering the liveness
+    /// check (`reachable` false), or one answers again (true).
+    AgentReachability {
+        agent: String,
+        reachable: bool,
+        /// The status it shows now (`unreachable`, or the one it returns to).
+        status: super::AgentStatus,
+    },
     WrapUpEnded {
         agent: String,
     },

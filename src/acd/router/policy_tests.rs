@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::tests::{agent, cdrs, cid, offers, queue, H, T0};
+use super::tests::{agent, cdrs, cid, contact, offers, queue, H, T0};
 use super::*;
 use crate::acd::cdr::AgentPersist;
 use crate::acd::facts::{Decision, OfferResult};
@@ -433,4 +433,63 @@ fn leave_when_empty_sends_waiting_callers_out_or_on() {
         to: "q".into(),
     })));
     assert_eq!(offers(&out), vec![o(4, "a")]);
+}
+
+#[test]
+fn an_unreachable_agent_shows_it_gets_no_offers_and_comes_back_to_its_status() {
+    let q = queue("name = \"q\"\nwrap_up_s = 0");
+    let agents = [agent("a", &["q"], ""), agent("b", &["q"], "")];
+    let mut h = H::new(&[q], &agents);
+    h.login("a");
+    h.login("b");
+    let status = |h: &H, id: &str| h.r.snapshot(h.now).agents.iter().find(|a| a.id == id).map(|a| a.status);
+    h.r.agent_reach("a", Vec::new(), true, h.now).unwrap();
+    let out = h.drain();
+    assert!(out.contains(&RouterOutput::Event(RouterEvent::AgentReachability {
+        agent: "a".into(),
+        reachable: false,
+        status: AgentStatus::Unreachable,
+    })), "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, RouterOutput::Event(RouterEvent::AgentOffline { .. }))), "still registered");
+    assert_eq!(status(&h, "a"), Some(AgentStatus::Unreachable));
+    // Linear would pick a first: b gets it.
+    assert_eq!(offers(&h.arrive(1, "q", 0)), vec![o(1, "b")]);
+    h.result(1, "b", OfferResult::Answered);
+    // A paused agent that becomes unreachable shows unreachable, then paused.
+    h.r.pause("a", Some("lunch".into()), h.now).unwrap();
+    h.drain();
+    assert_eq!(status(&h, "a"), Some(AgentStatus::Unreachable));
+    h.r.agent_reach("a", contact("a"), false, h.now).unwrap();
+    let out = h.drain();
+    assert!(out.contains(&RouterOutput::Event(RouterEvent::AgentReachability {
+        agent: "a".into(),
+        reachable: true,
+        status: AgentStatus::Paused,
+    })), "{out:?}");
+    h.r.unpause("a", h.now).unwrap();
+    h.drain();
+    assert_eq!(status(&h, "a"), Some(AgentStatus::Available));
+    assert_eq!(offers(&h.arrive(2, "q", 0)), vec![o(2, "a")]);
+}
+
+#[test]
+fn join_empty_unreachable_counts_only_unreachable_members() {
+    let q = queue("name = \"q\"\njoin_empty = [\"unreachable\"]");
+    let off = queue("name = \"off\"\njoin_empty = [\"offline\"]");
+    let agents = [agent("a", &["q", "off"], ""), agent("b", &["q", "off"], "")];
+    let mut h = H::new(&[q, off], &agents);
+    h.login("a");
+    h.login("b");
+    h.r.agent_reach("a", Vec::new(), true, h.now).unwrap();
+    h.r.agent_reach("b", Vec::new(), true, h.now).unwrap();
+    h.drain();
+    let rejected = |out: &[RouterOutput], n: u64| {
+        out.contains(&RouterOutput::Decision(Decision::Rejected { call: cid(n), status: 480, retry_after_s: None }))
+    };
+    assert!(rejected(&h.arrive(1, "q", 0), 1), "all unreachable");
+    assert!(rejected(&h.arrive(2, "off", 0), 2), "offline covers unreachable");
+    // b unregisters for good: q has an offline member, not an unreachable one.
+    h.r.agent_contacts("b", Vec::new(), h.now).unwrap();
+    h.drain();
+    assert!(!rejected(&h.arrive(3, "q", 0), 3));
 }

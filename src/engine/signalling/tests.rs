@@ -1,6 +1,6 @@
 //! The integrator's inputs that the call simulation does not reach: ICMP
 //! news from the shard's own socket and from other shards, the flood guard,
-//! REGISTER tickets, and shutdown.
+//! REGISTER tickets, feature-code calls, and shutdown.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -58,6 +58,7 @@ fn shard(id: u16, shards: u16, rate: u32, exempt_loopback: bool) -> Signalling<M
         codecs: default_codecs(),
         media_timeout: None,
         trusted_sources: Vec::new(),
+        feature_tone: None,
     };
     let sc = SignallingConfig {
         rate_limit_per_ip: rate,
@@ -245,4 +246,100 @@ fn shutdown_hangs_up_every_call_and_tells_routing() {
     s.handle(Input::Timer, t, WALL + 1000);
     assert!(effects(&mut s).iter().all(|e| matches!(e, Effect::Send(..))));
     assert_eq!(s.next_stats, None, "no periodic wake-up once idle");
+}
+
+fn feature_invite(src: &str, code: &str, call: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{code}@{ENGINE} SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@{src}>;tag=a1\r\nTo: <sip:{code}@{ENGINE}>\r\nCall-ID: {call}@x\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{src}>\r\nAuthorization: Digest username=\"alice\"\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn sent(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(_, d) => Some(String::from_utf8_lossy(d).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_feature_code_goes_to_routing_and_is_answered_with_a_tone_then_bye() {
+    let mut s = shard(0, 1, 0, true);
+    s.calls.set_config(CallConfig {
+        queues: [("support".to_owned(), AnswerMode::OnAgent)].into_iter().collect(),
+        codecs: default_codecs(),
+        media_timeout: None,
+        trusted_sources: Vec::new(),
+        feature_tone: Some(Duration::from_millis(1000)),
+    });
+    let src = "198.51.100.7:5070";
+    let body = "v=0\r\no=a 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+                m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let t0 = Instant::now();
+    let inv = feature_invite(src, "*55*3", "f1", body);
+    s.handle(Input::Datagram { data: inv.as_bytes(), src: addr(src) }, t0, WALL);
+    let e = effects(&mut s);
+    let ticket = e
+        .iter()
+        .find_map(|e| match e {
+            Effect::Route(ToRouting::Feature { shard: 0, tx, req }) => {
+                assert_eq!((req.user.as_str(), req.code.as_str()), ("alice", "*55*3"));
+                assert_eq!(req.authorizations, vec!["Digest username=\"alice\"".to_string()]);
+                Some(*tx)
+            }
+            _ => None,
+        })
+        .expect("told to routing");
+    assert!(sent(&e).iter().all(|m| !m.starts_with("SIP/2.0 404")), "not taken for a queue");
+    let reply = crate::acd::feature::FeatureReply::Done { action: "pause" };
+    s.handle(Input::Routing(FromRouting::FeatureReply { tx: ticket, reply }), t0, WALL);
+    let ok = sent(&effects(&mut s));
+    assert!(ok.iter().any(|m| m.starts_with("SIP/2.0 200") && m.contains("m=audio 3")), "{ok:?}");
+    assert_eq!(s.media().open.len(), 1, "a relay leg plays the tone");
+    s.handle(Input::Timer, t0 + Duration::from_millis(1000), WALL);
+    let bye = sent(&effects(&mut s));
+    assert!(bye.iter().any(|m| m.starts_with("BYE sip:alice@198.51.100.7:5070")), "{bye:?}");
+    assert!(s.media().open.is_empty(), "its leg closed");
+    assert_eq!(s.calls().feature_calls(), 0);
+
+    // A refusal is a final response; no media.
+    let inv = feature_invite(src, "*56", "f2", body);
+    s.handle(Input::Datagram { data: inv.as_bytes(), src: addr(src) }, t0, WALL);
+    let ticket = effects(&mut s)
+        .iter()
+        .find_map(|e| match e {
+            Effect::Route(ToRouting::Feature { tx, .. }) => Some(*tx),
+            _ => None,
+        })
+        .unwrap();
+    let reply = crate::acd::feature::FeatureReply::Forbidden("wrong credentials");
+    s.handle(Input::Routing(FromRouting::FeatureReply { tx: ticket, reply }), t0, WALL);
+    assert!(sent(&effects(&mut s)).iter().any(|m| m.starts_with("SIP/2.0 403")));
+    assert!(s.media().open.is_empty());
+
+    // Without an SDP offer nothing is asked of routing: 488.
+    let inv = feature_invite(src, "*56", "f3", "");
+    s.handle(Input::Datagram { data: inv.as_bytes(), src: addr(src) }, t0, WALL);
+    let e = effects(&mut s);
+    assert!(!e.iter().any(|e| matches!(e, Effect::Route(_))));
+    assert!(sent(&e).iter().any(|m| m.starts_with("SIP/2.0 488")));
+}
+
+#[test]
+fn with_feature_codes_off_a_star_code_is_just_no_queue() {
+    let mut s = shard(0, 1, 0, true);
+    let src = "198.51.100.7:5070";
+    let body = "v=0\r\no=a 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+                m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let inv = feature_invite(src, "*55", "f1", body);
+    s.handle(Input::Datagram { data: inv.as_bytes(), src: addr(src) }, Instant::now(), WALL);
+    let e = effects(&mut s);
+    assert!(!e.iter().any(|e| matches!(e, Effect::Route(_))));
+    assert!(sent(&e).iter().any(|m| m.starts_with("SIP/2.0 404")));
 }
