@@ -175,7 +175,7 @@ impl Sweep {
 
     /// Runs one batch if a sweep is due or running.
     pub fn step(&mut self, store: &Store, now_ms: u64, wall_ms: u64) -> Step {
-        self.step_with(store, now_ms, wall_ms, |dir, table, rows| export(dir, table, rows))
+        self.step_with(store, now_ms, wall_ms, export)
     }
 
     /// [`Sweep::step`] with the export given (tests inject failures).

@@ -29,7 +29,7 @@ fn cdr(n: u64, ended_ms: u64) -> Cdr {
     Cdr {
         call_id: CallId::new(1, n).to_string(),
         sip_call_id: format!("sip-{n}"),
-        queue: if n % 2 == 0 { "even".into() } else { "odd".into() },
+        queue: if n.is_multiple_of(2) { "even".into() } else { "odd".into() },
         overflowed_from: None,
         caller: "\"Bob, Jr\" <sip:b@x>".into(),
         agent: Some("a".into()),

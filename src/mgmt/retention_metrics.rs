@@ -10,9 +10,12 @@ use crate::acd::retention::{Table, COUNTS};
 #[derive(Debug)]
 pub struct RetentionCollector;
 
+/// Name, help, and which of `RetentionCounts::of`'s three counts.
+type Family = (&'static str, &'static str, fn((u64, u64, u64)) -> u64);
+
 impl Collector for RetentionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let families: [(&str, &str, fn((u64, u64, u64)) -> u64); 3] = [
+        let families: [Family; 3] = [
             ("cc_retention_rows_exported", "Rows the retention sweep appended to dated export files, by table", |c| c.0),
             ("cc_retention_rows_deleted", "Rows the retention sweep deleted after exporting them, by table", |c| c.1),
             ("cc_retention_errors", "Retention batches that failed (export or store error; nothing of the batch deleted), by table", |c| c.2),
