@@ -189,3 +189,7 @@ fn test_commit_delay() -> Option<Duration> {
     let ms: u64 = std::env::var(TEST_COMMIT_DELAY_ENV).ok()?.trim().parse().ok()?;
     (ms > 0).then(|| Duration::from_millis(ms))
 }
+
+#[cfg(test)]
+#[path = "store_thread_tests.rs"]
+mod tests;
