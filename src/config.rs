@@ -116,6 +116,17 @@ pub struct EngineSection {
     /// redb's page cache, in MiB: the bound on what the database keeps in
     /// memory however many CDRs it holds.
     pub db_cache_mib: u32,
+    /// CDRs and queue log lines are kept this many days after they ended
+    /// (a rolling window, not calendar days); older ones are exported to
+    /// dated files in `export_dir` and deleted. 0: everything that ended
+    /// before the sweep started is exported and deleted.
+    pub retention_days: u32,
+    /// How often the retention sweep runs, in seconds.
+    pub retention_sweep_s: u64,
+    /// Where the sweep writes `cdrs-YYYY-MM-DD.csv` and
+    /// `queue_log-YYYY-MM-DD.log`; unset: `state_dir`, next to the
+    /// database.
+    pub export_dir: Option<PathBuf>,
     /// Pin executors to CPUs (off only for debugging on busy machines).
     pub pin_cpus: bool,
     /// Where the routing shard runs: its own executor, or as tasks inside
@@ -158,6 +169,9 @@ impl Default for EngineSection {
             io_memory_kib: 256,
             group_commit_ms: 5,
             db_cache_mib: 32,
+            retention_days: 90,
+            retention_sweep_s: 3600,
+            export_dir: None,
             pin_cpus: true,
             routing_executor: RoutingExecutor::Auto,
         }
@@ -598,6 +612,21 @@ impl Config {
                 format!("{} is outside 1..=65536", self.engine.db_cache_mib),
             );
         }
+        if self.engine.retention_days > 36_500 {
+            return err(
+                "engine.retention_days",
+                format!("{} is more than 36500 (100 years)", self.engine.retention_days),
+            );
+        }
+        if !(1..=86_400).contains(&self.engine.retention_sweep_s) {
+            return err(
+                "engine.retention_sweep_s",
+                format!("{} is outside 1..=86400", self.engine.retention_sweep_s),
+            );
+        }
+        if self.engine.export_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return err("engine.export_dir", "must not be empty (leave it out for state_dir)".into());
+        }
         if !(1..=1000).contains(&self.engine.group_commit_ms) {
             return err(
                 "engine.group_commit_ms",
@@ -945,6 +974,15 @@ mod tests {
             key_of(&SHIPPED.replace("queues = [\"support\"]", "queues = [\"nope\"]")),
             "agent[0].queues"
         );
+        let set = |from: &str, to: &str| {
+            assert!(SHIPPED.contains(from), "{from}");
+            SHIPPED.replacen(from, to, 1)
+        };
+        assert_eq!(key_of(&set("retention_sweep_s = 3600", "retention_sweep_s = 0")), "engine.retention_sweep_s");
+        assert_eq!(key_of(&set("retention_days = 90", "retention_days = 100000")), "engine.retention_days");
+        assert_eq!(key_of(&set("retention_days = 90", "retention_days = -1")), "engine.retention_days");
+        assert_eq!(key_of(&set("retention_days = 90", "retention_days = 0\nexport_dir = \"\"")), "engine.export_dir");
+        assert!(parse(&set("retention_days = 90", "retention_days = 0\nexport_dir = \"/tmp/x\"")).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod liveness;
 pub mod registrar;
 pub mod router;
 pub mod queue_log;
+pub mod retention;
 pub mod routing;
 pub mod stats;
 pub mod store;
@@ -29,4 +30,4 @@ pub use registrar::{
 };
 pub use routing::Routing;
 pub use router::{contacts_of, Router, RouterError, RouterEvent, RouterOutput, RouterSnapshot};
-pub use store::{agents_report, cdrs_report, queue_log_report, GroupCommit, Store, StoreError};
+pub use store::{agents_report, CdrCursor, cdrs_report, queue_log_report, GroupCommit, Store, StoreError};

@@ -374,6 +374,62 @@ impl Store {
         read_cdrs(&tx, &self.path, since_ms)
     }
 
+    /// One page of CDRs for the API, oldest first: ended in
+    /// `[since, until)`, after the row `after` (the cursor a previous page
+    /// returned), kept by `keep`, at most `limit`. A range scan: rows
+    /// outside the window are never read. The second value is the cursor
+    /// of the next page, `None` when no matching row follows.
+    pub fn cdr_page(
+        &self,
+        since_ms: Option<u64>,
+        until_ms: Option<u64>,
+        after: Option<CdrCursor>,
+        limit: usize,
+        keep: impl Fn(&Cdr) -> bool,
+    ) -> Result<(Vec<Cdr>, Option<CdrCursor>), StoreError> {
+        use std::ops::Bound;
+        let p = &self.path;
+        let tx = self.db.begin_read().ctx("begin read transaction", p)?;
+        let t = match tx.open_table(CDRS) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), None)),
+            Err(e) => return Err(e).ctx("open cdrs table", p),
+        };
+        let since = cdr_key(since_ms.unwrap_or(0), 0);
+        let start = match after {
+            Some(CdrCursor(k)) if k >= since => Bound::Excluded(k),
+            _ => Bound::Included(since),
+        };
+        let until = until_ms.map(|u| cdr_key(u, 0));
+        let end = until.as_ref().map_or(Bound::Unbounded, |u| Bound::Excluded(u.as_slice()));
+        let start = match &start {
+            Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+            Bound::Included(k) => Bound::Included(k.as_slice()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut page = Vec::new();
+        let mut last = None;
+        for row in t.range::<&[u8]>((start, end)).ctx("range cdrs", p)? {
+            let (k, v) = row.ctx("read cdr", p)?;
+            let cdr = match serde_json::from_slice::<Cdr>(v.value()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %p.display(), "skipping undecodable cdr");
+                    continue;
+                }
+            };
+            if !keep(&cdr) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, last));
+            }
+            last = <[u8; 16]>::try_from(k.value()).ok().map(CdrCursor);
+            page.push(cdr);
+        }
+        Ok((page, None))
+    }
+
     /// Every stored binding, expired ones included: the registrar's
     /// `restore` drops those and returns the `Remove`s to apply.
     pub fn load_bindings(&self) -> Result<Vec<Binding>, StoreError> {
@@ -496,6 +552,30 @@ pub fn agents_report(
         );
     }
     Ok(out)
+}
+
+/// Where a page of `Store::cdr_page` ended: the key of its last row, as
+/// 32 hex digits in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CdrCursor(pub [u8; 16]);
+
+impl CdrCursor {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<CdrCursor> {
+        let s = s.trim().as_bytes();
+        if s.len() != 32 || !s.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let mut k = [0u8; 16];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            let hex = std::str::from_utf8(pair).ok()?;
+            *k.get_mut(i)? = u8::from_str_radix(hex, 16).ok()?;
+        }
+        Some(CdrCursor(k))
+    }
 }
 
 /// `ended_ms ‖ call id`, both big-endian so byte order is time order.
@@ -691,6 +771,9 @@ impl<T: Commit> GroupCommit<T> {
 /// `cc_store_commit_seconds` histogram of `/metrics`.
 pub static COMMIT_TIME: crate::mgmt::Histogram =
     crate::mgmt::Histogram::new(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+
+#[path = "store_retention.rs"]
+mod retention;
 
 #[cfg(test)]
 #[path = "store_tests.rs"]

@@ -62,6 +62,7 @@ impl Metrics {
             help: "Wait of answered callers, arrival to answer",
             hist: &crate::acd::routing::WAIT_TIME,
         }));
+        registry.register_collector(Box::new(super::retention_metrics::RetentionCollector));
         Metrics { registry, auth_failures, requests, refused }
     }
 

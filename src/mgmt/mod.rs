@@ -21,6 +21,7 @@ pub mod health;
 pub mod log_level;
 mod metrics;
 mod reports;
+mod retention_metrics;
 mod server;
 mod wallboard;
 pub mod tls;

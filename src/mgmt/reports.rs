@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::api::error;
 use super::server::AppState;
-use crate::acd::parse_since;
+use crate::acd::{parse_since, CdrCursor};
 
 /// Lines answered when `limit` is not given, and at most.
 const DEFAULT_LIMIT: usize = 1000;
@@ -123,35 +123,29 @@ pub async fn cdrs(
         Some(Ok(n)) if (1..=CDR_MAX_LIMIT).contains(&n) => n,
         _ => return error(StatusCode::BAD_REQUEST, format!("limit must be 1..={CDR_MAX_LIMIT}"), Some("limit")),
     };
-    let skip = match q.cursor.as_deref().map(|s| s.trim().parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "cursor is not one this API gave", Some("cursor")),
+    let after = match q.cursor.as_deref().map(CdrCursor::from_hex) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => return error(StatusCode::BAD_REQUEST, "cursor is not one this API gave", Some("cursor")),
     };
     let (queue, agent) = (q.queue, q.agent);
+    // A range scan of [since, until) from the cursor on, stopping at a
+    // full page: the cost follows the page, not the table.
     let read = st
         .control
         .read(move |s| {
-            s.cdrs(since).map(|all| {
-                let mut matching = all.into_iter().filter(|c| {
-                    until.is_none_or(|u| c.ended_ms < u)
-                        && queue.as_deref().is_none_or(|qn| c.queue == qn)
-                        && agent.as_deref().is_none_or(|a| c.agent.as_deref() == Some(a))
-                });
-                let page: Vec<Value> =
-                    matching.by_ref().skip(skip).take(limit).map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
-                let more = matching.next().is_some();
-                (page, more)
+            s.cdr_page(since, until, after, limit, |c| {
+                queue.as_deref().is_none_or(|qn| c.queue == qn)
+                    && agent.as_deref().is_none_or(|a| c.agent.as_deref() == Some(a))
             })
         })
         .await;
     match read {
-        Ok(Ok((page, more))) => {
+        Ok(Ok((page, next))) => {
+            let page: Vec<Value> = page.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
             let mut body = json!({ "cdrs": page });
-            if more {
-                if let Some(o) = body.as_object_mut() {
-                    o.insert("next_cursor".into(), (skip + limit).to_string().into());
-                }
+            if let (Some(next), Some(o)) = (next, body.as_object_mut()) {
+                o.insert("next_cursor".into(), next.to_hex().into());
             }
             Json(body).into_response()
         }

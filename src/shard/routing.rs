@@ -115,7 +115,8 @@ pub async fn run(ctx: Context) {
             return;
         }
     };
-    let store = match StoreThread::spawn(store) {
+    let sweep = crate::acd::retention::Sweep::new(crate::acd::retention::RetentionConfig::from_engine(&cfg.engine), 0);
+    let store = match StoreThread::spawn(store, Some(sweep)) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the store thread; stopping");

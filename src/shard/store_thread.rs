@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::acd::retention::Sweep;
 use crate::acd::routing::{apply_commit, CommitOutcome};
 use crate::acd::{Store, StoreOp};
 
@@ -71,8 +72,9 @@ impl Drop for Closing {
 }
 
 impl StoreThread {
-    /// Moves `store` to a new thread that applies commits in order.
-    pub fn spawn(store: Store) -> std::io::Result<StoreThread> {
+    /// Moves `store` to a new thread that applies commits in order and,
+    /// with `sweep`, runs retention between them.
+    pub fn spawn(store: Store, sweep: Option<Sweep>) -> std::io::Result<StoreThread> {
         let (tx, rx) = mpsc::channel::<Job>();
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let delay = test_commit_delay();
@@ -86,19 +88,33 @@ impl StoreThread {
             // the inbox says so: redb marks a database that is never
             // dropped as needing repair.
             let store = store;
-            while let Ok(job) = rx.recv() {
-                let (seq, ops) = match job {
-                    Job::Commit { seq, ops } => (seq, ops),
-                    Job::Read(read) => {
-                        read(&store);
-                        continue;
-                    }
+            let mut sweep = sweep;
+            let t0 = std::time::Instant::now();
+            let mono_ms = || u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+            loop {
+                // A sweep runs one batch per turn, after at most one job:
+                // queued commits and batches take turns, so neither starves.
+                let job = match sweep.as_ref().map(|s| s.wait_ms(mono_ms())) {
+                    None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    Some(wait) => rx.recv_timeout(Duration::from_millis(wait)),
                 };
-                if let Some(d) = delay {
-                    std::thread::sleep(d);
+                match job {
+                    Ok(Job::Commit { seq, ops }) => {
+                        if let Some(d) = delay {
+                            std::thread::sleep(d);
+                        }
+                        let outcome = apply_commit(&store, seq, ops);
+                        deliver(&theirs, |i| i.outcomes.push_back(outcome));
+                    }
+                    Ok(Job::Read(read)) => read(&store),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                let outcome = apply_commit(&store, seq, ops);
-                deliver(&theirs, |i| i.outcomes.push_back(outcome));
+                if let Some(s) = sweep.as_mut() {
+                    if s.wait_ms(mono_ms()) == 0 {
+                        s.step(&store, mono_ms(), super::shared::wall_ms());
+                    }
+                }
             }
         })?;
         Ok(StoreThread {
@@ -173,3 +189,7 @@ fn test_commit_delay() -> Option<Duration> {
     let ms: u64 = std::env::var(TEST_COMMIT_DELAY_ENV).ok()?.trim().parse().ok()?;
     (ms > 0).then(|| Duration::from_millis(ms))
 }
+
+#[cfg(test)]
+#[path = "store_thread_tests.rs"]
+mod tests;
