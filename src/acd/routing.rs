@@ -56,6 +56,11 @@ const MAX_PENDING: usize = 4096;
 /// disk is retried, but not in a loop that would take the core.
 pub const RETRY_MS: u64 = 100;
 
+/// A queue's counters go to the event stream at most once per this long:
+/// a call changes them several times within milliseconds (offered,
+/// answered, talk time), and a burst of calls many times more.
+pub const COUNTERS_EVERY_MS: u64 = 1_000;
+
 /// Commit attempts after shutdown before giving up on what is pending (and
 /// saying so in the log): a process that cannot write must still stop.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
@@ -135,6 +140,9 @@ pub enum Effect {
 #[derive(Debug)]
 struct InFlight {
     seq: u64,
+    /// When it was handed to the store: `/health` flags a commit that
+    /// does not come back.
+    started_ms: u64,
     /// When the oldest of its ops was decided: kept for a retry's deadline.
     oldest_ms: u64,
 }
@@ -168,6 +176,11 @@ pub struct Routing {
     commits: u64,
     commit_errors: u64,
     agents_dirty: bool,
+    /// Queue counters changed and not yet on the event stream (the latest
+    /// of each queue), kept only while events are.
+    counters_due: std::collections::BTreeMap<String, RouterEvent>,
+    /// When each queue's counters last went to the event stream.
+    counters_sent: std::collections::BTreeMap<String, u64>,
 }
 
 impl Routing {
@@ -214,6 +227,8 @@ impl Routing {
             commits: 0,
             commit_errors: 0,
             agents_dirty: true,
+            counters_due: Default::default(),
+            counters_sent: Default::default(),
         };
         let restart_outputs = startup.len();
         for o in startup {
@@ -284,7 +299,12 @@ impl Routing {
         };
         // No binding, nothing to probe: no wake-up for liveness.
         let probes = self.registrar.next_expiry().and(self.liveness.next_timeout());
-        [self.registrar.next_expiry(), self.router.next_timeout(), probes, commit]
+        let counters = self
+            .counters_due
+            .keys()
+            .map(|q| self.counters_sent.get(q).map_or(0, |t| t.saturating_add(COUNTERS_EVERY_MS)))
+            .min();
+        [self.registrar.next_expiry(), self.router.next_timeout(), probes, commit, counters]
             .into_iter()
             .flatten()
             .min()
@@ -357,11 +377,17 @@ impl Routing {
                 Ok(false) => return CommandResult::Conflict { reason: format!("agent {agent} is not logged out") },
                 r => r.map(|_| self.agent_detail(&agent, now)),
             },
+            Command::Hangup { call, status } => self.router.hangup(call, status).map(|state| {
+                tracing::info!(%call, state, status, "operator hangs up a call");
+                serde_json::json!({ "call": call.to_string(), "state": state, "ending": true })
+            }),
         };
         self.drain_router(now);
         match result {
             Ok(detail) => CommandResult::Done { detail },
             Err(RouterError::UnknownAgent(a)) => CommandResult::NotFound { what: format!("agent {a}") },
+            Err(RouterError::UnknownCall(c)) => CommandResult::NotFound { what: format!("live call {c}") },
+            Err(e @ RouterError::CallEnding(_)) => CommandResult::Conflict { reason: e.to_string() },
         }
     }
 
@@ -527,7 +553,7 @@ impl Routing {
         let ops = self.pending.take_into(std::mem::take(&mut self.spare));
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.in_flight = Some(InFlight { seq, oldest_ms });
+        self.in_flight = Some(InFlight { seq, started_ms: now, oldest_ms });
         self.effects.push_back(Effect::Commit { seq, ops });
     }
 
@@ -580,6 +606,12 @@ impl Routing {
                     self.effects.push_back(Effect::ToShard(d.call().shard(), FromRouting::Decision(d)));
                 }
                 RouterOutput::Persist(op) => self.pending.push(op, now),
+                RouterOutput::Event(RouterEvent::QueueCounters { queue, stats, service_level_s }) => {
+                    if self.events.is_some() {
+                        let e = RouterEvent::QueueCounters { queue: queue.clone(), stats, service_level_s };
+                        self.counters_due.insert(queue, e);
+                    }
+                }
                 RouterOutput::Event(e) => {
                     log_event(&e);
                     if let Some(q) = &mut self.events {
@@ -588,7 +620,23 @@ impl Routing {
                 }
             }
         }
+        self.flush_counters(now);
         self.router.drain_answered_waits(|ms| WAIT_TIME.observe(std::time::Duration::from_millis(ms)));
+    }
+
+    /// Queue counters whose last event is at least `COUNTERS_EVERY_MS` old
+    /// go to the kept events; the others wait (`poll_timeout` knows when).
+    fn flush_counters(&mut self, now: u64) {
+        let Some(events) = &mut self.events else { return };
+        let sent = &mut self.counters_sent;
+        self.counters_due.retain(|queue, e| {
+            if sent.get(queue).is_some_and(|t| now < t.saturating_add(COUNTERS_EVERY_MS)) {
+                return true;
+            }
+            sent.insert(queue.clone(), now);
+            events.push_back(e.clone());
+            false
+        });
     }
 
     /// The management plane's agents list: one object per binding.
@@ -622,6 +670,8 @@ impl Routing {
         v.push(Sample::new("cc_store_commits_total", "", self.commits));
         v.push(Sample::new("cc_store_commit_errors_total", "", self.commit_errors));
         v.push(Sample::new("cc_store_pending_changes", "", self.pending.len() as u64));
+        let running = self.in_flight.as_ref().map_or(0, |f| now.saturating_sub(f.started_ms));
+        v.push(Sample::new("cc_store_commit_running_ms", "", running));
         let snap = self.router.snapshot(now);
         for q in &snap.queues {
             let l = |extra: &str| format!("queue=\"{}\"{extra}", q.name);
@@ -704,6 +754,7 @@ fn agent_defs(cfg: &Config) -> Vec<AgentDef> {
 fn log_event(e: &RouterEvent) {
     match e {
         RouterEvent::Ignored { call, fact } => tracing::debug!(%call, fact, "stale fact ignored"),
+        RouterEvent::QueueCounters { .. } => {}
         other => tracing::info!(event = ?other, "acd"),
     }
 }

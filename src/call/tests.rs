@@ -1974,3 +1974,48 @@ fn priority_and_skills_headers_count_only_from_trusted_sources() {
     assert_eq!(arrived(&mut h), (0, Vec::new()));
     assert_eq!(h.calls.untrusted_priority(), 1);
 }
+
+#[test]
+fn an_operator_hangup_of_a_ringing_unanswered_call_gives_the_caller_its_status_and_cancels_the_agent() {
+    let mut h = H::new(AnswerMode::OnAgent);
+    let call = h.arrive();
+    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    let inv = h.offer(call);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::Hangup { call, status: 480 });
+    h.one_sent(CUSTOMER, "SIP/2.0 480");
+    h.one_sent(AGENT, "CANCEL ");
+    let facts = h.take_facts();
+    assert!(
+        matches!(&facts[..], [CallFact::Failed { reason, .. }] if reason == crate::acd::facts::OPERATOR_HANGUP),
+        "{facts:?}"
+    );
+    h.recv(AGENT, &reply(&inv, 487, Some("ag1"), None));
+    // Late: the call is gone; nothing happens.
+    h.take_sent();
+    h.decide(Decision::Hangup { call, status: 480 });
+    assert!(h.take_sent().is_empty() && h.take_facts().is_empty());
+}
+
+#[test]
+fn an_operator_hangup_of_a_bridged_call_byes_both_legs_and_reports_it() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::Hangup { call, status: 480 });
+    h.one_sent(CUSTOMER, "BYE ");
+    h.one_sent(AGENT, "BYE ");
+    let facts = h.take_facts();
+    assert!(
+        matches!(facts[..], [CallFact::Ended { hangup: Party::Engine, reason: EndReason::OperatorHangup, .. }]),
+        "{facts:?}"
+    );
+    answer_byes(&mut h, CUSTOMER);
+    answer_byes(&mut h, AGENT);
+    h.assert_clean();
+}
