@@ -220,6 +220,10 @@ fn an_operator_hangs_up_a_waiting_caller_and_a_bridged_call() {
         e.log_tail(3000)
     );
     assert!(e.wait_no_calls(Duration::from_secs(10)).is_ok(), "{}", e.log_tail(3000));
+    // The bridged call's set-up is in the INVITE → agent INVITE histogram
+    // (the caller refused while waiting never reached an agent).
+    let m_text = e.metrics();
+    assert_eq!(m_text.get("cc_call_invite_to_agent_seconds_count", &[]), Some(1.0), "{}", m_text.0);
 
     // The CDRs, while the engine runs.
     let cdrs = poll(Duration::from_secs(5), || {
