@@ -181,6 +181,7 @@ impl Agent {
             no_answer: self.no_answer,
             counters: self.counters,
             logged_out: self.logged_out,
+            logout_pending: self.logout_pending,
         }
     }
 

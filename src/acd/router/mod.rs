@@ -198,6 +198,7 @@ impl Router {
                 a.no_answer = p.no_answer;
                 a.counters = p.counters;
                 a.logged_out = p.logged_out;
+                a.logout_pending = p.logout_pending;
             }
             for (q, level) in cfg.queue_levels() {
                 if let Some(m) = members.get_mut(q) {
@@ -591,6 +592,7 @@ impl Router {
             }
         }
         for agent in done {
+            self.persist_agent(&agent);
             self.qlog(QueueLogEntry::agent(now_ms, &agent, QueueEvent::AgentLogoff));
             self.out.push_back(RouterOutput::Event(RouterEvent::AgentLoggedOut { agent }));
         }

@@ -148,3 +148,24 @@ fn every_counter_change_is_an_event_for_the_integrator_to_coalesce() {
     let n = out.iter().filter(|o| matches!(o, RouterOutput::Event(RouterEvent::QueueCounters { queue, .. }) if queue == "q")).count();
     assert!(n >= 1, "{out:?}");
 }
+
+#[test]
+fn a_logout_pending_when_the_engine_died_takes_effect_at_the_next_start() {
+    let mut h = two_agents();
+    h.arrive(1, "q", 0);
+    h.result(1, "a", OfferResult::Answered);
+    h.r.logout("a", h.now).unwrap();
+    h.drain();
+    let state = h.r.agents["a"].persist();
+    assert!(state.logged_out && state.logout_pending, "{state:?}");
+    // The engine dies with the call; the next start sees the saved state.
+    let restore = crate::acd::cdr::RouterRestore {
+        agents: [("a".to_string(), state)].into_iter().collect(),
+        ..Default::default()
+    };
+    let (mut h2, _) = H::restored(&[queue("name = \"q\"")], &[agent("a", &["q"], ""), agent("b", &["q"], "")], restore);
+    let out = h2.login("a");
+    assert!(events(&out).contains(&RouterEvent::AgentLoggedOut { agent: "a".into() }), "{out:?}");
+    assert_eq!(lines(&h2).iter().filter(|l| l.contains("|a|AGENTLOGOFF|")).count(), 1, "{:?}", lines(&h2));
+    assert!(!h2.r.agents["a"].persist().logout_pending);
+}
