@@ -224,6 +224,7 @@ fn an_operator_hangs_up_a_waiting_caller_and_a_bridged_call() {
     // (the caller refused while waiting never reached an agent).
     let m_text = e.metrics();
     assert_eq!(m_text.get("cc_call_invite_to_agent_seconds_count", &[]), Some(1.0), "{}", m_text.0);
+    assert!(m_text.get("cc_queue_counter_events_total", &[]).unwrap_or(0.0) >= 1.0, "{}", m_text.0);
 
     // The CDRs, while the engine runs.
     let cdrs = poll(Duration::from_secs(5), || {

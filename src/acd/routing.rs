@@ -181,6 +181,8 @@ pub struct Routing {
     counters_due: std::collections::BTreeMap<String, RouterEvent>,
     /// When each queue's counters last went to the event stream.
     counters_sent: std::collections::BTreeMap<String, u64>,
+    /// `queue-counters` events handed to the event stream.
+    counter_events: u64,
 }
 
 impl Routing {
@@ -229,6 +231,7 @@ impl Routing {
             agents_dirty: true,
             counters_due: Default::default(),
             counters_sent: Default::default(),
+            counter_events: 0,
         };
         let restart_outputs = startup.len();
         for o in startup {
@@ -628,13 +631,14 @@ impl Routing {
     /// go to the kept events; the others wait (`poll_timeout` knows when).
     fn flush_counters(&mut self, now: u64) {
         let Some(events) = &mut self.events else { return };
-        let sent = &mut self.counters_sent;
+        let (sent, n) = (&mut self.counters_sent, &mut self.counter_events);
         self.counters_due.retain(|queue, e| {
             if sent.get(queue).is_some_and(|t| now < t.saturating_add(COUNTERS_EVERY_MS)) {
                 return true;
             }
             sent.insert(queue.clone(), now);
             events.push_back(e.clone());
+            *n += 1;
             false
         });
     }
@@ -672,6 +676,7 @@ impl Routing {
         v.push(Sample::new("cc_store_pending_changes", "", self.pending.len() as u64));
         let running = self.in_flight.as_ref().map_or(0, |f| now.saturating_sub(f.started_ms));
         v.push(Sample::new("cc_store_commit_running_ms", "", running));
+        v.push(Sample::new("cc_queue_counter_events_total", "", self.counter_events));
         let snap = self.router.snapshot(now);
         for q in &snap.queues {
             let l = |extra: &str| format!("queue=\"{}\"{extra}", q.name);

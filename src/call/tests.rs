@@ -2019,3 +2019,22 @@ fn an_operator_hangup_of_a_bridged_call_byes_both_legs_and_reports_it() {
     answer_byes(&mut h, AGENT);
     h.assert_clean();
 }
+
+#[test]
+fn an_operator_hangup_of_a_caller_on_hold_audio_byes_it() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::Hangup { call, status: 480 });
+    h.one_sent(CUSTOMER, "BYE ");
+    assert!(h.sent_to(CUSTOMER, "SIP/2.0 480").is_empty(), "answered already: a BYE, not a final response");
+    let facts = h.take_facts();
+    assert!(
+        matches!(&facts[..], [CallFact::Failed { reason, .. }] if reason == crate::acd::facts::OPERATOR_HANGUP),
+        "{facts:?}"
+    );
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}

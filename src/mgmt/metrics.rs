@@ -201,6 +201,7 @@ pub fn help(name: &str) -> &'static str {
         "cc_call_facts_total" => "Call facts a signalling shard sent to the routing shard",
         "cc_calls_active" => "Calls in progress on a signalling shard",
         "cc_media_timeouts_total" => "Calls ended because no RTP arrived within media_timeout_s",
+        "cc_queue_counter_events_total" => "queue-counters events sent to the event stream (a queue's counters changed; at most one per queue per second)",
         "cc_queue_agents_available" => "Agents of the queue free to take a call",
         "cc_queue_agents_online" => "Agents of the queue with at least one registered contact",
         "cc_queue_calls" => "Calls in the queue, by state (waiting, ringing, talking)",
