@@ -43,7 +43,9 @@ fn two_agents() -> H {
 fn a_waiting_call_hung_up_by_an_operator_is_never_offered_and_ends_with_its_own_line() {
     let mut h = H::new(&[queue("name = \"q\"\nwrap_up_s = 0")], &[agent("a", &["q"], "")]);
     h.arrive(1, "q", 0);
+    assert!(!h.r.snapshot(h.now).calls[0].ending);
     assert_eq!(h.r.hangup(cid(1), 480), Ok("waiting"));
+    assert!(h.r.snapshot(h.now).calls[0].ending, "GET /v1/calls shows it ending");
     let out = h.drain();
     assert_eq!(hangups(&out), [Decision::Hangup { call: cid(1), status: 480 }]);
     // Asked twice: already ending. Unknown: not found.
