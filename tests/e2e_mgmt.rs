@@ -265,6 +265,12 @@ fn metrics_parse_with_help_and_type_for_every_family() {
     for name in ["cc_registered_contacts", "cc_store_commits_total", "cc_queue_calls", "cc_sip_requests_total"] {
         assert!(scrape.samples.iter().any(|s| s.metric == name), "{name} missing:\n{}", body.body);
     }
+    // The relay's traffic, the store's running commit, and the call set-up
+    // histogram (customer INVITE → agent INVITE) are families too.
+    for name in ["cc_relay_packets_total", "cc_relay_bytes_total", "cc_relay_drops_total", "cc_store_commit_running_ms"] {
+        assert!(scrape.samples.iter().any(|s| s.metric == name), "{name} missing:\n{}", body.body);
+    }
+    assert!(histograms.contains(&"cc_call_invite_to_agent_seconds"), "{}", body.body);
     let counter = scrape.samples.iter().find(|s| s.metric == "cc_store_commits_total").unwrap();
     assert!(matches!(counter.value, prometheus_parse::Value::Counter(_)), "{:?}", counter.value);
     let gauge = scrape.samples.iter().find(|s| s.metric == "cc_registered_contacts").unwrap();

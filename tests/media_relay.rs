@@ -438,3 +438,36 @@ fn adaptive_spin_forwards_everything() {
 fn adaptive_batch_window_forwards_everything() {
     wait_variant(RelayConfig { range: PortRange { start: 28320, end: 28328 }, batch_wait_us: 50, batch: 8, ..Default::default() });
 }
+
+#[test]
+fn relay_wide_traffic_for_metrics_counts_every_leg_and_survives_their_close() {
+    let mut h = relay(28400, 4);
+    let (a, b) = (client(), client());
+    let (la, lb) = h.open_pair(RelayLegConfig::peer(addr(&a)), RelayLegConfig::peer(addr(&b)), Instant::now()).unwrap();
+    h.bridge(la.id, lb.id);
+    barrier(&h);
+    for i in 0..5u16 {
+        let p = rtp(i, u32::from(i) * 160, 0xA, 172);
+        a.send_to(&p, la.rtp).unwrap();
+        recv(&b).expect("a→b forwarded");
+    }
+    a.send_to(&[1, 2, 3], la.rtp).unwrap(); // short: dropped
+    // Totals are summed at the relay's tick (100 ms), not per packet.
+    let want = |t: &cc_engine::media::RelayTraffic| {
+        t.rx_packets == 5 && t.tx_packets == 5 && t.drops[DropReason::Short as usize] == 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !want(&h.traffic()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = h.traffic();
+    assert!(want(&t), "{t:?}");
+    assert_eq!(t.rx_bytes, 5 * 172);
+    assert_eq!(t.tx_bytes, 5 * 172);
+    h.close(la.id, Instant::now());
+    h.close(lb.id, Instant::now());
+    barrier(&h);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.traffic(), t, "closing the legs must not take their counts away");
+    h.shutdown();
+}

@@ -23,7 +23,9 @@
 //! A fifth of the answered callers put the agent on hold (re-INVITE
 //! `a=sendonly`), which the engine answers and passes on to the agent.
 //! Besides packet chaos, every 5 virtual seconds the relay reports a media
-//! timeout on a random open leg (the engine then hangs up both sides).
+//! timeout on a random open leg (the engine then hangs up both sides), and
+//! every 7 an operator hangs up a random live call, in whatever state it is
+//! (`Command::Hangup` into the routing integrator, as the HTTP API does).
 //!
 //! Invariants checked once every timer has drained:
 //! - every customer call has exactly one CDR (matched by SIP Call-ID);
@@ -79,7 +81,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use cc_engine::acd::facts::{Decision, RtpCounts};
+use cc_engine::acd::command::Command;
+use cc_engine::acd::facts::{CallId, Decision, RtpCounts};
 use cc_engine::acd::router::AgentStatus;
 use cc_engine::acd::routing::{self, apply_commit, CommitOutcome, Loaded, Routing};
 use cc_engine::acd::{Cdr, Disposition, RouterEvent, Store, StoreOp};
@@ -254,6 +257,9 @@ enum Ev {
     Agent(u32, String, AgentAct),
     /// The relay reports a media timeout on some open leg.
     MediaTimeout,
+    /// An operator hangs up some live call (the routing integrator's
+    /// `Command::Hangup`).
+    OperatorHangup,
 }
 
 struct Item {
@@ -489,6 +495,8 @@ struct Sim {
     store_cpu: Duration,
     /// Router-side stage of each live call: 0 arrived, 1 queued, 2 ringing, 3 talking.
     stage: HashMap<cc_engine::acd::facts::CallId, usize>,
+    /// Operator hangups sent (also their command ids).
+    operator_hangups: u64,
     /// `SIM_TRACE=c42` / `a07`: print that UA's datagrams.
     trace: Option<SocketAddr>,
 }
@@ -689,6 +697,7 @@ impl Sim {
             cpu: [Duration::ZERO; 4],
             store_cpu: Duration::ZERO,
             stage: HashMap::new(),
+            operator_hangups: 0,
             trace: std::env::var("SIM_TRACE").ok().and_then(|t| {
                 let n: u32 = t.get(1..)?.parse().ok()?;
                 Some(if t.starts_with('a') { agent_addr(n) } else { cust_addr(n) })
@@ -702,6 +711,7 @@ impl Sim {
         }
         if !sc.disciplined {
             sim.push(REGISTRATION + 5 * SEC, Ev::MediaTimeout);
+            sim.push(REGISTRATION + 7 * SEC, Ev::OperatorHangup);
         }
         // Open-loop arrivals, once the agents had time to register.
         let mean = sc.arrival_gap as f64;
@@ -951,7 +961,7 @@ impl Sim {
                 RouterEvent::Answered { call, .. } => {
                     self.stage.insert(call, 3);
                 }
-                RouterEvent::CallFinished { call, disposition } => {
+                RouterEvent::CallFinished { call, disposition, .. } => {
                     // Where the caller hung up (coverage of every stage).
                     let st = self.stage.remove(&call).unwrap_or(0);
                     if disposition == Disposition::Abandoned {
@@ -1519,6 +1529,7 @@ impl Sim {
                 Ev::Timer(Node::Agent(_), _) | Ev::Agent(..) => 1,
                 Ev::Timer(Node::Cust(_), _) | Ev::Cust(..) => 2,
                 Ev::MediaTimeout => 0,
+                Ev::OperatorHangup => 3,
             };
             let t0 = Instant::now();
             if let (Some(tr), Ev::Datagram { dst, src, data }) = (self.trace, &item.ev) {
@@ -1573,6 +1584,7 @@ impl Sim {
                             Decision::Rejected { .. } => "decision_late_rejected",
                             Decision::TimedOut { .. } => "decision_late_timed_out",
                             Decision::MaxDuration { .. } => "decision_late_max_duration",
+                            Decision::Hangup { .. } => "decision_late_hangup",
                         });
                     }
                     self.shard_input(s, Input::Routing(FromRouting::Decision(d)))
@@ -1608,6 +1620,24 @@ impl Sim {
                     if self.now < end {
                         let t = self.now + 5 * SEC;
                         self.push(t, Ev::MediaTimeout);
+                    }
+                }
+                Ev::OperatorHangup => {
+                    // Whatever state the call is in; the CDR and the
+                    // customer's view must still agree (checked at the end).
+                    let live = self.routing.snapshot(self.wall()).calls;
+                    if !live.is_empty() {
+                        let k = (self.rng.u64() % live.len() as u64) as usize;
+                        let call = live[k].id.parse::<CallId>().expect("a call id the router wrote");
+                        self.bump("operator_hangups_injected");
+                        self.operator_hangups += 1;
+                        let cmd = Command::Hangup { call, status: 480 };
+                        self.routing_input(routing::Input::Command { id: self.operator_hangups, cmd });
+                    }
+                    let end = REGISTRATION + u64::from(self.sc.calls) * self.sc.arrival_gap;
+                    if self.now < end {
+                        let t = self.now + 7 * SEC;
+                        self.push(t, Ev::OperatorHangup);
                     }
                 }
             }

@@ -1207,7 +1207,7 @@ impl Sim {
                 RouterEvent::Answered { call, .. } => {
                     self.stage.insert(call, 3);
                 }
-                RouterEvent::CallFinished { call, disposition } => {
+                RouterEvent::CallFinished { call, disposition, .. } => {
                     // Where the caller hung up (coverage of every stage).
                     let st = self.stage.remove(&call).unwrap_or(0);
                     if disposition == Disposition::Abandoned {
@@ -2017,6 +2017,7 @@ impl Sim {
                             Decision::Rejected { .. } => "decision_late_rejected",
                             Decision::TimedOut { .. } => "decision_late_timed_out",
                             Decision::MaxDuration { .. } => "decision_late_max_duration",
+                            Decision::Hangup { .. } => "decision_late_hangup",
                         });
                     }
                     self.shard_input(s, Input::Routing(FromRouting::Decision(d)))

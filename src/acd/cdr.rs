@@ -132,6 +132,10 @@ pub struct AgentPersist {
     /// Logged out by an operator: no offers until logged in again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logged_out: bool,
+    /// Logged out during a call whose end has not been seen: the logoff
+    /// is written at the next start if the engine died first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logout_pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

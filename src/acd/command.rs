@@ -15,7 +15,15 @@ pub enum Command {
     Login { agent: String },
     /// Apply a reloaded config's agents and queues (`config::Reload`).
     Reload(NewConfig),
+    /// End a live call in whatever state it is; an unanswered caller gets
+    /// `status` as the final response to its INVITE.
+    Hangup { call: crate::acd::facts::CallId, status: u16 },
 }
+
+/// The final response an operator's hangup gives an unanswered caller
+/// unless the request names another: Temporarily Unavailable, which
+/// phones show as "try later", not as an error of the number.
+pub const DEFAULT_HANGUP_STATUS: u16 = 480;
 
 /// A reloaded config, shared as is (two are equal only if they are the
 /// same reload: a config has no meaningful equality).

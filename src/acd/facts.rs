@@ -33,6 +33,21 @@ impl CallId {
     }
 }
 
+impl std::str::FromStr for CallId {
+    type Err = ();
+
+    /// The `Display` form back (`shard-seq`).
+    fn from_str(s: &str) -> Result<CallId, ()> {
+        let (shard, seq) = s.split_once('-').ok_or(())?;
+        let shard: u16 = shard.parse().map_err(|_| ())?;
+        let seq: u64 = seq.parse().map_err(|_| ())?;
+        if seq >= 1 << 48 {
+            return Err(());
+        }
+        Ok(CallId::new(shard, seq))
+    }
+}
+
 impl std::fmt::Display for CallId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.shard(), self.0 & ((1 << 48) - 1))
@@ -124,6 +139,8 @@ pub enum EndReason {
     TimedOut,
     /// The call reached its queue's `max_talk_s` and the engine ended it.
     MaxDuration,
+    /// An operator hung the call up (`POST /v1/calls/{id}/hangup`).
+    OperatorHangup,
 }
 
 /// RTP packets the relay forwarded for this call.
@@ -171,7 +188,16 @@ pub enum Decision {
     /// both legs and answers `Ended { hangup: Engine, reason: MaxDuration }`.
     /// A call not (or no longer) bridged there is left alone.
     MaxDuration { call: CallId },
+    /// An operator ends the call, in whatever state it is: an unanswered
+    /// caller gets `status` as the final response (a caller on hold audio
+    /// and a bridged one a BYE), a ringing agent a CANCEL, an answered one
+    /// a BYE. The shard answers `Ended { reason: OperatorHangup }` (bridged)
+    /// or `Failed { reason: OPERATOR_HANGUP }`.
+    Hangup { call: CallId, status: u16 },
 }
+
+/// CDR and `Failed` reason of a call an operator hung up.
+pub const OPERATOR_HANGUP: &str = "operator-hangup";
 
 impl Decision {
     pub fn call(&self) -> CallId {
@@ -181,7 +207,8 @@ impl Decision {
             | Decision::Offer { call, .. }
             | Decision::RingAll { call, .. }
             | Decision::TimedOut { call }
-            | Decision::MaxDuration { call } => *call,
+            | Decision::MaxDuration { call }
+            | Decision::Hangup { call, .. } => *call,
         }
     }
 }
@@ -208,5 +235,9 @@ mod tests {
         assert_eq!(c.shard(), 7);
         assert_eq!(c.to_string(), "7-123456");
         assert_eq!(CallId::new(u16::MAX, u64::MAX).shard(), u16::MAX);
+        assert_eq!("7-123456".parse::<CallId>(), Ok(c));
+        for bad in ["", "7", "7-", "-1", "x-1", "70000-1", "1-281474976710656", "1-2-3"] {
+            assert!(bad.parse::<CallId>().is_err(), "{bad}");
+        }
     }
 }

@@ -19,9 +19,18 @@
 //! | PAUSE / UNPAUSE | reason | | |
 //! | AGENTLOGIN / AGENTLOGOFF | contact | | |
 //!
-//! One event of our own: `FAILED` (position, original position, wait s,
-//! reason), for a call the engine lost (engine restart, an agent leg that
-//! failed after the answer is still COMPLETEAGENT).
+//! Two events of our own, which Asterisk does not have:
+//! - `FAILED` (position, original position, wait s, reason), for a call
+//!   the engine lost (engine restart, an agent leg that failed after the
+//!   answer is still COMPLETEAGENT).
+//! - `OPERATORHANGUP`, for a call an operator ended over the API: data as
+//!   the line the call would otherwise have ended with (waiting or
+//!   ringing: position, original position, wait s, like ABANDON; bridged:
+//!   hold time s, call time s, original position, like COMPLETEAGENT),
+//!   then the state it was in (`waiting`, `ringing`, `talking`). A name of
+//!   its own, because tools count ABANDON as the caller's choice and
+//!   COMPLETE* as a call served to its end; tools that do not know it
+//!   skip the line.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +55,7 @@ pub enum QueueEvent {
     AddMember,
     RemoveMember,
     Failed,
+    OperatorHangup,
 }
 
 impl QueueEvent {
@@ -69,6 +79,7 @@ impl QueueEvent {
             QueueEvent::AddMember => "ADDMEMBER",
             QueueEvent::RemoveMember => "REMOVEMEMBER",
             QueueEvent::Failed => "FAILED",
+            QueueEvent::OperatorHangup => "OPERATORHANGUP",
         }
     }
 }

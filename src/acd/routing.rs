@@ -58,6 +58,11 @@ const MAX_PENDING: usize = 4096;
 /// disk is retried, but not in a loop that would take the core.
 pub const RETRY_MS: u64 = 100;
 
+/// A queue's counters go to the event stream at most once per this long:
+/// a call changes them several times within milliseconds (offered,
+/// answered, talk time), and a burst of calls many times more.
+pub const COUNTERS_EVERY_MS: u64 = 1_000;
+
 /// Commit attempts after shutdown before giving up on what is pending (and
 /// saying so in the log): a process that cannot write must still stop.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
@@ -137,6 +142,9 @@ pub enum Effect {
 #[derive(Debug)]
 struct InFlight {
     seq: u64,
+    /// When it was handed to the store: `/health` flags a commit that
+    /// does not come back.
+    started_ms: u64,
     /// When the oldest of its ops was decided: kept for a retry's deadline.
     oldest_ms: u64,
 }
@@ -173,6 +181,13 @@ pub struct Routing {
     features: FeaturesSection,
     /// Feature-code requests by (action, result), for `/metrics`.
     feature_uses: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// Queue counters changed and not yet on the event stream (the latest
+    /// of each queue), kept only while events are.
+    counters_due: std::collections::BTreeMap<String, RouterEvent>,
+    /// When each queue's counters last went to the event stream.
+    counters_sent: std::collections::BTreeMap<String, u64>,
+    /// `queue-counters` events handed to the event stream.
+    counter_events: u64,
 }
 
 impl Routing {
@@ -221,6 +236,9 @@ impl Routing {
             agents_dirty: true,
             features: cfg.features.clone(),
             feature_uses: std::collections::BTreeMap::new(),
+            counters_due: Default::default(),
+            counters_sent: Default::default(),
+            counter_events: 0,
         };
         let restart_outputs = startup.len();
         for o in startup {
@@ -291,7 +309,12 @@ impl Routing {
         };
         // No binding, nothing to probe: no wake-up for liveness.
         let probes = self.registrar.next_expiry().and(self.liveness.next_timeout());
-        [self.registrar.next_expiry(), self.router.next_timeout(), probes, commit]
+        let counters = self
+            .counters_due
+            .keys()
+            .map(|q| self.counters_sent.get(q).map_or(0, |t| t.saturating_add(COUNTERS_EVERY_MS)))
+            .min();
+        [self.registrar.next_expiry(), self.router.next_timeout(), probes, commit, counters]
             .into_iter()
             .flatten()
             .min()
@@ -364,11 +387,17 @@ impl Routing {
                 Ok(false) => return CommandResult::Conflict { reason: format!("agent {agent} is not logged out") },
                 r => r.map(|_| self.agent_detail(&agent, now)),
             },
+            Command::Hangup { call, status } => self.router.hangup(call, status).map(|state| {
+                tracing::info!(%call, state, status, "operator hangs up a call");
+                serde_json::json!({ "call": call.to_string(), "state": state, "ending": true })
+            }),
         };
         self.drain_router(now);
         match result {
             Ok(detail) => CommandResult::Done { detail },
             Err(RouterError::UnknownAgent(a)) => CommandResult::NotFound { what: format!("agent {a}") },
+            Err(RouterError::UnknownCall(c)) => CommandResult::NotFound { what: format!("live call {c}") },
+            Err(e @ RouterError::CallEnding(_)) => CommandResult::Conflict { reason: e.to_string() },
         }
     }
 
@@ -578,7 +607,7 @@ impl Routing {
         let ops = self.pending.take_into(std::mem::take(&mut self.spare));
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.in_flight = Some(InFlight { seq, oldest_ms });
+        self.in_flight = Some(InFlight { seq, started_ms: now, oldest_ms });
         self.effects.push_back(Effect::Commit { seq, ops });
     }
 
@@ -633,6 +662,12 @@ impl Routing {
                     self.effects.push_back(Effect::ToShard(d.call().shard(), FromRouting::Decision(d)));
                 }
                 RouterOutput::Persist(op) => self.pending.push(op, now),
+                RouterOutput::Event(RouterEvent::QueueCounters { queue, stats, service_level_s }) => {
+                    if self.events.is_some() {
+                        let e = RouterEvent::QueueCounters { queue: queue.clone(), stats, service_level_s };
+                        self.counters_due.insert(queue, e);
+                    }
+                }
                 RouterOutput::Event(e) => {
                     log_event(&e);
                     if let Some(q) = &mut self.events {
@@ -641,7 +676,24 @@ impl Routing {
                 }
             }
         }
+        self.flush_counters(now);
         self.router.drain_answered_waits(|ms| WAIT_TIME.observe(std::time::Duration::from_millis(ms)));
+    }
+
+    /// Queue counters whose last event is at least `COUNTERS_EVERY_MS` old
+    /// go to the kept events; the others wait (`poll_timeout` knows when).
+    fn flush_counters(&mut self, now: u64) {
+        let Some(events) = &mut self.events else { return };
+        let (sent, n) = (&mut self.counters_sent, &mut self.counter_events);
+        self.counters_due.retain(|queue, e| {
+            if sent.get(queue).is_some_and(|t| now < t.saturating_add(COUNTERS_EVERY_MS)) {
+                return true;
+            }
+            sent.insert(queue.clone(), now);
+            events.push_back(e.clone());
+            *n += 1;
+            false
+        });
     }
 
     /// The management plane's agents list: one object per binding.
@@ -679,6 +731,9 @@ impl Routing {
         v.push(Sample::new("cc_store_commits_total", "", self.commits));
         v.push(Sample::new("cc_store_commit_errors_total", "", self.commit_errors));
         v.push(Sample::new("cc_store_pending_changes", "", self.pending.len() as u64));
+        let running = self.in_flight.as_ref().map_or(0, |f| now.saturating_sub(f.started_ms));
+        v.push(Sample::new("cc_store_commit_running_ms", "", running));
+        v.push(Sample::new("cc_queue_counter_events_total", "", self.counter_events));
         let snap = self.router.snapshot(now);
         for q in &snap.queues {
             let l = |extra: &str| format!("queue=\"{}\"{extra}", q.name);
@@ -771,6 +826,7 @@ fn refusal_phrase(action: &str) -> &'static str {
 fn log_event(e: &RouterEvent) {
     match e {
         RouterEvent::Ignored { call, fact } => tracing::debug!(%call, fact, "stale fact ignored"),
+        RouterEvent::QueueCounters { .. } => {}
         other => tracing::info!(event = ?other, "acd"),
     }
 }

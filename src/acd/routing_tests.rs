@@ -395,3 +395,32 @@ fn commits_applied_to_a_store_survive_a_restart() {
     assert_eq!(cdrs.len(), 1);
     assert_eq!(cdrs[0].reason.as_deref(), Some("engine-restart"));
 }
+
+fn counter_events(r: &mut Routing) -> Vec<(String, u64)> {
+    std::iter::from_fn(|| r.poll_event())
+        .filter_map(|e| match e {
+            RouterEvent::QueueCounters { queue, stats, .. } => Some((queue, stats.total.offered)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn queue_counter_events_are_coalesced_to_one_per_queue_per_interval() {
+    let mut r = routing();
+    r.keep_events();
+    // A burst: the first change goes out at once, the rest wait.
+    r.handle(arrived(1, T0), T0);
+    assert_eq!(counter_events(&mut r), [("q".to_string(), 1)]);
+    for n in 2..=5 {
+        r.handle(arrived(n, T0 + n), T0 + n);
+    }
+    assert!(counter_events(&mut r).is_empty());
+    let due = r.poll_timeout().expect("a wake-up for the held counters");
+    assert!(due <= T0 + COUNTERS_EVERY_MS, "{due}");
+    // One event with the latest counters once the interval is over.
+    r.handle(Input::Timer, T0 + COUNTERS_EVERY_MS);
+    assert_eq!(counter_events(&mut r), [("q".to_string(), 5)]);
+    r.handle(Input::Timer, T0 + 3 * COUNTERS_EVERY_MS);
+    assert!(counter_events(&mut r).is_empty());
+}

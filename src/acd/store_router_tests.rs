@@ -107,6 +107,7 @@ fn router_state_round_trip() {
         no_answer: 3,
             counters: Default::default(),
             logged_out: false,
+            logout_pending: false,
     };
     s.apply_ops(&[
         StoreOp::RoundRobin {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::INVITE_TO_AGENT;
 use super::call::{Agent, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
@@ -87,6 +88,9 @@ impl CallTable {
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.offers += 1;
         let seq = call.offers;
+        if seq == 1 {
+            INVITE_TO_AGENT.observe(now.saturating_duration_since(call.arrived));
+        }
         let ring_at = now + Duration::from_millis(ring_timeout_ms);
         for f in std::iter::once(&first).chain(forks.iter()) {
             call.cli.push(f.tx);

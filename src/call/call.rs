@@ -2,6 +2,7 @@
 //! the agreed codec. The transitions live in `table.rs`, which owns the
 //! indexes that find a call from a transaction, dialog or relay leg.
 
+use std::time::Instant;
 use crate::acd::facts::{OfferResult, Party};
 use crate::config::AnswerMode;
 use crate::media::sdp::{Chosen, Direction};
@@ -155,6 +156,8 @@ pub fn failure_rank(r: &OfferResult) -> u8 {
 
 #[derive(Debug)]
 pub struct Call {
+    /// When the customer's INVITE arrived (the shard's clock).
+    pub arrived: Instant,
     pub queue: String,
     pub mode: AnswerMode,
     pub caller_display: String,

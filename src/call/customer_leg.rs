@@ -14,7 +14,7 @@ use crate::sip::{Message, View};
 use super::sdp;
 use super::table::{sdp_error_spec, spec, CliRole, Srv, SrvRole};
 use super::{CallTable, MediaControl};
-use crate::acd::facts::{CallFact, CallId, Decision, EndReason};
+use crate::acd::facts::{CallFact, CallId, Decision, EndReason, OPERATOR_HANGUP};
 use crate::config::AnswerMode;
 use crate::media::sdp::Direction;
 use crate::media::RelayLegConfig;
@@ -110,6 +110,7 @@ impl CallTable {
         let key = (dialog.call_id.clone(), local_tag);
         let sip_call_id = dialog.call_id.clone();
         let call = Call {
+            arrived: now,
             queue: queue.clone(),
             mode,
             caller_display,
@@ -304,6 +305,21 @@ impl CallTable {
                     let why = "maximum call duration";
                     self.engine_hangup(ep, media, id, EndReason::MaxDuration, why, now, wall_ms);
                 }
+            }
+            Decision::Hangup { status, .. } => {
+                if self.calls.get(&id).is_some_and(Call::bridged) {
+                    let why = OPERATOR_HANGUP;
+                    self.engine_hangup(ep, media, id, EndReason::OperatorHangup, why, now, wall_ms);
+                    return;
+                }
+                // Unanswered: the operator's final response; on hold
+                // audio (answered by us): a BYE.
+                if !self.reject_customer(ep, id, spec(status, Some("Hung Up By Operator")), now) {
+                    self.bye(ep, id, Side::Customer, now);
+                }
+                self.drop_agent(ep, media, id, now);
+                self.fact(CallFact::Failed { call: id, at_ms: wall_ms, reason: OPERATOR_HANGUP.to_owned() });
+                self.finish(ep, media, id, now);
             }
         }
     }

@@ -87,6 +87,12 @@ pub use relay::{HoldLibrary, LegStats, RelayMedia};
 pub use feature_leg::FEATURE_TONE;
 pub use table::CallTable;
 
+/// Customer INVITE arrived → first INVITE sent to an agent for it (the
+/// queue wait included), for `/metrics`: a few atomic adds per call.
+pub static INVITE_TO_AGENT: crate::mgmt::Histogram = crate::mgmt::Histogram::new(&[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+]);
+
 /// What the call layer needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -165,6 +171,8 @@ pub struct MediaUsage {
     pub ports_bind_skipped: u64,
     /// Deferred RTCP sockets that could not be bound at bridge time.
     pub rtcp_bind_failures: u64,
+    /// The relay's packets, bytes and drops (as of its last tick).
+    pub traffic: crate::media::RelayTraffic,
 }
 
 /// What `CallTable::on_output` did with an endpoint output.

@@ -115,6 +115,7 @@ impl MediaControl for RelayMedia {
             ports_reused_early: p.reused_early_count,
             ports_bind_skipped: p.bind_skipped_count,
             rtcp_bind_failures: self.relay.rtcp_bind_failures(),
+            traffic: self.relay.traffic(),
         }
     }
 }

@@ -2187,3 +2187,64 @@ fn ring_all_without_a_relay_leg_answers_for_every_agent() {
     answer_byes(&mut h, CUSTOMER);
     h.assert_clean();
 }
+
+fn an_operator_hangup_of_a_ringing_unanswered_call_gives_the_caller_its_status_and_cancels_the_agent() {
+    let mut h = H::new(AnswerMode::OnAgent);
+    let call = h.arrive();
+    h.decide(Decision::Queued { call, queue: "support".into(), position: 1 });
+    let inv = h.offer(call);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::Hangup { call, status: 480 });
+    h.one_sent(CUSTOMER, "SIP/2.0 480");
+    h.one_sent(AGENT, "CANCEL ");
+    let facts = h.take_facts();
+    assert!(
+        matches!(&facts[..], [CallFact::Failed { reason, .. }] if reason == crate::acd::facts::OPERATOR_HANGUP),
+        "{facts:?}"
+    );
+    h.recv(AGENT, &reply(&inv, 487, Some("ag1"), None));
+    // Late: the call is gone; nothing happens.
+    h.take_sent();
+    h.decide(Decision::Hangup { call, status: 480 });
+    assert!(h.take_sent().is_empty() && h.take_facts().is_empty());
+}
+
+fn an_operator_hangup_of_a_bridged_call_byes_both_legs_and_reports_it() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    let inv = h.offer(call);
+    h.agent_answers(&inv);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::Hangup { call, status: 480 });
+    h.one_sent(CUSTOMER, "BYE ");
+    h.one_sent(AGENT, "BYE ");
+    let facts = h.take_facts();
+    assert!(
+        matches!(facts[..], [CallFact::Ended { hangup: Party::Engine, reason: EndReason::OperatorHangup, .. }]),
+        "{facts:?}"
+    );
+    answer_byes(&mut h, CUSTOMER);
+    answer_byes(&mut h, AGENT);
+    h.assert_clean();
+}
+
+fn an_operator_hangup_of_a_caller_on_hold_audio_byes_it() {
+    let mut h = H::new(AnswerMode::Immediate);
+    let call = h.arrive();
+    h.queued_immediate(call);
+    h.take_sent();
+    h.take_facts();
+    h.decide(Decision::Hangup { call, status: 480 });
+    h.one_sent(CUSTOMER, "BYE ");
+    assert!(h.sent_to(CUSTOMER, "SIP/2.0 480").is_empty(), "answered already: a BYE, not a final response");
+    let facts = h.take_facts();
+    assert!(
+        matches!(&facts[..], [CallFact::Failed { reason, .. }] if reason == crate::acd::facts::OPERATOR_HANGUP),
+        "{facts:?}"
+    );
+    answer_byes(&mut h, CUSTOMER);
+    h.assert_clean();
+}

@@ -431,6 +431,15 @@ impl<M: MediaControl> Signalling<M> {
         v.push(Sample::new("cc_rtp_ports_reused_early_total", "", u.ports_reused_early));
         v.push(Sample::new("cc_rtp_ports_bind_skipped_total", "", u.ports_bind_skipped));
         v.push(Sample::new("cc_rtp_rtcp_bind_failures_total", "", u.rtcp_bind_failures));
+        let t = &u.traffic;
+        v.push(Sample::new("cc_relay_packets_total", "direction=\"received\"", t.rx_packets));
+        v.push(Sample::new("cc_relay_packets_total", "direction=\"sent\"", t.tx_packets));
+        v.push(Sample::new("cc_relay_bytes_total", "direction=\"received\"", t.rx_bytes));
+        v.push(Sample::new("cc_relay_bytes_total", "direction=\"sent\"", t.tx_bytes));
+        for r in crate::media::DropReason::ALL {
+            let n = t.drops.get(r as usize).copied().unwrap_or(0);
+            v.push(Sample::new("cc_relay_drops_total", format!("reason=\"{}\"", r.name()), n));
+        }
         v
     }
 }

@@ -95,7 +95,7 @@ use std::time::{Duration, Instant};
 
 pub use playout::HoldAudio;
 pub use ports::{PortAllocator, PortError, PortRange};
-pub use relay::{DropReason, StreamStats};
+pub use relay::{DropReason, RelayTraffic, StreamStats};
 
 /// Receive strategy of the ring (measured, see bench/RESULTS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +326,8 @@ pub struct RelayHandle {
     next_id: u64,
     open: HashMap<RelayLegId, OpenLeg>,
     rtcp_bind_failures: u64,
+    /// The relay thread's traffic totals (stored at its tick).
+    totals: Arc<relay::RelayTotals>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Inside a batch (`begin_batch`..`end_batch`) commands are queued
     /// and the relay is woken once at the end: one shard step sends up to
@@ -363,6 +365,8 @@ impl RelayHandle {
         let wake_relay = wake.try_clone()?;
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let rcfg = cfg.clone();
+        let totals = Arc::new(relay::RelayTotals::default());
+        let theirs = totals.clone();
         let thread = std::thread::Builder::new()
             .name(format!("media-relay-{}", cfg.range.start))
             .spawn(move || {
@@ -371,7 +375,7 @@ impl RelayHandle {
                         tracing::warn!("could not pin relay to cpu {cpu}");
                     }
                 }
-                match relay::ring::Relay::new(rcfg, rx, etx, wake_relay) {
+                match relay::ring::Relay::new(rcfg, rx, etx, wake_relay, theirs) {
                     Ok(r) => {
                         let _ = ready_tx.send(Ok(()));
                         r.run();
@@ -395,6 +399,7 @@ impl RelayHandle {
             next_id: 1,
             open: HashMap::new(),
             rtcp_bind_failures: 0,
+            totals,
             thread: Some(thread),
             batch: std::cell::Cell::new(Batch::Off),
         })
@@ -428,6 +433,11 @@ impl RelayHandle {
         let one: u64 = 1;
         // SAFETY: writing 8 bytes to our eventfd
         unsafe { libc::write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    }
+
+    /// The relay's packets, bytes and drops as of its last tick.
+    pub fn traffic(&self) -> relay::RelayTraffic {
+        self.totals.load()
     }
 
     /// Reserve a port pair, bind it and hand it to the relay. `now` is the

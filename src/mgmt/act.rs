@@ -15,7 +15,8 @@ use serde_json::Value;
 use super::api::error;
 use super::command_link::CommandError;
 use super::server::AppState;
-use crate::acd::command::{Command, CommandResult, NewConfig};
+use crate::acd::command::{Command, CommandResult, NewConfig, DEFAULT_HANGUP_STATUS};
+use crate::acd::facts::CallId;
 
 /// Longest pause reason accepted; it is shown in snapshots and logs.
 pub const MAX_REASON_LEN: usize = 256;
@@ -130,6 +131,32 @@ pub async fn unpause(
         return r;
     }
     run(&st, Command::Unpause { agent: id }).await
+}
+
+/// `POST /v1/calls/{id}/hangup` (no body, or `{"status": 4xx..6xx}`):
+/// ends a live call in any state. An unanswered caller gets `status`
+/// (480 unless given) as the final response to its INVITE; the answer
+/// comes once the routing shard has told the call's shard, and the CDR
+/// (reason `operator-hangup`) follows when that shard has ended both legs.
+pub async fn hangup(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let obj = match body_object(&body, &["status"]) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let status = match obj.get("status") {
+        None | Some(Value::Null) => DEFAULT_HANGUP_STATUS,
+        Some(v) => match v.as_u64().and_then(|s| u16::try_from(s).ok()).filter(|s| (400..=699).contains(s)) {
+            Some(s) => s,
+            None => {
+                return error(StatusCode::BAD_REQUEST, "status must be a SIP final status from 400 to 699", Some("status"))
+            }
+        },
+    };
+    // Not in the engine's `shard-seq` form: no call could have that id.
+    let Ok(call) = id.parse::<CallId>() else {
+        return error(StatusCode::NOT_FOUND, format!("no live call {id}"), Some("id"));
+    };
+    run(&st, Command::Hangup { call, status }).await
 }
 
 /// `POST /v1/reload` (no body): reads the config file again and applies its

@@ -49,6 +49,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/events", get(super::sse::events))
         .route("/v1/queues", get(queues))
         .route("/v1/calls", get(calls))
+        .route("/v1/calls/{id}/hangup", post(super::act::hangup))
         .route("/v1/queues/{name}", get(queue))
         .route("/v1/log-level", get(get_log_level).put(put_log_level))
         .route("/v1/openapi.json", get(openapi))
@@ -129,6 +130,9 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         if fresh {
             *seen = commits;
         }
+    }
+    if let Some(why) = health::commit_stalled(st.board.total("cc_store_commit_running_ms").unwrap_or(0)) {
+        reasons.push(why);
     }
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()

@@ -128,18 +128,35 @@ pub fn router_event(e: &RouterEvent, now_ms: u64) -> Option<(&'static str, Value
             ("agent-status", json!({ "agent": agent, "status": "logged-out" }))
         }
         RouterEvent::AgentLoggedIn { agent } => ("agent-status", json!({ "agent": agent, "status": "logged-in" })),
+        RouterEvent::AgentLogoutRequested { agent } => {
+            ("agent-status", json!({ "agent": agent, "status": "logout-requested" }))
+        }
+        RouterEvent::QueueCounters { queue, stats, service_level_s } => {
+            let pct = |v: Option<f64>| v.map(|p| (p * 10.0).round() / 10.0);
+            (
+                "queue-counters",
+                json!({
+                    "queue": queue,
+                    "today": stats.today,
+                    "total": stats.total,
+                    "service_level_s": service_level_s,
+                    "service_level_today": pct(stats.today.service_level_answered()),
+                    "service_level_total": pct(stats.total.service_level_answered()),
+                }),
+            )
+        }
         RouterEvent::AgentOnline { agent } => ("agent-status", json!({ "agent": agent, "status": "online" })),
         RouterEvent::AgentOffline { agent } => ("agent-status", json!({ "agent": agent, "status": "offline" })),
         RouterEvent::AgentReachability { agent, reachable, status } => {
             ("agent-status", json!({ "agent": agent, "status": status, "reachable": reachable }))
         }
         RouterEvent::WrapUpEnded { agent } => ("agent-status", json!({ "agent": agent, "status": "wrap-up-ended" })),
-        RouterEvent::CallFinished { call, disposition } => {
+        RouterEvent::CallFinished { call, disposition, reason } => {
             let kind = match disposition {
                 crate::acd::Disposition::Abandoned => "call-abandoned",
                 _ => "call-ended",
             };
-            (kind, json!({ "call": call.to_string(), "disposition": disposition }))
+            (kind, json!({ "call": call.to_string(), "disposition": disposition, "reason": reason }))
         }
         RouterEvent::Reloaded(r) => (
             "reload",

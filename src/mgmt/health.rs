@@ -43,6 +43,17 @@ impl Beats {
     }
 }
 
+/// A store commit running longer than this means the store cannot commit
+/// (a hung disk, a full one that blocks): a healthy one takes
+/// milliseconds, a slow one a second.
+pub const COMMIT_STALL_MS: u64 = 3_000;
+
+/// Why the store is unhealthy when its running commit is `running_ms` old.
+pub fn commit_stalled(running_ms: u64) -> Option<String> {
+    (running_ms > COMMIT_STALL_MS)
+        .then(|| format!("store: a commit has been running for {:.1} s", running_ms as f64 / 1000.0))
+}
+
 /// The store's commit counters at one look.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Commits {
@@ -73,6 +84,14 @@ mod tests {
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s[0].0, "routing");
         assert_eq!(s[0].1, Duration::from_millis(3500));
+    }
+
+    #[test]
+    fn a_commit_that_does_not_come_back_is_a_failing_store() {
+        assert_eq!(commit_stalled(0), None);
+        assert_eq!(commit_stalled(COMMIT_STALL_MS), None);
+        let why = commit_stalled(4_500).expect("stalled");
+        assert!(why.starts_with("store:") && why.contains("4.5 s"), "{why}");
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Metrics {
             hist: &crate::acd::store::COMMIT_TIME,
         }));
         registry.register_collector(Box::new(HistogramCollector {
+            name: "cc_call_invite_to_agent_seconds",
+            help: "Customer INVITE received to the first INVITE sent to an agent for that call (queue wait included)",
+            hist: &crate::call::INVITE_TO_AGENT,
+        }));
+        registry.register_collector(Box::new(HistogramCollector {
             name: "cc_queue_wait_seconds",
             help: "Wait of answered callers, arrival to answer",
             hist: &crate::acd::routing::WAIT_TIME,
@@ -193,9 +198,11 @@ pub fn help(name: &str) -> &'static str {
         "cc_agent_missed_total" => "Offers the agent missed, by kind (no_answer, busy, rejected, unreachable), since the database was created",
         "cc_agent_talk_ms_total" => "Agent talk time in milliseconds, counted when a call ends, since the database was created",
         "cc_agent_pause_ms_total" => "Agent pause time in milliseconds, counted when a pause ends, since the database was created",
+        "cc_call_invite_to_agent_seconds" => "Customer INVITE received to the first INVITE sent to an agent for that call (histogram)",
         "cc_call_facts_total" => "Call facts a signalling shard sent to the routing shard",
         "cc_calls_active" => "Calls in progress on a signalling shard",
         "cc_media_timeouts_total" => "Calls ended because no RTP arrived within media_timeout_s",
+        "cc_queue_counter_events_total" => "queue-counters events sent to the event stream (a queue's counters changed; at most one per queue per second)",
         "cc_queue_agents_available" => "Agents of the queue free to take a call",
         "cc_queue_agents_online" => "Agents of the queue with at least one registered contact",
         "cc_queue_calls" => "Calls in the queue, by state (waiting, ringing, talking)",
@@ -208,6 +215,10 @@ pub fn help(name: &str) -> &'static str {
         "cc_queue_longest_wait_today_ms" => "Longest wait of a caller who left the queue today, in milliseconds",
         "cc_queue_service_level_threshold_seconds" => "The queue's service level threshold (service_level_s)",
         "cc_queue_service_level_percent" => "Answered within the threshold ÷ answered, in percent, by period (today, total)",
+        "cc_relay_packets_total" => "RTP and RTCP packets the media relay received (valid ones) and sent (forwarded and hold audio), by direction",
+        "cc_relay_bytes_total" => "Bytes of the media relay's packets, by direction (received, sent)",
+        "cc_relay_drops_total" => "Datagrams the media relay did not forward, by reason",
+        "cc_store_commit_running_ms" => "How long the store commit in progress has been running, in milliseconds (0: none)",
         "cc_registered_contacts" => "Registered agent contacts (bindings)",
         "cc_registrations_total" => "REGISTER requests answered, by response class (2xx, 4xx, ...)",
         "cc_routing_decisions_total" => "Routing decisions the routing shard made",

@@ -24,6 +24,11 @@ use crate::acd::{Store, StoreOp};
 /// makes commits later, within what a slow disk does anyway.
 pub const TEST_COMMIT_DELAY_ENV: &str = "CC_ENGINE_TEST_COMMIT_DELAY_MS";
 
+/// Test hook, off unless set: while the file this names exists, a commit
+/// waits before it writes (checked every 10 ms), to show `/health` a store
+/// that cannot commit and then one that recovers.
+pub const TEST_COMMIT_HOLD_ENV: &str = "CC_ENGINE_TEST_COMMIT_HOLD_FILE";
+
 enum Job {
     Commit { seq: u64, ops: Vec<StoreOp> },
     /// A read for the management plane, run between commits.
@@ -81,6 +86,10 @@ impl StoreThread {
         if let Some(d) = delay {
             tracing::warn!(delay_ms = d.as_millis() as u64, "{TEST_COMMIT_DELAY_ENV} is set: every commit is delayed");
         }
+        let hold = std::env::var_os(TEST_COMMIT_HOLD_ENV).map(std::path::PathBuf::from);
+        if let Some(f) = &hold {
+            tracing::warn!(file = %f.display(), "{TEST_COMMIT_HOLD_ENV} is set: commits wait while that file exists");
+        }
         let theirs = inbox.clone();
         let thread = std::thread::Builder::new().name("cc-store".into()).spawn(move || {
             let _closing = Closing(theirs.clone());
@@ -102,6 +111,9 @@ impl StoreThread {
                     Ok(Job::Commit { seq, ops }) => {
                         if let Some(d) = delay {
                             std::thread::sleep(d);
+                        }
+                        while hold.as_ref().is_some_and(|f| f.exists()) {
+                            std::thread::sleep(Duration::from_millis(10));
                         }
                         let outcome = apply_commit(&store, seq, ops);
                         deliver(&theirs, |i| i.outcomes.push_back(outcome));

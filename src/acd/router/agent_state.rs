@@ -73,6 +73,9 @@ pub(super) struct Agent {
     /// Logged out by an operator: takes no offers; calls in progress end
     /// normally.
     pub logged_out: bool,
+    /// Logged out while a call was in progress: the logoff is written
+    /// (queue log, event) when the last call ends.
+    pub logout_pending: bool,
     /// Consecutive offers that rang out; reset by an answer or an unpause.
     pub no_answer: u32,
     /// Calls answered since the router started (`fewest-calls`).
@@ -107,6 +110,7 @@ impl Agent {
             wrap_up_until: None,
             paused: None,
             logged_out: false,
+            logout_pending: false,
             no_answer: 0,
             answered: 0,
             talk_ms: 0,
@@ -188,6 +192,7 @@ impl Agent {
             no_answer: self.no_answer,
             counters: self.counters,
             logged_out: self.logged_out,
+            logout_pending: self.logout_pending,
         }
     }
 

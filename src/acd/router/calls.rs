@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::agent_state::{Agent, Misses};
 use super::queue::{Call, CallState};
-use super::{Router, RouterEvent, RouterOutput, NO_ANSWER_REASON};
+use super::{Router, RouterError, RouterEvent, RouterOutput, NO_ANSWER_REASON};
 use crate::acd::cdr::{secs, Cdr, Disposition, LiveCall, Pause, StoreOp};
 use crate::acd::facts::{CallId, Decision, EndReason, OfferResult, Party, RtpCounts};
 use crate::acd::queue_log::{QueueEvent, QueueLogEntry};
@@ -164,6 +164,7 @@ impl Router {
                     .push_back(RouterOutput::Event(RouterEvent::CallFinished {
                         call,
                         disposition: Disposition::Rejected,
+                        reason: Some(status.to_string()),
                     }));
                 self.remember_finished(call);
             }
@@ -182,6 +183,7 @@ impl Router {
                     priority: q.priority.saturating_add(bonus),
                     skills,
                     state: CallState::Waiting,
+                    hangup_requested: false,
                     last_agent: None,
                     last_failed_ms: 0,
                     failed: Vec::new(),
@@ -315,7 +317,7 @@ impl Router {
             let mut leaving: Vec<(u64, CallId)> = self
                 .calls
                 .values()
-                .filter(|c| c.queue == queue && c.state == CallState::Waiting)
+                .filter(|c| c.queue == queue && c.state == CallState::Waiting && !c.hangup_requested)
                 .map(|c| (c.seq, c.id))
                 .collect();
             leaving.sort();
@@ -443,7 +445,8 @@ impl Router {
             self.tally.moved(&c.queue, c.priority, Some(Kind::Ringing), Some(Kind::Waiting));
             c.state = CallState::Waiting;
         }
-        let expired = back && c.deadline_ms.is_some_and(|d| d <= now_ms);
+        // A call being hung up is left to the shard's fact that ends it.
+        let expired = back && c.deadline_ms.is_some_and(|d| d <= now_ms) && !c.hangup_requested;
         if matches!(result, OfferResult::MediaUnavailable | OfferResult::Cancelled) {
             if result == OfferResult::MediaUnavailable {
                 // The shard's relay is out of legs; the agent was never rung.
@@ -536,6 +539,31 @@ impl Router {
         }
     }
 
+    /// An operator hangs up `call` in whatever state it is: the shard that
+    /// owns it ends both legs (`Decision::Hangup`) and its fact, with
+    /// reason `operator-hangup`, ends the call here as any end does.
+    /// Returns the call's state when asked.
+    pub fn hangup(&mut self, call: CallId, status: u16) -> Result<&'static str, RouterError> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(if self.finished.contains(&call) {
+                RouterError::CallEnding(call.to_string())
+            } else {
+                RouterError::UnknownCall(call.to_string())
+            });
+        };
+        if c.hangup_requested {
+            return Err(RouterError::CallEnding(call.to_string()));
+        }
+        c.hangup_requested = true;
+        let state = match c.state {
+            CallState::Waiting => "waiting",
+            CallState::Ringing { .. } => "ringing",
+            CallState::Talking { .. } => "talking",
+        };
+        self.out.push_back(RouterOutput::Decision(Decision::Hangup { call, status }));
+        Ok(state)
+    }
+
     pub(super) fn time_out(&mut self, call: CallId, now_ms: u64) {
         self.time_out_because(call, now_ms, None);
     }
@@ -608,12 +636,14 @@ impl Router {
             hangup: end.hangup,
             rtp: end.rtp,
         };
+        let reason = cdr.reason.clone();
         self.emit_persist(StoreOp::Cdr(cdr));
         self.emit_persist(StoreOp::CallDone(c.id));
         self.out
             .push_back(RouterOutput::Event(RouterEvent::CallFinished {
                 call: c.id,
                 disposition: end.disposition,
+                reason,
             }));
         self.remember_finished(c.id);
     }
@@ -646,6 +676,7 @@ pub(super) fn end_reason_text(r: EndReason) -> Option<String> {
         EndReason::Failed => Some("failed".into()),
         EndReason::TimedOut => Some("timed-out".into()),
         EndReason::MaxDuration => Some("max-duration".into()),
+        EndReason::OperatorHangup => Some(crate::acd::facts::OPERATOR_HANGUP.into()),
     }
 }
 

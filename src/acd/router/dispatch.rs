@@ -14,6 +14,7 @@ impl Router {
     /// here, so this is also where agents' time in status restarts.
     pub(super) fn dispatch(&mut self, now_ms: u64) {
         self.offer_waiting(now_ms);
+        self.settle_logouts(now_ms);
         self.track_status(now_ms);
     }
 
@@ -33,7 +34,7 @@ impl Router {
         let mut order: Vec<((i64, (i128, u64)), CallId)> = self
             .calls
             .values()
-            .filter(|c| c.state == CallState::Waiting)
+            .filter(|c| c.state == CallState::Waiting && !c.hangup_requested)
             .filter(|c| !self.media_short_at(c.id.shard(), now_ms))
             .map(|c| {
                 let weight = self.queues.get(&c.queue).map_or(0, |q| q.weight);

@@ -100,6 +100,8 @@ mod strategy;
 mod tally;
 
 #[cfg(test)]
+mod operator_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod proptests;
@@ -204,6 +206,7 @@ impl Router {
                 a.no_answer = p.no_answer;
                 a.counters = p.counters;
                 a.logged_out = p.logged_out;
+                a.logout_pending = p.logout_pending;
             }
             for (q, level) in cfg.queue_levels() {
                 if let Some(m) = members.get_mut(q) {
@@ -223,12 +226,14 @@ impl Router {
         let mut restart_cdrs = Vec::new();
         for l in live {
             let cdr = l.restart_cdr(now_ms);
+            let reason = cdr.reason.clone();
             restart_cdrs.push(cdr.clone());
             outputs.push(RouterOutput::Persist(StoreOp::Cdr(cdr)));
             outputs.push(RouterOutput::Persist(StoreOp::CallDone(l.call)));
             outputs.push(RouterOutput::Event(RouterEvent::CallFinished {
                 call: l.call,
                 disposition: Disposition::Failed,
+                reason,
             }));
         }
         let mut router = Router {
@@ -515,7 +520,7 @@ impl Router {
         let mut expired: Vec<(u64, u64, CallId)> = self
             .calls
             .values()
-            .filter(|c| c.state == CallState::Waiting)
+            .filter(|c| c.state == CallState::Waiting && !c.hangup_requested)
             .filter_map(|c| {
                 c.deadline_ms
                     .filter(|d| *d <= now_ms)
@@ -589,16 +594,43 @@ impl Router {
             return Ok(false);
         }
         a.logged_out = out;
+        // With a call in progress the logout only stops new offers now;
+        // it takes effect when the call ends (`settle_logouts`).
+        let deferred = out && a.active() > 0;
+        // A login before that cancels a logoff that never happened.
+        let cancelled = !out && std::mem::take(&mut a.logout_pending);
+        a.logout_pending = deferred;
         let state = a.persist();
         self.emit_persist(StoreOp::Agent { agent: agent.to_string(), state });
-        let (event, ev) = if out {
-            (QueueEvent::AgentLogoff, RouterEvent::AgentLoggedOut { agent: agent.to_string() })
+        let (event, ev) = if deferred {
+            (None, RouterEvent::AgentLogoutRequested { agent: agent.to_string() })
+        } else if out {
+            (Some(QueueEvent::AgentLogoff), RouterEvent::AgentLoggedOut { agent: agent.to_string() })
         } else {
-            (QueueEvent::AgentLogin, RouterEvent::AgentLoggedIn { agent: agent.to_string() })
+            let e = (!cancelled).then_some(QueueEvent::AgentLogin);
+            (e, RouterEvent::AgentLoggedIn { agent: agent.to_string() })
         };
-        self.qlog(QueueLogEntry::agent(now_ms, agent, event));
+        if let Some(event) = event {
+            self.qlog(QueueLogEntry::agent(now_ms, agent, event));
+        }
         self.out.push_back(RouterOutput::Event(ev));
         Ok(true)
+    }
+
+    /// Logouts asked during a call take effect once the agent has none.
+    pub(super) fn settle_logouts(&mut self, now_ms: u64) {
+        let mut done = Vec::new();
+        for a in self.agents.values_mut() {
+            if a.logout_pending && a.active() == 0 {
+                a.logout_pending = false;
+                done.push(a.id.clone());
+            }
+        }
+        for agent in done {
+            self.persist_agent(&agent);
+            self.qlog(QueueLogEntry::agent(now_ms, &agent, QueueEvent::AgentLogoff));
+            self.out.push_back(RouterOutput::Event(RouterEvent::AgentLoggedOut { agent }));
+        }
     }
 
     /// Whether `agent` is paused (by an operator or for missed offers).

@@ -49,6 +49,11 @@ pub enum RouterEvent {
     AgentLoggedOut {
         agent: String,
     },
+    /// Logout asked while the agent has a call: it takes effect (and
+    /// `AgentLoggedOut` follows) when the agent's last call ends.
+    AgentLogoutRequested {
+        agent: String,
+    },
     AgentLoggedIn {
         agent: String,
     },
@@ -69,12 +74,21 @@ pub enum RouterEvent {
     CallFinished {
         call: CallId,
         disposition: Disposition,
+        /// The CDR's reason (`operator-hangup`, `timed-out`, a status…).
+        reason: Option<String>,
     },
     /// A fact for an unknown or finished call, or one that no longer fits
     /// the call's state (e.g. an offer result from an agent not ringing).
     Ignored {
         call: CallId,
         fact: &'static str,
+    },
+    /// A queue's reporting counters changed (the integrator coalesces
+    /// these before the event stream sees them).
+    QueueCounters {
+        queue: String,
+        stats: crate::acd::stats::QueueStats,
+        service_level_s: u32,
     },
     /// The configuration was reloaded (`Router::reconfigure`).
     Reloaded(super::ReloadSummary),
@@ -84,4 +98,8 @@ pub enum RouterEvent {
 pub enum RouterError {
     #[error("no agent \"{0}\" is configured")]
     UnknownAgent(String),
+    #[error("no live call {0}")]
+    UnknownCall(String),
+    #[error("call {0} is already ending")]
+    CallEnding(String),
 }

@@ -318,6 +318,7 @@ fn an_auto_unpause_survives_a_restart() {
             no_answer: 1,
             counters: Default::default(),
             logged_out: false,
+            logout_pending: false,
         },
     );
     let (mut h, _) = H::restored(&[q], &[agent("a", &["q"], "")], restore);

@@ -46,6 +46,9 @@ pub(super) struct Call {
     /// the first relaxation step (empty: the queue's).
     pub skills: Vec<crate::config::SkillReq>,
     pub state: CallState,
+    /// An operator asked to hang it up; the shard's fact that ends it is on
+    /// its way. It is offered to no one and does not time out meanwhile.
+    pub hangup_requested: bool,
     /// The agent that last failed to take this call: skipped next time if
     /// anyone else can take it.
     pub last_agent: Option<String>,

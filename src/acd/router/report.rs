@@ -5,9 +5,9 @@
 
 use super::calls::{End, LEAVE_EMPTY_REASON};
 use super::queue::Call;
-use super::Router;
+use super::{Router, RouterEvent, RouterOutput};
 use crate::acd::cdr::{secs, Cdr, Disposition, StoreOp};
-use crate::acd::facts::{OfferResult, Party};
+use crate::acd::facts::{OfferResult, Party, OPERATOR_HANGUP};
 use crate::acd::queue_log::{QueueEvent, QueueLogEntry, NONE};
 use crate::acd::stats::QueueCounters;
 
@@ -51,6 +51,12 @@ impl Router {
         s.update(now_ms, f);
         let stats = *s;
         self.emit_persist(StoreOp::QueueStats { queue: queue.to_string(), stats });
+        let service_level_s = self.queues.get(queue).map_or(0, |q| q.service_level_s);
+        self.out.push_back(RouterOutput::Event(RouterEvent::QueueCounters {
+            queue: queue.to_string(),
+            stats,
+            service_level_s,
+        }));
     }
 
     /// Persists an agent's state (pause, no-answer count, counters).
@@ -142,10 +148,21 @@ impl Router {
             QueueLogEntry::new(at, &c.sip_call_id, &c.queue, agent.or(Some(NONE)), event).with(data)
         };
         let (pos, orig) = (position.to_string(), c.orig_position.to_string());
+        let by_operator = end.reason.as_deref() == Some(OPERATOR_HANGUP);
         if let (Some(agent), Some(answered_ms)) = (agent, answered_ms) {
             let talk = at.saturating_sub(answered_ms);
-            let event = if end.hangup == Some(Party::Caller) { QueueEvent::CompleteCaller } else { QueueEvent::CompleteAgent };
-            self.qlog(line(event, [secs(waited).to_string(), secs(talk).to_string(), orig]));
+            let event = if by_operator {
+                QueueEvent::OperatorHangup
+            } else if end.hangup == Some(Party::Caller) {
+                QueueEvent::CompleteCaller
+            } else {
+                QueueEvent::CompleteAgent
+            };
+            let mut e = line(event, [secs(waited).to_string(), secs(talk).to_string(), orig]);
+            if by_operator {
+                e.data.push("talking".into());
+            }
+            self.qlog(e);
             self.count_queue(&c.queue, at, |q| q.talk_ms += talk);
             if let Some(a) = self.agents.get_mut(agent) {
                 a.counters.talk_ms += talk;
@@ -155,6 +172,7 @@ impl Router {
         }
         let leave_empty = end.reason.as_deref() == Some(LEAVE_EMPTY_REASON);
         let event = match end.disposition {
+            _ if by_operator => QueueEvent::OperatorHangup,
             Disposition::Abandoned => QueueEvent::Abandon,
             Disposition::TimedOut if leave_empty => QueueEvent::ExitEmpty,
             Disposition::TimedOut => QueueEvent::ExitWithTimeout,
@@ -163,6 +181,10 @@ impl Router {
         let mut e = line(event, [pos, orig, secs(waited).to_string()]);
         if event == QueueEvent::Failed {
             e.data.push(end.reason.clone().unwrap_or_default());
+        }
+        if by_operator {
+            let state = if matches!(c.state, super::queue::CallState::Ringing { .. }) { "ringing" } else { "waiting" };
+            e.data.push(state.into());
         }
         e.agent = NONE.to_string();
         self.qlog(e);

@@ -32,6 +32,8 @@ pub struct CallSnapshot {
     pub answered_ms: Option<u64>,
     /// How long since it arrived.
     pub wait_ms: u64,
+    /// An operator asked to hang it up; its shard is ending both legs.
+    pub ending: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +144,7 @@ impl Router {
                     arrived_ms: c.arrived_ms,
                     answered_ms,
                     wait_ms: now_ms.saturating_sub(c.arrived_ms),
+                    ending: c.hangup_requested,
                 };
                 (c.seq, snap)
             })

@@ -733,6 +733,7 @@ fn restored_pause_and_no_answer_count_apply() {
             no_answer: 2,
             counters: Default::default(),
             logged_out: false,
+            logout_pending: false,
         },
     );
     let restore = RouterRestore {

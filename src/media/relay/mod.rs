@@ -9,5 +9,5 @@ pub mod stats;
 pub mod stream;
 mod table;
 
-pub use stats::{DropReason, StreamStats};
+pub use stats::{DropReason, RelayTotals, RelayTraffic, StreamStats};
 pub use stream::{Kind, StreamState, Verdict};

@@ -175,6 +175,8 @@ pub struct Relay {
     wake_armed: bool,
     shutdown: bool,
     counters: RelayCounters,
+    /// Where the tick leaves the relay-wide traffic for `/metrics`.
+    totals: std::sync::Arc<super::stats::RelayTotals>,
     ms_payload_off: usize,
     /// Size of the registered (sparse) file table; 0 if unavailable.
     files: usize,
@@ -184,7 +186,13 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub(crate) fn new(cfg: RelayConfig, commands: mpsc::Receiver<Command>, events: mpsc::Sender<Event>, wake_fd: OwnedFd) -> io::Result<Relay> {
+    pub(crate) fn new(
+        cfg: RelayConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        wake_fd: OwnedFd,
+        totals: std::sync::Arc<super::stats::RelayTotals>,
+    ) -> io::Result<Relay> {
         let entries = cfg.ring_entries.max(64).next_power_of_two();
         let ring = {
             let mut b = IoUring::builder();
@@ -241,6 +249,7 @@ impl Relay {
             wake_armed: false,
             shutdown: false,
             counters: RelayCounters::default(),
+            totals,
             ms_payload_off: MS_PAYLOAD_OFF,
             files: 0,
             inline_sends: 0,
@@ -391,6 +400,7 @@ impl Relay {
             }
             if now >= self.table.next_tick() {
                 self.table.on_tick(now);
+                self.totals.store(&self.table.traffic());
                 self.flush_events();
             }
             if self.shutdown {

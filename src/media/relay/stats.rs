@@ -82,3 +82,66 @@ impl StreamStats {
         self.drops.get(r as usize).copied().unwrap_or(0)
     }
 }
+
+/// Relay-wide traffic of one relay: every stream's counters, closed legs
+/// included. Summed by the relay thread at its tick, never per packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayTraffic {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DROP_REASONS],
+}
+
+impl RelayTraffic {
+    pub fn add(&mut self, s: &StreamStats) {
+        self.rx_packets += s.rx_packets;
+        self.rx_bytes += s.rx_bytes;
+        self.tx_packets += s.tx_packets;
+        self.tx_bytes += s.tx_bytes;
+        for (t, d) in self.drops.iter_mut().zip(s.drops) {
+            *t += d;
+        }
+    }
+}
+
+/// Where the relay thread leaves its [`RelayTraffic`] for `/metrics`: the
+/// relay stores (one writer, relaxed) at its tick; the shard loads when a
+/// scrape asks. No lock, and nothing on the per-packet path.
+#[derive(Debug, Default)]
+pub struct RelayTotals {
+    rx_packets: std::sync::atomic::AtomicU64,
+    rx_bytes: std::sync::atomic::AtomicU64,
+    tx_packets: std::sync::atomic::AtomicU64,
+    tx_bytes: std::sync::atomic::AtomicU64,
+    drops: [std::sync::atomic::AtomicU64; DROP_REASONS],
+}
+
+impl RelayTotals {
+    pub fn store(&self, t: &RelayTraffic) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.rx_packets.store(t.rx_packets, Relaxed);
+        self.rx_bytes.store(t.rx_bytes, Relaxed);
+        self.tx_packets.store(t.tx_packets, Relaxed);
+        self.tx_bytes.store(t.tx_bytes, Relaxed);
+        for (a, v) in self.drops.iter().zip(t.drops) {
+            a.store(v, Relaxed);
+        }
+    }
+
+    pub fn load(&self) -> RelayTraffic {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut t = RelayTraffic {
+            rx_packets: self.rx_packets.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_packets: self.tx_packets.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            ..RelayTraffic::default()
+        };
+        for (v, a) in t.drops.iter_mut().zip(&self.drops) {
+            *v = a.load(Relaxed);
+        }
+        t
+    }
+}

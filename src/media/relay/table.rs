@@ -70,6 +70,8 @@ pub(crate) struct Table {
     tick: Duration,
     next_tick: Instant,
     events: VecDeque<Event>,
+    /// The counters of closed legs, so relay-wide totals never run back.
+    closed: super::stats::RelayTraffic,
 }
 
 impl Table {
@@ -85,6 +87,7 @@ impl Table {
             tick,
             next_tick: now + tick,
             events: VecDeque::new(),
+            closed: Default::default(),
         }
     }
 
@@ -197,6 +200,9 @@ impl Table {
     pub(crate) fn close(&mut self, id: RelayLegId) -> Option<[u32; 2]> {
         let li = self.by_id.remove(&id)?;
         let leg = self.legs.get_mut(li as usize).and_then(|l| l.take())?;
+        for st in &leg.streams {
+            self.closed.add(&st.stats);
+        }
         if let Some(ol) = leg.bridged.and_then(|o| self.leg_at(o)) {
             ol.bridged = None;
         }
@@ -352,6 +358,19 @@ impl Table {
         }
     }
 
+    /// Every stream's counters summed, closed legs included: O(legs), for
+    /// the tick, never per packet. A send completing after its leg closed
+    /// counts nowhere (as for the leg's own counters).
+    pub(crate) fn traffic(&self) -> super::stats::RelayTraffic {
+        let mut t = self.closed;
+        for leg in self.legs.iter().flatten() {
+            for st in &leg.streams {
+                t.add(&st.stats);
+            }
+        }
+        t
+    }
+
     /// The next queued notification.
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -441,6 +460,23 @@ mod tests {
 
     fn hold_audio() -> HoldAudio {
         HoldAudio::new(Law::Ulaw, &[0i16; 800])
+    }
+
+    #[test]
+    fn relay_wide_traffic_keeps_the_counts_of_closed_legs() {
+        let now = Instant::now();
+        let (mut t, a, b) = bridged(now);
+        let p = rtp(1, 7);
+        t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &p, now);
+        t.sent(b, RTP, p.len() as u64);
+        t.on_packet(a, RTP, Some(addr("127.0.0.1:4000")), false, &[1, 2], now);
+        let before = t.traffic();
+        assert_eq!((before.rx_packets, before.rx_bytes), (1, p.len() as u64));
+        assert_eq!((before.tx_packets, before.tx_bytes), (1, p.len() as u64));
+        assert_eq!(before.drops.iter().sum::<u64>(), 1, "{before:?}");
+        t.close(RelayLegId(1));
+        t.close(RelayLegId(2));
+        assert_eq!(t.traffic(), before, "closing a leg must not take its counts away");
     }
 
     #[test]
