@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::call::{failure_rank, Agent, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
-use crate::sip::{Message, View};
+use crate::sip::{Message, Transport, View};
 use super::sdp;
 use super::table::{offer_result, CliRole, Orphan, Timer};
 use super::{CallTable, MediaControl};
@@ -116,12 +116,13 @@ impl CallTable {
             local_tag: tag.clone(),
             local: format!("\"{display}\" <sip:{}@{domain}>;tag={tag}", call.queue),
             remote: format!("<sip:{agent}@{domain}>"),
+            transport: Transport::of_uri(&uri),
+            contact: super::dialog::with_transport(contact, Transport::of_uri(&uri)),
             target: uri,
             routes: Vec::new(),
             dest,
             cseq: 0,
             remote_cseq: None,
-            contact,
         };
         let body = sdp::offer(
             &call.chosen,

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use super::msg;
-use crate::sip::{Message, OutRequest, View};
+use crate::sip::{Message, OutRequest, Transport, View};
 
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -25,6 +25,9 @@ pub struct Dialog {
     /// Route set, in the order it goes into Route headers.
     pub routes: Vec<String>,
     pub dest: SocketAddr,
+    /// The transport of the dialog's first request, kept for all of it: a
+    /// peer on a TCP/TLS connection is reached over that connection.
+    pub transport: Transport,
     /// Last CSeq number we used.
     pub cseq: u32,
     /// Highest CSeq number the peer used (§12.2.2).
@@ -33,10 +36,22 @@ pub struct Dialog {
     pub contact: String,
 }
 
+/// Our Contact for a dialog on `t`: over TCP/TLS the peer is asked to come
+/// back on that transport (RFC 3261 §18.1.1 would have it open a new
+/// connection otherwise; a connection it already has is reused).
+pub fn with_transport(contact: String, t: Transport) -> String {
+    if t.is_stream() && Transport::of_uri(&contact) != t {
+        format!("{contact};transport={}", t.as_str())
+    } else {
+        contact
+    }
+}
+
 impl Dialog {
     /// UAS side, from the customer's INVITE.
     pub fn uas(h: &Message, local_tag: &str, src: SocketAddr, contact: String, fallback_target: String) -> Option<Dialog> {
         let to = h.header("to")?;
+        let transport = h.top_via().map_or(Transport::Udp, |v| Transport::of_via(v.protocol));
         Some(Dialog {
             call_id: h.header("call-id")?.to_owned(),
             local_tag: local_tag.to_owned(),
@@ -49,9 +64,10 @@ impl Dialog {
                 .unwrap_or(fallback_target),
             routes: h.record_route().map(str::to_owned).collect(),
             dest: src,
+            transport,
             cseq: 0,
             remote_cseq: h.cseq_number(),
-            contact,
+            contact: with_transport(contact, transport),
         })
     }
 
@@ -87,6 +103,7 @@ impl Dialog {
             method,
             uri: &self.target,
             dest: self.dest,
+            transport: self.transport,
             routes: &self.routes,
             from: &self.local,
             to: &self.remote,

@@ -11,6 +11,7 @@
 //! - `stream`: framing of SIP over TCP/TLS (Content-Length, keep-alives)
 //! - `ids`: shard-owned branches/tags/Call-IDs and `owner_of`
 //! - `transaction`: the four §17 machines, timers A–M, sans-IO
+//! - `transport`: UDP/TCP/TLS, read from URIs and Vias
 //! - `endpoint`: the per-shard front the shell drives (see its docs)
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod register;
 pub mod response;
 pub mod stream;
 pub mod transaction;
+pub mod transport;
 pub mod view;
 
 #[cfg(test)]
@@ -35,3 +37,4 @@ pub use message::DropReason;
 pub use msg::Message;
 pub use view::View;
 pub use transaction::{ClientTxId, ServerTxId, Timers};
+pub use transport::Transport;

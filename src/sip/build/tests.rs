@@ -13,6 +13,7 @@ fn request<'a>(routes: &'a [String], body: Option<(&'a str, &'a [u8])>) -> OutRe
         method: "INVITE",
         uri: "sip:agent@192.0.2.50:5070;transport=udp",
         dest: dest(),
+        transport: crate::sip::Transport::Udp,
         routes,
         from: "\"Support\" <sip:support@192.0.2.1>",
         to: "<sip:agent@192.0.2.50>",
