@@ -607,6 +607,7 @@ impl Config {
         let mut cfg = cfg;
         let base = file.parent().unwrap_or(Path::new("."));
         cfg.mgmt.load_files(base).map_err(|(key, reason)| invalid(key, reason))?;
+        cfg.sip.load_files(base).map_err(|(key, reason)| invalid(key, reason))?;
         cfg.validate().map_err(|(key, reason)| invalid(key, reason))?;
         Ok(cfg)
     }
@@ -830,6 +831,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl SipSection {
+    /// With `tls` on, resolves the certificate and key against the config's
+    /// directory and checks them, so a bad file names its key at start.
+    fn load_files(&mut self, base: &Path) -> Result<(), (String, String)> {
+        if !self.tls {
+            return Ok(());
+        }
+        match (&mut self.tls_cert, &mut self.tls_key) {
+            (Some(c), Some(k)) => {
+                *c = base.join(&*c);
+                *k = base.join(&*k);
+                crate::mgmt::tls::load(c, k).map_err(|e| match e {
+                    crate::mgmt::tls::TlsError::Cert(r) => ("sip.tls_cert".to_string(), r),
+                    crate::mgmt::tls::TlsError::Key(r) => ("sip.tls_key".to_string(), r),
+                })?;
+                Ok(())
+            }
+            (None, _) => Err(("sip.tls_cert".into(), "tls = true needs tls_cert and tls_key".into())),
+            (_, None) => Err(("sip.tls_key".into(), "tls = true needs tls_cert and tls_key".into())),
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio_rustls::rustls;
 
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(40);
@@ -37,10 +40,12 @@ fn config(dir: &Path, sip_extra: &str) -> std::path::PathBuf {
     p
 }
 
+/// Two signalling shards: a connection belongs to one of them, and calls
+/// that land on the other reach it over the mesh.
 fn start(sip_extra: &str) -> (Engine, TempDir) {
     let dir = TempDir::new("tcp-cfg");
     let config = config(dir.path(), sip_extra);
-    (Engine::start_with(EngineOpts { config, ..Default::default() }), dir)
+    (Engine::start_with(EngineOpts { config, shards: Some(2) }), dir)
 }
 
 /// One SIP connection (TCP or TLS) with a reader that frames messages by
@@ -246,9 +251,14 @@ fn agent_on_tcp_takes_calls_from_udp_and_tcp_customers() {
 
     // 1: a UDP customer talks 1 s and hangs up; the agent gets the
     // engine's INVITE and BYE over its TCP connection.
+    const UDP_CALLS: usize = 3;
     let agent_side = std::thread::spawn(move || {
-        let inv = agent.answer(media);
-        let bye = agent.accept_bye(CALL_TIMEOUT);
+        let mut inv = agent.answer(media);
+        let mut bye = agent.accept_bye(CALL_TIMEOUT);
+        for _ in 1..UDP_CALLS {
+            inv = agent.answer(media);
+            bye = agent.accept_bye(CALL_TIMEOUT);
+        }
         // 2: a TCP customer waits; the agent hangs up.
         let inv2 = agent.answer(media);
         std::thread::sleep(Duration::from_millis(500));
@@ -256,8 +266,12 @@ fn agent_on_tcp_takes_calls_from_udp_and_tcp_customers() {
         agent.hang_up(&inv2, &to);
         (inv, bye, inv2, agent)
     });
-    let udp = customer(&e, "customer_call.xml", &["-d", "1000"]);
-    assert!(udp.ok(), "UDP customer failed\n{}\n{}", udp.describe(), e.log_tail(4000));
+    // Calls from several source ports, so that some land on the shard
+    // that does not hold the agent's connection.
+    for _ in 0..UDP_CALLS {
+        let udp = customer(&e, "customer_call.xml", &["-d", "300"]);
+        assert!(udp.ok(), "UDP customer failed\n{}\n{}", udp.describe(), e.log_tail(4000));
+    }
     let tcp_run = customer(&e, "customer_wait_bye.xml", &["-t", "t1"]);
     let (inv, bye, inv2, agent) = agent_side.join().unwrap();
     assert!(tcp_run.ok(), "TCP customer failed\n{}\n{}\n{}", tcp_run.describe(), agent.history(), e.log_tail(4000));
@@ -277,17 +291,19 @@ fn agent_on_tcp_takes_calls_from_udp_and_tcp_customers() {
     e.wait_no_calls(Duration::from_secs(10)).expect("calls ended");
     let m = e.metrics();
     assert!(m.sum("cc_sip_stream_messages_total") >= 8.0, "{}", m.0);
+    eprintln!("sends relayed to the connection's shard: {}", m.sum("cc_sip_stream_relayed_total"));
     let cdrs = e.stop_and_cdrs();
     let answered = cdrs.iter().filter(|c| c["disposition"] == "answered").count();
-    assert_eq!(answered, 2, "{}", show_cdrs(&cdrs));
+    assert_eq!(answered, UDP_CALLS + 1, "{}", show_cdrs(&cdrs));
     drop(sink);
 }
 
 const OPTIONS: &str = "OPTIONS sip:{E} SIP/2.0\r\nVia: SIP/2.0/TCP {L};branch=z9hG4bK{B}\r\nMax-Forwards: 70\r\n\
      From: <sip:probe@{L}>;tag=t{B}\r\nTo: <sip:{E}>\r\nCall-ID: c{B}\r\nCSeq: {N} OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
-fn options(c: &Conn<TcpStream>, e: SocketAddr, n: u32) -> String {
+fn options<S: Read + Write>(c: &Conn<S>, e: SocketAddr, n: u32) -> String {
     OPTIONS
+        .replace("SIP/2.0/TCP", &format!("SIP/2.0/{}", c.transport))
         .replace("{E}", &e.to_string())
         .replace("{L}", &c.local.to_string())
         .replace("{B}", &format!("{}{n}", token()))
@@ -377,4 +393,86 @@ fn slow_loris_and_missing_content_length_are_cut_off() {
     let o = options(&ok, e.sip_addr(), 3);
     ok.send(&o);
     assert_eq!(ok.recv(Duration::from_secs(5)).and_then(|r| r.status()), Some(200));
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A self-signed certificate for "localhost", written as cert.pem/key.pem.
+fn write_cert(dir: &Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    ck
+}
+
+/// A TLS connection to `addr` trusting only `ck`; the handshake is done
+/// (or failed: `None`) before it returns.
+fn tls(addr: SocketAddr, ck: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Option<Conn<TlsStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_nodelay(true).unwrap();
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut s).is_err() {
+            return None;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let local = s.local_addr().unwrap();
+    Some(Conn { s: rustls::StreamOwned::new(conn, s), buf: Vec::new(), local, transport: "TLS", log: Vec::new() })
+}
+
+#[test]
+fn agent_on_tls_takes_a_call_and_the_certificate_reloads() {
+    let dir = TempDir::new("tls-cfg");
+    let first = write_cert(dir.path());
+    let tls_port = free_tcp_port();
+    let config = config(
+        dir.path(),
+        &format!("tls = true\ntls_port = {tls_port}\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\""),
+    );
+    let e = Engine::start_with(EngineOpts { config, ..Default::default() });
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    let mut agent = tls(tls_addr, &first).unwrap_or_else(|| panic!("TLS handshake failed\n{}", e.log_tail(3000)));
+    agent.register(e.sip_addr(), "alice", "alice-pass");
+    let sink = media_sink();
+    let media = sink.local_addr().unwrap();
+    let agent_side = std::thread::spawn(move || {
+        let inv = agent.answer(media);
+        let bye = agent.accept_bye(CALL_TIMEOUT);
+        (inv, bye, agent)
+    });
+    let udp = customer(&e, "customer_call.xml", &["-d", "1000"]);
+    let (inv, bye, agent) = agent_side.join().unwrap();
+    assert!(udp.ok(), "UDP customer failed\n{}\n{}\n{}", udp.describe(), agent.history(), e.log_tail(4000));
+    for m in [&inv, &bye] {
+        let via = m.header("Via").unwrap();
+        assert!(via.starts_with("SIP/2.0/TLS "), "{via}\n{}", agent.history());
+    }
+    assert!(inv.header("Contact").unwrap().contains("transport=tls"), "{}", inv.text);
+    let m = e.metrics();
+    assert!(m.get("cc_sip_stream_messages_total", &[("transport", "tls")]).unwrap_or(0.0) >= 4.0, "{}", m.0);
+    drop(agent);
+
+    // A new certificate and a SIGHUP: the next handshakes use it.
+    let second = write_cert(dir.path());
+    let st = std::process::Command::new("kill").args(["-HUP", &e.pid().to_string()]).status().unwrap();
+    assert!(st.success());
+    let reloaded = poll(Duration::from_secs(10), || {
+        let mut c = tls(tls_addr, &second)?;
+        let o = options(&c, e.sip_addr(), 1);
+        c.send(&o);
+        (c.recv(Duration::from_secs(2))?.status() == Some(200)).then_some(())
+    });
+    assert!(reloaded.is_some(), "the reloaded certificate is not served\n{}", e.log_tail(3000));
+    assert!(tls(tls_addr, &first).is_none(), "the old certificate is still served");
+    drop(sink);
 }

@@ -338,8 +338,9 @@ pub async fn run(ctx: Context) {
             },
             _ => None,
         };
-        if let Some(t) = tls {
-            listen(&core, &io, &wake, SocketAddr::new(local_addr.ip(), cfg.sip.tls_port), Some(t));
+        if let (Some(t), Some(c), Some(k)) = (tls, &cfg.sip.tls_cert, &cfg.sip.tls_key) {
+            let certs = TlsCerts { cfg: t, cert: c.clone(), key: k.clone(), generation: shared.tls_generation.clone(), seen: 0 };
+            listen(&core, &io, &wake, SocketAddr::new(local_addr.ip(), cfg.sip.tls_port), Some(certs));
         }
     }
 
@@ -365,7 +366,7 @@ fn listen(
     io: &Rc<Io>,
     wake: &Rc<Wake>,
     addr: SocketAddr,
-    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    mut tls: Option<TlsCerts>,
 ) {
     let kind = if tls.is_some() { "tls" } else { "tcp" };
     let listener = match TcpListener::bind(addr) {
@@ -389,8 +390,8 @@ fn listen(
                 }
             };
             let Ok(peer) = stream.peer_addr() else { continue };
-            let session = match &tls {
-                Some(cfg) => match TlsSession::new(cfg.clone()) {
+            let session = match &mut tls {
+                Some(certs) => match TlsSession::new(certs.current()) {
                     Some(s) => Some(s),
                     None => continue,
                 },
@@ -400,4 +401,32 @@ fn listen(
         }
     })
     .detach();
+}
+
+/// The TLS listener's certificate, read again after a reload (SIGHUP).
+struct TlsCerts {
+    cfg: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    seen: u64,
+}
+
+impl TlsCerts {
+    /// The config for the next handshake. Files are read only on the first
+    /// handshake after a reload; a bad file keeps the old certificate.
+    fn current(&mut self) -> std::sync::Arc<tokio_rustls::rustls::ServerConfig> {
+        let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        if g != self.seen {
+            self.seen = g;
+            match super::tls::load(&self.cert, &self.key) {
+                Ok(c) => {
+                    tracing::info!(cert = %self.cert.display(), "SIP TLS certificate reloaded");
+                    self.cfg = c;
+                }
+                Err(e) => tracing::error!(error = ?e, "SIP TLS certificate not reloaded; the old one stays"),
+            }
+        }
+        self.cfg.clone()
+    }
 }
