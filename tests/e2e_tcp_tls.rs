@@ -36,6 +36,13 @@ fn config(dir: &Path, sip_extra: &str) -> std::path::PathBuf {
     let p = calls_config(dir, AGENT);
     let text = std::fs::read_to_string(&p).unwrap();
     assert!(text.contains("[sip]\n"), "no [sip] section in the calls config");
+    // The shipped config sets these keys too: ours replace them.
+    let ours: Vec<&str> = sip_extra.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k.trim()).collect();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.split_once('=').is_some_and(|(k, _)| ours.contains(&k.trim())))
+        .collect();
+    let text = kept.join("\n") + "\n";
     std::fs::write(&p, text.replacen("[sip]\n", &format!("[sip]\n{sip_extra}\n"), 1)).unwrap();
     p
 }
@@ -43,9 +50,13 @@ fn config(dir: &Path, sip_extra: &str) -> std::path::PathBuf {
 /// Two signalling shards: a connection belongs to one of them, and calls
 /// that land on the other reach it over the mesh.
 fn start(sip_extra: &str) -> (Engine, TempDir) {
+    start_shards(sip_extra, 2)
+}
+
+fn start_shards(sip_extra: &str, shards: u32) -> (Engine, TempDir) {
     let dir = TempDir::new("tcp-cfg");
     let config = config(dir.path(), sip_extra);
-    (Engine::start_with(EngineOpts { config, shards: Some(2) }), dir)
+    (Engine::start_with(EngineOpts { config, shards: Some(shards) }), dir)
 }
 
 /// One SIP connection (TCP or TLS) with a reader that frames messages by
@@ -475,4 +486,48 @@ fn agent_on_tls_takes_a_call_and_the_certificate_reloads() {
     assert!(reloaded.is_some(), "the reloaded certificate is not served\n{}", e.log_tail(3000));
     assert!(tls(tls_addr, &first).is_none(), "the old certificate is still served");
     drop(sink);
+}
+
+#[test]
+fn agent_whose_connection_is_gone_is_unreachable_for_the_offer() {
+    let (e, _cfg) = start("");
+    let mut agent = tcp(e.sip_addr());
+    agent.register(e.sip_addr(), "alice", "alice-pass");
+    drop(agent);
+    let (v, m) = e.wait_metric("cc_sip_connections_closed_total", &[("reason", "peer")], 1.0);
+    assert_eq!(v, Some(1.0), "{}", m.0);
+    // The caller waits 3 s, less than the 5 s ring timeout: the offer to
+    // alice fails at once as a transport error (like an ICMP error on UDP),
+    // not by ringing into the void, and the caller hangs up unharmed.
+    let run = customer(&e, "customer_call.xml", &["-d", "3000"]);
+    assert!(run.ok(), "customer failed\n{}\n{}", run.describe(), e.log_tail(4000));
+    let (v, m) = e.wait_metric("cc_sip_client_transport_errors_total", &[], 1.0);
+    assert!(v.unwrap_or(0.0) >= 1.0, "the offer over a closed connection was no transport error\n{}\n{}", m.0, e.log_tail(4000));
+    assert!(m.get("cc_agent_missed_total", &[("agent", "alice")]).unwrap_or(0.0) >= 1.0, "{}", m.0);
+}
+
+#[test]
+fn connections_per_source_ip_are_limited() {
+    let (e, _cfg) = start_shards("tcp_max_connections_per_ip = 2", 1);
+    let mut a = tcp(e.sip_addr());
+    let mut b = tcp(e.sip_addr());
+    for (c, n) in [(&mut a, 1), (&mut b, 2)] {
+        let o = options(c, e.sip_addr(), n);
+        c.send(&o);
+        assert_eq!(c.recv(Duration::from_secs(5)).and_then(|r| r.status()), Some(200));
+    }
+    let mut third = tcp(e.sip_addr());
+    assert!(wait_closed(&mut third.s, Duration::from_secs(5)).is_some(), "a third connection from one IP was kept");
+    let (v, m) = e.wait_metric("cc_sip_connections_refused_total", &[("reason", "per_ip_limit")], 1.0);
+    assert_eq!(v, Some(1.0), "{}", m.0);
+    // Once one closes, a new one is taken.
+    drop(a);
+    let ok = poll(Duration::from_secs(5), || {
+        let mut c = tcp(e.sip_addr());
+        let o = options(&c, e.sip_addr(), 4);
+        c.send(&o);
+        (c.recv(Duration::from_secs(1))?.status() == Some(200)).then_some(())
+    });
+    assert!(ok.is_some(), "no connection accepted after one closed\n{}", e.log_tail(3000));
+    drop(b);
 }

@@ -117,7 +117,6 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         heartbeats: Arc::new((0..=shards).map(|_| AtomicU64::new(0)).collect()),
         ready: ready_tx,
         exited: exited_tx,
-        tls_generation: Arc::new(AtomicU64::new(0)),
     };
 
     let _ = shared.control.started.set(cfg.clone());
@@ -323,14 +322,13 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
 /// running config stays. Always compared with the config the engine
 /// started with: what cannot change live never changes before a restart.
 fn reload(started: &Config, shared: &Shared) {
-    // The SIP TLS certificate files are read again whatever the rest says.
-    shared.tls_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Some(file) = &started.source else {
         tracing::warn!("SIGHUP: the engine was not started from a config file; nothing to reload");
         return;
     };
     match crate::config::Reload::read(file, started) {
         Ok(r) => {
+            shared.control.tls_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let cmd = crate::acd::command::Command::Reload(crate::acd::command::NewConfig(Arc::new(r)));
             // The routing shard logs what it applied; nobody waits here.
             if let Err(e) = shared.control.commands.submit(cmd) {

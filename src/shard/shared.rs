@@ -22,9 +22,6 @@ pub struct Shared {
     pub ready: mpsc::Sender<String>,
     /// Each executor's [`ExitNotice`] reports here when it ends, even by panic.
     pub exited: mpsc::Sender<String>,
-    /// Bumped on each SIGHUP: the shards' SIP TLS listeners read their
-    /// certificate and key again before their next handshake.
-    pub tls_generation: Arc<AtomicU64>,
 }
 
 /// Tells the main thread an executor ended, however it ended: the drop runs

@@ -339,7 +339,7 @@ pub async fn run(ctx: Context) {
             _ => None,
         };
         if let (Some(t), Some(c), Some(k)) = (tls, &cfg.sip.tls_cert, &cfg.sip.tls_key) {
-            let certs = TlsCerts { cfg: t, cert: c.clone(), key: k.clone(), generation: shared.tls_generation.clone(), seen: 0 };
+            let certs = TlsCerts { cfg: t, cert: c.clone(), key: k.clone(), control: shared.control.clone(), seen: 0 };
             listen(&core, &io, &wake, SocketAddr::new(local_addr.ip(), cfg.sip.tls_port), Some(certs));
         }
     }
@@ -408,7 +408,7 @@ struct TlsCerts {
     cfg: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
     cert: std::path::PathBuf,
     key: std::path::PathBuf,
-    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    control: std::sync::Arc<crate::mgmt::Control>,
     seen: u64,
 }
 
@@ -416,7 +416,7 @@ impl TlsCerts {
     /// The config for the next handshake. Files are read only on the first
     /// handshake after a reload; a bad file keeps the old certificate.
     fn current(&mut self) -> std::sync::Arc<tokio_rustls::rustls::ServerConfig> {
-        let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let g = self.control.tls_generation.load(std::sync::atomic::Ordering::Relaxed);
         if g != self.seen {
             self.seen = g;
             match super::tls::load(&self.cert, &self.key) {
