@@ -227,6 +227,45 @@ impl<S: Read + Write> Conn<S> {
         panic!("no 200 to the agent's BYE\n{}", self.history());
     }
 
+    /// Calls `queue` as a customer: INVITE, final 200 (immediate answer
+    /// plays hold audio), ACK. Returns the 200.
+    fn call(&mut self, engine: SocketAddr, queue: &str, media: SocketAddr) -> Msg {
+        let (t, local) = (self.transport, self.local);
+        let lt = t.to_lowercase();
+        let (call_id, tag) = (format!("cust-{}", token()), format!("c{}", token()));
+        let sdp = format!(
+            "v=0\r\no=cust 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 8\r\n\
+             a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
+            media.port()
+        );
+        let from = format!("<sip:cust@{local}>;tag={tag}");
+        self.send(&format!(
+            "INVITE sip:{queue}@{engine} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: <sip:{queue}@{engine}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:cust@{local};transport={lt}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            token(),
+            sdp.len()
+        ));
+        let end = Instant::now() + Duration::from_secs(10);
+        let ok = loop {
+            let r = self.recv(Duration::from_secs(10)).unwrap_or_else(|| panic!("no answer to INVITE\n{}", self.history()));
+            match r.status() {
+                Some(200) => break r,
+                Some(s) if s < 200 && Instant::now() < end => continue,
+                _ => panic!("INVITE not answered 200\n{}", self.history()),
+            }
+        };
+        let target = ok.header("Contact").unwrap_or_default();
+        let target = target.trim_start_matches('<').split('>').next().unwrap_or("").to_string();
+        self.send(&format!(
+            "ACK {target} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            token(),
+            ok.header("To").unwrap_or_default()
+        ));
+        ok
+    }
+
     fn dialog_to(&self) -> String {
         self.log.iter().rev().find_map(|l| l.strip_prefix("dialog-to: ")).unwrap_or("").to_string()
     }
@@ -450,7 +489,7 @@ fn agent_on_tls_takes_a_call_and_the_certificate_reloads() {
         dir.path(),
         &format!("tls = true\ntls_port = {tls_port}\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\""),
     );
-    let e = Engine::start_with(EngineOpts { config, ..Default::default() });
+    let mut e = Engine::start_with(EngineOpts { config, shards: Some(2) });
     let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
     let mut agent = tls(tls_addr, &first).unwrap_or_else(|| panic!("TLS handshake failed\n{}", e.log_tail(3000)));
     agent.register(e.sip_addr(), "alice", "alice-pass");
@@ -469,9 +508,26 @@ fn agent_on_tls_takes_a_call_and_the_certificate_reloads() {
         assert!(via.starts_with("SIP/2.0/TLS "), "{via}\n{}", agent.history());
     }
     assert!(inv.header("Contact").unwrap().contains("transport=tls"), "{}", inv.text);
+    // A customer over TLS too; this time the agent hangs up, and the
+    // engine's BYE reaches the customer over its TLS connection.
+    let mut agent = agent;
+    let agent_side = std::thread::spawn(move || {
+        let inv = agent.answer(media);
+        std::thread::sleep(Duration::from_millis(300));
+        let to = agent.dialog_to();
+        agent.hang_up(&inv, &to);
+        agent
+    });
+    let mut cust = tls(tls_addr, &first).expect("customer's TLS handshake");
+    let ok = cust.call(e.sip_addr(), "support", media);
+    assert!(ok.header("Contact").unwrap().contains("transport=tls"), "{}", ok.text);
+    let bye = cust.accept_bye(CALL_TIMEOUT);
+    assert!(bye.header("Via").unwrap().starts_with("SIP/2.0/TLS "), "{}", cust.history());
+    let agent = agent_side.join().unwrap();
+    e.wait_no_calls(Duration::from_secs(10)).expect("calls ended");
     let m = e.metrics();
-    assert!(m.get("cc_sip_stream_messages_total", &[("transport", "tls")]).unwrap_or(0.0) >= 4.0, "{}", m.0);
-    drop(agent);
+    assert!(m.get("cc_sip_stream_messages_total", &[("transport", "tls")]).unwrap_or(0.0) >= 8.0, "{}", m.0);
+    drop((agent, cust));
 
     // A new certificate and a SIGHUP: the next handshakes use it.
     let second = write_cert(dir.path());
@@ -485,6 +541,8 @@ fn agent_on_tls_takes_a_call_and_the_certificate_reloads() {
     });
     assert!(reloaded.is_some(), "the reloaded certificate is not served\n{}", e.log_tail(3000));
     assert!(tls(tls_addr, &first).is_none(), "the old certificate is still served");
+    let cdrs = e.stop_and_cdrs();
+    assert_eq!(cdrs.iter().filter(|c| c["disposition"] == "answered").count(), 2, "{}", show_cdrs(&cdrs));
     drop(sink);
 }
 

@@ -190,6 +190,11 @@ impl Streams {
     /// back when this shard holds no such connection.
     pub fn send(&self, dest: SocketAddr, data: Bytes) -> Result<(), Bytes> {
         let conns = self.conns.borrow();
+        // Every datagram the shard sends asks here first: without any
+        // connection that costs no hashing.
+        if conns.is_empty() {
+            return Err(data);
+        }
         let Some(c) = conns.get(&dest) else { return Err(data) };
         if c.tx.try_send(patch_via(data, c.transport)).is_err() {
             c.kill(Close::Backlog);
@@ -341,7 +346,8 @@ pub(super) async fn serve(
         };
         let _ = stream.borrow().set_read_timeout(Some(left));
         let n = match read_some(&stream, &mut buf).await {
-            Ok(0) => break Close::Peer,
+            // A kill (backlog, writer error) shows up here as an end.
+            Ok(0) => break close.get().unwrap_or(Close::Peer),
             Ok(n) => n,
             // The deadline is checked at the top of the loop.
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
