@@ -118,11 +118,7 @@ impl Framer {
 
     fn poll_inner(&mut self) -> Result<Option<Frame>, FrameError> {
         // Keep-alives before (or between) messages.
-        loop {
-            match self.buf.first() {
-                Some(b'\r') | Some(b'\n') => {}
-                _ => break,
-            }
+        while let Some(b'\r' | b'\n') = self.buf.first() {
             if self.buf.starts_with(b"\r\n\r\n") {
                 let _ = self.buf.split_to(4);
                 self.scanned = 0;
