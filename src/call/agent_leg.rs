@@ -110,14 +110,15 @@ impl CallTable {
         let call_id = self.ids.call_id(&domain);
         let call = self.calls.get(&id)?;
         let display = format!("{} ({})", msg::quote(&call.caller_display), msg::quote(&call.queue));
-        let contact = format!("sip:{}@{}", call.queue, ep.config().local_addr);
+        let transport = Transport::of_uri(&uri);
+        let contact = Self::contact(ep, &call.queue, transport, super::dialog::is_sips(&uri));
         let mut dialog = Dialog {
             call_id,
             local_tag: tag.clone(),
             local: format!("\"{display}\" <sip:{}@{domain}>;tag={tag}", call.queue),
             remote: format!("<sip:{agent}@{domain}>"),
-            transport: Transport::of_uri(&uri),
-            contact: super::dialog::with_transport(contact, Transport::of_uri(&uri)),
+            transport,
+            contact,
             target: uri,
             routes: Vec::new(),
             dest,

@@ -36,22 +36,21 @@ pub struct Dialog {
     pub contact: String,
 }
 
-/// Our Contact for a dialog on `t`: over TCP/TLS the peer is asked to come
-/// back on that transport (RFC 3261 §18.1.1 would have it open a new
-/// connection otherwise; a connection it already has is reused).
-pub fn with_transport(contact: String, t: Transport) -> String {
-    if t.is_stream() && Transport::of_uri(&contact) != t {
-        format!("{contact};transport={}", t.as_str())
-    } else {
-        contact
-    }
+/// Whether a URI is a `sips:` one.
+pub fn is_sips(uri: &str) -> bool {
+    uri.trim().trim_start_matches('<').get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }
 
 impl Dialog {
+    /// The transport a peer's request came on, as its Via says.
+    pub fn arrival_transport(h: &Message) -> Transport {
+        h.top_via().map_or(Transport::Udp, |v| Transport::of_via(v.protocol))
+    }
+
     /// UAS side, from the customer's INVITE.
     pub fn uas(h: &Message, local_tag: &str, src: SocketAddr, contact: String, fallback_target: String) -> Option<Dialog> {
         let to = h.header("to")?;
-        let transport = h.top_via().map_or(Transport::Udp, |v| Transport::of_via(v.protocol));
+        let transport = Dialog::arrival_transport(h);
         Some(Dialog {
             call_id: h.header("call-id")?.to_owned(),
             local_tag: local_tag.to_owned(),
@@ -67,7 +66,7 @@ impl Dialog {
             transport,
             cseq: 0,
             remote_cseq: h.cseq_number(),
-            contact: with_transport(contact, transport),
+            contact,
         })
     }
 

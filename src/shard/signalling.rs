@@ -185,6 +185,7 @@ pub async fn run(ctx: Context) {
         domain: cfg.sip.domain.clone(),
         user_agent: cfg.sip.user_agent.clone(),
         max_datagram: cfg.sip.max_datagram,
+        tls_port: cfg.sip.tls_port,
         timers: Timers { t1: Duration::from_millis(cfg.sip.t1_ms), ..Timers::default() },
         rng_seed: seed,
     });

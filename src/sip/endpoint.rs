@@ -77,6 +77,8 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// Larger datagrams get 513 (or are dropped when unanswerable).
     pub max_datagram: usize,
+    /// Our TLS port: the Contact of a dialog on TLS names it.
+    pub tls_port: u16,
     pub timers: Timers,
     /// Seed of the id generator; a fixed seed makes a simulation replayable.
     pub rng_seed: u64,
@@ -92,6 +94,7 @@ impl EndpointConfig {
             domain: local_addr.ip().to_string(),
             user_agent: "cc-engine".to_owned(),
             max_datagram: 8192,
+            tls_port: 5061,
             timers: Timers::default(),
             rng_seed: 0,
         }
