@@ -207,6 +207,48 @@ pub struct SipSection {
     /// ignored and counted. Empty: no one's.
     #[serde(default)]
     pub trusted_sources: Vec<Cidr>,
+    /// SIP over TCP on the `listen` port.
+    #[serde(default = "default_true")]
+    pub tcp: bool,
+    /// SIP over TLS on `tls_port` with `tls_cert` / `tls_key` (PEM).
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default = "default_tls_port")]
+    pub tls_port: u16,
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Open TCP/TLS connections from one source IP, per shard.
+    #[serde(default = "default_tcp_per_ip")]
+    pub tcp_max_connections_per_ip: u32,
+    /// A TCP/TLS connection with nothing received for this long is closed
+    /// (agents keep theirs open with REGISTER refreshes or CRLF pings).
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout_s: u64,
+    /// A message must arrive whole within this long of its first byte
+    /// (slow senders are cut off).
+    #[serde(default = "default_tcp_partial")]
+    pub tcp_partial_timeout_ms: u64,
+    /// Largest message on a TCP/TLS connection; a larger one closes it.
+    #[serde(default = "default_tcp_max_message")]
+    pub tcp_max_message: usize,
+}
+
+fn default_tls_port() -> u16 {
+    5061
+}
+fn default_tcp_per_ip() -> u32 {
+    64
+}
+fn default_tcp_idle() -> u64 {
+    900
+}
+fn default_tcp_partial() -> u64 {
+    5000
+}
+fn default_tcp_max_message() -> usize {
+    65535
 }
 
 fn default_rate_limit() -> u32 {
@@ -586,6 +628,7 @@ impl Config {
         let mut cfg = cfg;
         let base = file.parent().unwrap_or(Path::new("."));
         cfg.mgmt.load_files(base).map_err(|(key, reason)| invalid(key, reason))?;
+        cfg.sip.load_files(base).map_err(|(key, reason)| invalid(key, reason))?;
         cfg.validate().map_err(|(key, reason)| invalid(key, reason))?;
         Ok(cfg)
     }
@@ -828,6 +871,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl SipSection {
+    /// With `tls` on, resolves the certificate and key against the config's
+    /// directory and checks them, so a bad file names its key at start.
+    fn load_files(&mut self, base: &Path) -> Result<(), (String, String)> {
+        if !self.tls {
+            return Ok(());
+        }
+        match (&mut self.tls_cert, &mut self.tls_key) {
+            (Some(c), Some(k)) => {
+                *c = base.join(&*c);
+                *k = base.join(&*k);
+                crate::mgmt::tls::load(c, k).map_err(|e| match e {
+                    crate::mgmt::tls::TlsError::Cert(r) => ("sip.tls_cert".to_string(), r),
+                    crate::mgmt::tls::TlsError::Key(r) => ("sip.tls_key".to_string(), r),
+                })?;
+                Ok(())
+            }
+            (None, _) => Err(("sip.tls_cert".into(), "tls = true needs tls_cert and tls_key".into())),
+            (_, None) => Err(("sip.tls_key".into(), "tls = true needs tls_cert and tls_key".into())),
+        }
     }
 }
 

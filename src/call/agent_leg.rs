@@ -13,7 +13,7 @@ use super::INVITE_TO_AGENT;
 use super::call::{Agent, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
-use crate::sip::{Message, View};
+use crate::sip::{Message, Transport, View};
 use super::sdp;
 use super::table::{offer_result, CliRole, Orphan, Timer};
 use super::{CallTable, MediaControl};
@@ -132,18 +132,20 @@ impl CallTable {
         let call_id = self.ids.call_id(&domain);
         let call = self.calls.get(&id)?;
         let display = format!("{} ({})", msg::quote(&call.caller_display), msg::quote(&call.queue));
-        let contact = format!("sip:{}@{}", call.queue, ep.config().local_addr);
+        let transport = Transport::of_uri(&uri);
+        let contact = Self::contact(ep, &call.queue, transport, super::dialog::is_sips(&uri));
         let mut dialog = Dialog {
             call_id,
             local_tag: tag.clone(),
             local: format!("\"{display}\" <sip:{}@{domain}>;tag={tag}", call.queue),
             remote: format!("<sip:{agent}@{domain}>"),
+            transport,
+            contact,
             target: uri,
             routes: Vec::new(),
             dest,
             cseq: 0,
             remote_cseq: None,
-            contact,
         };
         let body = sdp::offer(
             &call.chosen,

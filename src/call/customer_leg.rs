@@ -97,7 +97,8 @@ impl CallTable {
                 return ep.respond(tx, sdp_error_spec(&e, &host), now);
             }
         };
-        let contact = Self::contact(ep, &queue);
+        let sips = h.contact_uri().is_some_and(super::dialog::is_sips);
+        let contact = Self::contact(ep, &queue, Dialog::arrival_transport(h), sips);
         let target = format!("sip:{src}");
         let Some(dialog) = Dialog::uas(h, &local_tag, src, contact, target) else {
             media.close(leg.id, now);

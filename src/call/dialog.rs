@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use super::msg;
-use crate::sip::{Message, OutRequest, View};
+use crate::sip::{Message, OutRequest, Transport, View};
 
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -25,6 +25,9 @@ pub struct Dialog {
     /// Route set, in the order it goes into Route headers.
     pub routes: Vec<String>,
     pub dest: SocketAddr,
+    /// The transport of the dialog's first request, kept for all of it: a
+    /// peer on a TCP/TLS connection is reached over that connection.
+    pub transport: Transport,
     /// Last CSeq number we used.
     pub cseq: u32,
     /// Highest CSeq number the peer used (§12.2.2).
@@ -33,10 +36,21 @@ pub struct Dialog {
     pub contact: String,
 }
 
+/// Whether a URI is a `sips:` one.
+pub fn is_sips(uri: &str) -> bool {
+    uri.trim().trim_start_matches('<').get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+}
+
 impl Dialog {
+    /// The transport a peer's request came on, as its Via says.
+    pub fn arrival_transport(h: &Message) -> Transport {
+        h.top_via().map_or(Transport::Udp, |v| Transport::of_via(v.protocol))
+    }
+
     /// UAS side, from the customer's INVITE.
     pub fn uas(h: &Message, local_tag: &str, src: SocketAddr, contact: String, fallback_target: String) -> Option<Dialog> {
         let to = h.header("to")?;
+        let transport = Dialog::arrival_transport(h);
         Some(Dialog {
             call_id: h.header("call-id")?.to_owned(),
             local_tag: local_tag.to_owned(),
@@ -49,6 +63,7 @@ impl Dialog {
                 .unwrap_or(fallback_target),
             routes: h.record_route().map(str::to_owned).collect(),
             dest: src,
+            transport,
             cseq: 0,
             remote_cseq: h.cseq_number(),
             contact,
@@ -87,6 +102,7 @@ impl Dialog {
             method,
             uri: &self.target,
             dest: self.dest,
+            transport: self.transport,
             routes: &self.routes,
             from: &self.local,
             to: &self.remote,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::call::{Agent, Call, Fork, Side};
 use super::dialog::Dialog;
 use super::msg;
-use crate::sip::View;
+use crate::sip::{Transport, View};
 use super::sdp;
 use super::{CallConfig, CallCounts, Handled, MediaControl};
 use crate::acd::facts::{CallFact, CallId, EndReason, OfferResult, Party};
@@ -212,8 +212,23 @@ impl CallTable {
         c
     }
 
-    pub(super) fn contact(ep: &Endpoint, user: &str) -> String {
-        format!("sip:{user}@{}", ep.config().local_addr)
+    /// Our Contact in a dialog on `t`. On TCP/TLS it asks the peer to come
+    /// back on that transport (a connection it holds is reused), on TLS at
+    /// our TLS port, and as `sips:` when the peer's own URI is (RFC 5630).
+    pub(super) fn contact(ep: &Endpoint, user: &str, t: Transport, peer_sips: bool) -> String {
+        let addr = ep.config().local_addr;
+        match t {
+            Transport::Udp => format!("sip:{user}@{addr}"),
+            Transport::Tcp => format!("sip:{user}@{addr};transport=tcp"),
+            Transport::Tls => {
+                let tls = std::net::SocketAddr::new(addr.ip(), ep.config().tls_port);
+                if peer_sips {
+                    format!("sips:{user}@{tls}")
+                } else {
+                    format!("sip:{user}@{tls};transport=tls")
+                }
+            }
+        }
     }
 
     pub(super) fn fact(&mut self, f: CallFact) {

@@ -45,4 +45,9 @@ pub enum Forwarded {
     /// SO_REUSEPORT the ICMP error is delivered to whichever shard's socket
     /// the kernel's hash picks, not the sender's, so every shard is told.
     Unreachable { dest: std::net::SocketAddr },
+    /// Bytes for a TCP/TLS connection the sender does not hold: a
+    /// connection belongs to the shard that accepted it, so the send goes
+    /// round the other shards (`hops` so far) until one holds it; the last
+    /// tells `origin` [`Forwarded::Unreachable`]. The shells handle it.
+    StreamSend { dest: std::net::SocketAddr, data: bytes::Bytes, origin: u16, hops: u16 },
 }

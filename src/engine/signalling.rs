@@ -23,7 +23,7 @@ use crate::call::{CallTable, Handled, MediaControl};
 use crate::media::Event;
 use crate::mgmt::Sample;
 use crate::sip::{feature, register};
-use crate::sip::{Message, View};
+use crate::sip::{Message, Transport, View};
 use crate::sip::endpoint::{Endpoint, Output, ResponseSpec, ServerTxId};
 use crate::sip::{ClientTxId, DropReason, OutRequest};
 
@@ -68,6 +68,9 @@ pub enum Input<'a> {
     /// A datagram from the shard's own socket; rate limited per source
     /// before any parsing.
     Datagram { data: &'a [u8], src: SocketAddr },
+    /// One whole message framed off a TCP/TLS connection this shard
+    /// accepted (`sip::stream`); rate limited like a datagram.
+    Stream { data: &'a [u8], src: SocketAddr, transport: Transport },
     /// From another shard over the mesh: a datagram we own, or ICMP news.
     Forwarded(Forwarded),
     /// From the routing shard: a REGISTER's reply or a call decision.
@@ -123,6 +126,8 @@ pub struct Signalling<M: MediaControl> {
     facts_sent: u64,
     media_timeouts: u64,
     icmp_reports: u64,
+    /// Messages framed off connections: [TCP, TLS].
+    stream_messages: [u64; 2],
 }
 
 /// The status code of an outgoing response (`SIP/2.0 NNN ...`), if it is one.
@@ -139,7 +144,18 @@ fn reply(status: u16, reason: &str) -> ResponseSpec {
 /// data, and how it is read off the SIP message may change under it.
 /// `Err` carries the reason phrase of a 400.
 fn register_request(req: &Message, src: SocketAddr) -> Result<RegisterRequest, register::RegisterError> {
-    register::to_registrar(req, src)
+    let mut rr = register::to_registrar(req, src)?;
+    // Over TCP/TLS the agent is reached back over the connection it
+    // registered on (RFC 5626 flow), so its target is the connection's
+    // far end, whatever its Contact says.
+    if req.top_via().is_some_and(|v| Transport::of_via(v.protocol).is_stream()) {
+        if let crate::acd::ContactSet::List(list) = &mut rr.contacts {
+            for c in list {
+                c.ob = true;
+            }
+        }
+    }
+    Ok(rr)
 }
 
 impl<M: MediaControl> Signalling<M> {
@@ -163,6 +179,7 @@ impl<M: MediaControl> Signalling<M> {
             facts_sent: 0,
             media_timeouts: 0,
             icmp_reports: 0,
+            stream_messages: [0; 2],
         }
     }
 
@@ -182,8 +199,21 @@ impl<M: MediaControl> Signalling<M> {
                 }
                 self.ep.handle_datagram(data, src, now);
             }
+            Input::Stream { data, src, transport } => {
+                let exempt = self.cfg.rate_limit_exempt_loopback && src.ip().is_loopback();
+                if !exempt && !self.flood.allow(src.ip(), now) {
+                    self.rate_limited += 1;
+                    return;
+                }
+                if let Some(n) = self.stream_messages.get_mut(usize::from(transport == Transport::Tls)) {
+                    *n += 1;
+                }
+                self.ep.handle_stream(data, src, now);
+            }
             Input::Forwarded(Forwarded::Datagram { data, src }) => self.ep.handle_forwarded(&data, src, now),
             Input::Forwarded(Forwarded::Unreachable { dest }) => self.ep.handle_transport_error(dest),
+            // The shell's business (connections are not the core's).
+            Input::Forwarded(Forwarded::StreamSend { .. }) => {}
             Input::Routing(msg) => self.on_routing(msg, now, wall_ms),
             Input::Media(ev) => {
                 self.media.observe(&ev);
@@ -374,6 +404,7 @@ impl<M: MediaControl> Signalling<M> {
             method: "OPTIONS",
             uri,
             dest,
+            transport: crate::sip::Transport::of_uri(uri),
             routes: &[],
             from: &from,
             to: &to,
@@ -401,6 +432,8 @@ impl<M: MediaControl> Signalling<M> {
         }
         v.push(Sample::new("cc_sip_dropped_total", "reason=\"rate_limited\"", self.rate_limited));
         v.push(Sample::new("cc_sip_keepalives_total", "", c.keepalives));
+        v.push(Sample::new("cc_sip_stream_messages_total", "transport=\"tcp\"", self.stream_messages[0]));
+        v.push(Sample::new("cc_sip_stream_messages_total", "transport=\"tls\"", self.stream_messages[1]));
         v.push(Sample::new("cc_sip_forwarded_total", "", c.forwarded));
         v.push(Sample::new("cc_sip_requests_total", "", c.requests_in));
         v.push(Sample::new("cc_sip_responses_received_total", "", c.responses_in));

@@ -176,7 +176,10 @@ pub async fn reload(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let base = started.clone();
     let read = tokio::task::spawn_blocking(move || crate::config::Reload::read(&file, &base)).await;
     match read {
-        Ok(Ok(r)) => run(&st, Command::Reload(NewConfig(Arc::new(r)))).await,
+        Ok(Ok(r)) => {
+            st.control.tls_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            run(&st, Command::Reload(NewConfig(Arc::new(r)))).await
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "reload refused; the running config stays");
             let key = match &e {

@@ -29,6 +29,10 @@ pub struct Control {
     pub events: EventRing,
     /// Set by the routing shard while its store thread runs.
     store: std::sync::Mutex<Option<StoreReader>>,
+    /// Bumped by each accepted reload (SIGHUP or `POST /v1/reload`): the
+    /// shards' SIP TLS listeners read their certificate and key again
+    /// before their next handshake.
+    pub tls_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -44,6 +48,7 @@ impl Control {
             started: Default::default(),
             events: EventRing::new(cap),
             store: Default::default(),
+            tls_generation: Default::default(),
         }
     }
 

@@ -15,6 +15,8 @@ mod routing;
 mod runtime;
 mod shared;
 mod signalling;
+mod streams;
+mod tls;
 pub mod store_thread;
 pub mod unix_signals;
 mod wake;

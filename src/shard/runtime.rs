@@ -328,6 +328,7 @@ fn reload(started: &Config, shared: &Shared) {
     };
     match crate::config::Reload::read(file, started) {
         Ok(r) => {
+            shared.control.tls_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let cmd = crate::acd::command::Command::Reload(crate::acd::command::NewConfig(Arc::new(r)));
             // The routing shard logs what it applied; nobody waits here.
             if let Err(e) = shared.control.commands.submit(cmd) {

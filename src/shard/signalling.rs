@@ -9,13 +9,17 @@
 
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
-use glommio::net::UdpSocket;
+use bytes::Bytes;
+use glommio::net::{TcpListener, UdpSocket};
 
 use super::icmp;
+use super::streams::{self, StreamLimits, Streams};
+use super::tls::TlsSession;
 use super::shared::{housekeeping, wall_ms, Shared};
 use super::wake::{self, Wake};
 use crate::call::{CallConfig, CallTable, HoldLibrary, RelayMedia};
@@ -34,7 +38,7 @@ const MEDIA_POLL: Duration = Duration::from_millis(50);
 /// ICMP news met while sending adds effects, at most this many rounds.
 const EFFECT_ROUNDS: usize = 4;
 
-type Core = Signalling<RelayMedia>;
+pub(super) type Core = Signalling<RelayMedia>;
 
 pub struct Context {
     pub id: u16,
@@ -52,8 +56,11 @@ pub struct Context {
 }
 
 /// I/O handles of the shard, shared by its tasks.
-struct Io {
+pub(super) struct Io {
+    id: u16,
+    shards: u16,
     socket: UdpSocket,
+    pub(super) streams: Rc<Streams>,
     to_routing: ConnectedSender<ToRouting>,
     mesh: Vec<Option<ConnectedSender<Forwarded>>>,
 }
@@ -63,6 +70,14 @@ impl Io {
         for e in effects.drain(..) {
             match e {
                 Effect::Send(dest, data) => {
+                    let data = match self.streams.send(dest, data) {
+                        Ok(()) => continue,
+                        Err(data) => data,
+                    };
+                    if streams::wants_stream(&data) {
+                        self.stream_elsewhere(core, dest, data, self.id, 0).await;
+                        continue;
+                    }
                     let mut sent = self.socket.send_to(&data, dest).await;
                     if let Err(err) = &sent {
                         if unreachable(err) {
@@ -101,6 +116,29 @@ impl Io {
     }
 }
 
+impl Io {
+    /// Bytes for a connection this shard does not hold: on to the next
+    /// shard round from `origin`, or, when all were asked, the origin is
+    /// told `dest` is unreachable.
+    async fn stream_elsewhere(&self, core: &RefCell<Core>, dest: SocketAddr, data: Bytes, origin: u16, hops: u16) {
+        let hops = hops + 1;
+        if hops >= self.shards {
+            tracing::debug!(%dest, "no shard holds a connection to this destination");
+            let gone = Forwarded::Unreachable { dest };
+            if origin == self.id {
+                core.borrow_mut().handle(Input::Forwarded(gone), Instant::now(), wall_ms());
+            } else if let Some(tx) = self.mesh.get(origin as usize).and_then(Option::as_ref) {
+                let _ = tx.send(gone).await;
+            }
+            return;
+        }
+        let next = (origin + hops) % self.shards;
+        if let Some(tx) = self.mesh.get(next as usize).and_then(Option::as_ref) {
+            let _ = tx.send(Forwarded::StreamSend { dest, data, origin, hops }).await;
+        }
+    }
+}
+
 /// An error glommio passed on from the socket that means ICMP news.
 fn unreachable(e: &glommio::GlommioError<()>) -> bool {
     matches!(e, glommio::GlommioError::IoError(io) if icmp::is_unreachable(io))
@@ -109,7 +147,7 @@ fn unreachable(e: &glommio::GlommioError<()>) -> bool {
 /// Feeds inputs to the integrator (`f`), re-arms the timer task if they
 /// created an earlier deadline, and carries out the effects. The relay is
 /// woken once per step, however many commands the inputs gave it.
-async fn step(core: &RefCell<Core>, io: &Io, wake: &Wake, effects: &mut Vec<Effect>, f: impl FnOnce(&mut Core, Instant, u64)) {
+pub(super) async fn step(core: &RefCell<Core>, io: &Io, wake: &Wake, effects: &mut Vec<Effect>, f: impl FnOnce(&mut Core, Instant, u64)) {
     let (now, wall) = (Instant::now(), wall_ms());
     {
         let mut c = core.borrow_mut();
@@ -147,6 +185,7 @@ pub async fn run(ctx: Context) {
         domain: cfg.sip.domain.clone(),
         user_agent: cfg.sip.user_agent.clone(),
         max_datagram: cfg.sip.max_datagram,
+        tls_port: cfg.sip.tls_port,
         timers: Timers { t1: Duration::from_millis(cfg.sip.t1_ms), ..Timers::default() },
         rng_seed: seed,
     });
@@ -178,7 +217,8 @@ pub async fn run(ctx: Context) {
     let socket = unsafe {
         <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(socket))
     };
-    let io = Rc::new(Io { socket, to_routing: to_routing.await, mesh });
+    let streams = Rc::new(Streams::new(StreamLimits::from_config(&cfg.sip)));
+    let io = Rc::new(Io { id, shards, socket, streams, to_routing: to_routing.await, mesh });
     tracing::debug!(shard = id, "mesh and routing senders connected");
     let (wake, wake_rx) = Wake::new();
     let wake = Rc::new(wake);
@@ -232,6 +272,16 @@ pub async fn run(ctx: Context) {
         glommio::spawn_local(async move {
             let mut effects = Vec::new();
             while let Some(f) = rx.recv().await {
+                let f = match f {
+                    Forwarded::StreamSend { dest, data, origin, hops } => {
+                        match io.streams.send(dest, data) {
+                            Ok(()) => io.streams.note_relayed(),
+                            Err(data) => io.stream_elsewhere(&core, dest, data, origin, hops).await,
+                        }
+                        continue;
+                    }
+                    f => f,
+                };
                 step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Forwarded(f), now, wall)).await;
             }
         })
@@ -273,13 +323,111 @@ pub async fn run(ctx: Context) {
         .detach();
     }
 
+    // SIP over TCP, and over TLS, on listeners of their own per shard
+    // (SO_REUSEPORT, like the datagram socket).
+    if cfg.sip.tcp {
+        listen(&core, &io, &wake, local_addr, None);
+    }
+    if cfg.sip.tls {
+        let tls = match (&cfg.sip.tls_cert, &cfg.sip.tls_key) {
+            (Some(c), Some(k)) => match super::tls::load(c, k) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(shard = id, error = ?e, "sip.tls: certificate not loaded; no TLS listener");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let (Some(t), Some(c), Some(k)) = (tls, &cfg.sip.tls_cert, &cfg.sip.tls_key) {
+            let certs = TlsCerts { cfg: t, cert: c.clone(), key: k.clone(), control: shared.control.clone(), seen: 0 };
+            listen(&core, &io, &wake, SocketAddr::new(local_addr.ip(), cfg.sip.tls_port), Some(certs));
+        }
+    }
+
+    let samples = || {
+        let mut v = core.borrow().samples();
+        v.extend(io.streams.samples());
+        v
+    };
     // Metrics exist from the moment the engine says it is ready.
-    shared.board.publish(id as usize, core.borrow().samples());
+    shared.board.publish(id as usize, samples());
     let _ = shared.ready.send(format!("shard {id}"));
     tracing::debug!(shard = id, %local_addr, "signalling shard running");
-    housekeeping(id as usize, &shared, || core.borrow().samples()).await;
+    housekeeping(id as usize, &shared, samples).await;
     // Hang up what is still up, and give the BYEs a moment on the wire.
     let mut effects = Vec::new();
     step(&core, &io, &wake, &mut effects, |c, now, wall| c.handle(Input::Shutdown, now, wall)).await;
     tracing::debug!(shard = id, "signalling shard stopped");
+}
+
+/// Accepts connections on `addr` (TLS with `tls`) for the life of the shard.
+fn listen(
+    core: &Rc<RefCell<Core>>,
+    io: &Rc<Io>,
+    wake: &Rc<Wake>,
+    addr: SocketAddr,
+    mut tls: Option<TlsCerts>,
+) {
+    let kind = if tls.is_some() { "tls" } else { "tcp" };
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = io.id, %addr, error = %e, "SIP {kind} listener not bound");
+            return;
+        }
+    };
+    tracing::debug!(shard = io.id, %addr, "SIP {kind} listening");
+    let (core, io, wake) = (core.clone(), io.clone(), wake.clone());
+    glommio::spawn_local(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors, usually: let some close first.
+                    tracing::warn!(%addr, error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(peer) = stream.peer_addr() else { continue };
+            let session = match &mut tls {
+                Some(certs) => match TlsSession::new(certs.current()) {
+                    Some(s) => Some(s),
+                    None => continue,
+                },
+                None => None,
+            };
+            glommio::spawn_local(streams::serve(core.clone(), io.clone(), wake.clone(), stream, peer, session)).detach();
+        }
+    })
+    .detach();
+}
+
+/// The TLS listener's certificate, read again after a reload (SIGHUP).
+struct TlsCerts {
+    cfg: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    control: std::sync::Arc<crate::mgmt::Control>,
+    seen: u64,
+}
+
+impl TlsCerts {
+    /// The config for the next handshake. Files are read only on the first
+    /// handshake after a reload; a bad file keeps the old certificate.
+    fn current(&mut self) -> std::sync::Arc<tokio_rustls::rustls::ServerConfig> {
+        let g = self.control.tls_generation.load(std::sync::atomic::Ordering::Relaxed);
+        if g != self.seen {
+            self.seen = g;
+            match super::tls::load(&self.cert, &self.key) {
+                Ok(c) => {
+                    tracing::info!(cert = %self.cert.display(), "SIP TLS certificate reloaded");
+                    self.cfg = c;
+                }
+                Err(e) => tracing::error!(error = ?e, "SIP TLS certificate not reloaded; the old one stays"),
+            }
+        }
+        self.cfg.clone()
+    }
 }

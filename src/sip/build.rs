@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::message::{addr_params, param};
 use super::transaction::ClientKey;
+use super::transport::Transport;
 
 /// A request the TU sends: everything but our Via, which the endpoint adds
 /// with a fresh branch.
@@ -15,8 +16,10 @@ pub struct OutRequest<'a> {
     pub method: &'a str,
     /// Request-URI.
     pub uri: &'a str,
-    /// Where the datagram goes.
+    /// Where the request goes.
     pub dest: SocketAddr,
+    /// What it travels on: written into our Via, where the shell reads it.
+    pub transport: Transport,
     /// Route header values, in order.
     pub routes: &'a [String],
     /// From header value; a tag of ours is added when it has none.
@@ -45,8 +48,8 @@ pub fn write_request(req: &OutRequest<'_>, via: ViaOut<'_>, new_tag: impl FnOnce
     let mut s = String::with_capacity(384 + req.routes.iter().map(String::len).sum::<usize>() + req.from.len() + req.to.len());
     let _ = write!(
         s,
-        "{} {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n",
-        req.method, req.uri, via.sent_by, via.branch
+        "{} {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n",
+        req.method, req.uri, req.transport.via_token(), via.sent_by, via.branch
     );
     for r in req.routes {
         let _ = write!(s, "Route: {r}\r\n");

@@ -77,6 +77,8 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// Larger datagrams get 513 (or are dropped when unanswerable).
     pub max_datagram: usize,
+    /// Our TLS port: the Contact of a dialog on TLS names it.
+    pub tls_port: u16,
     pub timers: Timers,
     /// Seed of the id generator; a fixed seed makes a simulation replayable.
     pub rng_seed: u64,
@@ -92,6 +94,7 @@ impl EndpointConfig {
             domain: local_addr.ip().to_string(),
             user_agent: "cc-engine".to_owned(),
             max_datagram: 8192,
+            tls_port: 5061,
             timers: Timers::default(),
             rng_seed: 0,
         }
@@ -232,15 +235,21 @@ impl Endpoint {
 
     /// A datagram from the socket.
     pub fn handle_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
-        self.handle(data, src, now, true);
+        self.handle(data, src, now, true, self.cfg.max_datagram);
+    }
+
+    /// One whole message framed off a TCP/TLS connection (`sip::stream`,
+    /// which already enforced the stream's size limit).
+    pub fn handle_stream(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        self.handle(data, src, now, true, usize::MAX);
     }
 
     /// A datagram another shard forwarded: processed here whatever it says.
     pub fn handle_forwarded(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
-        self.handle(data, src, now, false);
+        self.handle(data, src, now, false, self.cfg.max_datagram);
     }
 
-    fn handle(&mut self, data: &[u8], src: SocketAddr, now: Instant, may_forward: bool) {
+    fn handle(&mut self, data: &[u8], src: SocketAddr, now: Instant, may_forward: bool, max_len: usize) {
         let msg = match scan(data) {
             Ok(m) => m,
             Err(e) => {
@@ -264,7 +273,7 @@ impl Endpoint {
                 }
             }
         }
-        let oversize = data.len() > self.cfg.max_datagram;
+        let oversize = data.len() > max_len;
         match msg.method() {
             None => self.handle_response(&msg, data, src, oversize, now),
             Some("ACK") => self.handle_ack(&msg, data, src, now),
@@ -569,7 +578,8 @@ impl Endpoint {
         let mut s = String::with_capacity(response.as_bytes().len());
         let _ = write!(
             s,
-            "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n",
+            "ACK {target} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n",
+            super::transport::Transport::of_uri(target).via_token(),
             self.cfg.local_addr,
             self.ids.branch()
         );

@@ -8,8 +8,10 @@
 //! - `output`: what the endpoint and transactions emit (`Output`, `Counters`)
 //! - `register`: a REGISTER read into the registrar's plain data
 //! - `response`: responses built from a request's headers (§8.2.6, RFC 3581)
+//! - `stream`: framing of SIP over TCP/TLS (Content-Length, keep-alives)
 //! - `ids`: shard-owned branches/tags/Call-IDs and `owner_of`
 //! - `transaction`: the four §17 machines, timers A–M, sans-IO
+//! - `transport`: UDP/TCP/TLS, read from URIs and Vias
 //! - `endpoint`: the per-shard front the shell drives (see its docs)
 
 pub mod auth;
@@ -22,7 +24,9 @@ pub mod msg;
 pub mod output;
 pub mod register;
 pub mod response;
+pub mod stream;
 pub mod transaction;
+pub mod transport;
 pub mod view;
 
 #[cfg(test)]
@@ -34,3 +38,4 @@ pub use message::DropReason;
 pub use msg::Message;
 pub use view::View;
 pub use transaction::{ClientTxId, ServerTxId, Timers};
+pub use transport::Transport;

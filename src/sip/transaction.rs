@@ -206,6 +206,12 @@ struct ClientTx {
     timeout_at: Option<Instant>,
 }
 
+/// Whether a message travels on a reliable transport (its top Via says
+/// TCP or TLS).
+fn reliable(data: &[u8]) -> bool {
+    super::transport::top_via_transport(data).is_some_and(|(t, _)| t.is_stream())
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -565,7 +571,10 @@ impl Transactions {
         } else {
             tx.state = ServerState::Completed;
             tx.interval = timers.t1;
-            tx.retransmit_at = Some(now + timers.t1); // Timer G
+            // §17.2.1: Timer G only on an unreliable transport (the
+            // response carries the request's Via, which says which).
+            let g = !tx.last_response.as_ref().is_some_and(|r| reliable(r));
+            tx.retransmit_at = g.then(|| now + timers.t1); // Timer G
             tx.timeout_at = Some(now + timers.t1x64()); // Timer H
         }
         let at = self
@@ -727,6 +736,9 @@ impl Transactions {
         let timers = self.timers;
         let id = self.alloc_id();
         let invite = key.method == "INVITE";
+        // §17.1.1.2, §17.1.2.2: over TCP/TLS the transport retransmits,
+        // so Timers A and E are not started (B and F still bound the wait).
+        let retransmit_at = (!reliable(&request)).then(|| now + timers.t1);
         out.push_back(Output::Transmit {
             dest,
             data: request.clone(),
@@ -740,7 +752,7 @@ impl Transactions {
             cancelled: false,
             dest,
             interval: timers.t1,
-            retransmit_at: Some(now + timers.t1),   // A or E
+            retransmit_at,                          // A or E
             timeout_at: Some(now + timers.t1x64()), // B or F
         };
         let at = earliest(tx.retransmit_at, tx.timeout_at);

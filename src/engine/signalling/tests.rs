@@ -343,3 +343,41 @@ fn with_feature_codes_off_a_star_code_is_just_no_queue() {
     assert!(!e.iter().any(|e| matches!(e, Effect::Route(_))));
     assert!(sent(&e).iter().any(|m| m.starts_with("SIP/2.0 404")));
 }
+
+fn register_over_tcp_keeps_the_flow_and_invite_over_tcp_is_answered_over_it() {
+    let mut s = shard(0, 1, 0, true);
+    let now = Instant::now();
+    // The far end of a TCP connection (an ephemeral port), not the Contact's.
+    let src = "198.51.100.20:40312";
+    let reg = format!(
+        "REGISTER sip:{ENGINE} SIP/2.0\r\nVia: SIP/2.0/TCP 198.51.100.20:5062;branch=z9hG4bKreg1\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@cc>;tag=r1\r\nTo: <sip:alice@cc>\r\nCall-ID: reg1@x\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:alice@198.51.100.20:5062;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.handle(Input::Stream { data: reg.as_bytes(), src: addr(src), transport: Transport::Tcp }, now, WALL);
+    match effects(&mut s).as_slice() {
+        [Effect::Route(ToRouting::Register { req, .. })] => match &req.contacts {
+            crate::acd::ContactSet::List(l) => assert!(l.iter().all(|c| c.ob), "the flow is kept: {l:?}"),
+            other => panic!("contacts: {other:?}"),
+        },
+        other => panic!("want one Register for routing, got {other:?}"),
+    }
+    // A customer's INVITE over TCP: the answers go to the connection's
+    // far end, and our Contact asks for TCP.
+    let inv = invite(src).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    s.handle(Input::Stream { data: inv.as_bytes(), src: addr(src), transport: Transport::Tcp }, now, WALL);
+    let sent: Vec<_> = effects(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send(dest, data) => Some((dest, data)),
+            _ => None,
+        })
+        .collect();
+    assert!(!sent.is_empty());
+    for (dest, data) in &sent {
+        assert_eq!(*dest, addr(src));
+        let text = std::str::from_utf8(data).unwrap();
+        assert!(text.contains("Via: SIP/2.0/TCP"), "{text}");
+    }
+    assert_eq!(sample(&s, "cc_sip_stream_messages_total", "transport=\"tcp\""), 2);
+}

@@ -13,6 +13,7 @@ fn request<'a>(routes: &'a [String], body: Option<(&'a str, &'a [u8])>) -> OutRe
         method: "INVITE",
         uri: "sip:agent@192.0.2.50:5070;transport=udp",
         dest: dest(),
+        transport: crate::sip::Transport::Udp,
         routes,
         from: "\"Support\" <sip:support@192.0.2.1>",
         to: "<sip:agent@192.0.2.50>",
@@ -68,4 +69,13 @@ fn a_from_with_a_tag_keeps_it_and_no_body_means_length_zero() {
     assert_eq!(m.header("contact"), None);
     assert_eq!(m.header("route"), None);
     assert_eq!(ClientKey::of(&m), Some(key));
+}
+
+#[test]
+fn the_via_names_the_transport() {
+    let mut req = request(&[], None);
+    req.transport = crate::sip::Transport::Tcp;
+    let (data, _) = write_request(&req, ViaOut { sent_by: "192.0.2.1:5060".parse().unwrap(), branch: "z9hG4bKb" }, || "t".into());
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains("\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bKb;rport\r\n"), "{text}");
 }

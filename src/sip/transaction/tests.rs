@@ -612,3 +612,40 @@ fn transport_error_after_a_response_is_ignored() {
     assert!(r.out.is_empty());
     assert_eq!(r.txs.client_state(id), Some(ClientState::Proceeding));
 }
+
+#[test]
+fn reliable_transport_client_does_not_retransmit_but_times_out() {
+    let mut r = Rig::new();
+    let key = ClientKey { branch: "z9hG4bK-cc0-t".into(), method: "INVITE".into() };
+    let data = Bytes::from(
+        String::from_utf8(request("INVITE", "z9hG4bK-cc0-t").to_vec()).unwrap().replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+    );
+    let id = r.txs.client_new(key, data, peer(), r.t0, &mut r.out);
+    assert!(matches!(r.out.pop_front(), Some(Output::Transmit { .. })));
+    let (times, other) = r.transmits(40_000);
+    assert!(times.is_empty(), "no Timer A over TCP: {times:?}");
+    assert_eq!(other, vec![Output::ClientTimeout { tx: id }]);
+}
+
+#[test]
+fn reliable_transport_server_sends_its_error_response_once() {
+    let mut r = Rig::new();
+    let data = Bytes::from(
+        String::from_utf8(request("INVITE", "z9hG4bKtcp").to_vec()).unwrap().replace("SIP/2.0/UDP", "SIP/2.0/TLS"),
+    );
+    let msg = scan(&data).unwrap();
+    let new = NewServerTx {
+        key: ServerKey { branch: "z9hG4bKtcp", sent_by: "192.0.2.1:5060", method: "INVITE" },
+        base: ResponseBase::from_request(&msg, peer()),
+        to_tag: "cc0-t".into(),
+        ack_key: Some(("cid-1".into(), 42)),
+        dest: peer(),
+        merge_key: None,
+    };
+    let id = r.txs.server_new(new, r.t0, &mut r.out, &mut r.c);
+    r.respond(id, 486, 0);
+    r.out.clear();
+    let (times, _) = r.transmits(40_000);
+    assert!(times.is_empty(), "no Timer G over TLS: {times:?}");
+    assert!(r.txs.is_empty(), "Timer H still ends it");
+}
