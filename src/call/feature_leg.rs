@@ -92,7 +92,8 @@ impl CallTable {
             }
         };
         let user = super::msg::user_of(req.request_uri().unwrap_or("")).to_owned();
-        let contact = Self::contact(ep, &user);
+        let sips = req.contact_uri().is_some_and(super::dialog::is_sips);
+        let contact = Self::contact(ep, &user, Dialog::arrival_transport(req), sips);
         let local_tag = ep.local_tag(tx).map(str::to_owned);
         let dialog = local_tag.as_deref().and_then(|t| Dialog::uas(req, t, src, contact, format!("sip:{src}")));
         let (Some(local_tag), Some(dialog)) = (local_tag, dialog) else {
